@@ -1,0 +1,537 @@
+/* Config loading, run by the master: the directive table, defaults and validation that turn
+ * a syntax tree into the immutable struct conf. Every problem is reported with its position
+ * and loading goes on, so one run of `percore -t` shows them all. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf.h"
+#include "hnd.h"
+#include "util.h"
+
+enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4 };
+
+struct loader {
+    struct conf *conf;
+    struct conf_diag *diag;
+};
+
+struct directive;
+typedef int dir_fn(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                   void *obj);
+
+struct directive {
+    const char *name;
+    unsigned ctx;
+    int min_args, max_args; /* max -1: unbounded */
+    int block;              /* takes a { } block */
+    int repeat;             /* may appear more than once in a block */
+    dir_fn *fn;
+    const char *usage;
+};
+
+static dir_fn dir_workers, dir_cpu_affinity, dir_shutdown_time, dir_service, dir_listen,
+    dir_route, dir_handler, dir_header;
+
+/* Sorted by name for bsearch. */
+static const struct directive directives[] = {
+    {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
+    {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
+    {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
+    {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
+    {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
+    {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
+    {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_shutdown_time, "shutdown_delay TIME"},
+    {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_shutdown_time, "shutdown_timeout TIME"},
+    {"workers", CTX_MAIN, 1, 1, 0, 0, dir_workers, "workers auto|NUMBER"},
+};
+
+static const char *
+ctx_name(unsigned ctx)
+{
+    switch (ctx) {
+    case CTX_MAIN: return "the main context";
+    case CTX_SERVICE: return "a service block";
+    default: return "a route block";
+    }
+}
+
+static int
+dir_cmp(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct directive *)elem)->name);
+}
+
+static const struct directive *
+dir_find(const char *name)
+{
+    return bsearch(name, directives, NELEMS(directives), sizeof(directives[0]), dir_cmp);
+}
+
+/* The known name closest to an unknown one, if it is close enough to be a typo. */
+static const char *
+dir_suggest(const char *name)
+{
+    const char *best = NULL;
+    size_t bestd = (size_t)-1, limit = strlen(name) / 3 + 1, d;
+
+    for (size_t i = 0; i < NELEMS(directives); i++) {
+        d = util_edit_distance(name, directives[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = directives[i].name;
+        }
+    }
+    if (bestd <= limit && bestd <= 3)
+        return best;
+    /* "include" is handled by the parser and can only be unknown here as a typo. */
+    if (util_edit_distance(name, "include") <= 2)
+        return "include";
+    return NULL;
+}
+
+static int
+err_at(struct loader *ld, const struct conf_pos *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+err_at(struct loader *ld, const struct conf_pos *pos, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    conf_diag_add(ld->diag, pos, "%s", msg);
+    return -1;
+}
+
+static int
+check_shape(struct loader *ld, const struct directive *d, const struct conf_node *n)
+{
+    int nargs = (int)n->nargs;
+
+    if (nargs < d->min_args || (d->max_args >= 0 && nargs > d->max_args)) {
+        const struct conf_pos *at = nargs > d->max_args && d->max_args >= 0
+                                        ? &n->args[d->max_args].pos
+                                        : &n->pos;
+        return err_at(ld, at, "wrong number of arguments for '%s'; usage: %s", d->name,
+                      d->usage);
+    }
+    if (d->block && !n->has_block)
+        return err_at(ld, &n->pos, "'%s' needs a block; usage: %s", d->name, d->usage);
+    if (!d->block && n->has_block)
+        return err_at(ld, &n->pos, "'%s' does not take a block; usage: %s;", d->name, d->usage);
+    return 0;
+}
+
+/* Apply the directives of one block (ctx) to obj. */
+static void
+load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void *obj)
+{
+    const struct conf_node **seen = xcalloc(NELEMS(directives), sizeof(*seen));
+
+    for (size_t i = 0; i < block->nchildren; i++) {
+        const struct conf_node *n = &block->children[i];
+        const struct directive *d = dir_find(n->name);
+        const char *hint;
+        size_t idx;
+
+        if (d == NULL) {
+            hint = dir_suggest(n->name);
+            if (hint != NULL)
+                err_at(ld, &n->pos, "unknown directive '%s'; did you mean '%s'?", n->name, hint);
+            else
+                err_at(ld, &n->pos, "unknown directive '%s'", n->name);
+            continue;
+        }
+        if (!(d->ctx & ctx)) {
+            unsigned want = d->ctx & CTX_MAIN ? CTX_MAIN : d->ctx & CTX_SERVICE ? CTX_SERVICE
+                                                                                : CTX_ROUTE;
+            err_at(ld, &n->pos, "'%s' is not allowed in %s; it belongs in %s", n->name,
+                   ctx_name(ctx), ctx_name(want));
+            continue;
+        }
+        idx = (size_t)(d - directives);
+        if (!d->repeat && seen[idx] != NULL) {
+            err_at(ld, &n->pos, "duplicate '%s' (first set at %s:%d:%d)", n->name,
+                   seen[idx]->pos.file, seen[idx]->pos.line, seen[idx]->pos.col);
+            continue;
+        }
+        seen[idx] = n;
+        if (check_shape(ld, d, n) == -1)
+            continue;
+        d->fn(ld, d, n, obj);
+    }
+    free(seen);
+}
+
+/* ---- value parsers ---- */
+
+static int
+parse_scaled(const char *s, const char *const *units, const int64_t *scale, size_t nunits,
+             int64_t dflt_scale, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    if (*end == '\0') {
+        if (v > INT64_MAX / dflt_scale)
+            return -1;
+        *out = v * dflt_scale;
+        return 0;
+    }
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcasecmp(end, units[i]) == 0) {
+            if (v > INT64_MAX / scale[i])
+                return -1;
+            *out = v * scale[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int
+conf_parse_time_ms(const char *s, int64_t *ms)
+{
+    static const char *const units[] = {"ms", "s", "m", "h"};
+    static const int64_t scale[] = {1, 1000, 60000, 3600000};
+
+    return parse_scaled(s, units, scale, NELEMS(units), 1000, ms);
+}
+
+int
+conf_parse_size(const char *s, uint64_t *bytes)
+{
+    static const char *const units[] = {"k", "m", "g"};
+    static const int64_t scale[] = {1024, 1024 * 1024, 1024 * 1024 * 1024};
+    int64_t v;
+
+    if (parse_scaled(s, units, scale, NELEMS(units), 1, &v) == -1)
+        return -1;
+    *bytes = (uint64_t)v;
+    return 0;
+}
+
+/* ---- main context ---- */
+
+static int
+dir_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    char *end;
+    unsigned long v;
+
+    if (strcmp(a->s, "auto") == 0) {
+        ld->conf->workers = 0;
+        return 0;
+    }
+    errno = 0;
+    v = strtoul(a->s, &end, 10);
+    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 ||
+        v > CONF_WORKERS_MAX)
+        return err_at(ld, &a->pos, "invalid value '%s' for 'workers': expected 'auto' or a "
+                      "number from 1 to %d", a->s, CONF_WORKERS_MAX);
+    ld->conf->workers = (unsigned)v;
+    return 0;
+}
+
+static int
+parse_flag(struct loader *ld, const struct conf_node *n, int *out)
+{
+    const struct conf_arg *a = &n->args[0];
+
+    if (strcmp(a->s, "on") == 0)
+        *out = 1;
+    else if (strcmp(a->s, "off") == 0)
+        *out = 0;
+    else
+        return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected 'on' or 'off'", a->s,
+                      n->name);
+    return 0;
+}
+
+static int
+dir_cpu_affinity(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                 void *obj)
+{
+    return parse_flag(ld, n, &ld->conf->cpu_affinity);
+}
+
+static int
+dir_shutdown_time(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                  void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    int64_t ms;
+
+    if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
+        return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
+                      "ms, s, m or h, at most 24h", a->s, n->name);
+    if (strcmp(n->name, "shutdown_timeout") == 0)
+        ld->conf->shutdown_timeout_ms = ms;
+    else
+        ld->conf->shutdown_delay_ms = ms;
+    return 0;
+}
+
+static int
+valid_service_name(const char *s)
+{
+    if (!isalpha((unsigned char)*s))
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return 0;
+    return 1;
+}
+
+static int
+dir_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf *c = ld->conf;
+    const struct conf_arg *a = &n->args[0];
+    struct conf_service *svc;
+
+    if (!valid_service_name(a->s))
+        return err_at(ld, &a->pos, "invalid service name '%s': use a letter followed by "
+                      "letters, digits, '_', '-' or '.'", a->s);
+    for (size_t i = 0; i < c->nservices; i++)
+        if (strcmp(c->services[i].name, a->s) == 0)
+            return err_at(ld, &a->pos, "duplicate service '%s' (first defined at %s:%d:%d)",
+                          a->s, c->services[i].pos.file, c->services[i].pos.line,
+                          c->services[i].pos.col);
+    c->services = xreallocarray(c->services, c->nservices + 1, sizeof(*c->services));
+    svc = &c->services[c->nservices++];
+    memset(svc, 0, sizeof(*svc));
+    svc->name = xstrdup(a->s);
+    svc->pos = n->pos;
+    load_block(ld, n, CTX_SERVICE, svc);
+    if (svc->nlistens == 0)
+        err_at(ld, &n->pos, "service '%s' has no 'listen'", svc->name);
+    if (svc->nroutes == 0)
+        err_at(ld, &n->pos, "service '%s' has no 'route'", svc->name);
+    return 0;
+}
+
+/* ---- service context ---- */
+
+/* An address already claimed by this or an earlier service, or NULL. */
+static const struct conf_listen *
+listen_conflict(struct loader *ld, const struct listen_addr *a, const char **owner)
+{
+    struct conf *c = ld->conf;
+
+    for (size_t i = 0; i < c->nservices; i++) {
+        for (size_t j = 0; j < c->services[i].nlistens; j++) {
+            if (listener_addr_overlaps(&c->services[i].listens[j].addr, a)) {
+                *owner = c->services[i].name;
+                return &c->services[i].listens[j];
+            }
+        }
+    }
+    return NULL;
+}
+
+static int
+dir_listen(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_service *svc = obj;
+    const struct conf_arg *a = &n->args[0];
+    const struct conf_listen *other;
+    const char *owner;
+    struct listen_addr *addrs;
+    size_t naddrs;
+    char err[256];
+
+    if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
+        return err_at(ld, &a->pos, "%s", err);
+    for (size_t i = 0; i < naddrs; i++) {
+        other = listen_conflict(ld, &addrs[i], &owner);
+        if (other != NULL) {
+            err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at %s:%d:%d)",
+                   addrs[i].text, owner, other->addr.text, other->pos.file, other->pos.line,
+                   other->pos.col);
+            continue;
+        }
+        svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
+        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos};
+    }
+    free(addrs);
+    return 0;
+}
+
+static int
+dir_route(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_service *svc = obj;
+    const struct conf_arg *a = &n->args[0];
+    struct conf_route *r;
+
+    if (a->s[0] != '/')
+        return err_at(ld, &a->pos, "route prefix '%s' must start with '/'", a->s);
+    if (strpbrk(a->s, "?#") != NULL)
+        return err_at(ld, &a->pos, "route prefix '%s' must be a path, without '?' or '#'", a->s);
+    for (size_t i = 0; i < svc->nroutes; i++)
+        if (strcmp(svc->routes[i].prefix, a->s) == 0)
+            return err_at(ld, &a->pos, "duplicate route '%s' in service '%s' (first at "
+                          "%s:%d:%d)", a->s, svc->name, svc->routes[i].pos.file,
+                          svc->routes[i].pos.line, svc->routes[i].pos.col);
+    svc->routes = xreallocarray(svc->routes, svc->nroutes + 1, sizeof(*svc->routes));
+    r = &svc->routes[svc->nroutes++];
+    memset(r, 0, sizeof(*r));
+    r->prefix = xstrdup(a->s);
+    r->pos = n->pos;
+    load_block(ld, n, CTX_ROUTE, r);
+    if (r->hnd == NULL)
+        err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", r->prefix, hnd_names());
+    return 0;
+}
+
+/* ---- route context ---- */
+
+static int
+dir_handler(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_route *r = obj;
+    const struct hnd_ops *ops = hnd_find(n->name);
+    void *hconf = NULL;
+
+    if (r->hnd != NULL)
+        return err_at(ld, &n->pos, "route '%s' already has a handler ('%s' at %d:%d); a route "
+                      "has exactly one", r->prefix, r->hnd->name, r->hnd_pos.line,
+                      r->hnd_pos.col);
+    if (ops->parse(n, &hconf, ld->diag) == -1)
+        return -1;
+    r->hnd = ops;
+    r->hnd_conf = hconf;
+    r->hnd_pos = n->pos;
+    return 0;
+}
+
+static int
+valid_header_name(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+            return 0;
+    return 1;
+}
+
+static int
+dir_header(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    static const char *const managed[] = {"content-length", "transfer-encoding", "connection",
+                                          "date", "server"};
+    struct conf_route *r = obj;
+    const struct conf_arg *name = &n->args[0], *value = &n->args[1];
+
+    if (!valid_header_name(name->s))
+        return err_at(ld, &name->pos, "invalid header name '%s'", name->s);
+    for (size_t i = 0; i < NELEMS(managed); i++)
+        if (strcasecmp(name->s, managed[i]) == 0)
+            return err_at(ld, &name->pos, "header '%s' is set by percore and cannot be "
+                          "configured", name->s);
+    for (const char *p = value->s; *p != '\0'; p++)
+        if (*p == '\r' || *p == '\n' || ((unsigned char)*p < 0x20 && *p != '\t') ||
+            *p == 0x7f)
+            return err_at(ld, &value->pos, "header value for '%s' contains a control "
+                          "character", name->s);
+    r->headers = xreallocarray(r->headers, r->nheaders + 1, sizeof(*r->headers));
+    r->headers[r->nheaders++] = (struct conf_header){xstrdup(name->s), xstrdup(value->s)};
+    return 0;
+}
+
+/* ---- load / free ---- */
+
+static struct conf *
+conf_from_doc(struct conf_doc *doc, int parsed, const char *path, struct conf_diag *diag)
+{
+    struct conf *c = xcalloc(1, sizeof(*c));
+    struct loader ld = {.conf = c, .diag = diag};
+    size_t before = diag->n;
+
+    c->path = xstrdup(path);
+    c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
+    c->files = conf_doc_steal_files(doc, &c->nfiles);
+    if (parsed == 0) {
+        load_block(&ld, &doc->root, CTX_MAIN, c);
+        if (c->nservices == 0 && diag->n == before)
+            conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
+    }
+    conf_doc_free(doc);
+    if (diag->n != before) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct conf *
+conf_load(const char *path, struct conf_diag *diag)
+{
+    struct conf_doc doc;
+    int rc = conf_parse_file(path, &doc, diag);
+
+    return conf_from_doc(&doc, rc, path, diag);
+}
+
+struct conf *
+conf_load_string(const char *name, const char *text, struct conf_diag *diag)
+{
+    struct conf_doc doc;
+    int rc = conf_parse_string(name, text, &doc, diag);
+
+    return conf_from_doc(&doc, rc, name, diag);
+}
+
+static void
+route_clear(struct conf_route *r)
+{
+    if (r->hnd != NULL)
+        r->hnd->free_conf(r->hnd_conf);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    free(r->prefix);
+}
+
+void
+conf_free(struct conf *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nservices; i++) {
+        struct conf_service *s = &c->services[i];
+        for (size_t j = 0; j < s->nroutes; j++)
+            route_clear(&s->routes[j]);
+        free(s->routes);
+        free(s->listens);
+        free(s->name);
+    }
+    free(c->services);
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i]);
+    free(c->files);
+    free(c->path);
+    free(c);
+}

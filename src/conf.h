@@ -1,0 +1,69 @@
+/* The loaded configuration: an immutable tree built by the master and inherited by workers. */
+#ifndef PERCORE_CONF_H
+#define PERCORE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf_parse.h"
+#include "listener.h"
+
+struct hnd_ops;
+
+struct conf_header {
+    char *name;
+    char *value;
+};
+
+struct conf_route {
+    char *prefix;
+    struct conf_pos pos;
+    const struct hnd_ops *hnd;
+    void *hnd_conf; /* owned, freed by hnd->free_conf */
+    struct conf_pos hnd_pos;
+    struct conf_header *headers;
+    size_t nheaders;
+};
+
+struct conf_listen {
+    struct listen_addr addr;
+    struct conf_pos pos;
+};
+
+struct conf_service {
+    char *name;
+    struct conf_pos pos;
+    struct conf_listen *listens;
+    size_t nlistens;
+    struct conf_route *routes;
+    size_t nroutes;
+};
+
+struct conf {
+    char *path;
+    unsigned workers; /* 0 = auto */
+    int cpu_affinity;
+    int64_t shutdown_timeout_ms;
+    int64_t shutdown_delay_ms;
+    struct conf_service *services;
+    size_t nservices;
+    char **files; /* every file read, for positions in the tree */
+    size_t nfiles;
+};
+
+#define CONF_WORKERS_MAX 512
+#define CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS 30000
+#define CONF_DEFAULT_SHUTDOWN_DELAY_MS 0
+
+/* Load and validate a config file (or text, for tests). Returns the tree, or NULL with every
+ * problem found in diag as "file:line:col: message". The caller frees with conf_free. */
+struct conf *conf_load(const char *path, struct conf_diag *diag);
+struct conf *conf_load_string(const char *name, const char *text, struct conf_diag *diag);
+void conf_free(struct conf *c);
+
+/* Parse helpers, exposed for tests: "30s", "500ms", "2m", "1h" (a bare number is seconds);
+ * "4k", "1m", "1g" (a bare number is bytes). -1 when malformed or out of range. */
+int conf_parse_time_ms(const char *s, int64_t *ms);
+int conf_parse_size(const char *s, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,51 @@
+/* Grammar of the config language: directives and blocks into a syntax tree, includes expanded. */
+#ifndef PERCORE_CONF_PARSE_H
+#define PERCORE_CONF_PARSE_H
+
+#include <stddef.h>
+
+#include "conf_lex.h"
+
+/* Diagnostics collected while loading a config, each "file:line:col: message". */
+struct conf_diag {
+    char **msgs;
+    size_t n;
+};
+
+void conf_diag_add(struct conf_diag *d, const struct conf_pos *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void conf_diag_clear(struct conf_diag *d);
+
+struct conf_arg {
+    char *s;
+    struct conf_pos pos;
+    int quoted;
+};
+
+struct conf_node {
+    char *name;
+    struct conf_pos pos;
+    struct conf_arg *args;
+    size_t nargs;
+    int has_block;
+    struct conf_node *children;
+    size_t nchildren;
+};
+
+/* A parsed document: the top-level directives and the names of every file read. */
+struct conf_doc {
+    struct conf_node root;
+    char **files;
+    size_t nfiles;
+};
+
+/* Parse a file (or an in-memory text, named for diagnostics) into doc; -1 after a syntax
+ * error, which is added to diag. The caller frees doc with conf_doc_free either way. */
+int conf_parse_file(const char *path, struct conf_doc *doc, struct conf_diag *diag);
+int conf_parse_string(const char *name, const char *text, struct conf_doc *doc,
+                      struct conf_diag *diag);
+void conf_doc_free(struct conf_doc *doc);
+/* Take the file name list out of doc (for a conf that outlives the tree). */
+char **conf_doc_steal_files(struct conf_doc *doc, size_t *n);
+
+#endif

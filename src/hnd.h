@@ -1,0 +1,27 @@
+/* Handler registry: each route has exactly one handler kind (respond, ...). */
+#ifndef PERCORE_HND_H
+#define PERCORE_HND_H
+
+#include "conf_parse.h"
+
+struct st_h2o_pathconf_t;
+
+struct hnd_ops {
+    const char *name;
+    int min_args, max_args;
+    /* Master: validate the directive's arguments into a handler config (*out, freed with
+     * free_conf). Errors go to diag with the argument's position; returns -1 then. */
+    int (*parse)(const struct conf_node *n, void **out, struct conf_diag *diag);
+    /* Worker: attach the handler to a pathconf. */
+    void (*setup)(struct st_h2o_pathconf_t *pc, const void *hconf);
+    void (*free_conf)(void *hconf);
+};
+
+extern const struct hnd_ops hnd_respond_ops;
+
+/* The handler kind called name, or NULL. */
+const struct hnd_ops *hnd_find(const char *name);
+/* A ", "-separated list of all handler names, for error messages. */
+const char *hnd_names(void);
+
+#endif

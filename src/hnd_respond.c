@@ -1,0 +1,128 @@
+/* The respond handler: a fixed status and body, configured by the master, served by workers. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2o_inc.h"
+#include "hnd.h"
+#include "util.h"
+
+struct respond_conf {
+    int status;
+    char *body;
+    size_t body_len;
+};
+
+struct respond_handler {
+    h2o_handler_t super;
+    const struct respond_conf *conf;
+};
+
+static int
+respond_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
+{
+    const struct conf_arg *st = &n->args[0];
+    struct respond_conf *rc;
+
+    if (strlen(st->s) != 3 || !isdigit((unsigned char)st->s[0]) ||
+        !isdigit((unsigned char)st->s[1]) || !isdigit((unsigned char)st->s[2]) ||
+        st->s[0] < '2' || st->s[0] > '5') {
+        conf_diag_add(diag, &st->pos, "invalid status '%s' for 'respond': expected 200 to 599",
+                      st->s);
+        return -1;
+    }
+    rc = xcalloc(1, sizeof(*rc));
+    rc->status = atoi(st->s);
+    rc->body = xstrdup(n->nargs > 1 ? n->args[1].s : "");
+    rc->body_len = strlen(rc->body);
+    if ((rc->status == 204 || rc->status == 304) && rc->body_len > 0) {
+        conf_diag_add(diag, &n->args[1].pos, "status %d cannot have a body", rc->status);
+        free(rc->body);
+        free(rc);
+        return -1;
+    }
+    *out = rc;
+    return 0;
+}
+
+static void
+respond_free(void *p)
+{
+    struct respond_conf *rc = p;
+
+    if (rc == NULL)
+        return;
+    free(rc->body);
+    free(rc);
+}
+
+/* HTTP/1 reason phrases for the statuses people configure; others get a generic word. */
+static const char *
+reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 410: return "Gone";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    }
+    return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error"
+                                                                          : "Server Error";
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    const struct respond_conf *rc = ((struct respond_handler *)self)->conf;
+    h2o_iovec_t body = h2o_iovec_init(rc->body, rc->body_len);
+
+    req->res.status = rc->status;
+    req->res.reason = reason_phrase(rc->status);
+    if (rc->status != 204 && rc->status != 304) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/plain; charset=utf-8"));
+        req->res.content_length = rc->body_len;
+    }
+    /* The body is config data that outlives the request, so it is sent without a copy. */
+    h2o_start_response(req, &generator);
+    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    return 0;
+}
+
+static void
+respond_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
+{
+    struct respond_handler *h = (void *)h2o_create_handler(pc, sizeof(*h));
+
+    h->super.on_req = on_req;
+    h->conf = hconf;
+}
+
+const struct hnd_ops hnd_respond_ops = {
+    .name = "respond",
+    .min_args = 1,
+    .max_args = 2,
+    .parse = respond_parse,
+    .setup = respond_setup,
+    .free_conf = respond_free,
+};

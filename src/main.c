@@ -1,0 +1,145 @@
+/* percore: command line, config check (-t), and start-up of the master. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "cpus.h"
+#include "log.h"
+#include "master.h"
+
+#ifndef PERCORE_CONF_PATH
+#define PERCORE_CONF_PATH "/etc/percore/percore.conf"
+#endif
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: percore [-c FILE] [-t] [-f] [-w N] [-v] [-V] [-h]\n"
+            "\n"
+            "Serve the HTTP services described in FILE, with one single-threaded event\n"
+            "loop per CPU core.\n"
+            "\n"
+            "  -c FILE  configuration file (default: %s)\n"
+            "  -t       check the configuration, print 'syntax ok' or the errors, and exit\n"
+            "  -f       stay in the foreground (use this under systemd or a supervisor)\n"
+            "  -w N     run N workers, overriding the 'workers' directive\n"
+            "  -v       verbose: log debug messages\n"
+            "  -V       print the version and exit\n"
+            "  -h       print this help and exit\n"
+            "\n"
+            "Signals to the master: HUP reloads the configuration (a bad one is logged and\n"
+            "the running one keeps serving); TERM, INT or QUIT stop gracefully.\n"
+            "See percore(8) and percore.conf(5).\n",
+            PERCORE_CONF_PATH);
+}
+
+static unsigned
+parse_workers_opt(const char *s)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1 || v > CONF_WORKERS_MAX) {
+        fprintf(stderr, "percore: -w: expected a number from 1 to %d, got '%s'\n",
+                CONF_WORKERS_MAX, s);
+        exit(1);
+    }
+    return (unsigned)v;
+}
+
+/* Detach from the terminal once the listeners are open, so start-up errors still reach the
+ * caller and its exit status. */
+static void
+detach(void)
+{
+    pid_t pid;
+    int fd;
+
+    pid = fork();
+    if (pid == -1)
+        fatal("fork");
+    if (pid > 0)
+        _exit(0);
+    if (setsid() == -1)
+        fatal("setsid");
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd != -1) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    struct master_opts opts = {.conf_path = PERCORE_CONF_PATH};
+    struct conf_diag diag = {0};
+    struct conf *conf;
+    int test = 0, foreground = 0, ch;
+
+    while ((ch = getopt(argc, argv, "c:tfw:vVh")) != -1) {
+        switch (ch) {
+        case 'c':
+            opts.conf_path = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'w':
+            opts.workers_override = parse_workers_opt(optarg);
+            break;
+        case 'v':
+            log_set_verbose(1);
+            break;
+        case 'V':
+            printf("percore %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "percore: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 1;
+    }
+
+    conf = conf_load(opts.conf_path, &diag);
+    if (conf == NULL) {
+        for (size_t i = 0; i < diag.n; i++)
+            fprintf(stderr, "%s\n", diag.msgs[i]);
+        fprintf(stderr, "%s: configuration has %zu error%s\n", opts.conf_path, diag.n,
+                diag.n == 1 ? "" : "s");
+        conf_diag_clear(&diag);
+        return 1;
+    }
+    if (test) {
+        printf("%s: syntax ok\n", opts.conf_path);
+        conf_free(conf);
+        return 0;
+    }
+    log_set_role("master");
+    master_open_listeners(conf, &opts);
+    if (!foreground)
+        detach();
+    return master_run(conf, &opts);
+}

@@ -1,0 +1,299 @@
+/* A worker process, forked by the master: builds the libh2o configuration from the conf
+ * tree, accepts on its own reuseport sockets, and drains gracefully on SIGTERM. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "h2o_inc.h"
+#include "hnd.h"
+#include "listener.h"
+#include "log.h"
+#include "util.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH 16
+#define DRAIN_IDLE_GRACE_MS 1000
+#define MAX_REQUEST_BODY (1024 * 1024)
+
+struct service_rt {
+    h2o_accept_ctx_t accept_ctx;
+    h2o_hostconf_t *hosts[2];
+};
+
+struct worker {
+    const struct worker_args *args;
+    h2o_globalconf_t globalconf;
+    h2o_context_t ctx;
+    struct service_rt *services;
+    h2o_socket_t **lsocks;
+    size_t nlsocks;
+    size_t conns;
+    int stopping;
+};
+
+static struct worker w;
+
+static void
+on_conn_close(void *data)
+{
+    w.conns--;
+}
+
+static void
+on_accept(h2o_socket_t *listener, const char *err)
+{
+    struct service_rt *svc = listener->data;
+    h2o_socket_t *sock;
+
+    if (err != NULL)
+        return;
+    /* A bounded batch per wakeup keeps one busy listener from starving the others. */
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        w.conns++;
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = NULL;
+        h2o_accept(&svc->accept_ctx, sock);
+    }
+}
+
+static void
+on_signal(h2o_socket_t *sock, const char *err)
+{
+    struct signalfd_siginfo si;
+    int fd = h2o_socket_get_fd(sock);
+
+    while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGQUIT)
+            w.stopping = 1;
+    }
+}
+
+static int
+route_cmp(const void *a, const void *b)
+{
+    const struct conf_route *ra = *(struct conf_route *const *)a;
+    const struct conf_route *rb = *(struct conf_route *const *)b;
+    size_t la = strlen(ra->prefix), lb = strlen(rb->prefix);
+
+    /* libh2o takes the first registered prefix that matches: longest first. */
+    return la < lb ? 1 : la > lb ? -1 : strcmp(ra->prefix, rb->prefix);
+}
+
+static void
+setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
+{
+    h2o_headers_command_t *cmds;
+
+    if (r->nheaders == 0)
+        return;
+    /* Lives as long as the worker: libh2o keeps the pointer. */
+    cmds = xcalloc(r->nheaders + 1, sizeof(*cmds));
+    for (size_t i = 0; i < r->nheaders; i++) {
+        h2o_iovec_t *name = xmalloc(sizeof(*name));
+        const h2o_token_t *tok;
+        int repeat = 0;
+
+        *name = h2o_strdup(NULL, r->headers[i].name, SIZE_MAX);
+        h2o_strtolower(name->base, name->len);
+        tok = h2o_lookup_token(name->base, name->len);
+        if (tok != NULL)
+            name = (h2o_iovec_t *)&tok->buf;
+        for (size_t j = 0; j < i; j++)
+            if (strcasecmp(r->headers[j].name, r->headers[i].name) == 0)
+                repeat = 1;
+        /* The first line for a name replaces what the handler set; repeats add. */
+        cmds[i].cmd = repeat ? H2O_HEADERS_CMD_ADD : H2O_HEADERS_CMD_SET;
+        cmds[i].name = name;
+        cmds[i].value = h2o_iovec_init(r->headers[i].value, strlen(r->headers[i].value));
+    }
+    cmds[r->nheaders].cmd = H2O_HEADERS_CMD_NULL;
+    h2o_headers_register(pc, cmds);
+}
+
+static void
+setup_service(const struct conf_service *s, struct service_rt *rt)
+{
+    h2o_hostconf_t *host;
+    const struct conf_route **routes;
+
+    host = h2o_config_register_host(&w.globalconf, h2o_iovec_init(s->name, strlen(s->name)),
+                                    65535);
+    /* A Link: rel=preload header must never turn into an HTTP/2 push. */
+    host->http2.push_preload = 0;
+    routes = xcalloc(s->nroutes, sizeof(*routes));
+    for (size_t i = 0; i < s->nroutes; i++)
+        routes[i] = &s->routes[i];
+    qsort(routes, s->nroutes, sizeof(*routes), route_cmp);
+    for (size_t i = 0; i < s->nroutes; i++) {
+        /* Finish each pathconf before registering the next: registering reallocs. */
+        h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
+        routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
+        setup_headers(pc, routes[i]);
+    }
+    free(routes);
+    rt->hosts[0] = host;
+    rt->hosts[1] = NULL;
+}
+
+static const struct listener *
+find_listener(const struct listen_addr *a)
+{
+    for (size_t i = 0; i < w.args->nlisteners; i++)
+        if (listener_addr_equal(&w.args->listeners[i].addr, a))
+            return &w.args->listeners[i];
+    return NULL;
+}
+
+static void
+start_listening(void)
+{
+    const struct conf *c = w.args->conf;
+
+    for (size_t i = 0; i < c->nservices; i++) {
+        for (size_t j = 0; j < c->services[i].nlistens; j++) {
+            const struct listener *l = find_listener(&c->services[i].listens[j].addr);
+            h2o_socket_t *ls;
+            if (l == NULL || w.args->slot >= l->nfds)
+                fatalx("no socket for %s in slot %u", c->services[i].listens[j].addr.text,
+                       w.args->slot);
+            ls = h2o_evloop_socket_create(w.ctx.loop, l->fds[w.args->slot],
+                                          H2O_SOCKET_FLAG_DONT_READ);
+            ls->data = &w.services[i];
+            h2o_socket_read_start(ls, on_accept);
+            w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
+            w.lsocks[w.nlsocks++] = ls;
+        }
+    }
+}
+
+static int
+conf_names_addr(const struct listen_addr *a)
+{
+    const struct conf *c = w.args->conf;
+
+    for (size_t i = 0; i < c->nservices; i++)
+        for (size_t j = 0; j < c->services[i].nlistens; j++)
+            if (listener_addr_equal(&c->services[i].listens[j].addr, a))
+                return 1;
+    return 0;
+}
+
+/* Close every inherited fd this worker does not serve: the master's own, the other slots'
+ * sockets and those of addresses its config does not name (the master keeps them all open,
+ * so closing here drops nothing). */
+static void
+close_foreign_fds(void)
+{
+    for (size_t i = 0; i < w.args->nmaster_fds; i++)
+        close(w.args->master_fds[i]);
+    for (size_t i = 0; i < w.args->nlisteners; i++) {
+        const struct listener *l = &w.args->listeners[i];
+        int served = conf_names_addr(&l->addr);
+        for (size_t k = 0; k < l->nfds; k++)
+            if (k != w.args->slot || !served)
+                close(l->fds[k]);
+    }
+}
+
+static void
+setup_process(void)
+{
+    char name[16];
+    sigset_t set;
+    int sfd;
+
+    log_set_role("worker %u", w.args->slot);
+    /* A worker never outlives its master: orphans would keep the port. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+        log_warn("prctl(PR_SET_PDEATHSIG)");
+    snprintf(name, sizeof(name), "percore-w%u", w.args->slot);
+    (void)prctl(PR_SET_NAME, name);
+    /* Terminal signals are for the master, which coordinates the stop. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGQUIT);
+    sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd == -1)
+        fatal("signalfd");
+    if (w.args->cpu >= 0) {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET(w.args->cpu, &cpus);
+        if (sched_setaffinity(0, sizeof(cpus), &cpus) == -1)
+            log_warn("cannot pin to CPU %d, ignoring", w.args->cpu);
+    }
+    close_foreign_fds();
+    h2o_socket_read_start(h2o_evloop_socket_create(w.ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ),
+                          on_signal);
+}
+
+static void
+notify_master(enum wmsg_type type)
+{
+    struct wmsg m = {.pid = getpid(), .type = type};
+
+    if (write(w.args->notify_fd, &m, sizeof(m)) != sizeof(m))
+        log_warn("cannot notify the master");
+}
+
+/* Stop accepting, let in-flight requests finish, give idle keep-alive connections a short
+ * grace (libh2o has no HTTP/1 shutdown hook), and exit once all are gone or time is up. */
+static void __attribute__((noreturn))
+drain_and_exit(void)
+{
+    int64_t deadline = util_now_ms() + w.args->conf->shutdown_timeout_ms;
+
+    for (size_t i = 0; i < w.nlsocks; i++) {
+        h2o_socket_read_stop(w.lsocks[i]);
+        h2o_socket_close(w.lsocks[i]);
+    }
+    h2o_context_request_shutdown(&w.ctx);
+    w.ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
+    while (w.conns > 0 && util_now_ms() < deadline)
+        h2o_evloop_run(w.ctx.loop, 100);
+    if (w.conns > 0)
+        log_warnx("shutdown_timeout reached with %zu connections open, closing them", w.conns);
+    else
+        log_debug("drained");
+    _exit(0);
+}
+
+void
+worker_run(const struct worker_args *args)
+{
+    const struct conf *c = args->conf;
+
+    w.args = args;
+    h2o_config_init(&w.globalconf);
+    w.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("percore"));
+    w.globalconf.max_request_entity_size = MAX_REQUEST_BODY;
+    w.services = xcalloc(c->nservices, sizeof(*w.services));
+    for (size_t i = 0; i < c->nservices; i++)
+        setup_service(&c->services[i], &w.services[i]);
+    h2o_context_init(&w.ctx, h2o_evloop_create(), &w.globalconf);
+    for (size_t i = 0; i < c->nservices; i++) {
+        w.services[i].accept_ctx.ctx = &w.ctx;
+        w.services[i].accept_ctx.hosts = w.services[i].hosts;
+    }
+    setup_process();
+    if (getppid() != args->master_pid)
+        _exit(0); /* the master died before PDEATHSIG was armed */
+    start_listening();
+    notify_master(WMSG_READY);
+    while (!w.stopping)
+        h2o_evloop_run(w.ctx.loop, INT32_MAX);
+    drain_and_exit();
+}
