@@ -477,7 +477,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path, struct conf_di
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
     }
     conf_doc_free(doc);
-    if (diag->n != before) {
+    if (parsed != 0 || diag->n != before) {
         conf_free(c);
         return NULL;
     }

@@ -157,6 +157,13 @@ parse_path(struct parser *p, const char *path, const struct conf_pos *from, stru
     return rc;
 }
 
+/* A missing directory in a pattern just matches nothing; anything else stops the load. */
+static int
+glob_err(const char *epath, int eerrno)
+{
+    return eerrno != ENOENT && eerrno != ENOTDIR;
+}
+
 /* Expand `include PATTERN;`: relative patterns are taken from the including file's
  * directory. A pattern with wildcards may match nothing; a plain path must exist. */
 static int
@@ -178,7 +185,7 @@ expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *
     else
         full = xstrdup(pat);
 
-    grc = glob(full, GLOB_ERR, NULL, &g);
+    grc = glob(full, 0, glob_err, &g);
     if (grc == GLOB_NOMATCH) {
         if (strpbrk(pat, "*?[") == NULL) {
             conf_diag_add(p->diag, &inc->args[0].pos, "cannot read included file '%s': %s",
@@ -188,7 +195,8 @@ expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *
         goto out;
     }
     if (grc != 0) {
-        conf_diag_add(p->diag, &inc->args[0].pos, "cannot expand include '%s'", full);
+        conf_diag_add(p->diag, &inc->args[0].pos, "cannot expand include '%s': %s", full,
+                      grc == GLOB_NOSPACE ? "out of memory" : "a directory cannot be read");
         rc = -1;
         goto out;
     }
