@@ -103,9 +103,13 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
                        H2O_STRLIT("text/plain; charset=utf-8"));
         req->res.content_length = rc->body_len;
     }
-    /* The body is config data that outlives the request, so it is sent without a copy. */
+    /* The body is config data that outlives the request, so it is sent without a copy.
+     * libh2o leaves HEAD to handlers: the headers keep the length, the body is left out. */
     h2o_start_response(req, &generator);
-    h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
     return 0;
 }
 

@@ -1,0 +1,135 @@
+# Helpers for integration tests: TAP output, free loopback ports, starting and stopping
+# the real percore binary. Every wait is bounded; only processes started here are stopped.
+
+PERCORE=${PERCORE:-$(pwd)/percore}
+TOP_SRCDIR=${TOP_SRCDIR:-$(pwd)}
+T_NUM=0
+T_FAILED=0
+T_DIR=$(mktemp -d /tmp/percore-test.XXXXXX)
+PC_PID=
+PC_LOG=$T_DIR/percore.log
+
+ok() {
+    T_NUM=$((T_NUM + 1))
+    echo "ok $T_NUM - $1"
+}
+
+not_ok() {
+    T_NUM=$((T_NUM + 1))
+    T_FAILED=$((T_FAILED + 1))
+    echo "not ok $T_NUM - $1"
+    shift
+    for line in "$@"; do
+        printf '%s\n' "$line" | sed 's/^/# /'
+    done
+}
+
+# check NAME CMD...: one TAP line for the command's success.
+check() {
+    name=$1
+    shift
+    if "$@"; then ok "$name"; else not_ok "$name"; fi
+}
+
+# expect_eq NAME GOT WANT
+expect_eq() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:    '$2'" "wanted: '$3'"; fi
+}
+
+skip_all() {
+    echo "1..0 # SKIP $1"
+    exit 0
+}
+
+bail() {
+    echo "Bail out! $1"
+    [ -f "$PC_LOG" ] && sed 's/^/# log: /' "$PC_LOG"
+    exit 99
+}
+
+finish() {
+    stop_percore
+    echo "1..$T_NUM"
+    if [ "$T_FAILED" -ne 0 ] && [ -f "$PC_LOG" ]; then
+        sed 's/^/# log: /' "$PC_LOG"
+    fi
+    rm -rf "$T_DIR"
+    [ "$T_FAILED" -eq 0 ]
+}
+
+# A loopback TCP port with nothing listening (checked with ss, then by binding it).
+free_port() {
+    for _ in $(seq 1 200); do
+        p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+        if [ -z "$(ss -Htln "sport = :$p")" ] &&
+            python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $p))" \
+                2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    bail "no free port found"
+}
+
+# wait_for CMD...: retry for up to 10 s.
+wait_for() {
+    for _ in $(seq 1 100); do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+log_has() {
+    grep -q -- "$1" "$PC_LOG"
+}
+
+# start_percore CONF [ARGS...]: run in the foreground mode, wait for "ready".
+start_percore() {
+    conf=$1
+    shift
+    : > "$PC_LOG"
+    "$PERCORE" -f -c "$conf" "$@" >>"$PC_LOG" 2>&1 &
+    PC_PID=$!
+    if ! wait_for log_has "ready:"; then
+        bail "percore did not become ready"
+    fi
+}
+
+stop_percore() {
+    if [ -n "$PC_PID" ] && kill -0 "$PC_PID" 2>/dev/null; then
+        kill -TERM "$PC_PID"
+        for _ in $(seq 1 100); do
+            kill -0 "$PC_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$PC_PID" 2>/dev/null
+        wait "$PC_PID" 2>/dev/null
+    fi
+    PC_PID=
+}
+
+# Worker pids of the running master, sorted.
+workers() {
+    pgrep -P "$PC_PID" | sort -n
+}
+
+nworkers() {
+    pgrep -c -P "$PC_PID"
+}
+
+# wait_log_count PATTERN N: wait until PATTERN appears at least N times in the log.
+log_count_at_least() {
+    [ "$(grep -c -- "$1" "$PC_LOG")" -ge "$2" ]
+}
+
+# hello_conf PORT [BODY]: a one-route service.
+hello_conf() {
+    cat <<CONF
+shutdown_timeout 5s;
+service hello {
+    listen 127.0.0.1:$1;
+    route / { respond 200 "${2:-Hello, world!\n}"; }
+}
+CONF
+}
