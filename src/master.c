@@ -271,7 +271,8 @@ commit_reload(void)
     m.nslots = m.next_nslots;
     m.slots = xcalloc(m.nslots, sizeof(*m.slots));
     m.state = M_RUNNING;
-    log_info("reload done: generation %u serving with %u workers", m.gen, m.nslots);
+    log_info("reload done: generation %u serving with %u worker%s", m.gen, m.nslots,
+             m.nslots == 1 ? "" : "s");
 }
 
 static void
@@ -466,7 +467,8 @@ on_ready(struct wproc *p)
     p->ready = 1;
     if (m.state == M_STARTING && p->gen == m.gen && count_ready(m.gen) == m.nslots) {
         m.state = M_RUNNING;
-        log_info("ready: %u workers serving generation %u", m.nslots, m.gen);
+        log_info("ready: %u worker%s serving generation %u", m.nslots, m.nslots == 1 ? "" : "s",
+                 m.gen);
     } else if (m.state == M_RELOADING && p->gen == m.next_gen &&
                count_ready(m.next_gen) == m.next_nslots) {
         commit_reload();
