@@ -34,7 +34,6 @@ for need in wrk "$NGINX"; do
     fi
 done
 if [ ! -x "$PERCORE" ]; then
-    "$TOP/quickstart.sh" build >/dev/null 2>&1 || true
     [ -x "$PERCORE" ] || { echo "bench: build percore first (./quickstart.sh run)" >&2; exit 1; }
 fi
 [ "$(nproc)" -ge 2 ] || echo "bench: fewer than 2 CPUs: pinned figures share a CPU with wrk" >&2
