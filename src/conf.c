@@ -19,6 +19,7 @@ enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4 };
 
 struct loader {
     struct conf *conf;
+    const struct conf_sockets *socks;
     struct conf_diag *diag;
 };
 
@@ -36,19 +37,21 @@ struct directive {
     const char *usage;
 };
 
-static dir_fn dir_workers, dir_cpu_affinity, dir_shutdown_time, dir_service, dir_listen,
-    dir_route, dir_handler, dir_header;
+static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
+    dir_handler, dir_header, dir_log;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
     {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
+    {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
-    {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_shutdown_time, "shutdown_delay TIME"},
-    {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_shutdown_time, "shutdown_timeout TIME"},
+    {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_delay TIME"},
+    {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_timeout TIME"},
+    {"worker_watchdog", CTX_MAIN, 1, 1, 0, 0, dir_time, "worker_watchdog TIME"},
     {"workers", CTX_MAIN, 1, 1, 0, 0, dir_workers, "workers auto|NUMBER"},
 };
 
@@ -273,8 +276,7 @@ dir_cpu_affinity(struct loader *ld, const struct directive *d, const struct conf
 }
 
 static int
-dir_shutdown_time(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                  void *obj)
+dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
     int64_t ms;
@@ -282,10 +284,46 @@ dir_shutdown_time(struct loader *ld, const struct directive *d, const struct con
     if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
                       "ms, s, m or h, at most 24h", a->s, n->name);
-    if (strcmp(n->name, "shutdown_timeout") == 0)
+    if (strcmp(n->name, "shutdown_timeout") == 0) {
         ld->conf->shutdown_timeout_ms = ms;
-    else
+    } else if (strcmp(n->name, "shutdown_delay") == 0) {
         ld->conf->shutdown_delay_ms = ms;
+    } else {
+        /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
+        if (ms < 1000)
+            return err_at(ld, &a->pos, "'worker_watchdog' must be at least 1s, got '%s'",
+                          a->s);
+        ld->conf->worker_watchdog_ms = ms;
+    }
+    return 0;
+}
+
+static int
+dir_log(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+
+    if (strcmp(a->s, "journal") == 0) {
+        ld->conf->log_target = LOG_TARGET_JOURNAL;
+    } else if (strcmp(a->s, "stderr") == 0) {
+        ld->conf->log_target = LOG_TARGET_STDERR;
+    } else if (a->s[0] == '/') {
+        ld->conf->log_target = LOG_TARGET_FILE;
+        free(ld->conf->log_path);
+        ld->conf->log_path = xstrdup(a->s);
+    } else {
+        return err_at(ld, &a->pos, "invalid value '%s' for 'log': expected 'journal', "
+                      "'stderr' or an absolute file path", a->s);
+    }
+    return 0;
+}
+
+static int
+socket_passed(const struct conf_sockets *socks, const char *name)
+{
+    for (size_t i = 0; socks != NULL && i < socks->n; i++)
+        if (strcmp(socks->names[i], name) == 0)
+            return 1;
     return 0;
 }
 
@@ -321,8 +359,10 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->name = xstrdup(a->s);
     svc->pos = n->pos;
     load_block(ld, n, CTX_SERVICE, svc);
-    if (svc->nlistens == 0)
-        err_at(ld, &n->pos, "service '%s' has no 'listen'", svc->name);
+    if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
+        !socket_passed(ld->socks, svc->name))
+        err_at(ld, &n->pos, "service '%s' has no 'listen' and systemd passed no socket named "
+               "'%s'", svc->name, svc->name);
     if (svc->nroutes == 0)
         err_at(ld, &n->pos, "service '%s' has no 'route'", svc->name);
     return 0;
@@ -460,21 +500,41 @@ dir_header(struct loader *ld, const struct directive *d, const struct conf_node 
 
 /* ---- load / free ---- */
 
+/* Every socket systemd passed must belong to a service of its name. */
+static void
+check_sockets_claimed(struct loader *ld, const char *path)
+{
+    for (size_t i = 0; ld->socks != NULL && i < ld->socks->n; i++) {
+        size_t j;
+        for (j = 0; j < ld->conf->nservices; j++)
+            if (strcmp(ld->conf->services[j].name, ld->socks->names[i]) == 0)
+                break;
+        if (j == ld->conf->nservices)
+            conf_diag_add(ld->diag, NULL, "%s: systemd passed a socket named '%s' "
+                          "(FileDescriptorName=) but no service has that name", path,
+                          ld->socks->names[i]);
+    }
+}
+
 static struct conf *
-conf_from_doc(struct conf_doc *doc, int parsed, const char *path, struct conf_diag *diag)
+conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
+              const struct conf_sockets *socks, struct conf_diag *diag)
 {
     struct conf *c = xcalloc(1, sizeof(*c));
-    struct loader ld = {.conf = c, .diag = diag};
+    struct loader ld = {.conf = c, .socks = socks, .diag = diag};
     size_t before = diag->n;
 
     c->path = xstrdup(path);
+    c->log_target = LOG_TARGET_AUTO;
     c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
+    c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
     c->files = conf_doc_steal_files(doc, &c->nfiles);
     if (parsed == 0) {
         load_block(&ld, &doc->root, CTX_MAIN, c);
         if (c->nservices == 0 && diag->n == before)
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
+        check_sockets_claimed(&ld, path);
     }
     conf_doc_free(doc);
     if (parsed != 0 || diag->n != before) {
@@ -485,21 +545,22 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path, struct conf_di
 }
 
 struct conf *
-conf_load(const char *path, struct conf_diag *diag)
+conf_load(const char *path, const struct conf_sockets *socks, struct conf_diag *diag)
 {
     struct conf_doc doc;
     int rc = conf_parse_file(path, &doc, diag);
 
-    return conf_from_doc(&doc, rc, path, diag);
+    return conf_from_doc(&doc, rc, path, socks, diag);
 }
 
 struct conf *
-conf_load_string(const char *name, const char *text, struct conf_diag *diag)
+conf_load_string(const char *name, const char *text, const struct conf_sockets *socks,
+                 struct conf_diag *diag)
 {
     struct conf_doc doc;
     int rc = conf_parse_string(name, text, &doc, diag);
 
-    return conf_from_doc(&doc, rc, name, diag);
+    return conf_from_doc(&doc, rc, name, socks, diag);
 }
 
 static void
@@ -532,6 +593,7 @@ conf_free(struct conf *c)
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);
     free(c->files);
+    free(c->log_path);
     free(c->path);
     free(c);
 }

@@ -7,6 +7,7 @@
 
 #include "conf_parse.h"
 #include "listener.h"
+#include "log.h"
 
 struct hnd_ops;
 
@@ -39,8 +40,19 @@ struct conf_service {
     size_t nroutes;
 };
 
+/* Sockets systemd passed by name (socket activation), which let a service of that name
+ * go without `listen`. known == 0: not known (percore -t), so a missing listen is fine. */
+struct conf_sockets {
+    const char *const *names;
+    size_t n;
+    int known;
+};
+
 struct conf {
     char *path;
+    enum log_target log_target;
+    char *log_path;
+    int64_t worker_watchdog_ms;
     unsigned workers; /* 0 = auto */
     int cpu_affinity;
     int64_t shutdown_timeout_ms;
@@ -54,11 +66,14 @@ struct conf {
 #define CONF_WORKERS_MAX 512
 #define CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS 30000
 #define CONF_DEFAULT_SHUTDOWN_DELAY_MS 0
+#define CONF_DEFAULT_WORKER_WATCHDOG_MS 10000
 
 /* Load and validate a config file (or text, for tests). Returns the tree, or NULL with every
  * problem found in diag as "file:line:col: message". The caller frees with conf_free. */
-struct conf *conf_load(const char *path, struct conf_diag *diag);
-struct conf *conf_load_string(const char *name, const char *text, struct conf_diag *diag);
+struct conf *conf_load(const char *path, const struct conf_sockets *socks,
+                       struct conf_diag *diag);
+struct conf *conf_load_string(const char *name, const char *text,
+                              const struct conf_sockets *socks, struct conf_diag *diag);
 void conf_free(struct conf *c);
 
 /* Parse helpers, exposed for tests: "30s", "500ms", "2m", "1h" (a bare number is seconds);

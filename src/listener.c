@@ -236,13 +236,19 @@ listener_probe(const struct listen_addr *addr, char *err, size_t errlen)
 }
 
 int
-listener_resize(struct listener *l, size_t nslots, char *err, size_t errlen)
+listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, char *err,
+                size_t errlen)
 {
     int fd;
 
     if (nslots > l->nfds)
         l->fds = xreallocarray(l->fds, nslots, sizeof(*l->fds));
     while (l->nfds < nslots) {
+        fd = take != NULL ? take(&l->addr, l->nfds) : -1;
+        if (fd != -1) {
+            l->fds[l->nfds++] = fd;
+            continue;
+        }
         fd = open_socket(&l->addr, 1, err, errlen);
         if (fd == -1)
             return -1;
@@ -265,4 +271,61 @@ listener_close(struct listener *l)
         close(l->fds[--l->nfds]);
     free(l->fds);
     l->fds = NULL;
+    free(l->owner);
+    l->owner = NULL;
+}
+
+int
+listener_addr_of_fd(int fd, struct listen_addr *a)
+{
+    int type = 0, listening = 0;
+    socklen_t len = sizeof(type);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 || type != SOCK_STREAM)
+        return -1;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == -1 || !listening)
+        return -1;
+    memset(a, 0, sizeof(*a));
+    a->len = sizeof(a->ss);
+    if (getsockname(fd, (struct sockaddr *)&a->ss, &a->len) == -1)
+        return -1;
+    if (a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6)
+        return -1;
+    format_addr(a);
+    return 0;
+}
+
+void
+listener_store_name(const struct listen_addr *a, size_t slot, char *buf, size_t len)
+{
+    char *p;
+
+    snprintf(buf, len, "L.%s.%zu", a->text, slot);
+    for (p = buf; *p != '\0'; p++)
+        if (*p == ':')
+            *p = '_';
+}
+
+int
+listener_parse_store_name(const char *name, char *addrtext, size_t len, size_t *slot)
+{
+    const char *dot;
+    char *end, *p;
+    unsigned long v;
+
+    if (strncmp(name, "L.", 2) != 0)
+        return -1;
+    dot = strrchr(name, '.');
+    if (dot == name + 1 || dot[1] == '\0')
+        return -1;
+    v = strtoul(dot + 1, &end, 10);
+    if (*end != '\0' || (size_t)(dot - name - 2) >= len)
+        return -1;
+    snprintf(addrtext, len, "%.*s", (int)(dot - name - 2), name + 2);
+    for (p = addrtext; *p != '\0'; p++)
+        if (*p == '_')
+            *p = ':';
+    *slot = v;
+    return 0;
 }

@@ -30,15 +30,34 @@ struct listener {
     struct listen_addr addr;
     int *fds;
     size_t nfds;
-    int used; /* mark for reload: still named by the config being applied */
+    int used;      /* mark for reload: still named by the config being applied */
+    int activated; /* passed by systemd: one socket that every worker polls */
+    char *owner;   /* name of the service it serves */
 };
+
+/* Where a worker slot polls l: its own socket, or the one shared activated socket. */
+static inline int
+listener_fd_for_slot(const struct listener *l, size_t slot)
+{
+    return l->activated ? l->fds[0] : l->fds[slot];
+}
+
+/* Fills a with the local address of a listening socket fd; -1 if it is not one. */
+int listener_addr_of_fd(int fd, struct listen_addr *a);
+/* The fd store name of slot `slot` of a group on a ("L.127.0.0.1_8080.0"; ':' is not
+ * allowed in FDNAME=), and the reverse; -1 if name is not one of ours. */
+void listener_store_name(const struct listen_addr *a, size_t slot, char *buf, size_t len);
+int listener_parse_store_name(const char *name, char *addrtext, size_t len, size_t *slot);
 
 /* Fail with a message if another process already listens on addr (a same-uid process with
  * SO_REUSEPORT would otherwise silently share the port). */
 int listener_probe(const struct listen_addr *addr, char *err, size_t errlen);
-/* Grow or shrink the group to nslots sockets; -1 with a message in err (group unchanged
- * in size for the sockets that could not be opened). */
-int listener_resize(struct listener *l, size_t nslots, char *err, size_t errlen);
+/* A socket kept from an earlier run for (addr, slot), or -1 to open a new one. */
+typedef int listener_take_fn(const struct listen_addr *a, size_t slot);
+/* Grow or shrink the group to nslots sockets, taking kept ones from take (may be NULL)
+ * before opening new ones; -1 with a message in err (the sockets opened so far stay). */
+int listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, char *err,
+                    size_t errlen);
 void listener_close(struct listener *l);
 
 #endif

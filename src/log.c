@@ -1,25 +1,70 @@
-/* Logging for master and workers: plain lines on stderr, prefixed with the role. */
+/* Logging for master and workers: one line per event, prefixed with the role, to stderr,
+ * a file, or the journal (with PERCORE_ROLE, WORKER_SLOT and GENERATION fields). */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sysd.h"
 
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_fd = STDERR_FILENO;
+static char *log_path;
+static int log_prio_prefix; /* stderr goes to the journal: prefix lines with <N> */
 static char log_role[32] = "percore";
+static int log_slot = -1;
+static unsigned log_gen;
 static int log_verbose;
 
-void
-log_set_role(const char *fmt, ...)
+int
+log_open(enum log_target target, const char *path)
 {
-    va_list ap;
+    int fd;
 
-    va_start(ap, fmt);
-    vsnprintf(log_role, sizeof(log_role), fmt, ap);
-    va_end(ap);
+    if (target == LOG_TARGET_AUTO)
+        target = sysd_stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
+    if (target == LOG_TARGET_FILE) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd == -1)
+            return -1;
+        if (log_fd != STDERR_FILENO)
+            close(log_fd);
+        log_fd = fd;
+        free(log_path);
+        log_path = strdup(path);
+    } else if (log_fd != STDERR_FILENO) {
+        close(log_fd);
+        log_fd = STDERR_FILENO;
+    }
+    log_target = target;
+    log_prio_prefix = target == LOG_TARGET_STDERR && sysd_stderr_is_journal();
+    return 0;
+}
+
+int
+log_reopen(void)
+{
+    if (log_target != LOG_TARGET_FILE || log_path == NULL)
+        return 0;
+    return log_open(LOG_TARGET_FILE, log_path);
+}
+
+void
+log_set_role(int slot, unsigned gen)
+{
+    log_slot = slot;
+    log_gen = gen;
+    if (slot < 0)
+        snprintf(log_role, sizeof(log_role), "master");
+    else
+        snprintf(log_role, sizeof(log_role), "worker %d", slot);
 }
 
 void
@@ -28,39 +73,64 @@ log_set_verbose(int verbose)
     log_verbose = verbose;
 }
 
-/* One write(2) per line so lines from concurrent workers never interleave. */
 static void
-vlog(enum log_level lvl, const char *errstr, const char *fmt, va_list ap)
+emit_journal(int prio, const char *line)
 {
-    static const char *const prio[] = {"<3>", "<4>", "<6>", "<7>"};
-    char buf[1024];
-    int n, m;
+    char role[48], slot[32], gen[32];
+    const char *fields[3];
+    size_t n = 0;
 
-    if (lvl == LOG_LVL_DEBUG && !log_verbose)
-        return;
-    n = snprintf(buf, sizeof(buf), "%s%s: ", getenv("JOURNAL_STREAM") ? prio[lvl] : "",
-                 log_role);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return;
-    m = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
-    if (m < 0)
-        return;
-    n += m;
-    if ((size_t)n >= sizeof(buf) - 1)
-        n = sizeof(buf) - 2;
-    if (errstr != NULL)
-        n += snprintf(buf + n, sizeof(buf) - 1 - n, ": %s", errstr);
-    if ((size_t)n >= sizeof(buf) - 1)
-        n = sizeof(buf) - 2;
-    buf[n++] = '\n';
-    (void)!write(STDERR_FILENO, buf, n);
+    snprintf(role, sizeof(role), "PERCORE_ROLE=%s", log_slot < 0 ? "master" : "worker");
+    fields[n++] = role;
+    if (log_slot >= 0) {
+        snprintf(slot, sizeof(slot), "WORKER_SLOT=%d", log_slot);
+        snprintf(gen, sizeof(gen), "GENERATION=%u", log_gen);
+        fields[n++] = slot;
+        fields[n++] = gen;
+    }
+    if (sysd_journal(prio, line, fields, n) < 0)
+        dprintf(STDERR_FILENO, "%s\n", line);
 }
 
-#define LOG_BODY(lvl, errstr)                                                                      \
+/* One write(2) per line so lines from concurrent workers never interleave. */
+static void
+vlog(int prio, const char *errstr, const char *fmt, va_list ap)
+{
+    char msg[1024], line[1200];
+    int n;
+
+    if (prio == LOG_DEBUG && !log_verbose)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    snprintf(line, sizeof(line), "%s: %s%s%s", log_role, msg, errstr ? ": " : "",
+             errstr ? errstr : "");
+    switch (log_target) {
+    case LOG_TARGET_JOURNAL:
+        emit_journal(prio, line);
+        return;
+    case LOG_TARGET_FILE: {
+        char ts[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S%z", localtime_r(&now, &tm));
+        n = snprintf(msg, sizeof(msg), "%s [%d] %s\n", ts, (int)getpid(), line);
+        break;
+    }
+    default:
+        n = log_prio_prefix ? snprintf(msg, sizeof(msg), "<%d>%s\n", prio, line)
+                            : snprintf(msg, sizeof(msg), "%s\n", line);
+        break;
+    }
+    if (n > (int)sizeof(msg) - 1)
+        n = (int)sizeof(msg) - 1;
+    (void)!write(log_fd, msg, (size_t)n);
+}
+
+#define LOG_BODY(prio, errstr)                                                                     \
     do {                                                                                           \
         va_list ap;                                                                                \
         va_start(ap, fmt);                                                                         \
-        vlog(lvl, errstr, fmt, ap);                                                                \
+        vlog(prio, errstr, fmt, ap);                                                               \
         va_end(ap);                                                                                \
     } while (0)
 
@@ -69,25 +139,25 @@ log_warn(const char *fmt, ...)
 {
     const char *e = strerror(errno);
 
-    LOG_BODY(LOG_LVL_WARN, e);
+    LOG_BODY(LOG_WARNING, e);
 }
 
 void
 log_warnx(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LVL_WARN, NULL);
+    LOG_BODY(LOG_WARNING, NULL);
 }
 
 void
 log_info(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LVL_INFO, NULL);
+    LOG_BODY(LOG_INFO, NULL);
 }
 
 void
 log_debug(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LVL_DEBUG, NULL);
+    LOG_BODY(LOG_DEBUG, NULL);
 }
 
 void
@@ -95,13 +165,13 @@ fatal(const char *fmt, ...)
 {
     const char *e = strerror(errno);
 
-    LOG_BODY(LOG_LVL_ERR, e);
+    LOG_BODY(LOG_ERR, e);
     exit(1);
 }
 
 void
 fatalx(const char *fmt, ...)
 {
-    LOG_BODY(LOG_LVL_ERR, NULL);
+    LOG_BODY(LOG_ERR, NULL);
     exit(1);
 }

@@ -1,13 +1,18 @@
-/* Logging for master and workers: one line per event, prefixed with the role. */
+/* Logging for master and workers: stderr, a file, or the journal with structured fields. */
 #ifndef PERCORE_LOG_H
 #define PERCORE_LOG_H
 
 #include <stdarg.h>
 
-enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_JOURNAL, LOG_TARGET_FILE };
 
-/* Set the prefix printed before every line ("master", "worker 3"). */
-void log_set_role(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Where lines go. AUTO: the journal when stderr is connected to it, else stderr. A file is
+ * opened for appending; -1 (with errno) if it cannot be, and the target is unchanged. */
+int log_open(enum log_target target, const char *path);
+/* Reopen the log file (after rotation); no-op for other targets. */
+int log_reopen(void);
+/* Who is speaking: the master, or worker `slot` of generation `gen` (slot < 0: master). */
+void log_set_role(int slot, unsigned gen);
 void log_set_verbose(int verbose);
 
 /* log_warn appends strerror(errno); the x variants do not. */

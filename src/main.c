@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "cpus.h"
+#include "ctl.h"
 #include "log.h"
 #include "master.h"
 
@@ -23,6 +23,7 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: percore [-c FILE] [-t] [-f] [-w N] [-v] [-V] [-h]\n"
+            "       percore [-c FILE] -s reload|status\n"
             "\n"
             "Serve the HTTP services described in FILE, with one single-threaded event\n"
             "loop per CPU core.\n"
@@ -31,6 +32,9 @@ usage(FILE *out)
             "  -t       check the configuration, print 'syntax ok' or the errors, and exit\n"
             "  -f       stay in the foreground (use this under systemd or a supervisor)\n"
             "  -w N     run N workers, overriding the 'workers' directive\n"
+            "  -s CMD   ask the running percore of FILE to 'reload' (and wait: exit 0 when\n"
+            "           the new config serves, 1 with its errors when the old one stays)\n"
+            "           or for its 'status'\n"
             "  -v       verbose: log debug messages\n"
             "  -V       print the version and exit\n"
             "  -h       print this help and exit\n"
@@ -86,10 +90,12 @@ main(int argc, char **argv)
 {
     struct master_opts opts = {.conf_path = PERCORE_CONF_PATH};
     struct conf_diag diag = {0};
+    struct conf_sockets socks = {NULL, 0, 0};
     struct conf *conf;
+    const char *cmd = NULL;
     int test = 0, foreground = 0, ch;
 
-    while ((ch = getopt(argc, argv, "c:tfw:vVh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:tfw:s:vVh")) != -1) {
         switch (ch) {
         case 'c':
             opts.conf_path = optarg;
@@ -102,6 +108,9 @@ main(int argc, char **argv)
             break;
         case 'w':
             opts.workers_override = parse_workers_opt(optarg);
+            break;
+        case 's':
+            cmd = optarg;
             break;
         case 'v':
             log_set_verbose(1);
@@ -123,7 +132,13 @@ main(int argc, char **argv)
         return 1;
     }
 
-    conf = conf_load(opts.conf_path, &diag);
+    if (cmd != NULL)
+        return ctl_command(opts.conf_path, cmd);
+    /* Passed sockets are taken before the config is read: they decide which services may
+     * go without `listen`. percore -t cannot know them (ExecStartPre gets none). */
+    if (!test)
+        master_adopt_sockets(&socks);
+    conf = conf_load(opts.conf_path, &socks, &diag);
     if (conf == NULL) {
         for (size_t i = 0; i < diag.n; i++)
             fprintf(stderr, "%s\n", diag.msgs[i]);
@@ -137,7 +152,9 @@ main(int argc, char **argv)
         conf_free(conf);
         return 0;
     }
-    log_set_role("master");
+    log_set_role(-1, 0);
+    if (log_open(conf->log_target, conf->log_path) == -1)
+        fatal("cannot open log '%s'", conf->log_path);
     master_open_listeners(conf, &opts);
     if (!foreground)
         detach();

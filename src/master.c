@@ -1,6 +1,8 @@
 /* The master process: listeners, worker generations, respawn with back-off, reload on
- * SIGHUP, graceful stop on SIGTERM/SIGINT. Single-threaded: one poll loop on a signalfd and
- * the pipe on which workers report readiness. */
+ * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify,
+ * watchdog and fd store. Single-threaded: one poll loop on a signalfd, the pipe on which
+ * workers report readiness, and the control socket; timers are deadlines checked after
+ * each wakeup. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,13 +14,17 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "cpus.h"
+#include "ctl.h"
 #include "listener.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
+#include "sysd.h"
 #include "util.h"
 #include "worker.h"
 
@@ -27,15 +33,21 @@
 #define CRASH_FAST_MS 1000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
+#define STATUS_INTERVAL_MS 2000
+#define HANG_CHECK_MS 250
+#define HEARTBEAT_FRESH_MS 3000 /* a worker's loop turned this recently: fit for WATCHDOG=1 */
+#define CTL_CLIENTS_MAX 16
 
-enum mstate { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING, M_STATE_MAX };
+enum mstate { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING };
 
 struct wproc {
     pid_t pid;
     unsigned slot, gen;
+    int mslot; /* metrics slot */
     int ready;
     int draining;
     int killed;
+    int hung;
     int64_t started_ms;
     int64_t kill_at_ms;
 };
@@ -44,6 +56,13 @@ struct slot {
     int vacant;
     unsigned failures;
     int64_t respawn_at_ms;
+};
+
+/* A socket from the fd store, waiting to be claimed by a listener group. */
+struct kept_fd {
+    char addr[LISTEN_ADDR_TEXT];
+    size_t slot;
+    int fd;
 };
 
 struct master {
@@ -57,16 +76,27 @@ struct master {
     unsigned last_gen; /* generation numbers are never reused, even by a failed reload */
     int64_t reload_deadline_ms;
     int reload_pending;
-    int64_t stop_at_ms; /* end of shutdown_delay; 0 once the drain has begun */
+    int64_t stop_at_ms; /* end of shutdown_delay */
     int drain_started;
     struct listener *ls;
     size_t nls;
+    struct kept_fd *kept;
+    size_t nkept;
+    char **sock_names; /* names of activated sockets, for conf_load */
+    size_t nsock_names;
     struct wproc *procs;
     size_t nprocs;
-    int sigfd, notify_rd, notify_wr;
+    int sigfd, notify_rd, notify_wr, ctl_fd;
+    int ctl_now[CTL_CLIENTS_MAX], nctl_now;   /* waiting for the reload under way */
+    int ctl_next[CTL_CLIENTS_MAX], nctl_next; /* waiting for the one queued after it */
+    char last_reload[256];
+    int64_t watchdog_ms, next_watchdog_ms, next_status_ms, next_hang_check_ms;
+    uint64_t status_requests;
+    int64_t status_at_ms;
+    double rps;
 };
 
-static struct master m = {.sigfd = -1, .notify_rd = -1, .notify_wr = -1};
+static struct master m = {.sigfd = -1, .notify_rd = -1, .notify_wr = -1, .ctl_fd = -1};
 
 static unsigned
 slots_for(const struct conf *c)
@@ -76,15 +106,78 @@ slots_for(const struct conf *c)
     return c->workers != 0 ? c->workers : cpus_auto();
 }
 
+static struct conf_sockets
+sockets_view(void)
+{
+    return (struct conf_sockets){(const char *const *)m.sock_names, m.nsock_names, 1};
+}
+
 /* ---- listeners ---- */
 
 static struct listener *
 find_group(const struct listen_addr *a)
 {
     for (size_t i = 0; i < m.nls; i++)
-        if (listener_addr_equal(&m.ls[i].addr, a))
+        if (!m.ls[i].activated && listener_addr_equal(&m.ls[i].addr, a))
             return &m.ls[i];
     return NULL;
+}
+
+static int
+take_kept(const struct listen_addr *a, size_t slot)
+{
+    for (size_t i = 0; i < m.nkept; i++) {
+        if (m.kept[i].slot == slot && strcmp(m.kept[i].addr, a->text) == 0) {
+            int fd = m.kept[i].fd;
+            m.kept[i] = m.kept[--m.nkept];
+            log_debug("reusing %s slot %zu from the fd store", a->text, slot);
+            return fd;
+        }
+    }
+    return -1;
+}
+
+static int
+kept_has(const struct listen_addr *a)
+{
+    for (size_t i = 0; i < m.nkept; i++)
+        if (strcmp(m.kept[i].addr, a->text) == 0)
+            return 1;
+    return 0;
+}
+
+/* Push sockets [from, nfds) of l to the fd store, so a restart finds them open. */
+static void
+store_fds(const struct listener *l, size_t from)
+{
+    char name[96];
+
+    for (size_t k = from; k < l->nfds; k++) {
+        listener_store_name(&l->addr, k, name, sizeof(name));
+        if (sysd_fdstore(l->fds[k], name) == -1)
+            log_warnx("cannot keep %s in the fd store (FileDescriptorStoreMax=?), ignoring",
+                      name);
+    }
+}
+
+static void
+unstore_fds(const struct listener *l, size_t from)
+{
+    char name[96];
+
+    for (size_t k = from; k < l->nfds; k++) {
+        listener_store_name(&l->addr, k, name, sizeof(name));
+        sysd_fdstore_remove(name);
+    }
+}
+
+static void
+set_owner(struct listener *l, const char *name)
+{
+    if (l->owner == NULL || strcmp(l->owner, name) != 0) {
+        free(l->owner);
+        l->owner = xstrdup(name);
+    }
 }
 
 /* Make sure every address of c has a group of at least nslots sockets. Groups that c does
@@ -94,13 +187,14 @@ static int
 prepare_listeners(const struct conf *c, unsigned nslots, char *err, size_t errlen)
 {
     for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = 0;
+        m.ls[i].used = m.ls[i].activated; /* conf_load checked that a service claims them */
     for (size_t i = 0; i < c->nservices; i++) {
         for (size_t j = 0; j < c->services[i].nlistens; j++) {
             const struct listen_addr *a = &c->services[i].listens[j].addr;
             struct listener *l = find_group(a);
+            size_t had;
             if (l == NULL) {
-                if (listener_probe(a, err, errlen) == -1)
+                if (!kept_has(a) && listener_probe(a, err, errlen) == -1)
                     return -1;
                 m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
                 l = &m.ls[m.nls++];
@@ -110,8 +204,11 @@ prepare_listeners(const struct conf *c, unsigned nslots, char *err, size_t errle
             } else if (l->used == 0) {
                 l->used = 1;
             }
-            if (l->nfds < nslots && listener_resize(l, nslots, err, errlen) == -1)
+            set_owner(l, c->services[i].name);
+            had = l->nfds;
+            if (l->nfds < nslots && listener_resize(l, nslots, take_kept, err, errlen) == -1)
                 return -1;
+            store_fds(l, had);
         }
     }
     return 0;
@@ -124,14 +221,77 @@ close_groups(int mark)
     size_t k = 0;
 
     for (size_t i = 0; i < m.nls; i++) {
-        if (m.ls[i].used == mark) {
+        if (m.ls[i].used == mark && !m.ls[i].activated) {
             log_info("closing listener %s", m.ls[i].addr.text);
+            unstore_fds(&m.ls[i], 0);
             listener_close(&m.ls[i]);
         } else {
             m.ls[k++] = m.ls[i];
         }
     }
     m.nls = k;
+}
+
+/* Sockets left in the fd store that the config no longer names. */
+static void
+drop_stale_kept(void)
+{
+    char name[96];
+
+    for (size_t i = 0; i < m.nkept; i++) {
+        snprintf(name, sizeof(name), "L.%s.%zu", m.kept[i].addr, m.kept[i].slot);
+        for (char *p = name; *p != '\0'; p++)
+            if (*p == ':')
+                *p = '_';
+        log_info("closing stale socket %s from the fd store", m.kept[i].addr);
+        sysd_fdstore_remove(name);
+        close(m.kept[i].fd);
+    }
+    m.nkept = 0;
+}
+
+void
+master_adopt_sockets(struct conf_sockets *socks)
+{
+    struct sysd_fd *fds;
+    size_t n = sysd_listen_fds(&fds);
+
+    for (size_t i = 0; i < n; i++) {
+        struct listen_addr a;
+        char text[LISTEN_ADDR_TEXT];
+        size_t slot;
+
+        if (listener_addr_of_fd(fds[i].fd, &a) == -1)
+            fatalx("socket %d ('%s') passed by systemd is not a listening TCP socket",
+                   fds[i].fd, fds[i].name);
+        (void)fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
+        if (listener_parse_store_name(fds[i].name, text, sizeof(text), &slot) == 0) {
+            /* Ours, from the fd store: reused by address and slot. */
+            m.kept = xreallocarray(m.kept, m.nkept + 1, sizeof(*m.kept));
+            m.kept[m.nkept] = (struct kept_fd){.slot = slot, .fd = fds[i].fd};
+            snprintf(m.kept[m.nkept++].addr, LISTEN_ADDR_TEXT, "%s", text);
+        } else {
+            /* Socket activation: FileDescriptorName= names the service. */
+            struct listener *l;
+            m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
+            l = &m.ls[m.nls++];
+            memset(l, 0, sizeof(*l));
+            l->addr = a;
+            l->activated = 1;
+            l->used = 1;
+            l->owner = xstrdup(fds[i].name);
+            l->fds = xmalloc(sizeof(int));
+            l->fds[0] = fds[i].fd;
+            l->nfds = 1;
+            m.sock_names = xreallocarray(m.sock_names, m.nsock_names + 1, sizeof(char *));
+            m.sock_names[m.nsock_names++] = xstrdup(fds[i].name);
+            log_info("socket %s from systemd for service '%s' (shared by all workers)",
+                     a.text, fds[i].name);
+        }
+        free(fds[i].name);
+    }
+    free(fds);
+    *socks = sockets_view();
 }
 
 void
@@ -142,6 +302,9 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
     m.opts = opts;
     if (prepare_listeners(conf, slots_for(conf), err, sizeof(err)) == -1)
         fatalx("cannot listen: %s", err);
+    for (size_t i = 0; i < m.nls; i++)
+        m.ls[i].used = 1;
+    drop_stale_kept();
 }
 
 /* ---- worker processes ---- */
@@ -158,13 +321,15 @@ find_proc(pid_t pid)
 static void
 remove_proc(struct wproc *p)
 {
+    metrics_release(p->mslot);
     *p = m.procs[--m.nprocs];
 }
 
 static int
 spawn(unsigned slot, unsigned gen, const struct conf *c)
 {
-    int master_fds[] = {m.sigfd, m.notify_rd};
+    int master_fds[] = {m.sigfd, m.notify_rd, m.ctl_fd};
+    int mslot = metrics_claim();
     struct worker_args args = {
         .conf = c,
         .listeners = m.ls,
@@ -174,20 +339,28 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
         .master_pid = getpid(),
         .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
         .notify_fd = m.notify_wr,
+        .metrics_idx = mslot,
         .master_fds = master_fds,
         .nmaster_fds = NELEMS(master_fds),
     };
-    pid_t pid = fork();
+    pid_t pid;
 
+    if (mslot == -1) {
+        log_warnx("no free metrics slot for worker %u", slot);
+        return -1;
+    }
+    pid = fork();
     if (pid == -1) {
         log_warn("fork for worker %u", slot);
+        metrics_release(mslot);
         return -1;
     }
     if (pid == 0)
         worker_run(&args);
+    metrics_slot(mslot)->pid = pid;
     m.procs = xreallocarray(m.procs, m.nprocs + 1, sizeof(*m.procs));
     m.procs[m.nprocs++] = (struct wproc){
-        .pid = pid, .slot = slot, .gen = gen, .started_ms = util_now_ms()};
+        .pid = pid, .slot = slot, .gen = gen, .mslot = mslot, .started_ms = util_now_ms()};
     log_debug("started worker %u (pid %d, generation %u)", slot, (int)pid, gen);
     return 0;
 }
@@ -197,6 +370,14 @@ schedule_respawn(unsigned slot, int64_t delay_ms)
 {
     m.slots[slot].vacant = 1;
     m.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
+}
+
+static void
+signal_workers(int signo)
+{
+    for (size_t i = 0; i < m.nprocs; i++)
+        if (!m.procs[i].killed)
+            (void)kill(m.procs[i].pid, signo);
 }
 
 /* Send SIGTERM to every worker of generations other than keep_gen (0: all) and give them
@@ -228,11 +409,71 @@ count_ready(unsigned gen)
     return n;
 }
 
+/* ---- status ---- */
+
+static void
+status_line(char *buf, size_t len)
+{
+    struct metrics_totals t;
+
+    metrics_sum(&t);
+    snprintf(buf, len, "generation %u: %u/%u workers up, %.0f req/s, %llu connections%s%s",
+             m.gen, count_ready(m.gen), m.nslots, m.rps, (unsigned long long)t.conns,
+             m.last_reload[0] ? "; " : "", m.last_reload);
+}
+
+static void
+update_rate(int64_t now)
+{
+    struct metrics_totals t;
+
+    metrics_sum(&t);
+    if (m.status_at_ms != 0 && now > m.status_at_ms)
+        m.rps = (double)(t.requests - m.status_requests) * 1000.0 / (double)(now - m.status_at_ms);
+    m.status_requests = t.requests;
+    m.status_at_ms = now;
+}
+
 /* ---- reload ---- */
+
+static void
+ctl_answer(int *fds, int *n, const char *line)
+{
+    for (int i = 0; i < *n; i++) {
+        ctl_reply(fds[i], line);
+        close(fds[i]);
+    }
+    *n = 0;
+}
+
+static void
+ctl_send_all(const int *fds, int n, const char *line)
+{
+    for (int i = 0; i < n; i++)
+        ctl_reply(fds[i], line);
+}
+
+/* The end of a reload, good or bad: tell systemd and the waiting clients. */
+static void
+reload_finished(int ok, const char *summary)
+{
+    char when[16], status[512];
+    time_t now = time(NULL);
+    struct tm tm;
+
+    strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&now, &tm));
+    snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s %s", when,
+             ok ? "ok" : "failed (old config kept)");
+    status_line(status, sizeof(status));
+    sysd_ready(status);
+    ctl_answer(m.ctl_now, &m.nctl_now, ok ? "ok" : "failed");
+}
 
 static void
 abort_reload(const char *why)
 {
+    char line[512];
+
     for (size_t i = 0; i < m.nprocs; i++) {
         struct wproc *p = &m.procs[i];
         if (p->gen == m.next_gen && !p->draining) {
@@ -242,16 +483,22 @@ abort_reload(const char *why)
         }
     }
     close_groups(2);
+    for (size_t i = 0; i < m.nls; i++)
+        m.ls[i].used = 1;
     conf_free(m.next_conf);
     m.next_conf = NULL;
     m.state = M_RUNNING;
-    log_warnx("reload failed: %s; generation %u keeps serving", why, m.gen);
+    snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, m.gen);
+    log_warnx("%s", line);
+    ctl_send_all(m.ctl_now, m.nctl_now, line);
+    reload_finished(0, line);
 }
 
 static void
 commit_reload(void)
 {
     int64_t old_timeout = m.conf->shutdown_timeout_ms;
+    char line[128];
 
     drain_workers(m.next_gen, old_timeout);
     /* Groups no longer named close now; the draining workers hold their own copies until
@@ -259,10 +506,17 @@ commit_reload(void)
     close_groups(0);
     for (size_t i = 0; i < m.nls; i++) {
         char err[256];
-        if (m.ls[i].nfds > m.next_nslots)
-            (void)listener_resize(&m.ls[i], m.next_nslots, err, sizeof(err));
+        if (!m.ls[i].activated && m.ls[i].nfds > m.next_nslots) {
+            unstore_fds(&m.ls[i], m.next_nslots);
+            (void)listener_resize(&m.ls[i], m.next_nslots, NULL, err, sizeof(err));
+        }
         m.ls[i].used = 1;
     }
+    if (m.next_conf->log_target != m.conf->log_target ||
+        (m.next_conf->log_path != NULL &&
+         (m.conf->log_path == NULL || strcmp(m.conf->log_path, m.next_conf->log_path) != 0)))
+        if (log_open(m.next_conf->log_target, m.next_conf->log_path) == -1)
+            log_warn("cannot open log '%s', keeping the current log", m.next_conf->log_path);
     conf_free(m.conf);
     m.conf = m.next_conf;
     m.next_conf = NULL;
@@ -271,32 +525,48 @@ commit_reload(void)
     m.nslots = m.next_nslots;
     m.slots = xcalloc(m.nslots, sizeof(*m.slots));
     m.state = M_RUNNING;
-    log_info("reload done: generation %u serving with %u worker%s", m.gen, m.nslots,
-             m.nslots == 1 ? "" : "s");
+    snprintf(line, sizeof(line), "reload done: generation %u serving with %u worker%s", m.gen,
+             m.nslots, m.nslots == 1 ? "" : "s");
+    log_info("%s", line);
+    ctl_send_all(m.ctl_now, m.nctl_now, line);
+    reload_finished(1, line);
 }
 
 static void
 start_reload(void)
 {
     struct conf_diag diag = {0};
+    struct conf_sockets socks = sockets_view();
     struct conf *c;
     unsigned n;
-    char err[256];
+    char err[256], line[512];
 
     if (m.state == M_RELOADING || m.state == M_STARTING) {
         m.reload_pending = 1;
         return;
     }
-    if (m.state == M_STOPPING)
+    if (m.state == M_STOPPING) {
+        ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
         return;
+    }
+    /* Clients that asked while the last reload ran get this one's result. */
+    for (int i = 0; i < m.nctl_next && m.nctl_now < CTL_CLIENTS_MAX; i++)
+        m.ctl_now[m.nctl_now++] = m.ctl_next[i];
+    m.nctl_next = 0;
+    sysd_reloading();
     log_info("reloading %s", m.opts->conf_path);
-    c = conf_load(m.opts->conf_path, &diag);
+    c = conf_load(m.opts->conf_path, &socks, &diag);
     if (c == NULL) {
-        for (size_t i = 0; i < diag.n; i++)
+        for (size_t i = 0; i < diag.n; i++) {
             log_warnx("%s", diag.msgs[i]);
+            ctl_send_all(m.ctl_now, m.nctl_now, diag.msgs[i]);
+        }
         conf_diag_clear(&diag);
-        log_warnx("reload failed: configuration has errors; generation %u keeps serving",
-                  m.gen);
+        snprintf(line, sizeof(line), "reload failed: configuration has errors; generation %u "
+                 "keeps serving", m.gen);
+        log_warnx("%s", line);
+        ctl_send_all(m.ctl_now, m.nctl_now, line);
+        reload_finished(0, line);
         return;
     }
     n = slots_for(c);
@@ -305,7 +575,11 @@ start_reload(void)
         for (size_t i = 0; i < m.nls; i++)
             m.ls[i].used = 1;
         conf_free(c);
-        log_warnx("reload failed: cannot listen: %s; generation %u keeps serving", err, m.gen);
+        snprintf(line, sizeof(line), "reload failed: cannot listen: %s; generation %u keeps "
+                 "serving", err, m.gen);
+        log_warnx("%s", line);
+        ctl_send_all(m.ctl_now, m.nctl_now, line);
+        reload_finished(0, line);
         return;
     }
     m.next_conf = c;
@@ -315,7 +589,7 @@ start_reload(void)
     m.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
     for (unsigned i = 0; i < n; i++) {
         if (spawn(i, m.next_gen, c) == -1) {
-            abort_reload("cannot fork the new workers");
+            abort_reload("cannot start the new workers");
             return;
         }
     }
@@ -327,7 +601,6 @@ static void
 begin_drain(void)
 {
     m.drain_started = 1;
-    m.stop_at_ms = 0;
     log_info("stopping: draining %zu workers (shutdown_timeout %lld ms)", m.nprocs,
              (long long)m.conf->shutdown_timeout_ms);
     drain_workers(0, m.conf->shutdown_timeout_ms);
@@ -351,6 +624,8 @@ start_stop(int signo)
     if (m.state == M_RELOADING)
         abort_reload("stopping");
     m.state = M_STOPPING;
+    sysd_stopping();
+    ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
     if (m.conf->shutdown_delay_ms > 0) {
         log_info("stopping after shutdown_delay of %lld ms; still accepting until then",
                  (long long)m.conf->shutdown_delay_ms);
@@ -405,11 +680,11 @@ on_worker_exit(struct wproc *p, int status)
         remove_proc(p);
         return;
     }
-    /* A worker of the serving generation crashed: respawn at once, unless it keeps dying
+    /* A worker of the serving generation died: respawn at once, unless it keeps dying
      * young, then back off exponentially so a crash loop does not spin the CPU. */
     s = &m.slots[p->slot];
     lived = util_now_ms() - p->started_ms;
-    s->failures = lived < CRASH_FAST_MS ? s->failures + 1 : 0;
+    s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
     delay = 0;
     if (s->failures > 1) {
         delay = BACKOFF_MIN_MS << (s->failures - 2 < 7 ? s->failures - 2 : 7);
@@ -452,6 +727,11 @@ on_signals(void)
         case SIGHUP:
             start_reload();
             break;
+        case SIGUSR1:
+            if (log_reopen() == -1)
+                log_warn("cannot reopen the log file");
+            signal_workers(SIGUSR1);
+            break;
         case SIGTERM:
         case SIGINT:
         case SIGQUIT:
@@ -464,11 +744,15 @@ on_signals(void)
 static void
 on_ready(struct wproc *p)
 {
+    char status[512];
+
     p->ready = 1;
     if (m.state == M_STARTING && p->gen == m.gen && count_ready(m.gen) == m.nslots) {
         m.state = M_RUNNING;
         log_info("ready: %u worker%s serving generation %u", m.nslots, m.nslots == 1 ? "" : "s",
                  m.gen);
+        status_line(status, sizeof(status));
+        sysd_ready(status);
     } else if (m.state == M_RELOADING && p->gen == m.next_gen &&
                count_ready(m.next_gen) == m.next_nslots) {
         commit_reload();
@@ -492,8 +776,66 @@ on_notify(void)
 }
 
 static void
+on_control(void)
+{
+    char cmd[64], status[512];
+    int fd = ctl_accept(m.ctl_fd, cmd, sizeof(cmd));
+
+    if (fd == -1)
+        return;
+    if (strcmp(cmd, "status") == 0) {
+        status_line(status, sizeof(status));
+        ctl_reply(fd, "ok");
+        ctl_reply(fd, status);
+        close(fd);
+    } else if (strcmp(cmd, "reload") == 0 && m.nctl_next < CTL_CLIENTS_MAX) {
+        m.ctl_next[m.nctl_next++] = fd;
+        start_reload();
+    } else {
+        ctl_reply(fd, "error: unknown command (expected 'reload' or 'status')");
+        close(fd);
+    }
+}
+
+/* The serving generation's workers whose loops have not turned for too long. */
+static void
+check_hangs(int64_t now)
+{
+    for (size_t i = 0; i < m.nprocs; i++) {
+        struct wproc *p = &m.procs[i];
+        int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
+        if (!p->ready || p->killed || beat == 0 || now - beat < m.conf->worker_watchdog_ms)
+            continue;
+        log_warnx("worker %u (pid %d) is stuck: its event loop has not turned for %lld ms "
+                  "(worker_watchdog %lld ms), killing it", p->slot, (int)p->pid,
+                  (long long)(now - beat), (long long)m.conf->worker_watchdog_ms);
+        p->hung = 1;
+        p->killed = p->draining; /* a draining one is only reaped; others get respawned */
+        kill(p->pid, SIGKILL);
+    }
+}
+
+/* WATCHDOG=1 only while every ready worker's loop is turning. */
+static void
+watchdog_tick(int64_t now)
+{
+    for (size_t i = 0; i < m.nprocs; i++) {
+        struct wproc *p = &m.procs[i];
+        int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
+        if (p->ready && !p->killed && now - beat > HEARTBEAT_FRESH_MS) {
+            log_debug("watchdog: worker %u heartbeat %lld ms old, not pinging", p->slot,
+                      (long long)(now - beat));
+            return;
+        }
+    }
+    sysd_watchdog_ping();
+}
+
+static void
 run_timers(int64_t now)
 {
+    char status[512];
+
     if (m.state == M_STOPPING && !m.drain_started && now >= m.stop_at_ms)
         begin_drain();
     if (m.state == M_RELOADING && now >= m.reload_deadline_ms)
@@ -506,6 +848,22 @@ run_timers(int64_t now)
             p->killed = 1;
             kill(p->pid, SIGKILL);
         }
+    }
+    if (now >= m.next_hang_check_ms) {
+        check_hangs(now);
+        m.next_hang_check_ms = now + HANG_CHECK_MS;
+    }
+    if (m.watchdog_ms > 0 && now >= m.next_watchdog_ms) {
+        watchdog_tick(now);
+        m.next_watchdog_ms = now + m.watchdog_ms / 2;
+    }
+    if (now >= m.next_status_ms) {
+        update_rate(now);
+        if (m.state == M_RUNNING) {
+            status_line(status, sizeof(status));
+            sysd_status(status);
+        }
+        m.next_status_ms = now + STATUS_INTERVAL_MS;
     }
     if (m.state == M_STOPPING)
         return;
@@ -522,27 +880,33 @@ run_timers(int64_t now)
     }
 }
 
-/* Milliseconds until the next timer, or -1 for none. */
+static int64_t
+min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Milliseconds until the next timer. */
 static int
 next_timeout(int64_t now)
 {
-    int64_t next = INT64_MAX;
+    int64_t next = min64(m.next_status_ms, m.next_hang_check_ms);
 
+    if (m.watchdog_ms > 0)
+        next = min64(next, m.next_watchdog_ms);
     if (m.state == M_STOPPING && !m.drain_started)
-        next = m.stop_at_ms;
-    if (m.state == M_RELOADING && m.reload_deadline_ms < next)
-        next = m.reload_deadline_ms;
+        next = min64(next, m.stop_at_ms);
+    if (m.state == M_RELOADING)
+        next = min64(next, m.reload_deadline_ms);
     for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].draining && !m.procs[i].killed && m.procs[i].kill_at_ms < next)
-            next = m.procs[i].kill_at_ms;
+        if (m.procs[i].draining && !m.procs[i].killed)
+            next = min64(next, m.procs[i].kill_at_ms);
     for (unsigned i = 0; i < m.nslots; i++)
-        if (m.slots[i].vacant && m.slots[i].respawn_at_ms < next)
-            next = m.slots[i].respawn_at_ms;
+        if (m.slots[i].vacant)
+            next = min64(next, m.slots[i].respawn_at_ms);
     if (m.reload_pending && m.state == M_RUNNING)
         next = now;
-    if (next == INT64_MAX)
-        return -1;
-    return next <= now ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
+    return next <= now ? 0 : (int)min64(next - now, 60000);
 }
 
 static void
@@ -558,7 +922,8 @@ setup_signals(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
-    /* Blocked before any fork: workers inherit the mask and take SIGTERM by signalfd. */
+    sigaddset(&set, SIGUSR1);
+    /* Blocked before any fork: workers inherit the mask and take theirs by signalfd. */
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
         fatal("sigprocmask");
     m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -570,10 +935,30 @@ setup_signals(void)
     m.notify_wr = fds[1];
 }
 
+static void
+master_fini(void)
+{
+    for (size_t i = 0; i < m.nls; i++)
+        listener_close(&m.ls[i]);
+    free(m.ls);
+    for (size_t i = 0; i < m.nsock_names; i++)
+        free(m.sock_names[i]);
+    free(m.sock_names);
+    free(m.kept);
+    free(m.procs);
+    free(m.slots);
+    conf_free(m.conf);
+    close(m.sigfd);
+    close(m.notify_rd);
+    close(m.notify_wr);
+    if (m.ctl_fd != -1)
+        close(m.ctl_fd);
+}
+
 int
 master_run(struct conf *conf, const struct master_opts *opts)
 {
-    struct pollfd pfd[2];
+    struct pollfd pfd[3];
     int64_t now;
 
     m.opts = opts;
@@ -582,8 +967,16 @@ master_run(struct conf *conf, const struct master_opts *opts)
     m.gen = m.last_gen = 1;
     m.slots = xcalloc(m.nslots, sizeof(*m.slots));
     m.state = M_STARTING;
-    log_set_role("master");
+    m.watchdog_ms = sysd_watchdog_ms();
+    log_set_role(-1, 0);
+    /* Room for two full generations during a reload, plus stragglers. */
+    metrics_init(2 * CONF_WORKERS_MAX + 64);
     setup_signals();
+    m.ctl_fd = ctl_listen(opts->conf_path);
+    now = util_now_ms();
+    m.next_status_ms = now + STATUS_INTERVAL_MS;
+    m.next_hang_check_ms = now + HANG_CHECK_MS;
+    m.next_watchdog_ms = now;
     for (unsigned i = 0; i < m.nslots; i++)
         if (spawn(i, m.gen, m.conf) == -1)
             schedule_respawn(i, BACKOFF_MIN_MS);
@@ -592,24 +985,18 @@ master_run(struct conf *conf, const struct master_opts *opts)
             break;
         pfd[0] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = m.notify_rd, .events = POLLIN};
-        if (poll(pfd, 2, next_timeout(util_now_ms())) == -1 && errno != EINTR)
+        pfd[2] = (struct pollfd){.fd = m.ctl_fd, .events = POLLIN};
+        if (poll(pfd, 3, next_timeout(util_now_ms())) == -1 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
             on_signals();
         if (pfd[1].revents & POLLIN)
             on_notify();
-        now = util_now_ms();
-        run_timers(now);
+        if (pfd[2].revents & POLLIN)
+            on_control();
+        run_timers(util_now_ms());
     }
     log_info("stopped");
-    for (size_t i = 0; i < m.nls; i++)
-        listener_close(&m.ls[i]);
-    free(m.ls);
-    free(m.procs);
-    free(m.slots);
-    conf_free(m.conf);
-    close(m.sigfd);
-    close(m.notify_rd);
-    close(m.notify_wr);
+    master_fini();
     return 0;
 }

@@ -15,10 +15,12 @@
 #include "hnd.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 16
+#define HEARTBEAT_MS 500
 #define DRAIN_IDLE_GRACE_MS 1000
 #define MAX_REQUEST_BODY (1024 * 1024)
 
@@ -36,6 +38,9 @@ struct worker {
     size_t nlsocks;
     size_t conns;
     int stopping;
+    struct metrics_slot *metrics;
+    h2o_timeout_t heartbeat_timeout;
+    h2o_timeout_entry_t heartbeat;
 };
 
 static struct worker w;
@@ -44,6 +49,33 @@ static void
 on_conn_close(void *data)
 {
     w.conns--;
+    atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
+}
+
+/* The master reads this to tell a busy worker from a stuck one. */
+static void
+beat(void)
+{
+    atomic_store_explicit(&w.metrics->heartbeat_ms, util_now_ms(), memory_order_relaxed);
+}
+
+static void
+on_heartbeat(h2o_timeout_entry_t *entry)
+{
+    beat();
+    h2o_timeout_link(w.ctx.loop, &w.heartbeat_timeout, &w.heartbeat);
+}
+
+/* Logger on every path: counts requests by status class for the shared counters. */
+static void
+count_request(h2o_logger_t *self, h2o_req_t *req)
+{
+    int cls = req->res.status / 100;
+
+    atomic_fetch_add_explicit(&w.metrics->requests, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w.metrics->status[cls >= 1 && cls <= 5 ? cls : 0], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w.metrics->bytes_sent, req->bytes_sent, memory_order_relaxed);
 }
 
 static void
@@ -60,6 +92,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL)
             break;
         w.conns++;
+        atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = NULL;
         h2o_accept(&svc->accept_ctx, sock);
@@ -75,6 +108,8 @@ on_signal(h2o_socket_t *sock, const char *err)
     while (read(fd, &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGQUIT)
             w.stopping = 1;
+        else if (si.ssi_signo == SIGUSR1 && log_reopen() == -1)
+            log_warn("cannot reopen the log file");
     }
 }
 
@@ -139,53 +174,52 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
+        h2o_create_logger(pc, sizeof(h2o_logger_t))->log_access = count_request;
     }
     free(routes);
+    /* Requests no route matched (404s) are counted too. */
+    h2o_create_logger(&host->fallback_path, sizeof(h2o_logger_t))->log_access = count_request;
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
 }
 
-static const struct listener *
-find_listener(const struct listen_addr *a)
+/* The index of the service that l serves in this worker's config, or -1. */
+static int
+service_of(const struct listener *l)
 {
-    for (size_t i = 0; i < w.args->nlisteners; i++)
-        if (listener_addr_equal(&w.args->listeners[i].addr, a))
-            return &w.args->listeners[i];
-    return NULL;
+    const struct conf *c = w.args->conf;
+
+    for (size_t i = 0; i < c->nservices; i++) {
+        if (l->owner == NULL || strcmp(c->services[i].name, l->owner) != 0)
+            continue;
+        if (l->activated)
+            return (int)i;
+        for (size_t j = 0; j < c->services[i].nlistens; j++)
+            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr))
+                return (int)i;
+    }
+    return -1;
 }
 
 static void
 start_listening(void)
 {
-    const struct conf *c = w.args->conf;
+    for (size_t i = 0; i < w.args->nlisteners; i++) {
+        const struct listener *l = &w.args->listeners[i];
+        int svc = service_of(l);
+        h2o_socket_t *ls;
 
-    for (size_t i = 0; i < c->nservices; i++) {
-        for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            const struct listener *l = find_listener(&c->services[i].listens[j].addr);
-            h2o_socket_t *ls;
-            if (l == NULL || w.args->slot >= l->nfds)
-                fatalx("no socket for %s in slot %u", c->services[i].listens[j].addr.text,
-                       w.args->slot);
-            ls = h2o_evloop_socket_create(w.ctx.loop, l->fds[w.args->slot],
-                                          H2O_SOCKET_FLAG_DONT_READ);
-            ls->data = &w.services[i];
-            h2o_socket_read_start(ls, on_accept);
-            w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
-            w.lsocks[w.nlsocks++] = ls;
-        }
+        if (svc == -1)
+            continue;
+        if (!l->activated && w.args->slot >= l->nfds)
+            fatalx("no socket for %s in slot %u", l->addr.text, w.args->slot);
+        ls = h2o_evloop_socket_create(w.ctx.loop, listener_fd_for_slot(l, w.args->slot),
+                                      H2O_SOCKET_FLAG_DONT_READ);
+        ls->data = &w.services[svc];
+        h2o_socket_read_start(ls, on_accept);
+        w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
+        w.lsocks[w.nlsocks++] = ls;
     }
-}
-
-static int
-conf_names_addr(const struct listen_addr *a)
-{
-    const struct conf *c = w.args->conf;
-
-    for (size_t i = 0; i < c->nservices; i++)
-        for (size_t j = 0; j < c->services[i].nlistens; j++)
-            if (listener_addr_equal(&c->services[i].listens[j].addr, a))
-                return 1;
-    return 0;
 }
 
 /* Close every inherited fd this worker does not serve: the master's own, the other slots'
@@ -198,9 +232,9 @@ close_foreign_fds(void)
         close(w.args->master_fds[i]);
     for (size_t i = 0; i < w.args->nlisteners; i++) {
         const struct listener *l = &w.args->listeners[i];
-        int served = conf_names_addr(&l->addr);
+        int keep = service_of(l) != -1 ? listener_fd_for_slot(l, w.args->slot) : -1;
         for (size_t k = 0; k < l->nfds; k++)
-            if (k != w.args->slot || !served)
+            if (l->fds[k] != keep)
                 close(l->fds[k]);
     }
 }
@@ -212,7 +246,9 @@ setup_process(void)
     sigset_t set;
     int sfd;
 
-    log_set_role("worker %u", w.args->slot);
+    log_set_role((int)w.args->slot, w.args->gen);
+    if (log_open(w.args->conf->log_target, w.args->conf->log_path) == -1)
+        log_warn("cannot open log '%s', ignoring", w.args->conf->log_path);
     /* A worker never outlives its master: orphans would keep the port. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
         log_warn("prctl(PR_SET_PDEATHSIG)");
@@ -225,6 +261,7 @@ setup_process(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
     sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd == -1)
         fatal("signalfd");
@@ -277,6 +314,7 @@ worker_run(const struct worker_args *args)
     const struct conf *c = args->conf;
 
     w.args = args;
+    w.metrics = metrics_slot(args->metrics_idx);
     h2o_config_init(&w.globalconf);
     w.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("percore"));
     w.globalconf.max_request_entity_size = MAX_REQUEST_BODY;
@@ -292,6 +330,9 @@ worker_run(const struct worker_args *args)
     if (getppid() != args->master_pid)
         _exit(0); /* the master died before PDEATHSIG was armed */
     start_listening();
+    h2o_timeout_init(w.ctx.loop, &w.heartbeat_timeout, HEARTBEAT_MS);
+    w.heartbeat.cb = on_heartbeat;
+    on_heartbeat(&w.heartbeat);
     notify_master(WMSG_READY);
     while (!w.stopping)
         h2o_evloop_run(w.ctx.loop, INT32_MAX);

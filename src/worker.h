@@ -19,6 +19,7 @@ struct worker_args {
     pid_t master_pid;
     int cpu;       /* pin to this CPU, or -1 */
     int notify_fd; /* write end of the master's worker-message pipe */
+    int metrics_idx; /* this worker's slot in the shared counters */
     const int *master_fds; /* fds of the master's own, closed in the worker */
     size_t nmaster_fds;
 };

@@ -9,11 +9,14 @@
 #include "conf.h"
 #include "hnd.h"
 
+/* As when percore runs outside systemd: no sockets passed. */
+static const struct conf_sockets no_sockets = {NULL, 0, 1};
+
 static struct conf *
 load_ok(const char *text)
 {
     struct conf_diag d = {0};
-    struct conf *c = conf_load_string("t.conf", text, &d);
+    struct conf *c = conf_load_string("t.conf", text, &no_sockets, &d);
 
     if (c == NULL)
         cr_assert_fail("unexpected error: %s", d.n ? d.msgs[0] : "(none)");
@@ -26,7 +29,7 @@ static char *
 load_err(const char *text, size_t *count)
 {
     struct conf_diag d = {0};
-    struct conf *c = conf_load_string("t.conf", text, &d);
+    struct conf *c = conf_load_string("t.conf", text, &no_sockets, &d);
     char *first;
 
     cr_assert_null(c, "config loaded but should have failed:\n%s", text);
@@ -155,7 +158,7 @@ Test(conf, include_glob)
     struct conf *c;
 
     snprintf(path, sizeof(path), "%s/tests/unit/data/main.conf", getenv("TOP_SRCDIR"));
-    c = conf_load(path, &d);
+    c = conf_load(path, &no_sockets, &d);
     cr_assert_not_null(c, "%s", d.n ? d.msgs[0] : "");
     cr_assert_eq(c->workers, 2);
     cr_assert_eq(c->nservices, 2);
@@ -285,7 +288,12 @@ static const struct bad bad_inputs[] = {
                          "letters, digits, '_', '-' or '.'"},
     {HELLO "service s { listen 127.0.0.1:9; route / { respond 200; } }\n",
      "t.conf:2:9: duplicate service 's' (first defined at t.conf:1:1)"},
-    {"service s { route / { respond 200; } }\n", "t.conf:1:1: service 's' has no 'listen'"},
+    {"service s { route / { respond 200; } }\n",
+     "t.conf:1:1: service 's' has no 'listen' and systemd passed no socket named 's'"},
+    {"log syslog;\n", "t.conf:1:5: invalid value 'syslog' for 'log': expected 'journal', "
+                      "'stderr' or an absolute file path"},
+    {"worker_watchdog 500ms;\n", "t.conf:1:17: 'worker_watchdog' must be at least 1s, got "
+                                 "'500ms'"},
     {"service s { listen 127.0.0.1:8080; }\n", "t.conf:1:1: service 's' has no 'route'"},
     {SVC_OPEN "  listen 127.0.0.1:0;\n" SVC_ROUTE "}\n",
      "t.conf:3:10: invalid port '0' in '127.0.0.1:0': expected 1 to 65535"},
@@ -388,7 +396,7 @@ Test(conf, missing_file)
 {
     struct conf_diag d = {0};
 
-    cr_assert_null(conf_load("/nonexistent/percore.conf", &d));
+    cr_assert_null(conf_load("/nonexistent/percore.conf", &no_sockets, &d));
     cr_assert_str_eq(d.msgs[0], "/nonexistent/percore.conf: cannot read config: No such file "
                                 "or directory");
     conf_diag_clear(&d);

@@ -89,9 +89,9 @@ Test(listener, group_of_reuseport_sockets)
     snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
     l.addr = one_addr(spec);
     cr_assert_eq(listener_probe(&l.addr, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(listener_resize(&l, 3, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 3, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(l.nfds, 3);
-    cr_assert_eq(listener_resize(&l, 1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 1, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(l.nfds, 1);
     listener_close(&l);
 }
@@ -103,11 +103,46 @@ Test(listener, probe_refuses_a_port_in_use)
 
     snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
     l.addr = one_addr(spec);
-    cr_assert_eq(listener_resize(&l, 2, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 2, NULL, err, sizeof(err)), 0, "%s", err);
     /* A second instance must not silently join the reuseport group. */
     cr_assert_eq(listener_probe(&l.addr, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s: address already in use", spec);
     cr_assert(strncmp(err, want, strlen(want)) == 0, "%s", err);
     listener_close(&l);
     cr_assert_eq(listener_probe(&l.addr, err, sizeof(err)), 0, "%s", err);
+}
+
+Test(listener, store_names_round_trip)
+{
+    struct listen_addr a4 = one_addr("127.0.0.1:8080"), a6 = one_addr("[::1]:443");
+    char name[96], text[64];
+    size_t slot;
+
+    listener_store_name(&a4, 3, name, sizeof(name));
+    cr_assert_str_eq(name, "L.127.0.0.1_8080.3");
+    cr_assert_eq(listener_parse_store_name(name, text, sizeof(text), &slot), 0);
+    cr_assert_str_eq(text, "127.0.0.1:8080");
+    cr_assert_eq(slot, 3);
+    listener_store_name(&a6, 0, name, sizeof(name));
+    cr_assert_str_eq(name, "L.[__1]_443.0");
+    cr_assert_eq(listener_parse_store_name(name, text, sizeof(text), &slot), 0);
+    cr_assert_str_eq(text, "[::1]:443");
+    cr_assert_eq(listener_parse_store_name("hello", text, sizeof(text), &slot), -1);
+    cr_assert_eq(listener_parse_store_name("L.x.", text, sizeof(text), &slot), -1);
+}
+
+Test(listener, addr_of_a_listening_fd)
+{
+    char spec[32], err[256];
+    struct listener l = {0};
+    struct listen_addr got;
+
+    snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
+    l.addr = one_addr(spec);
+    cr_assert_eq(listener_resize(&l, 1, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_addr_of_fd(l.fds[0], &got), 0);
+    cr_assert_str_eq(got.text, spec);
+    cr_assert(listener_addr_equal(&got, &l.addr));
+    cr_assert_eq(listener_addr_of_fd(0, &got), -1);
+    listener_close(&l);
 }
