@@ -100,7 +100,9 @@ ctl_command(const char *conf_path, const char *cmd)
     socklen_t len = ctl_addr(conf_path, &sun);
     struct timeval tv = {.tv_sec = CTL_WAIT_S};
     char buf[4096], last[1024] = "";
-    size_t have = 0;
+    char *out = NULL;
+    size_t have = 0, outlen = 0;
+    FILE *mem;
     ssize_t n;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -115,14 +117,21 @@ ctl_command(const char *conf_path, const char *cmd)
         close(fd);
         return 1;
     }
-    /* Print each line as it comes; the last one is the verdict. */
+    /* The last line is the verdict ("ok" or "failed"); the lines before it go to stdout
+     * after a success and to stderr after a failure. */
+    mem = open_memstream(&out, &outlen);
+    if (mem == NULL) {
+        close(fd);
+        return 1;
+    }
     while ((n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
         char *line = buf, *nl;
         have += (size_t)n;
         buf[have] = '\0';
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            fprintf(strncmp(line, "ok", 2) == 0 ? stdout : stderr, "%s\n", line);
+            if (last[0] != '\0')
+                fprintf(mem, "%s\n", last);
             snprintf(last, sizeof(last), "%s", line);
             line = nl + 1;
         }
@@ -132,9 +141,16 @@ ctl_command(const char *conf_path, const char *cmd)
             have = 0;
     }
     close(fd);
-    if (n == -1 && last[0] == '\0') {
-        fprintf(stderr, "percore: no answer from the master: %s\n", strerror(errno));
+    fclose(mem);
+    if (last[0] == '\0') {
+        fprintf(stderr, "percore: no answer from the master%s%s\n", n == -1 ? ": " : "",
+                n == -1 ? strerror(errno) : "");
+        free(out);
         return 1;
     }
-    return strncmp(last, "ok", 2) == 0 ? 0 : 1;
+    fputs(out, strcmp(last, "ok") == 0 ? stdout : stderr);
+    if (strcmp(last, "ok") != 0)
+        fprintf(stderr, "percore: %s\n", last);
+    free(out);
+    return strcmp(last, "ok") == 0 ? 0 : 1;
 }

@@ -328,7 +328,8 @@ remove_proc(struct wproc *p)
 static int
 spawn(unsigned slot, unsigned gen, const struct conf *c)
 {
-    int master_fds[] = {m.sigfd, m.notify_rd, m.ctl_fd};
+    /* Every fd of the master's own, so a worker holds no control client open. */
+    int master_fds[3 + 2 * CTL_CLIENTS_MAX], nfds = 0;
     int mslot = metrics_claim();
     struct worker_args args = {
         .conf = c,
@@ -341,9 +342,18 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
         .notify_fd = m.notify_wr,
         .metrics_idx = mslot,
         .master_fds = master_fds,
-        .nmaster_fds = NELEMS(master_fds),
     };
     pid_t pid;
+
+    master_fds[nfds++] = m.sigfd;
+    master_fds[nfds++] = m.notify_rd;
+    if (m.ctl_fd != -1)
+        master_fds[nfds++] = m.ctl_fd;
+    for (int i = 0; i < m.nctl_now; i++)
+        master_fds[nfds++] = m.ctl_now[i];
+    for (int i = 0; i < m.nctl_next; i++)
+        master_fds[nfds++] = m.ctl_next[i];
+    args.nmaster_fds = (size_t)nfds;
 
     if (mslot == -1) {
         log_warnx("no free metrics slot for worker %u", slot);
@@ -785,8 +795,8 @@ on_control(void)
         return;
     if (strcmp(cmd, "status") == 0) {
         status_line(status, sizeof(status));
-        ctl_reply(fd, "ok");
         ctl_reply(fd, status);
+        ctl_reply(fd, "ok");
         close(fd);
     } else if (strcmp(cmd, "reload") == 0 && m.nctl_next < CTL_CLIENTS_MAX) {
         m.ctl_next[m.nctl_next++] = fd;

@@ -401,3 +401,59 @@ Test(conf, missing_file)
                                 "or directory");
     conf_diag_clear(&d);
 }
+
+Test(conf, activated_socket_replaces_listen)
+{
+    static const char *const names[] = {"api"};
+    struct conf_sockets socks = {names, 1, 1};
+    struct conf_diag d = {0};
+    struct conf *c = conf_load_string("t.conf", "service api { route / { respond 200; } }",
+                                      &socks, &d);
+
+    cr_assert_not_null(c, "%s", d.n ? d.msgs[0] : "");
+    cr_assert_eq(c->services[0].nlistens, 0);
+    conf_free(c);
+}
+
+Test(conf, unclaimed_activated_socket)
+{
+    static const char *const names[] = {"api", "web"};
+    struct conf_sockets socks = {names, 2, 1};
+    struct conf_diag d = {0};
+
+    cr_assert_null(conf_load_string("t.conf", "service api { route / { respond 200; } }",
+                                    &socks, &d));
+    cr_assert_eq(d.n, 1);
+    cr_assert_str_eq(d.msgs[0], "t.conf: systemd passed a socket named 'web' "
+                                "(FileDescriptorName=) but no service has that name");
+    conf_diag_clear(&d);
+}
+
+Test(conf, check_only_accepts_missing_listen)
+{
+    struct conf_sockets unknown = {NULL, 0, 0};
+    struct conf_diag d = {0};
+    struct conf *c = conf_load_string("t.conf", "service api { route / { respond 200; } }",
+                                      &unknown, &d);
+
+    cr_assert_not_null(c);
+    conf_free(c);
+}
+
+Test(conf, log_and_worker_watchdog)
+{
+    struct conf *c = load_ok("log /var/log/percore.log;\nworker_watchdog 3s;\n" HELLO);
+
+    cr_assert_eq(c->log_target, LOG_TARGET_FILE);
+    cr_assert_str_eq(c->log_path, "/var/log/percore.log");
+    cr_assert_eq(c->worker_watchdog_ms, 3000);
+    conf_free(c);
+}
+
+Test(conf, log_journal)
+{
+    struct conf *c = load_ok("log journal;\n" HELLO);
+
+    cr_assert_eq(c->log_target, LOG_TARGET_JOURNAL);
+    conf_free(c);
+}
