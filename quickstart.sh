@@ -4,8 +4,9 @@
 #   ./quickstart.sh run    install what is missing, build, serve conf/percore.conf
 #                          in the foreground on 127.0.0.1:8080 (Ctrl-C stops it)
 #   ./quickstart.sh test   install what is missing, build with -Werror, run the whole
-#                          test suite, again under ASan+UBSan, then make distcheck;
-#                          ends with "N passed, N failed"
+#                          test suite, again under ASan+UBSan, end to end under a real
+#                          systemd (nspawn), then make distcheck; ends with
+#                          "N passed, N failed"
 set -eu
 
 cd "$(dirname "$0")"
@@ -14,7 +15,8 @@ MODE=${1:-}
 
 BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev"
-TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 mandoc"
+TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 mandoc
+    debootstrap systemd-container"
 
 need_packages() {
     missing=""
@@ -81,6 +83,22 @@ test)
             failed=$((failed + 1))
         fi
     done
+    # End to end under a real systemd (a debootstrapped Debian 12 booted by nspawn).
+    dir=$TOP/_build/e2e
+    build "$dir" --prefix=/usr --sysconfdir=/etc --localstatedir=/var
+    echo "quickstart: end-to-end test under systemd-nspawn"
+    bash "$TOP/tests/e2e/systemd.sh" "$dir" >"$dir/e2e.out" 2>&1 || true
+    grep -E '^(not ok|Bail out)' "$dir/e2e.out" || true
+    e2e_pass=$(grep -c '^ok ' "$dir/e2e.out" || true)
+    e2e_fail=$(grep -c -E '^(not ok|Bail out)' "$dir/e2e.out" || true)
+    if ! grep -q -E '^1\.\.' "$dir/e2e.out"; then
+        tail -n 20 "$dir/e2e.out"
+        e2e_fail=$((e2e_fail + 1))
+    fi
+    echo "quickstart: e2e: $e2e_pass passed, $e2e_fail failed"
+    passed=$((passed + e2e_pass))
+    failed=$((failed + e2e_fail))
+
     echo "quickstart: make distcheck"
     if (cd "$TOP/_build/release" && make -s distcheck) >"$TOP/_build/distcheck.out" 2>&1; then
         passed=$((passed + 1))

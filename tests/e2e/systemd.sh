@@ -1,0 +1,198 @@
+#!/bin/bash
+# End to end under a real systemd as PID 1: a Debian 12 tree booted with systemd-nspawn,
+# percore installed into it, then what a sysadmin does with systemctl. TAP output.
+#
+#   tests/e2e/systemd.sh BUILD_DIR    (a build configured with --prefix=/usr --sysconfdir=/etc)
+#
+# The debootstrapped tree is cached in $PERCORE_E2E_CACHE (default /var/cache/percore-e2e).
+set -u
+BUILD=$(cd "${1:?usage: systemd.sh BUILD_DIR}" && pwd)
+CACHE=${PERCORE_E2E_CACHE:-/var/cache/percore-e2e}
+TREE=$CACHE/tree
+N=0
+FAILED=0
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() {
+    N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"
+    shift; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/# /'; done
+}
+check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:    '$2'" "wanted: '$3'"; fi; }
+skip_all() { echo "1..0 # SKIP $1"; exit 0; }
+
+[ "$(id -u)" -eq 0 ] || skip_all "needs root"
+for t in systemd-nspawn debootstrap nsenter; do
+    command -v "$t" >/dev/null || skip_all "$t not installed (systemd-container, debootstrap)"
+done
+[ -d /sys/fs/cgroup/unified ] || [ -f /sys/fs/cgroup/cgroup.controllers ] ||
+    skip_all "no cgroup hierarchy for nspawn"
+
+RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3
+if [ ! -x "$TREE/usr/bin/wrk" ] || ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 >/dev/null 2>&1; then
+    MIRROR=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
+             awk '$2=="bookworm"{print $1; exit}')
+    rm -rf "$TREE"
+    mkdir -p "$CACHE"
+    if ! debootstrap --variant=minbase --include="$RUNTIME_DEPS" bookworm "$TREE" \
+            "${MIRROR:-http://deb.debian.org/debian/}" >"$CACHE/debootstrap.log" 2>&1; then
+        echo "Bail out! debootstrap failed: $(tail -n 3 "$CACHE/debootstrap.log")"
+        exit 99
+    fi
+fi
+
+WORK=$(mktemp -d /tmp/percore-e2e.XXXXXX)
+INST=$WORK/inst
+make -s -C "$BUILD" install DESTDIR="$INST" >"$WORK/install.log" 2>&1 ||
+    { echo "Bail out! make install failed"; cat "$WORK/install.log"; exit 99; }
+
+CG=percore-e2e-$$
+for h in systemd unified; do [ -d /sys/fs/cgroup/$h ] && mkdir -p /sys/fs/cgroup/$h/$CG; done
+(
+    for h in systemd unified; do
+        [ -d /sys/fs/cgroup/$h/$CG ] && echo $BASHPID >/sys/fs/cgroup/$h/$CG/cgroup.procs
+    done
+    exec systemd-nspawn -D "$TREE" -b --register=no --keep-unit --private-network \
+        --volatile=overlay --bind-ro="$INST":/inst --machine=percore-e2e-$$ \
+        --console=read-only
+) >"$WORK/console.log" 2>&1 &
+NS=$!
+cleanup() {
+    [ -n "${L:-}" ] && nsenter -t "$L" -a systemctl poweroff >/dev/null 2>&1
+    for _ in $(seq 1 100); do kill -0 "$NS" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$NS" 2>/dev/null
+    wait "$NS" 2>/dev/null
+    for h in systemd unified; do
+        [ -d /sys/fs/cgroup/$h/$CG ] && find /sys/fs/cgroup/$h/$CG -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+L=
+for _ in $(seq 1 200); do
+    L=$(ps --ppid $NS -o pid= | tr -d ' ' | head -n 1)
+    [ -n "$L" ] && break
+    sleep 0.05
+done
+[ -n "$L" ] || { echo "Bail out! nspawn did not start"; cat "$WORK/console.log"; exit 99; }
+E() { nsenter -t "$L" -a "$@"; }
+# sig SIGNAL PID: only ever a real process (never 0 or empty: that would be a group).
+sig() {
+    case $2 in
+    '' | 0 | 1 | *[!0-9]*) echo "# refusing to signal pid '$2'"; return 1 ;;
+    esac
+    E kill -"$1" "$2"
+}
+for _ in $(seq 1 100); do
+    st=$(E systemctl is-system-running 2>/dev/null)
+    case $st in running|degraded) break ;; esac
+    sleep 0.1
+done
+case $st in
+running | degraded) ok "container booted systemd ($st)" ;;
+*) not_ok "container booted systemd" "state: $st" ;;
+esac
+
+# tar keeps the tree's /lib -> usr/lib symlink (merged /usr) where cp would fail.
+E sh -c 'tar -C /inst -cf - . | tar -C / --keep-directory-symlink -xf - &&
+    systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload' >/dev/null
+check "percore user created by sysusers" E id percore
+CONF=/etc/percore/percore.conf
+
+# Socket activation: the first connection to the socket starts the service.
+E systemctl start percore.socket
+expect_eq "percore.socket is listening" "$(E systemctl is-active percore.socket)" "active"
+expect_eq "a connection to the socket starts percore and gets hello" \
+    "$(E curl -s -m 10 http://127.0.0.1:8081/)" "Hello, world!"
+expect_eq "percore.service is active" "$(E systemctl is-active percore)" "active"
+expect_eq "its own listen address serves too" "$(E curl -s http://127.0.0.1:8080/)" "Hello, world!"
+MAIN=$(E systemctl show -p MainPID --value percore)
+expect_eq "runs as the percore user" "$(E ps -o user= -p "$MAIN" | tr -d ' ')" "percore"
+STATUS=$(E systemctl status percore --no-pager 2>&1)
+if printf '%s' "$STATUS" | grep -Eq 'Status: "generation 1: [0-9]+/[0-9]+ workers up, [0-9]+ req/s'; then
+    ok "STATUS line shows in systemctl status"
+else
+    not_ok "STATUS line shows in systemctl status" "$STATUS"
+fi
+
+# A good reload, then a bad one that must fail and keep serving.
+E sed -i 's/Hello, world!/Hello again!/' "$CONF"
+E systemctl reload percore
+expect_eq "systemctl reload with a good config exits 0" "$?" "0"
+expect_eq "the new config serves" "$(E curl -s http://127.0.0.1:8080/)" "Hello again!"
+E sh -c "echo 'wrokers 3;' >> $CONF"
+E systemctl reload percore >"$WORK/reload.out" 2>&1
+RC=$?
+check "systemctl reload with a bad config fails (exit $RC)" [ "$RC" -ne 0 ]
+JOURNAL=$(E journalctl -u percore --no-pager -o cat 2>&1)
+if printf '%s' "$JOURNAL" | grep -q "$CONF:[0-9]*:1: unknown directive 'wrokers'; did you mean 'workers'?"; then
+    ok "the reload's error with file:line:col is in the unit's journal"
+else
+    not_ok "the reload's error is in the journal" "$(printf '%s' "$JOURNAL" | tail -n 15)"
+fi
+expect_eq "the old config keeps serving" "$(E curl -s http://127.0.0.1:8080/)" "Hello again!"
+expect_eq "still active" "$(E systemctl is-active percore)" "active"
+E sed -i '/^wrokers 3;$/d' "$CONF"
+
+# Restart under load: the fd store keeps the sockets, nothing is refused.
+E wrk -t2 -c20 -d5s http://127.0.0.1:8080/ >"$WORK/wrk.out" 2>&1 &
+WRK=$!
+sleep 1.5
+E systemctl restart percore
+wait $WRK
+if grep -q "requests in" "$WORK/wrk.out" && ! grep -q -e "Socket errors" -e "Non-2xx" "$WORK/wrk.out"; then
+    ok "systemctl restart under load: zero failed requests ($(awk '/requests in/ {print $1}' "$WORK/wrk.out"))"
+else
+    not_ok "systemctl restart under load: zero failed requests" "$(cat "$WORK/wrk.out")"
+fi
+NEWMAIN=$(E systemctl show -p MainPID --value percore)
+check "restart started a new master" [ "$NEWMAIN" != "$MAIN" ]
+
+# A worker hung on purpose is killed and replaced.
+E sh -c 'echo "worker_watchdog 2s;" > /etc/percore/conf.d/watchdog.conf'
+E systemctl reload percore
+MAIN=$(E systemctl show -p MainPID --value percore)
+VICTIM=$(E pgrep -P "$MAIN" | head -n 1)
+sig STOP "$VICTIM"
+REPLACED=no
+for _ in $(seq 1 100); do
+    if ! E pgrep -P "$MAIN" | grep -qx "$VICTIM" && [ "$(E pgrep -c -P "$MAIN")" -ge 1 ]; then
+        REPLACED=yes
+        break
+    fi
+    sleep 0.1
+done
+expect_eq "a hung worker is replaced" "$REPLACED" "yes"
+check "the journal says which worker hung" \
+    sh -c "nsenter -t $L -a journalctl -u percore --no-pager -o cat | grep -q 'pid $VICTIM) is stuck'"
+expect_eq "serving after the hung worker" "$(E curl -s http://127.0.0.1:8080/)" "Hello again!"
+
+# A hung master misses its watchdog pings: systemd kills and restarts it.
+E mkdir -p /etc/systemd/system/percore.service.d
+E sh -c 'printf "[Service]\nWatchdogSec=2s\n" > /etc/systemd/system/percore.service.d/wd.conf'
+E systemctl daemon-reload
+E systemctl restart percore
+MAIN=$(E systemctl show -p MainPID --value percore)
+sig STOP "$MAIN"
+RESTARTED=no
+for _ in $(seq 1 300); do
+    M=$(E systemctl show -p MainPID --value percore)
+    if [ "$M" != "$MAIN" ] && [ "$M" != 0 ] && [ "$(E systemctl is-active percore)" = active ]; then
+        RESTARTED=yes
+        break
+    fi
+    sleep 0.1
+done
+expect_eq "a hung master is killed by the watchdog and restarted" "$RESTARTED" "yes"
+check "the journal records the watchdog timeout" \
+    sh -c "nsenter -t $L -a journalctl -u percore --no-pager | grep -qi 'watchdog timeout'"
+E rm -f /etc/systemd/system/percore.service.d/wd.conf
+E systemctl daemon-reload
+
+E systemctl stop percore percore.socket
+expect_eq "systemctl stop: inactive" "$(E systemctl is-active percore)" "inactive"
+check "nothing left running" sh -c "! nsenter -t $L -a pgrep -x percore >/dev/null"
+check "the master logged a clean stop" \
+    sh -c "nsenter -t $L -a journalctl -u percore --no-pager -o cat | grep -q 'master: stopped'"
+
+echo "1..$N"
+[ "$FAILED" -eq 0 ]
