@@ -4,9 +4,9 @@
 #   ./quickstart.sh run    install what is missing, build, serve conf/percore.conf
 #                          in the foreground on 127.0.0.1:8080 (Ctrl-C stops it)
 #   ./quickstart.sh test   install what is missing, build with -Werror, run the whole
-#                          test suite, again under ASan+UBSan, end to end under a real
-#                          systemd (nspawn), then make distcheck; ends with
-#                          "N passed, N failed"
+#                          test suite, again under ASan+UBSan, build the .deb and the
+#                          RPM, install the .deb under a real systemd (nspawn) and
+#                          drive it, then make distcheck; ends with "N passed, N failed"
 set -eu
 
 cd "$(dirname "$0")"
@@ -16,7 +16,7 @@ MODE=${1:-}
 BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev"
 TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 mandoc
-    debootstrap systemd-container"
+    debootstrap systemd-container debhelper lintian dpkg-dev fakeroot rpm"
 
 need_packages() {
     missing=""
@@ -83,9 +83,22 @@ test)
             failed=$((failed + 1))
         fi
     done
-    # End to end under a real systemd (a debootstrapped Debian 12 booted by nspawn).
-    dir=$TOP/_build/e2e
-    build "$dir" --prefix=/usr --sysconfdir=/etc --localstatedir=/var
+    # Packages from the release tarball: the .deb (lintian clean) and the RPM.
+    echo "quickstart: packages"
+    rm -f "$TOP"/_build/release/percore-*.tar.gz
+    for kind in deb rpm; do
+        if "$TOP/packaging/build-$kind.sh" "" "$TOP/_build/$kind" >"$TOP/_build/$kind.out" 2>&1; then
+            echo "quickstart: $kind package built"
+            passed=$((passed + 1))
+        else
+            tail -n 30 "$TOP/_build/$kind.out"
+            failed=$((failed + 1))
+        fi
+    done
+
+    # End to end under a real systemd (a debootstrapped Debian 12 booted by nspawn),
+    # installing the .deb.
+    dir=$TOP/_build/deb
     echo "quickstart: end-to-end test under systemd-nspawn"
     bash "$TOP/tests/e2e/systemd.sh" "$dir" >"$dir/e2e.out" 2>&1 || true
     grep -E '^(not ok|Bail out)' "$dir/e2e.out" || true

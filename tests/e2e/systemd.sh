@@ -2,7 +2,9 @@
 # End to end under a real systemd as PID 1: a Debian 12 tree booted with systemd-nspawn,
 # percore installed into it, then what a sysadmin does with systemctl. TAP output.
 #
-#   tests/e2e/systemd.sh BUILD_DIR    (a build configured with --prefix=/usr --sysconfdir=/etc)
+#   tests/e2e/systemd.sh DEB_DIR      (holding percore_*.deb, from packaging/build-deb.sh)
+#   tests/e2e/systemd.sh BUILD_DIR    (a build configured with --prefix=/usr --sysconfdir=/etc,
+#                                      installed with make install)
 #
 # The debootstrapped tree is cached in $PERCORE_E2E_CACHE (default /var/cache/percore-e2e).
 set -u
@@ -27,8 +29,9 @@ done
 [ -d /sys/fs/cgroup/unified ] || [ -f /sys/fs/cgroup/cgroup.controllers ] ||
     skip_all "no cgroup hierarchy for nspawn"
 
-RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3
-if [ ! -x "$TREE/usr/bin/wrk" ] || ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 >/dev/null 2>&1; then
+RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3,man-db
+if [ ! -x "$TREE/usr/bin/wrk" ] || [ ! -x "$TREE/usr/bin/man" ] ||
+    ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 >/dev/null 2>&1; then
     MIRROR=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
              awk '$2=="bookworm"{print $1; exit}')
     rm -rf "$TREE"
@@ -42,8 +45,15 @@ fi
 
 WORK=$(mktemp -d /tmp/percore-e2e.XXXXXX)
 INST=$WORK/inst
-make -s -C "$BUILD" install DESTDIR="$INST" >"$WORK/install.log" 2>&1 ||
-    { echo "Bail out! make install failed"; cat "$WORK/install.log"; exit 99; }
+mkdir -p "$INST"
+if ls "$BUILD"/percore_*.deb >/dev/null 2>&1; then
+    MODE=deb
+    cp "$BUILD"/percore_*.deb "$INST"/
+else
+    MODE=make
+    make -s -C "$BUILD" install DESTDIR="$INST" >"$WORK/install.log" 2>&1 ||
+        { echo "Bail out! make install failed"; cat "$WORK/install.log"; exit 99; }
+fi
 
 CG=percore-e2e-$$
 for h in systemd unified; do [ -d /sys/fs/cgroup/$h ] && mkdir -p /sys/fs/cgroup/$h/$CG; done
@@ -92,11 +102,39 @@ running | degraded) ok "container booted systemd ($st)" ;;
 *) not_ok "container booted systemd" "state: $st" ;;
 esac
 
-# tar keeps the tree's /lib -> usr/lib symlink (merged /usr) where cp would fail.
-E sh -c 'tar -C /inst -cf - . | tar -C / --keep-directory-symlink -xf - &&
-    systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload' >/dev/null
-check "percore user created by sysusers" E id percore
 CONF=/etc/percore/percore.conf
+if [ "$MODE" = deb ]; then
+    # The package creates the user, enables and starts the service.
+    if E sh -c 'dpkg -i /inst/percore_*.deb' >"$WORK/dpkg.out" 2>&1; then
+        ok "dpkg -i installs the package"
+    else
+        not_ok "dpkg -i installs the package" "$(cat "$WORK/dpkg.out")"
+        echo "Bail out! nothing to test without the package"
+        exit 99
+    fi
+    expect_eq "the package enabled the service" "$(E systemctl is-enabled percore)" "enabled"
+    expect_eq "and started it" "$(E systemctl is-active percore)" "active"
+    expect_eq "it serves the shipped config" "$(E curl -s -m 5 http://127.0.0.1:8080/)" \
+        "Hello, world!"
+    for f in /usr/sbin/percore /etc/percore/percore.conf /lib/systemd/system/percore.service \
+        /lib/systemd/system/percore.socket /usr/lib/sysusers.d/percore.conf \
+        /usr/lib/tmpfiles.d/percore.conf /etc/logrotate.d/percore \
+        /usr/share/man/man8/percore.8.gz /usr/share/man/man5/percore.conf.5.gz \
+        /usr/share/doc/percore/copyright; do
+        check "installed: $f" E test -e "$f"
+    done
+    check "percore.conf is a conffile" sh -c \
+        "nsenter -t $L -a dpkg-query -W -f='\${Conffiles}' percore | grep -q '/etc/percore/percore.conf'"
+    check "man percore renders" sh -c "nsenter -t $L -a man -P cat percore 2>/dev/null | grep -q 'percore.conf'"
+    check "man percore.conf renders" sh -c \
+        "nsenter -t $L -a man -P cat percore.conf 2>/dev/null | grep -q 'shutdown_timeout'"
+    E systemctl stop percore
+else
+    # tar keeps the tree's /lib -> usr/lib symlink (merged /usr) where cp would fail.
+    E sh -c 'tar -C /inst -cf - . | tar -C / --keep-directory-symlink -xf - &&
+        systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload' >/dev/null
+fi
+check "percore user exists" E id percore
 
 # Socket activation: the first connection to the socket starts the service.
 E systemctl start percore.socket
@@ -193,6 +231,19 @@ expect_eq "systemctl stop: inactive" "$(E systemctl is-active percore)" "inactiv
 check "nothing left running" sh -c "! nsenter -t $L -a pgrep -x percore >/dev/null"
 check "the master logged a clean stop" \
     sh -c "nsenter -t $L -a journalctl -u percore --no-pager -o cat | grep -q 'master: stopped'"
+
+if [ "$MODE" = deb ]; then
+    E rm -f /etc/percore/conf.d/watchdog.conf # the test's own drop-in: a user file
+    E systemctl start percore
+    E apt-get purge -y percore >"$WORK/purge.out" 2>&1
+    expect_eq "apt-get purge succeeds" "$?" "0"
+    check "purge leaves nothing running" sh -c "! nsenter -t $L -a pgrep -x percore >/dev/null"
+    check "purge removes /etc/percore" sh -c "! nsenter -t $L -a test -e /etc/percore"
+    check "purge removes the unit" sh -c "! nsenter -t $L -a test -e /lib/systemd/system/percore.service"
+    check "purge removes the enablement" \
+        sh -c "! nsenter -t $L -a test -e /etc/systemd/system/multi-user.target.wants/percore.service"
+    check "purge removes the logs directory" sh -c "! nsenter -t $L -a test -e /var/log/percore"
+fi
 
 echo "1..$N"
 [ "$FAILED" -eq 0 ]
