@@ -46,6 +46,7 @@ static const struct directive directives[] = {
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
+    {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},

@@ -7,6 +7,7 @@
 
 static const struct hnd_ops *const hnd_all[] = {
     &hnd_respond_ops,
+    &hnd_module_ops,
 };
 
 const struct hnd_ops *
@@ -21,5 +22,5 @@ hnd_find(const char *name)
 const char *
 hnd_names(void)
 {
-    return "respond";
+    return "respond, module";
 }

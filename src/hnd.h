@@ -18,6 +18,7 @@ struct hnd_ops {
 };
 
 extern const struct hnd_ops hnd_respond_ops;
+extern const struct hnd_ops hnd_module_ops;
 
 /* The handler kind called name, or NULL. */
 const struct hnd_ops *hnd_find(const char *name);

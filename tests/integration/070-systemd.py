@@ -105,7 +105,7 @@ wrk = subprocess.Popen(["wrk", "-t2", "-c20", "-d4s", f"http://127.0.0.1:{P}/"],
 time.sleep(1)
 m0 = mgr.mark()
 status = mgr.stop()
-ok(mgr.says("STOPPING=1", since=m0), "STOPPING=1 on the way out")
+ok(mgr.wait_says("STOPPING=1", since=m0, timeout=3), "STOPPING=1 on the way out")
 eq(status, 0, "exit status 0 after SIGTERM")
 pid = mgr.start(conf)
 ok(mgr.wait_says("READY=1", since=m0), "restarted with the stored sockets")
