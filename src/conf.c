@@ -38,15 +38,20 @@ struct directive {
 };
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
-    dir_handler, dir_header, dir_log;
+    dir_handler, dir_header, dir_log, dir_compress;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
+    {"compress", CTX_ROUTE, 1, 1, 0, 0, dir_compress, "compress on|off"},
     {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
+    {"files", CTX_ROUTE, 1, 3, 0, 0, dir_handler, "files /ROOT [listing] [symlinks]"},
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
+    {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},
+    {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
     {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
+    {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
@@ -277,6 +282,12 @@ dir_cpu_affinity(struct loader *ld, const struct directive *d, const struct conf
 }
 
 static int
+dir_compress(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    return parse_flag(ld, n, &((struct conf_route *)obj)->compress);
+}
+
+static int
 dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
@@ -481,7 +492,10 @@ dir_header(struct loader *ld, const struct directive *d, const struct conf_node 
     static const char *const managed[] = {"content-length", "transfer-encoding", "connection",
                                           "date", "server"};
     struct conf_route *r = obj;
-    const struct conf_arg *name = &n->args[0], *value = &n->args[1];
+    const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
+    enum conf_header_cmd cmd = strcmp(n->name, "header") == 0       ? HDR_SET
+                               : strcmp(n->name, "header_add") == 0 ? HDR_ADD
+                                                                    : HDR_UNSET;
 
     if (!valid_header_name(name->s))
         return err_at(ld, &name->pos, "invalid header name '%s'", name->s);
@@ -489,13 +503,19 @@ dir_header(struct loader *ld, const struct directive *d, const struct conf_node 
         if (strcasecmp(name->s, managed[i]) == 0)
             return err_at(ld, &name->pos, "header '%s' is set by percore and cannot be "
                           "configured", name->s);
-    for (const char *p = value->s; *p != '\0'; p++)
+    for (const char *p = value ? value->s : ""; *p != '\0'; p++)
         if (*p == '\r' || *p == '\n' || ((unsigned char)*p < 0x20 && *p != '\t') ||
             *p == 0x7f)
             return err_at(ld, &value->pos, "header value for '%s' contains a control "
                           "character", name->s);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name->s) == 0 && r->headers[i].cmd != HDR_ADD &&
+            cmd != HDR_ADD)
+            return err_at(ld, &n->pos, "'%s' conflicts with an earlier line for header '%s'; "
+                          "use header_add to send it more than once", n->name, name->s);
     r->headers = xreallocarray(r->headers, r->nheaders + 1, sizeof(*r->headers));
-    r->headers[r->nheaders++] = (struct conf_header){xstrdup(name->s), xstrdup(value->s)};
+    r->headers[r->nheaders++] =
+        (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL};
     return 0;
 }
 

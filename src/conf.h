@@ -11,9 +11,12 @@
 
 struct hnd_ops;
 
+enum conf_header_cmd { HDR_SET, HDR_ADD, HDR_UNSET };
+
 struct conf_header {
+    enum conf_header_cmd cmd;
     char *name;
-    char *value;
+    char *value; /* NULL for HDR_UNSET */
 };
 
 struct conf_route {
@@ -24,6 +27,7 @@ struct conf_route {
     struct conf_pos hnd_pos;
     struct conf_header *headers;
     size_t nheaders;
+    int compress; /* gzip text responses for clients that accept it */
 };
 
 struct conf_listen {

@@ -7,6 +7,8 @@
 
 static const struct hnd_ops *const hnd_all[] = {
     &hnd_respond_ops,
+    &hnd_files_ops,
+    &hnd_redirect_ops,
     &hnd_module_ops,
 };
 
@@ -22,5 +24,5 @@ hnd_find(const char *name)
 const char *
 hnd_names(void)
 {
-    return "respond, module";
+    return "respond, files, redirect, module";
 }

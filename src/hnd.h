@@ -19,6 +19,8 @@ struct hnd_ops {
 
 extern const struct hnd_ops hnd_respond_ops;
 extern const struct hnd_ops hnd_module_ops;
+extern const struct hnd_ops hnd_files_ops;
+extern const struct hnd_ops hnd_redirect_ops;
 
 /* The handler kind called name, or NULL. */
 const struct hnd_ops *hnd_find(const char *name);

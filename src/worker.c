@@ -127,6 +127,9 @@ route_cmp(const void *a, const void *b)
 static void
 setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
 {
+    static const int cmd_of[] = {[HDR_SET] = H2O_HEADERS_CMD_SET,
+                                 [HDR_ADD] = H2O_HEADERS_CMD_ADD,
+                                 [HDR_UNSET] = H2O_HEADERS_CMD_UNSET};
     h2o_headers_command_t *cmds;
 
     if (r->nheaders == 0)
@@ -136,20 +139,16 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
     for (size_t i = 0; i < r->nheaders; i++) {
         h2o_iovec_t *name = xmalloc(sizeof(*name));
         const h2o_token_t *tok;
-        int repeat = 0;
+        const char *v = r->headers[i].value;
 
         *name = h2o_strdup(NULL, r->headers[i].name, SIZE_MAX);
         h2o_strtolower(name->base, name->len);
         tok = h2o_lookup_token(name->base, name->len);
         if (tok != NULL)
             name = (h2o_iovec_t *)&tok->buf;
-        for (size_t j = 0; j < i; j++)
-            if (strcasecmp(r->headers[j].name, r->headers[i].name) == 0)
-                repeat = 1;
-        /* The first line for a name replaces what the handler set; repeats add. */
-        cmds[i].cmd = repeat ? H2O_HEADERS_CMD_ADD : H2O_HEADERS_CMD_SET;
+        cmds[i].cmd = cmd_of[r->headers[i].cmd];
         cmds[i].name = name;
-        cmds[i].value = h2o_iovec_init(r->headers[i].value, strlen(r->headers[i].value));
+        cmds[i].value = v != NULL ? h2o_iovec_init(v, strlen(v)) : h2o_iovec_init("", 0);
     }
     cmds[r->nheaders].cmd = H2O_HEADERS_CMD_NULL;
     h2o_headers_register(pc, cmds);
@@ -174,6 +173,12 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
+        if (routes[i]->compress) {
+            /* gzip only: Debian's libh2o is built without brotli. */
+            static h2o_compress_args_t gzip = {.min_size = 256, .gzip = {.quality = 1},
+                                               .brotli = {.quality = -1}};
+            h2o_compress_register(pc, &gzip);
+        }
         h2o_create_logger(pc, sizeof(h2o_logger_t))->log_access = count_request;
     }
     free(routes);

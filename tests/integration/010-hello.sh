@@ -13,8 +13,8 @@ service hello {
     route /api/ {
         respond 201 '{"ok":true}';
         header Content-Type application/json;
-        header X-Tag one;
-        header X-Tag two;
+        header_add X-Tag one;
+        header_add X-Tag two;
     }
     route /api/v2/ { respond 503 "busy\n"; header Retry-After 5; }
     route /empty { respond 204; }
@@ -55,7 +55,7 @@ expect_eq "longest prefix wins: /api/v2/x" "$(curl -s -w ' %{http_code}' $URL/ap
 expect_eq "respond status 201" "$(curl -s -o /dev/null -w '%{http_code}' $URL/api/)" "201"
 expect_eq "header replaces the handler's Content-Type" \
     "$(curl -s -o /dev/null -w '%{content_type}' $URL/api/)" "application/json"
-expect_eq "repeated header adds a second line" \
+expect_eq "header_add twice gives two lines" \
     "$(curl -sD - -o /dev/null $URL/api/ | tr -d '\r' | grep -i '^x-tag:' | tr '\n' ,)" \
     "x-tag: one,x-tag: two,"
 expect_eq "Retry-After on the 503 route" \

@@ -321,7 +321,7 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:9: route prefix '/a?b' must be a path, without '?' or '#'"},
     {SVC_OPEN SVC_ROUTE SVC_ROUTE "}\n",
      "t.conf:4:9: duplicate route '/' in service 's' (first at t.conf:3:3)"},
-    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, module"},
+    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, module"},
     {SVC_OPEN "  route / { respond 200; respond 201; }\n}\n",
      "t.conf:3:26: duplicate 'respond' (first set at t.conf:3:13)"},
     {SVC_OPEN "  route / { respond 200; module /x.so; }\n}\n",
@@ -342,6 +342,23 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:37: header value for 'X-A' contains a control character"},
     {SVC_OPEN "  route / { respond 200; header X-A; }\n}\n",
      "t.conf:3:26: wrong number of arguments for 'header'; usage: header NAME VALUE"},
+    {SVC_OPEN "  route / { respond 200; header X-A a; header X-A b; }\n}\n",
+     "t.conf:3:40: 'header' conflicts with an earlier line for header 'X-A'; use header_add "
+     "to send it more than once"},
+    {SVC_OPEN "  route / { respond 200; header_unset Server; }\n}\n",
+     "t.conf:3:39: header 'Server' is set by percore and cannot be configured"},
+    {SVC_OPEN "  route / { respond 200; compress maybe; }\n}\n",
+     "t.conf:3:35: invalid value 'maybe' for 'compress': expected 'on' or 'off'"},
+    {SVC_OPEN "  route / { redirect 200 https://x/; }\n}\n",
+     "t.conf:3:22: invalid status '200' for 'redirect': expected 301, 302, 303, 307 or 308"},
+    {SVC_OPEN "  route / { redirect 301 https://x/ sometimes; }\n}\n",
+     "t.conf:3:37: unknown redirect option 'sometimes': expected 'exact'"},
+    {SVC_OPEN "  route / { files /nonexistent-percore-root; }\n}\n",
+     "t.conf:3:19: document root '/nonexistent-percore-root': No such file or directory"},
+    {SVC_OPEN "  route / { files /etc/hostname; }\n}\n",
+     "t.conf:3:19: document root '/etc/hostname' is not a directory"},
+    {SVC_OPEN "  route / { files /tmp indexes; }\n}\n",
+     "t.conf:3:24: unknown files option 'indexes': expected 'listing' or 'symlinks'"},
     {SVC_OPEN "  route / { respond 200; hedaer X-A b; }\n}\n",
      "t.conf:3:26: unknown directive 'hedaer'; did you mean 'header'?"},
 };
@@ -457,5 +474,31 @@ Test(conf, log_journal)
     struct conf *c = load_ok("log journal;\n" HELLO);
 
     cr_assert_eq(c->log_target, LOG_TARGET_JOURNAL);
+    conf_free(c);
+}
+
+Test(conf, header_set_add_unset_and_compress)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1; route / { respond 200;"
+                             " header X-A a; header_add X-A b; header_unset Etag;"
+                             " compress on; } }");
+    const struct conf_route *r = &c->services[0].routes[0];
+
+    cr_assert_eq(r->nheaders, 3);
+    cr_assert_eq(r->headers[0].cmd, HDR_SET);
+    cr_assert_eq(r->headers[1].cmd, HDR_ADD);
+    cr_assert_eq(r->headers[2].cmd, HDR_UNSET);
+    cr_assert_null(r->headers[2].value);
+    cr_assert_eq(r->compress, 1);
+    conf_free(c);
+}
+
+Test(conf, files_and_redirect)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1; route /f/ { files /tmp listing; }"
+                             " route /r/ { redirect 308 https://example.com/ exact; } }");
+
+    cr_assert_eq(c->services[0].routes[0].hnd, &hnd_files_ops);
+    cr_assert_eq(c->services[0].routes[1].hnd, &hnd_redirect_ops);
     conf_free(c);
 }

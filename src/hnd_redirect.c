@@ -1,0 +1,118 @@
+/* The redirect handler: a fixed status and target, keeping the path suffix after the
+ * route's prefix (and the query) unless `exact` is given. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2o_inc.h"
+#include "hnd.h"
+#include "util.h"
+
+struct redirect_conf {
+    int status;
+    char *target;
+    int exact;
+};
+
+struct redirect_handler {
+    h2o_handler_t super;
+    const struct redirect_conf *conf;
+};
+
+static const char *
+redirect_reason(int status)
+{
+    switch (status) {
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    default: return "Permanent Redirect";
+    }
+}
+
+static int
+redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
+{
+    const struct conf_arg *st = &n->args[0], *url = &n->args[1];
+    struct redirect_conf *rc;
+    int status;
+
+    status = atoi(st->s);
+    if (strlen(st->s) != 3 || (status != 301 && status != 302 && status != 303 &&
+                               status != 307 && status != 308)) {
+        conf_diag_add(diag, &st->pos, "invalid status '%s' for 'redirect': expected 301, 302, "
+                      "303, 307 or 308", st->s);
+        return -1;
+    }
+    if (url->s[0] == '\0' || strpbrk(url->s, " \t\r\n") != NULL) {
+        conf_diag_add(diag, &url->pos, "invalid redirect target '%s'", url->s);
+        return -1;
+    }
+    if (n->nargs > 2 && strcmp(n->args[2].s, "exact") != 0) {
+        conf_diag_add(diag, &n->args[2].pos, "unknown redirect option '%s': expected 'exact'",
+                      n->args[2].s);
+        return -1;
+    }
+    rc = xcalloc(1, sizeof(*rc));
+    rc->status = status;
+    rc->target = xstrdup(url->s);
+    rc->exact = n->nargs > 2;
+    *out = rc;
+    return 0;
+}
+
+static void
+redirect_free(void *p)
+{
+    struct redirect_conf *rc = p;
+
+    if (rc == NULL)
+        return;
+    free(rc->target);
+    free(rc);
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    const struct redirect_conf *rc = ((struct redirect_handler *)self)->conf;
+    size_t plen = req->pathconf->path.len, tlen = strlen(rc->target);
+    h2o_iovec_t suffix = {NULL, 0}, query = {NULL, 0}, dest;
+
+    if (!rc->exact) {
+        if (req->path_normalized.len > plen)
+            suffix = h2o_iovec_init(req->path_normalized.base + plen,
+                                    req->path_normalized.len - plen);
+        if (req->query_at != SIZE_MAX)
+            query = h2o_iovec_init(req->path.base + req->query_at,
+                                   req->path.len - req->query_at);
+        /* "/old" + "/x" onto ".../new/" must not give "new//x". */
+        if (suffix.len > 0 && tlen > 0 && rc->target[tlen - 1] == '/' && suffix.base[0] == '/') {
+            suffix.base++;
+            suffix.len--;
+        }
+    }
+    dest = h2o_concat(&req->pool, h2o_iovec_init(rc->target, tlen), suffix, query);
+    h2o_send_redirect(req, rc->status, redirect_reason(rc->status), dest.base, dest.len);
+    return 0;
+}
+
+static void
+redirect_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
+{
+    struct redirect_handler *h = (void *)h2o_create_handler(pc, sizeof(*h));
+
+    h->super.on_req = on_req;
+    h->conf = hconf;
+}
+
+const struct hnd_ops hnd_redirect_ops = {
+    .name = "redirect",
+    .min_args = 2,
+    .max_args = 3,
+    .parse = redirect_parse,
+    .setup = redirect_setup,
+    .free_conf = redirect_free,
+};
