@@ -51,6 +51,8 @@ static const struct directive directives[] = {
     {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
+    {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
+     "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME]"},
     {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},

@@ -9,6 +9,7 @@ static const struct hnd_ops *const hnd_all[] = {
     &hnd_respond_ops,
     &hnd_files_ops,
     &hnd_redirect_ops,
+    &hnd_proxy_ops,
     &hnd_module_ops,
 };
 
@@ -24,5 +25,5 @@ hnd_find(const char *name)
 const char *
 hnd_names(void)
 {
-    return "respond, files, redirect, module";
+    return "respond, files, redirect, proxy, module";
 }

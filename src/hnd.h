@@ -21,6 +21,7 @@ extern const struct hnd_ops hnd_respond_ops;
 extern const struct hnd_ops hnd_module_ops;
 extern const struct hnd_ops hnd_files_ops;
 extern const struct hnd_ops hnd_redirect_ops;
+extern const struct hnd_ops hnd_proxy_ops;
 
 /* The handler kind called name, or NULL. */
 const struct hnd_ops *hnd_find(const char *name);

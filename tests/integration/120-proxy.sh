@@ -1,0 +1,83 @@
+#!/bin/bash
+# Reverse proxy: round robin and least connections over keep-alive pools, path and
+# Location rewriting, forwarding headers, failover when an upstream dies, 502 when none
+# answers, the upstream timeout, unix-socket upstreams.
+. "$(dirname "$0")/lib.sh"
+
+UP="$(dirname "$0")/upstream.py"
+PA=$(free_port)
+PB=$(free_port)
+PORT=$(free_port)
+SOCK=$T_DIR/up.sock
+python3 "$UP" "$PA" A & UA=$!
+python3 "$UP" "$PB" B & UB=$!
+python3 "$UP" "unix:$SOCK" U & UU=$!
+wait_for sh -c "curl -s http://127.0.0.1:$PA/ >/dev/null && curl -s http://127.0.0.1:$PB/ >/dev/null && test -S $SOCK" ||
+    bail "upstreams did not start"
+cleanup_up() { kill "$UA" "$UB" "$UU" 2>/dev/null; wait "$UA" "$UB" "$UU" 2>/dev/null; }
+
+CONF=$T_DIR/percore.conf
+cat >"$CONF" <<CONF
+workers 1;
+service s {
+    listen 127.0.0.1:$PORT;
+    route /api/ { proxy http://127.0.0.1:$PA/v1/ http://127.0.0.1:$PB/v1/ timeout=1s; }
+    route /keep/ { proxy http://127.0.0.1:$PA/v1/ preserve_host; }
+    route /lc/ { proxy http://127.0.0.1:$PA/v1/ http://127.0.0.1:$PB/v1/ least_conn; }
+    route /unix/ { proxy unix:$SOCK; }
+}
+CONF
+start_percore "$CONF"
+URL=http://127.0.0.1:$PORT
+j() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+NAMES=$(for _ in 1 2 3 4; do curl -s "$URL/api/x" | j name; done | tr -d '\n')
+expect_eq "round robin over two upstreams" "$NAMES" "ABAB"
+expect_eq "prefix rewritten onto the upstream path, query kept" \
+    "$(curl -s "$URL/api/a/b?q=1" | j path)" "/v1/a/b?q=1"
+expect_eq "Host is the upstream's by default" "$(curl -s "$URL/lc/" | j host | sed 's/:.*//')" "127.0.0.1"
+expect_eq "preserve_host keeps the client's Host" \
+    "$(curl -s -H 'Host: www.example.test' "$URL/keep/" | j host)" "www.example.test"
+expect_eq "X-Forwarded-For" "$(curl -s "$URL/api/" | j xff)" "127.0.0.1"
+expect_eq "X-Forwarded-Proto" "$(curl -s "$URL/api/" | j xfp)" "http"
+expect_eq "Forwarded (RFC 7239)" "$(curl -s "$URL/api/" | j fwd)" \
+    "for=127.0.0.1;proto=http;host=127.0.0.1:$PORT"
+expect_eq "Location from the upstream is rewritten to the route" \
+    "$(curl -s -o /dev/null -w '%{redirect_url}' "$URL/api/redir")" "$URL/api/new"
+expect_eq "unix-socket upstream" "$(curl -s "$URL/unix/u" | j name)" "U"
+expect_eq "least_conn serves" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/lc/")" "200"
+for _ in $(seq 1 50); do curl -s -o /dev/null "$URL/unix/k"; done
+check "keep-alive pool: 50 requests over few upstream connections ($(curl -s "$URL/unix/c" | j conns))" \
+    [ "$(curl -s "$URL/unix/c" | j conns)" -le 5 ]
+
+T0=$(date +%s%N)
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "$URL/api/hang")
+MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+check "an upstream that does not answer: 502/504 after the timeout ($CODE in $MS ms)" \
+    [ "$MS" -lt 5000 -a "$CODE" -ge 502 -a "$CODE" -le 504 ]
+
+# An upstream dies: every request still succeeds on the other one.
+kill "$UA"
+wait "$UA" 2>/dev/null
+FAILS=0
+for _ in $(seq 1 20); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/api/x")" = 200 ] || FAILS=$((FAILS + 1))
+done
+expect_eq "an upstream that died: 20 requests, no failure" "$FAILS" "0"
+expect_eq "they all went to the live one" "$(curl -s "$URL/api/x" | j name)" "B"
+check "the log says the dead upstream is skipped" \
+    log_has "upstream http://127.0.0.1:$PA/v1/: connection failed; skipping it for 10 s"
+kill "$UB"
+wait "$UB" 2>/dev/null
+expect_eq "no upstream answers: 502" \
+    "$(curl -s -w ' %{http_code}' "$URL/api/x")" "no upstream answered
+ 502"
+expect_eq "other routes still serve" "$(curl -s "$URL/unix/u" | j name)" "U"
+cleanup_up
+
+printf 'service s {\n    listen 127.0.0.1:%s;\n    route / { proxy ftp://x/; }\n}\n' "$PORT" >"$CONF"
+"$PERCORE" -t -c "$CONF" >"$T_DIR/out" 2>&1
+check "a bad upstream URL is a config error at its position" \
+    grep -q "$CONF:3:21: invalid upstream 'ftp://x/': expected http://HOST:PORT\[/PATH\] or unix:/PATH" "$T_DIR/out"
+
+finish
