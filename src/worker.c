@@ -323,6 +323,8 @@ worker_run(const struct worker_args *args)
     h2o_config_init(&w.globalconf);
     w.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("percore"));
     w.globalconf.max_request_entity_size = MAX_REQUEST_BODY;
+    /* HTTP/2 (h2c by Upgrade or prior knowledge) stays off: see percore.conf(5). */
+    w.globalconf.http1.upgrade_to_http2 = 0;
     w.services = xcalloc(c->nservices, sizeof(*w.services));
     for (size_t i = 0; i < c->nservices; i++)
         setup_service(&c->services[i], &w.services[i]);

@@ -72,6 +72,11 @@ expect_eq "the other service does not see hello's routes" \
 if curl -s -g "http://[::1]:$PORT6/only/" >/dev/null 2>&1 || ip -6 addr show lo | grep -q ::1; then
     expect_eq "IPv6 listener" "$(curl -s -g "http://[::1]:$PORT6/only/")" "other"
 fi
+# Debian's libh2o has no HTTP/2 Rapid Reset fix: HTTP/2 must not be reachable.
+expect_eq "Upgrade: h2c is ignored (HTTP/2 is off)" \
+    "$(curl -s --http2 -o /dev/null -w '%{http_version}' "$URL/")" "1.1"
+expect_eq "HTTP/2 prior knowledge is refused" \
+    "$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_version}' "$URL/")" "0"
 expect_eq "malformed request gets 400" "$(raw 'GARBAGE\r\n\r\n' | head -c 12)" "HTTP/1.1 400"
 
 finish
