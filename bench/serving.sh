@@ -88,7 +88,7 @@ for sc in "static 4 KiB|/4k.bin" "static 64 KiB|/64k.bin" "proxy|/proxy/x"; do
     done
     a=$(cut -d' ' -f1 "$TMP/p" | median); b=$(cut -d' ' -f1 "$TMP/n" | median)
     pa=$(cut -d' ' -f2 "$TMP/p" | median); pb=$(cut -d' ' -f2 "$TMP/n" | median)
-    note=$(cat "$TMP/p" "$TMP/n" | grep -q errors && echo " (errors seen)" || true)
+    note=$( (grep -q errors "$TMP/p" && echo -n " (percore: errors seen)"; grep -q errors "$TMP/n" && echo -n " (nginx: errors seen)") || true)
     awk -v l="$label" -v a="$a" -v b="$b" -v pa="$pa" -v pb="$pb" -v n="$note" \
         'BEGIN { printf "%-20s %12d %12d %8.2f %10.2f %10.2f%s\n", l, a, b, a / b, pa, pb, n }'
 done
