@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "hnd.h"
+#include "tls.h"
 #include "util.h"
 
 enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4 };
@@ -38,7 +39,7 @@ struct directive {
 };
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
-    dir_handler, dir_header, dir_log, dir_compress;
+    dir_handler, dir_header, dir_log, dir_compress, dir_tls_file;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
@@ -48,7 +49,7 @@ static const struct directive directives[] = {
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},
     {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
-    {"listen", CTX_SERVICE, 1, 1, 0, 1, dir_listen, "listen ADDRESS:PORT"},
+    {"listen", CTX_SERVICE, 1, 2, 0, 1, dir_listen, "listen ADDRESS:PORT [tls]"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
@@ -59,6 +60,8 @@ static const struct directive directives[] = {
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
     {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_delay TIME"},
     {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_timeout TIME"},
+    {"tls_certificate", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_certificate /PATH.pem"},
+    {"tls_key", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_key /PATH.key"},
     {"worker_watchdog", CTX_MAIN, 1, 1, 0, 0, dir_time, "worker_watchdog TIME"},
     {"workers", CTX_MAIN, 1, 1, 0, 0, dir_workers, "workers auto|NUMBER"},
 };
@@ -352,6 +355,47 @@ valid_service_name(const char *s)
     return 1;
 }
 
+/* TLS needs both files and a `listen ... tls`; the context is made here, in the master. */
+static void
+check_service_tls(struct loader *ld, struct conf_service *svc)
+{
+    int tls_listens = 0;
+    char err[512];
+
+    for (size_t i = 0; i < svc->nlistens; i++)
+        tls_listens += svc->listens[i].tls;
+    if (tls_listens == 0 && svc->tls_cert == NULL && svc->tls_key == NULL)
+        return;
+    if (tls_listens == 0) {
+        err_at(ld, &svc->tls_pos, "service '%s' has TLS files but no 'listen ... tls'",
+               svc->name);
+        return;
+    }
+    if (svc->tls_cert == NULL || svc->tls_key == NULL) {
+        err_at(ld, &svc->pos, "service '%s' listens with tls but lacks '%s'", svc->name,
+               svc->tls_cert == NULL ? "tls_certificate" : "tls_key");
+        return;
+    }
+    svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, err, sizeof(err));
+    if (svc->ssl_ctx == NULL)
+        err_at(ld, &svc->tls_pos, "service '%s': %s", svc->name, err);
+}
+
+static int
+dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_node *n,
+             void *obj)
+{
+    struct conf_service *svc = obj;
+    char **slot = strcmp(n->name, "tls_certificate") == 0 ? &svc->tls_cert : &svc->tls_key;
+
+    if (n->args[0].s[0] != '/')
+        return err_at(ld, &n->args[0].pos, "'%s' needs an absolute path", n->name);
+    *slot = xstrdup(n->args[0].s);
+    if (svc->tls_pos.file == NULL)
+        svc->tls_pos = n->pos;
+    return 0;
+}
+
 static int
 dir_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
@@ -373,6 +417,7 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->name = xstrdup(a->s);
     svc->pos = n->pos;
     load_block(ld, n, CTX_SERVICE, svc);
+    check_service_tls(ld, svc);
     if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
         !socket_passed(ld->socks, svc->name))
         err_at(ld, &n->pos, "service '%s' has no 'listen' and systemd passed no socket named "
@@ -412,6 +457,15 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
     size_t naddrs;
     char err[256];
 
+    int tls = 0;
+
+    if (n->nargs > 1) {
+        if (strcmp(n->args[1].s, "tls") != 0)
+            return err_at(ld, &n->args[1].pos, "unknown listen option '%s': expected 'tls' "
+                          "(HTTP/2 is not available, see SECURITY in percore.conf(5))",
+                          n->args[1].s);
+        tls = 1;
+    }
     if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "%s", err);
     for (size_t i = 0; i < naddrs; i++) {
@@ -423,7 +477,7 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
             continue;
         }
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
-        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos};
+        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls};
     }
     free(addrs);
     return 0;
@@ -611,6 +665,10 @@ conf_free(struct conf *c)
         free(s->routes);
         free(s->listens);
         free(s->name);
+        free(s->tls_cert);
+        free(s->tls_key);
+        if (s->ssl_ctx != NULL)
+            tls_ctx_free(s->ssl_ctx);
     }
     free(c->services);
     for (size_t i = 0; i < c->nfiles; i++)

@@ -33,11 +33,15 @@ struct conf_route {
 struct conf_listen {
     struct listen_addr addr;
     struct conf_pos pos;
+    int tls;
 };
 
 struct conf_service {
     char *name;
     struct conf_pos pos;
+    char *tls_cert, *tls_key;
+    struct conf_pos tls_pos;
+    void *ssl_ctx; /* SSL_CTX, made at load when the service has a tls listen */
     struct conf_listen *listens;
     size_t nlistens;
     struct conf_route *routes;

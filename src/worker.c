@@ -25,7 +25,8 @@
 #define MAX_REQUEST_BODY (1024 * 1024)
 
 struct service_rt {
-    h2o_accept_ctx_t accept_ctx;
+    h2o_accept_ctx_t accept_ctx;     /* plain listeners */
+    h2o_accept_ctx_t accept_ctx_tls; /* `listen ... tls` */
     h2o_hostconf_t *hosts[2];
 };
 
@@ -81,7 +82,7 @@ count_request(h2o_logger_t *self, h2o_req_t *req)
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
-    struct service_rt *svc = listener->data;
+    h2o_accept_ctx_t *actx = listener->data;
     h2o_socket_t *sock;
 
     if (err != NULL)
@@ -95,7 +96,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = NULL;
-        h2o_accept(&svc->accept_ctx, sock);
+        h2o_accept(actx, sock);
     }
 }
 
@@ -188,20 +189,25 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     rt->hosts[1] = NULL;
 }
 
-/* The index of the service that l serves in this worker's config, or -1. */
+/* The index of the service that l serves in this worker's config, or -1; *tls tells
+ * whether its `listen` asked for TLS. */
 static int
-service_of(const struct listener *l)
+service_of(const struct listener *l, int *tls)
 {
     const struct conf *c = w.args->conf;
 
+    *tls = 0;
     for (size_t i = 0; i < c->nservices; i++) {
         if (l->owner == NULL || strcmp(c->services[i].name, l->owner) != 0)
             continue;
         if (l->activated)
             return (int)i;
-        for (size_t j = 0; j < c->services[i].nlistens; j++)
-            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr))
+        for (size_t j = 0; j < c->services[i].nlistens; j++) {
+            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr)) {
+                *tls = c->services[i].listens[j].tls;
                 return (int)i;
+            }
+        }
     }
     return -1;
 }
@@ -211,7 +217,7 @@ start_listening(void)
 {
     for (size_t i = 0; i < w.args->nlisteners; i++) {
         const struct listener *l = &w.args->listeners[i];
-        int svc = service_of(l);
+        int tls, svc = service_of(l, &tls);
         h2o_socket_t *ls;
 
         if (svc == -1)
@@ -220,7 +226,7 @@ start_listening(void)
             fatalx("no socket for %s in slot %u", l->addr.text, w.args->slot);
         ls = h2o_evloop_socket_create(w.ctx.loop, listener_fd_for_slot(l, w.args->slot),
                                       H2O_SOCKET_FLAG_DONT_READ);
-        ls->data = &w.services[svc];
+        ls->data = tls ? &w.services[svc].accept_ctx_tls : &w.services[svc].accept_ctx;
         h2o_socket_read_start(ls, on_accept);
         w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
         w.lsocks[w.nlsocks++] = ls;
@@ -237,7 +243,7 @@ close_foreign_fds(void)
         close(w.args->master_fds[i]);
     for (size_t i = 0; i < w.args->nlisteners; i++) {
         const struct listener *l = &w.args->listeners[i];
-        int keep = service_of(l) != -1 ? listener_fd_for_slot(l, w.args->slot) : -1;
+        int tls, keep = service_of(l, &tls) != -1 ? listener_fd_for_slot(l, w.args->slot) : -1;
         for (size_t k = 0; k < l->nfds; k++)
             if (l->fds[k] != keep)
                 close(l->fds[k]);
@@ -332,6 +338,8 @@ worker_run(const struct worker_args *args)
     for (size_t i = 0; i < c->nservices; i++) {
         w.services[i].accept_ctx.ctx = &w.ctx;
         w.services[i].accept_ctx.hosts = w.services[i].hosts;
+        w.services[i].accept_ctx_tls = w.services[i].accept_ctx;
+        w.services[i].accept_ctx_tls.ssl_ctx = c->services[i].ssl_ctx;
     }
     setup_process();
     if (getppid() != args->master_pid)

@@ -359,6 +359,13 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:19: document root '/etc/hostname' is not a directory"},
     {SVC_OPEN "  route / { files /tmp indexes; }\n}\n",
      "t.conf:3:24: unknown files option 'indexes': expected 'listing' or 'symlinks'"},
+    {SVC_OPEN "  tls_certificate cert.pem;\n" SVC_ROUTE "}\n",
+     "t.conf:3:19: 'tls_certificate' needs an absolute path"},
+    {SVC_OPEN "  tls_certificate /c.pem;\n  tls_key /k.pem;\n" SVC_ROUTE "}\n",
+     "t.conf:3:3: service 's' has TLS files but no 'listen ... tls'"},
+    {SVC_OPEN "  listen 127.0.0.1:8443 ssl;\n" SVC_ROUTE "}\n",
+     "t.conf:3:25: unknown listen option 'ssl': expected 'tls' (HTTP/2 is not available, "
+     "see SECURITY in percore.conf(5))"},
     {SVC_OPEN "  route / { proxy least_conn; }\n}\n",
      "t.conf:3:13: 'proxy' needs at least one upstream URL"},
     {SVC_OPEN "  route / { proxy unix:relative.sock; }\n}\n",

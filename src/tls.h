@@ -1,0 +1,15 @@
+/* TLS contexts: one per service, made by the master when the config is read, so that every
+ * worker (and every respawned worker) shares its session ticket keys. */
+#ifndef PERCORE_TLS_H
+#define PERCORE_TLS_H
+
+#include <stddef.h>
+
+/* An SSL_CTX for a service: TLS 1.2 and 1.3, the certificate chain and key files, a
+ * session ID context of the service's own (so no session resumes on another service),
+ * ALPN http/1.1. Returns NULL with "PATH: reason" in err. Free with tls_ctx_free. */
+void *tls_ctx_new(const char *service, const char *cert, const char *key, char *err,
+                  size_t errlen);
+void tls_ctx_free(void *ctx);
+
+#endif
