@@ -39,7 +39,8 @@ struct directive {
 };
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
-    dir_handler, dir_header, dir_log, dir_compress, dir_tls_file;
+    dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
+    dir_max_body_size;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
@@ -51,6 +52,8 @@ static const struct directive directives[] = {
     {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
     {"listen", CTX_SERVICE, 1, 2, 0, 1, dir_listen, "listen ADDRESS:PORT [tls]"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
+    {"max_body_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_body_size, "max_body_size SIZE"},
+    {"max_connections", CTX_MAIN, 1, 1, 0, 0, dir_max_connections, "max_connections NUMBER"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
      "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME]"},
@@ -265,6 +268,38 @@ dir_workers(struct loader *ld, const struct directive *d, const struct conf_node
 }
 
 static int
+dir_max_connections(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                    void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(a->s, &end, 10);
+    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 ||
+        v > CONF_MAX_CONNECTIONS_MAX)
+        return err_at(ld, &a->pos, "invalid value '%s' for 'max_connections': expected a "
+                      "number from 1 to %d", a->s, CONF_MAX_CONNECTIONS_MAX);
+    ld->conf->max_connections = (unsigned)v;
+    return 0;
+}
+
+static int
+dir_max_body_size(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                  void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    uint64_t v;
+
+    if (conf_parse_size(a->s, &v) == -1 || v > (uint64_t)1024 * 1024 * 1024)
+        return err_at(ld, &a->pos, "invalid size '%s' for 'max_body_size': expected a number "
+                      "with unit k, m or g, at most 1g", a->s);
+    ((struct conf_service *)obj)->max_body = v;
+    return 0;
+}
+
+static int
 parse_flag(struct loader *ld, const struct conf_node *n, int *out)
 {
     const struct conf_arg *a = &n->args[0];
@@ -416,6 +451,7 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     memset(svc, 0, sizeof(*svc));
     svc->name = xstrdup(a->s);
     svc->pos = n->pos;
+    svc->max_body = CONF_DEFAULT_MAX_BODY;
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
@@ -606,6 +642,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
     c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
     c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
+    c->max_connections = CONF_DEFAULT_MAX_CONNECTIONS;
     c->files = conf_doc_steal_files(doc, &c->nfiles);
     if (parsed == 0) {
         load_block(&ld, &doc->root, CTX_MAIN, c);

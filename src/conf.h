@@ -39,6 +39,7 @@ struct conf_listen {
 struct conf_service {
     char *name;
     struct conf_pos pos;
+    uint64_t max_body; /* request body limit, 413 above */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
     void *ssl_ctx; /* SSL_CTX, made at load when the service has a tls listen */
@@ -61,6 +62,7 @@ struct conf {
     enum log_target log_target;
     char *log_path;
     int64_t worker_watchdog_ms;
+    unsigned max_connections; /* per worker */
     unsigned workers; /* 0 = auto */
     int cpu_affinity;
     int64_t shutdown_timeout_ms;
@@ -75,6 +77,9 @@ struct conf {
 #define CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS 30000
 #define CONF_DEFAULT_SHUTDOWN_DELAY_MS 0
 #define CONF_DEFAULT_WORKER_WATCHDOG_MS 10000
+#define CONF_DEFAULT_MAX_CONNECTIONS 16384
+#define CONF_MAX_CONNECTIONS_MAX 1000000
+#define CONF_DEFAULT_MAX_BODY (1024 * 1024)
 
 /* Load and validate a config file (or text, for tests). Returns the tree, or NULL with every
  * problem found in diag as "file:line:col: message". The caller frees with conf_free. */

@@ -22,7 +22,6 @@
 #define ACCEPT_BATCH 16
 #define HEARTBEAT_MS 500
 #define DRAIN_IDLE_GRACE_MS 1000
-#define MAX_REQUEST_BODY (1024 * 1024)
 
 struct service_rt {
     h2o_accept_ctx_t accept_ctx;     /* plain listeners */
@@ -38,6 +37,7 @@ struct worker {
     h2o_socket_t **lsocks;
     size_t nlsocks;
     size_t conns;
+    int paused; /* at max_connections: listeners not read */
     int stopping;
     struct metrics_slot *metrics;
     h2o_timeout_t heartbeat_timeout;
@@ -46,11 +46,31 @@ struct worker {
 
 static struct worker w;
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* At max_connections the listeners are not read: new connections wait in the kernel's
+ * backlog (or go to another worker's socket) instead of being accepted and starved. */
+static void
+set_paused(int paused)
+{
+    if (w.paused == paused || w.stopping)
+        return;
+    w.paused = paused;
+    for (size_t i = 0; i < w.nlsocks; i++) {
+        if (paused)
+            h2o_socket_read_stop(w.lsocks[i]);
+        else
+            h2o_socket_read_start(w.lsocks[i], on_accept);
+    }
+}
+
 static void
 on_conn_close(void *data)
 {
     w.conns--;
     atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
+    if (w.paused && w.conns < w.args->conf->max_connections)
+        set_paused(0);
 }
 
 /* The master reads this to tell a busy worker from a stuck one. */
@@ -89,6 +109,10 @@ on_accept(h2o_socket_t *listener, const char *err)
         return;
     /* A bounded batch per wakeup keeps one busy listener from starving the others. */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (w.conns >= w.args->conf->max_connections) {
+            set_paused(1);
+            break;
+        }
         sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             break;
@@ -155,6 +179,22 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
     h2o_headers_register(pc, cmds);
 }
 
+struct body_limit {
+    h2o_handler_t super;
+    uint64_t max;
+};
+
+/* libh2o's body limit is one for all; a service with a smaller one answers 413 here. */
+static int
+on_body_limit(h2o_handler_t *self, h2o_req_t *req)
+{
+    if (req->entity.base == NULL || req->entity.len <= ((struct body_limit *)self)->max)
+        return -1;
+    h2o_send_error_generic(req, 413, "Request Entity Too Large", "request entity is too large",
+                           H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
+    return 0;
+}
+
 static void
 setup_service(const struct conf_service *s, struct service_rt *rt)
 {
@@ -172,6 +212,11 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     for (size_t i = 0; i < s->nroutes; i++) {
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
+        if (s->max_body < w.globalconf.max_request_entity_size) {
+            struct body_limit *bl = (void *)h2o_create_handler(pc, sizeof(*bl));
+            bl->super.on_req = on_body_limit;
+            bl->max = s->max_body;
+        }
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
         if (routes[i]->compress) {
@@ -328,7 +373,10 @@ worker_run(const struct worker_args *args)
     w.metrics = metrics_slot(args->metrics_idx);
     h2o_config_init(&w.globalconf);
     w.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("percore"));
-    w.globalconf.max_request_entity_size = MAX_REQUEST_BODY;
+    w.globalconf.max_request_entity_size = 0;
+    for (size_t i = 0; i < c->nservices; i++)
+        if (c->services[i].max_body > w.globalconf.max_request_entity_size)
+            w.globalconf.max_request_entity_size = c->services[i].max_body;
     /* HTTP/2 (h2c by Upgrade or prior knowledge) stays off: see percore.conf(5). */
     w.globalconf.http1.upgrade_to_http2 = 0;
     w.services = xcalloc(c->nservices, sizeof(*w.services));

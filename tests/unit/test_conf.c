@@ -51,6 +51,8 @@ Test(conf, defaults)
     cr_assert_eq(c->cpu_affinity, 0);
     cr_assert_eq(c->shutdown_timeout_ms, 30000);
     cr_assert_eq(c->shutdown_delay_ms, 0);
+    cr_assert_eq(c->max_connections, 16384);
+    cr_assert_eq(c->services[0].max_body, 1024 * 1024);
     cr_assert_eq(c->nservices, 1);
     conf_free(c);
 }
@@ -359,6 +361,11 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:19: document root '/etc/hostname' is not a directory"},
     {SVC_OPEN "  route / { files /tmp indexes; }\n}\n",
      "t.conf:3:24: unknown files option 'indexes': expected 'listing' or 'symlinks'"},
+    {"max_connections 0;\n", "t.conf:1:17: invalid value '0' for 'max_connections': expected "
+                              "a number from 1 to 1000000"},
+    {SVC_OPEN "  max_body_size 2t;\n" SVC_ROUTE "}\n",
+     "t.conf:3:17: invalid size '2t' for 'max_body_size': expected a number with unit k, m or "
+     "g, at most 1g"},
     {SVC_OPEN "  tls_certificate cert.pem;\n" SVC_ROUTE "}\n",
      "t.conf:3:19: 'tls_certificate' needs an absolute path"},
     {SVC_OPEN "  tls_certificate /c.pem;\n  tls_key /k.pem;\n" SVC_ROUTE "}\n",
