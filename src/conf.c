@@ -46,6 +46,8 @@ static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, 
 static const struct directive directives[] = {
     {"compress", CTX_ROUTE, 1, 1, 0, 0, dir_compress, "compress on|off"},
     {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
+    {"fastcgi", CTX_ROUTE, 1, 3, 0, 0, dir_handler,
+     "fastcgi unix:/PATH|HOST:PORT [timeout=TIME] [root=/PATH]"},
     {"files", CTX_ROUTE, 1, 3, 0, 0, dir_handler, "files /ROOT [listing] [symlinks]"},
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},

@@ -10,6 +10,7 @@ static const struct hnd_ops *const hnd_all[] = {
     &hnd_files_ops,
     &hnd_redirect_ops,
     &hnd_proxy_ops,
+    &hnd_fastcgi_ops,
     &hnd_module_ops,
 };
 
@@ -25,5 +26,5 @@ hnd_find(const char *name)
 const char *
 hnd_names(void)
 {
-    return "respond, files, redirect, proxy, module";
+    return "respond, files, redirect, proxy, fastcgi, module";
 }

@@ -57,10 +57,13 @@ finish() {
     [ "$T_FAILED" -eq 0 ]
 }
 
-# A loopback TCP port with nothing listening (checked with ss, then by binding it).
+# A loopback TCP port with nothing listening (checked with ss, then by binding it), below
+# the ephemeral range so that no client connection's local port can collide with it.
 free_port() {
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+    [ "${low:-0}" -gt 11000 ] || low=32768
     for _ in $(seq 1 200); do
-        p=$(( (RANDOM * 32768 + RANDOM) % 30000 + 20000 ))
+        p=$(( (RANDOM * 32768 + RANDOM) % (low - 10000) + 10000 ))
         if [ -z "$(ss -Htln "sport = :$p")" ] &&
             python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $p))" \
                 2>/dev/null; then

@@ -47,11 +47,20 @@ def skip_all(why):
 
 
 def free_port():
+    """A free loopback port below the ephemeral range (no client can be using it)."""
+    import random
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError):
+        low = 32768
+    low = low if low > 11000 else 32768
     for _ in range(200):
+        port = random.randrange(10000, low)
         s = socket.socket()
         try:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
         finally:
             s.close()
         out = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True)

@@ -1,0 +1,131 @@
+/* The fastcgi handler: forwards requests to a FastCGI application over a unix socket or
+ * TCP, with libh2o's FastCGI client (keep-alive connections, io timeout). The address is
+ * resolved when the config is read. */
+#include "config.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "conf.h"
+#include "h2o_inc.h"
+#include "hnd.h"
+#include "util.h"
+
+#define FASTCGI_KEEPALIVE_MS 3000
+
+struct fastcgi_conf {
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int64_t timeout_ms;
+    char *root; /* DOCUMENT_ROOT / SCRIPT_FILENAME base, or NULL */
+};
+
+static int
+parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    const char *colon;
+    char host[256];
+    int rc;
+
+    if (strncmp(s, "unix:", 5) == 0) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&fc->ss;
+        if (s[5] != '/' || strlen(s + 5) >= sizeof(sun->sun_path)) {
+            snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/absolute/path",
+                     s);
+            return -1;
+        }
+        sun->sun_family = AF_UNIX;
+        strcpy(sun->sun_path, s + 5);
+        fc->sslen = sizeof(*sun);
+        return 0;
+    }
+    colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || atoi(colon + 1) < 1 || atoi(colon + 1) > 65535) {
+        snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/PATH or HOST:PORT",
+                 s);
+        return -1;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+    rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "FastCGI address '%s': cannot resolve '%s': %s", s, host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&fc->ss, res->ai_addr, res->ai_addrlen);
+    fc->sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void
+fastcgi_free(void *p)
+{
+    struct fastcgi_conf *fc = p;
+
+    if (fc == NULL)
+        return;
+    free(fc->root);
+    free(fc);
+}
+
+static int
+fastcgi_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
+{
+    struct fastcgi_conf *fc = xcalloc(1, sizeof(*fc));
+    char err[300];
+
+    fc->timeout_ms = 30000;
+    if (parse_target(n->args[0].s, fc, err, sizeof(err)) == -1) {
+        conf_diag_add(diag, &n->args[0].pos, "%s", err);
+        goto fail;
+    }
+    for (size_t i = 1; i < n->nargs; i++) {
+        const struct conf_arg *a = &n->args[i];
+        if (strncmp(a->s, "timeout=", 8) == 0) {
+            if (conf_parse_time_ms(a->s + 8, &fc->timeout_ms) == -1 || fc->timeout_ms < 1) {
+                conf_diag_add(diag, &a->pos, "invalid FastCGI timeout '%s'", a->s + 8);
+                goto fail;
+            }
+        } else if (strncmp(a->s, "root=", 5) == 0 && a->s[5] == '/') {
+            free(fc->root);
+            fc->root = xstrdup(a->s + 5);
+        } else {
+            conf_diag_add(diag, &a->pos, "unknown fastcgi option '%s': expected timeout=TIME "
+                          "or root=/PATH", a->s);
+            goto fail;
+        }
+    }
+    *out = fc;
+    return 0;
+fail:
+    fastcgi_free(fc);
+    return -1;
+}
+
+static void
+fastcgi_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
+{
+    const struct fastcgi_conf *fc = hconf;
+    h2o_fastcgi_config_vars_t vars = {
+        .io_timeout = (uint64_t)fc->timeout_ms,
+        .keepalive_timeout = FASTCGI_KEEPALIVE_MS,
+    };
+
+    if (fc->root != NULL)
+        vars.document_root = h2o_iovec_init(fc->root, strlen(fc->root));
+    h2o_fastcgi_register_by_address(pc, (struct sockaddr *)&fc->ss, fc->sslen, &vars);
+}
+
+const struct hnd_ops hnd_fastcgi_ops = {
+    .name = "fastcgi",
+    .min_args = 1,
+    .max_args = 3,
+    .parse = fastcgi_parse,
+    .setup = fastcgi_setup,
+    .free_conf = fastcgi_free,
+};
