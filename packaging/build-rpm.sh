@@ -4,16 +4,9 @@
 # not know the build dependencies (Debian), they are not checked (--nodeps).
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-TARBALL=${1:-}
 OUT=${2:-$TOP/_build/rpm}
-
-if [ -z "$TARBALL" ]; then
-    mkdir -p "$TOP/_build/release"
-    [ -x "$TOP/configure" ] || (cd "$TOP" && autoreconf -fi >/dev/null)
-    (cd "$TOP/_build/release" && { [ -f Makefile ] || "$TOP/configure" -q; } &&
-        make -s dist >/dev/null)
-    TARBALL=$(ls -t "$TOP"/_build/release/percore-*.tar.gz | head -n 1)
-fi
+. "$TOP/packaging/dist.sh"
+dist_tarball "${1:-}"
 NAME=$(basename "$TARBALL" .tar.gz)
 WORK=$(mktemp -d /tmp/percore-rpm.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

@@ -248,43 +248,40 @@ conf_parse_size(const char *s, uint64_t *bytes)
 
 /* ---- main context ---- */
 
+/* A whole number from 1 to max for directive `name`, or an error at the argument. */
 static int
-dir_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+parse_count(struct loader *ld, const struct conf_arg *a, const char *name, const char *alt,
+            unsigned long max, unsigned *out)
 {
-    const struct conf_arg *a = &n->args[0];
     char *end;
     unsigned long v;
 
-    if (strcmp(a->s, "auto") == 0) {
+    errno = 0;
+    v = strtoul(a->s, &end, 10);
+    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 || v > max)
+        return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected %sa number from 1 "
+                      "to %lu", a->s, name, alt, max);
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int
+dir_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    if (strcmp(n->args[0].s, "auto") == 0) {
         ld->conf->workers = 0;
         return 0;
     }
-    errno = 0;
-    v = strtoul(a->s, &end, 10);
-    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 ||
-        v > CONF_WORKERS_MAX)
-        return err_at(ld, &a->pos, "invalid value '%s' for 'workers': expected 'auto' or a "
-                      "number from 1 to %d", a->s, CONF_WORKERS_MAX);
-    ld->conf->workers = (unsigned)v;
-    return 0;
+    return parse_count(ld, &n->args[0], "workers", "'auto' or ", CONF_WORKERS_MAX,
+                       &ld->conf->workers);
 }
 
 static int
 dir_max_connections(struct loader *ld, const struct directive *d, const struct conf_node *n,
                     void *obj)
 {
-    const struct conf_arg *a = &n->args[0];
-    char *end;
-    unsigned long v;
-
-    errno = 0;
-    v = strtoul(a->s, &end, 10);
-    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 ||
-        v > CONF_MAX_CONNECTIONS_MAX)
-        return err_at(ld, &a->pos, "invalid value '%s' for 'max_connections': expected a "
-                      "number from 1 to %d", a->s, CONF_MAX_CONNECTIONS_MAX);
-    ld->conf->max_connections = (unsigned)v;
-    return 0;
+    return parse_count(ld, &n->args[0], "max_connections", "", CONF_MAX_CONNECTIONS_MAX,
+                       &ld->conf->max_connections);
 }
 
 static int

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 #include "conf.h"
 #include "h2o_inc.h"
@@ -32,15 +31,13 @@ parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
     int rc;
 
     if (strncmp(s, "unix:", 5) == 0) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&fc->ss;
-        if (s[5] != '/' || strlen(s + 5) >= sizeof(sun->sun_path)) {
+        unsigned len;
+        if (util_unix_sockaddr(s + 5, &fc->ss, &len) == -1) {
             snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/absolute/path",
                      s);
             return -1;
         }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, s + 5);
-        fc->sslen = sizeof(*sun);
+        fc->sslen = len;
         return 0;
     }
     colon = strrchr(s, ':');

@@ -10,7 +10,6 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 #include "conf.h"
 #include "h2o_inc.h"
@@ -75,14 +74,12 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
 
     memset(u, 0, sizeof(*u));
     if (strncmp(s, "unix:", 5) == 0) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&u->ss;
-        if (s[5] != '/' || strlen(s + 5) >= sizeof(sun->sun_path)) {
+        unsigned len;
+        if (util_unix_sockaddr(s + 5, &u->ss, &len) == -1) {
             snprintf(err, errlen, "invalid upstream '%s': expected unix:/absolute/path", s);
             return -1;
         }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, s + 5);
-        u->sslen = sizeof(*sun);
+        u->sslen = len;
         u->authority = xstrdup("localhost");
         u->path = xstrdup("/");
         u->url = xstrdup(s);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "log.h"
@@ -110,4 +112,18 @@ util_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+
+    if (path[0] != '/' || strlen(path) >= sizeof(sun->sun_path))
+        return -1;
+    memset(ss, 0, sizeof(*ss));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, strlen(path) + 1);
+    *len = sizeof(*sun);
+    return 0;
 }

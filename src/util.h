@@ -18,6 +18,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Levenshtein distance, for "did you mean" hints. */
 size_t util_edit_distance(const char *a, const char *b);
 
+struct sockaddr_storage;
+/* Fill ss with the unix socket address of the absolute path; -1 if it is not one. */
+int util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *len);
+
 /* Monotonic clock in milliseconds. */
 int64_t util_now_ms(void);
 
