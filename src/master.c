@@ -463,17 +463,21 @@ ctl_send_all(const int *fds, int n, const char *line)
         ctl_reply(fds[i], line);
 }
 
-/* The end of a reload, good or bad: tell systemd and the waiting clients. */
+/* The end of a reload, good or bad: tell systemd (with why it failed, so that
+ * `systemctl status` shows it) and the waiting clients. */
 static void
-reload_finished(int ok, const char *summary)
+reload_finished(int ok, const char *why)
 {
     char when[16], status[512];
     time_t now = time(NULL);
     struct tm tm;
 
     strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&now, &tm));
-    snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s %s", when,
-             ok ? "ok" : "failed (old config kept)");
+    if (ok)
+        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s ok", when);
+    else
+        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s failed, old config "
+                 "kept: %.180s", when, why);
     status_line(status, sizeof(status));
     sysd_ready(status);
     ctl_answer(m.ctl_now, &m.nctl_now, ok ? "ok" : "failed");
@@ -571,12 +575,12 @@ start_reload(void)
             log_warnx("%s", diag.msgs[i]);
             ctl_send_all(m.ctl_now, m.nctl_now, diag.msgs[i]);
         }
-        conf_diag_clear(&diag);
         snprintf(line, sizeof(line), "reload failed: configuration has errors; generation %u "
                  "keeps serving", m.gen);
         log_warnx("%s", line);
         ctl_send_all(m.ctl_now, m.nctl_now, line);
-        reload_finished(0, line);
+        reload_finished(0, diag.n > 0 ? diag.msgs[0] : line);
+        conf_diag_clear(&diag);
         return;
     }
     n = slots_for(c);

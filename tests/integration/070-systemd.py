@@ -85,8 +85,9 @@ ok("generation 2 keeps serving" in r.stderr, "and says the old generation keeps 
    r.stderr)
 eq(http_get(P), "v2", "old config still serves after the failed reload")
 msgs = [t for _, t in mgr.messages[m0:] if "RELOADING=1" in t or "READY=1" in t]
-ok(len(msgs) == 2 and "READY=1" in msgs[1] and "failed" in msgs[1],
-   "READY=1 after a failed reload, with the failure in STATUS", msgs)
+ok(len(msgs) == 2 and "READY=1" in msgs[1] and
+   f"failed, old config kept: {conf}:5:15: unknown directive 'respnd'" in msgs[1],
+   "READY=1 after a failed reload, with the error in STATUS", msgs)
 
 # SIGHUP also goes through RELOADING/READY.
 write_conf("v4")
