@@ -29,4 +29,9 @@ const struct hnd_ops *hnd_find(const char *name);
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);
 
+struct st_h2o_req_t;
+/* Send a response whose status and headers are set, with body (which must outlive the
+ * request), leaving the body out for HEAD. */
+void hnd_send_body(struct st_h2o_req_t *req, const char *body, size_t len);
+
 #endif

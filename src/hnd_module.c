@@ -190,7 +190,6 @@ int
 percore_respond(struct percore_request *r, int status, const char *content_type,
                 const void *body, size_t len)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     h2o_req_t *req = REQ(r);
     h2o_iovec_t buf;
 
@@ -203,11 +202,7 @@ percore_respond(struct percore_request *r, int status, const char *content_type,
                        content_type, strlen(content_type));
     req->res.content_length = len;
     buf = h2o_strdup(&req->pool, body != NULL ? body : "", len);
-    h2o_start_response(req, &generator);
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    else
-        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+    hnd_send_body(req, buf.base, buf.len);
     return 0;
 }
 

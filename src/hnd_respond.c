@@ -92,9 +92,7 @@ reason_phrase(int status)
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    static h2o_generator_t generator = {NULL, NULL};
     const struct respond_conf *rc = ((struct respond_handler *)self)->conf;
-    h2o_iovec_t body = h2o_iovec_init(rc->body, rc->body_len);
 
     req->res.status = rc->status;
     req->res.reason = reason_phrase(rc->status);
@@ -103,13 +101,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
                        H2O_STRLIT("text/plain; charset=utf-8"));
         req->res.content_length = rc->body_len;
     }
-    /* The body is config data that outlives the request, so it is sent without a copy.
-     * libh2o leaves HEAD to handlers: the headers keep the length, the body is left out. */
-    h2o_start_response(req, &generator);
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    else
-        h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
+    /* The body is config data that outlives the request: sent without a copy. */
+    hnd_send_body(req, rc->body, rc->body_len);
     return 0;
 }
 

@@ -63,6 +63,7 @@ struct kept_fd {
     char addr[LISTEN_ADDR_TEXT];
     size_t slot;
     int fd;
+    char *name; /* its FDNAME= */
 };
 
 struct master {
@@ -129,6 +130,7 @@ take_kept(const struct listen_addr *a, size_t slot)
     for (size_t i = 0; i < m.nkept; i++) {
         if (m.kept[i].slot == slot && strcmp(m.kept[i].addr, a->text) == 0) {
             int fd = m.kept[i].fd;
+            free(m.kept[i].name);
             m.kept[i] = m.kept[--m.nkept];
             log_debug("reusing %s slot %zu from the fd store", a->text, slot);
             return fd;
@@ -236,16 +238,11 @@ close_groups(int mark)
 static void
 drop_stale_kept(void)
 {
-    char name[96];
-
     for (size_t i = 0; i < m.nkept; i++) {
-        snprintf(name, sizeof(name), "L.%s.%zu", m.kept[i].addr, m.kept[i].slot);
-        for (char *p = name; *p != '\0'; p++)
-            if (*p == ':')
-                *p = '_';
         log_info("closing stale socket %s from the fd store", m.kept[i].addr);
-        sysd_fdstore_remove(name);
+        sysd_fdstore_remove(m.kept[i].name);
         close(m.kept[i].fd);
+        free(m.kept[i].name);
     }
     m.nkept = 0;
 }
@@ -268,7 +265,8 @@ master_adopt_sockets(struct conf_sockets *socks)
         if (listener_parse_store_name(fds[i].name, text, sizeof(text), &slot) == 0) {
             /* Ours, from the fd store: reused by address and slot. */
             m.kept = xreallocarray(m.kept, m.nkept + 1, sizeof(*m.kept));
-            m.kept[m.nkept] = (struct kept_fd){.slot = slot, .fd = fds[i].fd};
+            m.kept[m.nkept] = (struct kept_fd){.slot = slot, .fd = fds[i].fd,
+                                               .name = xstrdup(fds[i].name)};
             snprintf(m.kept[m.nkept++].addr, LISTEN_ADDR_TEXT, "%s", text);
         } else {
             /* Socket activation: FileDescriptorName= names the service. */

@@ -11,11 +11,9 @@
 struct metrics_slot {
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC of the worker loop's last turn */
     _Atomic uint64_t requests;
-    _Atomic uint64_t status[6]; /* [1] = 1xx ... [5] = 5xx, [0] = other */
-    _Atomic uint64_t conns;     /* open connections */
-    _Atomic uint64_t bytes_sent;
-    pid_t pid; /* 0: free; set by the master */
-    char pad[128 - 10 * 8 - sizeof(pid_t)];
+    _Atomic uint64_t conns; /* open connections */
+    pid_t pid;              /* 0: free; set by the master */
+    char pad[128 - 3 * 8 - sizeof(pid_t)];
 };
 
 /* Master: map room for n slots (never unmapped: workers of every generation use it). */

@@ -87,16 +87,11 @@ on_heartbeat(h2o_timeout_entry_t *entry)
     h2o_timeout_link(w.ctx.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
-/* Logger on every path: counts requests by status class for the shared counters. */
+/* Logger on every path: counts requests for the status line's req/s. */
 static void
 count_request(h2o_logger_t *self, h2o_req_t *req)
 {
-    int cls = req->res.status / 100;
-
     atomic_fetch_add_explicit(&w.metrics->requests, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w.metrics->status[cls >= 1 && cls <= 5 ? cls : 0], 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&w.metrics->bytes_sent, req->bytes_sent, memory_order_relaxed);
 }
 
 static void
