@@ -15,8 +15,8 @@ MODE=${1:-}
 
 BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev"
-TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 mandoc
-    debootstrap systemd-container debhelper lintian dpkg-dev fakeroot rpm"
+TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 python3-h2
+    nghttp2-client mandoc debootstrap systemd-container debhelper lintian dpkg-dev fakeroot rpm"
 
 need_packages() {
     missing=""

@@ -40,7 +40,7 @@ struct directive {
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
     dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
-    dir_max_body_size;
+    dir_max_body_size, dir_http2, dir_http2_count;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
@@ -52,7 +52,11 @@ static const struct directive directives[] = {
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},
     {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
-    {"listen", CTX_SERVICE, 1, 2, 0, 1, dir_listen, "listen ADDRESS:PORT [tls]"},
+    {"http2", CTX_SERVICE, 1, 1, 0, 0, dir_http2, "http2 on|off"},
+    {"http2_max_concurrent_requests", CTX_MAIN, 1, 1, 0, 0, dir_http2_count,
+     "http2_max_concurrent_requests NUMBER"},
+    {"http2_max_resets", CTX_SERVICE, 1, 1, 0, 0, dir_http2_count, "http2_max_resets NUMBER"},
+    {"listen", CTX_SERVICE, 1, 3, 0, 1, dir_listen, "listen ADDRESS:PORT [tls] [http2]"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"max_body_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_body_size, "max_body_size SIZE"},
     {"max_connections", CTX_MAIN, 1, 1, 0, 0, dir_max_connections, "max_connections NUMBER"},
@@ -389,15 +393,24 @@ valid_service_name(const char *s)
     return 1;
 }
 
-/* TLS needs both files and a `listen ... tls`; the context is made here, in the master. */
+/* TLS needs both files and a `listen ... tls`; the contexts are made here, in the master:
+ * one offering http/1.1 and, when a listen has HTTP/2, one offering h2 as well. */
 static void
 check_service_tls(struct loader *ld, struct conf_service *svc)
 {
-    int tls_listens = 0;
+    int tls_listens = 0, h2_listens = 0, plain_listens = 0;
     char err[512];
 
-    for (size_t i = 0; i < svc->nlistens; i++)
-        tls_listens += svc->listens[i].tls;
+    for (size_t i = 0; i < svc->nlistens; i++) {
+        struct conf_listen *l = &svc->listens[i];
+        l->http2 |= l->tls && svc->http2;
+        tls_listens += l->tls;
+        h2_listens += l->http2;
+        plain_listens += l->tls && !l->http2;
+    }
+    if (svc->http2 && tls_listens == 0)
+        err_at(ld, &svc->http2_pos, "'http2 on' in service '%s' needs a 'listen ... tls': "
+               "percore serves HTTP/2 over TLS only", svc->name);
     if (tls_listens == 0 && svc->tls_cert == NULL && svc->tls_key == NULL)
         return;
     if (tls_listens == 0) {
@@ -410,8 +423,13 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
                svc->tls_cert == NULL ? "tls_certificate" : "tls_key");
         return;
     }
-    svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, err, sizeof(err));
-    if (svc->ssl_ctx == NULL)
+    if (plain_listens > 0)
+        svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 0, NULL, err,
+                                   sizeof(err));
+    if ((plain_listens == 0 || svc->ssl_ctx != NULL) && h2_listens > 0)
+        svc->ssl_ctx_h2 = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 1, svc->ssl_ctx,
+                                      err, sizeof(err));
+    if ((plain_listens > 0 && svc->ssl_ctx == NULL) || (h2_listens > 0 && svc->ssl_ctx_h2 == NULL))
         err_at(ld, &svc->tls_pos, "service '%s': %s", svc->name, err);
 }
 
@@ -451,6 +469,7 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->name = xstrdup(a->s);
     svc->pos = n->pos;
     svc->max_body = CONF_DEFAULT_MAX_BODY;
+    svc->http2_max_resets = CONF_DEFAULT_HTTP2_MAX_RESETS;
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
@@ -492,15 +511,23 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
     size_t naddrs;
     char err[256];
 
-    int tls = 0;
+    int tls = 0, http2 = 0;
 
-    if (n->nargs > 1) {
-        if (strcmp(n->args[1].s, "tls") != 0)
-            return err_at(ld, &n->args[1].pos, "unknown listen option '%s': expected 'tls' "
-                          "(HTTP/2 is not available, see SECURITY in percore.conf(5))",
-                          n->args[1].s);
-        tls = 1;
+    for (size_t i = 1; i < n->nargs; i++) {
+        const struct conf_arg *o = &n->args[i];
+        int *flag = strcmp(o->s, "tls") == 0 ? &tls : strcmp(o->s, "http2") == 0 ? &http2 : NULL;
+
+        if (flag == NULL)
+            return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls' or 'http2'",
+                          o->s);
+        if (*flag)
+            return err_at(ld, &o->pos, "listen option '%s' given twice", o->s);
+        *flag = 1;
     }
+    /* Cleartext h2c would bypass the reset guard, which sits where ALPN picks h2. */
+    if (http2 && !tls)
+        return err_at(ld, &n->args[n->nargs - 1].pos, "'http2' needs 'tls': percore serves "
+                      "HTTP/2 over TLS only (ALPN h2), not as cleartext h2c");
     if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "%s", err);
     for (size_t i = 0; i < naddrs; i++) {
@@ -512,10 +539,31 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
             continue;
         }
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
-        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls};
+        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2};
     }
     free(addrs);
     return 0;
+}
+
+static int
+dir_http2(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_service *svc = obj;
+
+    svc->http2_pos = n->pos;
+    return parse_flag(ld, n, &svc->http2);
+}
+
+static int
+dir_http2_count(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                void *obj)
+{
+    if (strcmp(n->name, "http2_max_resets") == 0)
+        return parse_count(ld, &n->args[0], n->name, "", 1000000,
+                           &((struct conf_service *)obj)->http2_max_resets);
+    /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
+    return parse_count(ld, &n->args[0], n->name, "", CONF_HTTP2_MAX_STREAMS,
+                       &ld->conf->http2_max_requests);
 }
 
 static int
@@ -642,6 +690,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
     c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
     c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
     c->max_connections = CONF_DEFAULT_MAX_CONNECTIONS;
+    c->http2_max_requests = CONF_DEFAULT_HTTP2_MAX_REQUESTS;
     c->files = conf_doc_steal_files(doc, &c->nfiles);
     if (parsed == 0) {
         load_block(&ld, &doc->root, CTX_MAIN, c);
@@ -705,6 +754,8 @@ conf_free(struct conf *c)
         free(s->tls_key);
         if (s->ssl_ctx != NULL)
             tls_ctx_free(s->ssl_ctx);
+        if (s->ssl_ctx_h2 != NULL)
+            tls_ctx_free(s->ssl_ctx_h2);
     }
     free(c->services);
     for (size_t i = 0; i < c->nfiles; i++)

@@ -34,6 +34,7 @@ struct conf_listen {
     struct listen_addr addr;
     struct conf_pos pos;
     int tls;
+    int http2; /* offer h2 by ALPN (TLS only) */
 };
 
 struct conf_service {
@@ -42,7 +43,11 @@ struct conf_service {
     uint64_t max_body; /* request body limit, 413 above */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
-    void *ssl_ctx; /* SSL_CTX, made at load when the service has a tls listen */
+    void *ssl_ctx;    /* SSL_CTX offering http/1.1, made at load for a tls listen */
+    void *ssl_ctx_h2; /* the same offering h2 first, for listens with HTTP/2 */
+    int http2;        /* `http2 on`: every tls listen offers h2 */
+    struct conf_pos http2_pos;
+    unsigned http2_max_resets; /* stream resets per connection per 10 s before closing it */
     struct conf_listen *listens;
     size_t nlistens;
     struct conf_route *routes;
@@ -64,6 +69,7 @@ struct conf {
     int64_t worker_watchdog_ms;
     unsigned max_connections; /* per worker */
     unsigned workers; /* 0 = auto */
+    unsigned http2_max_requests; /* requests run at once per HTTP/2 connection */
     int cpu_affinity;
     int64_t shutdown_timeout_ms;
     int64_t shutdown_delay_ms;
@@ -80,6 +86,9 @@ struct conf {
 #define CONF_DEFAULT_MAX_CONNECTIONS 16384
 #define CONF_MAX_CONNECTIONS_MAX 1000000
 #define CONF_DEFAULT_MAX_BODY (1024 * 1024)
+#define CONF_DEFAULT_HTTP2_MAX_RESETS 100
+#define CONF_DEFAULT_HTTP2_MAX_REQUESTS 100
+#define CONF_HTTP2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS, fixed by libh2o */
 
 /* Load and validate a config file (or text, for tests). Returns the tree, or NULL with every
  * problem found in diag as "file:line:col: message". The caller frees with conf_free. */

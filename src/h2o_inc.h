@@ -5,5 +5,6 @@
 #define H2O_USE_LIBUV 0
 #include <h2o.h>
 #include <h2o/http1.h>
+#include <h2o/http2.h>
 
 #endif

@@ -39,10 +39,12 @@ readable(const char *path, char *err, size_t errlen)
 }
 
 void *
-tls_ctx_new(const char *service, const char *cert, const char *key, char *err, size_t errlen)
+tls_ctx_new(const char *service, const char *cert, const char *key, int http2, void *twin,
+            char *err, size_t errlen)
 {
-    /* HTTP/2 stays off: libh2o 2.2.5 has no Rapid Reset fix (see percore.conf(5)). */
+    /* HTTP/2 only where asked: its reset guard is ours, see h2guard.c and percore.conf(5). */
     static const h2o_iovec_t alpn[] = {{(char *)"http/1.1", 8}, {NULL, 0}};
+    unsigned char keys[80];
     SSL_CTX *ctx;
 
     if (!readable(cert, err, errlen) || !readable(key, err, errlen))
@@ -74,7 +76,15 @@ tls_ctx_new(const char *service, const char *cert, const char *key, char *err, s
                                    (unsigned)(strlen(service) < SSL_MAX_SID_CTX_LENGTH
                                                   ? strlen(service)
                                                   : SSL_MAX_SID_CTX_LENGTH));
-    h2o_ssl_register_alpn_protocols(ctx, alpn);
+    h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : alpn);
+    if (twin != NULL) {
+        if (SSL_CTX_get_tlsext_ticket_keys((SSL_CTX *)twin, keys, sizeof(keys)) != 1 ||
+            SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1) {
+            ssl_error(err, errlen, "session ticket keys");
+            goto fail;
+        }
+        OPENSSL_cleanse(keys, sizeof(keys));
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -7,9 +7,11 @@
 
 /* An SSL_CTX for a service: TLS 1.2 and 1.3, the certificate chain and key files, a
  * session ID context of the service's own (so no session resumes on another service),
- * ALPN http/1.1. Returns NULL with "PATH: reason" in err. Free with tls_ctx_free. */
-void *tls_ctx_new(const char *service, const char *cert, const char *key, char *err,
-                  size_t errlen);
+ * ALPN http/1.1, or h2 and http/1.1 when http2 is set. twin, when not NULL, is the
+ * service's other context: the new one takes its ticket keys, so a session resumes on
+ * either. Returns NULL with "PATH: reason" in err. Free with tls_ctx_free. */
+void *tls_ctx_new(const char *service, const char *cert, const char *key, int http2,
+                  void *twin, char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "h2o_inc.h"
+#include "h2guard.h"
 #include "hnd.h"
 #include "listener.h"
 #include "log.h"
@@ -23,10 +24,18 @@
 #define HEARTBEAT_MS 500
 #define DRAIN_IDLE_GRACE_MS 1000
 
+enum lsn_kind { LSN_PLAIN, LSN_TLS, LSN_TLS_H2 };
+
 struct service_rt {
-    h2o_accept_ctx_t accept_ctx;     /* plain listeners */
-    h2o_accept_ctx_t accept_ctx_tls; /* `listen ... tls` */
+    h2o_accept_ctx_t actx[3]; /* by enum lsn_kind: each with its SSL_CTX */
     h2o_hostconf_t *hosts[2];
+    unsigned http2_max_resets;
+};
+
+/* What a listening socket's data points to. */
+struct lsn_rt {
+    struct service_rt *svc;
+    enum lsn_kind kind;
 };
 
 struct worker {
@@ -97,7 +106,8 @@ count_request(h2o_logger_t *self, h2o_req_t *req)
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
-    h2o_accept_ctx_t *actx = listener->data;
+    struct lsn_rt *lr = listener->data;
+    h2o_accept_ctx_t *actx = &lr->svc->actx[lr->kind];
     h2o_socket_t *sock;
 
     if (err != NULL)
@@ -115,7 +125,10 @@ on_accept(h2o_socket_t *listener, const char *err)
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = NULL;
-        h2o_accept(actx, sock);
+        if (lr->kind == LSN_PLAIN)
+            h2o_accept(actx, sock);
+        else
+            h2guard_accept(actx, sock, lr->svc->http2_max_resets);
     }
 }
 
@@ -229,22 +242,23 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     rt->hosts[1] = NULL;
 }
 
-/* The index of the service that l serves in this worker's config, or -1; *tls tells
- * whether its `listen` asked for TLS. */
+/* The index of the service that l serves in this worker's config, or -1; *kind tells
+ * whether its `listen` asked for TLS and HTTP/2. */
 static int
-service_of(const struct listener *l, int *tls)
+service_of(const struct listener *l, enum lsn_kind *kind)
 {
     const struct conf *c = w.args->conf;
 
-    *tls = 0;
+    *kind = LSN_PLAIN;
     for (size_t i = 0; i < c->nservices; i++) {
         if (l->owner == NULL || strcmp(c->services[i].name, l->owner) != 0)
             continue;
         if (l->activated)
             return (int)i;
         for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr)) {
-                *tls = c->services[i].listens[j].tls;
+            const struct conf_listen *cl = &c->services[i].listens[j];
+            if (listener_addr_equal(&cl->addr, &l->addr)) {
+                *kind = cl->http2 ? LSN_TLS_H2 : cl->tls ? LSN_TLS : LSN_PLAIN;
                 return (int)i;
             }
         }
@@ -257,7 +271,9 @@ start_listening(void)
 {
     for (size_t i = 0; i < w.args->nlisteners; i++) {
         const struct listener *l = &w.args->listeners[i];
-        int tls, svc = service_of(l, &tls);
+        enum lsn_kind kind;
+        int svc = service_of(l, &kind);
+        struct lsn_rt *lr;
         h2o_socket_t *ls;
 
         if (svc == -1)
@@ -266,7 +282,10 @@ start_listening(void)
             fatalx("no socket for %s in slot %u", l->addr.text, w.args->slot);
         ls = h2o_evloop_socket_create(w.ctx.loop, listener_fd_for_slot(l, w.args->slot),
                                       H2O_SOCKET_FLAG_DONT_READ);
-        ls->data = tls ? &w.services[svc].accept_ctx_tls : &w.services[svc].accept_ctx;
+        lr = xmalloc(sizeof(*lr)); /* lives as long as the worker */
+        lr->svc = &w.services[svc];
+        lr->kind = kind;
+        ls->data = lr;
         h2o_socket_read_start(ls, on_accept);
         w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
         w.lsocks[w.nlsocks++] = ls;
@@ -283,7 +302,8 @@ close_foreign_fds(void)
         close(w.args->master_fds[i]);
     for (size_t i = 0; i < w.args->nlisteners; i++) {
         const struct listener *l = &w.args->listeners[i];
-        int tls, keep = service_of(l, &tls) != -1 ? listener_fd_for_slot(l, w.args->slot) : -1;
+        enum lsn_kind kind;
+        int keep = service_of(l, &kind) != -1 ? listener_fd_for_slot(l, w.args->slot) : -1;
         for (size_t k = 0; k < l->nfds; k++)
             if (l->fds[k] != keep)
                 close(l->fds[k]);
@@ -372,17 +392,24 @@ worker_run(const struct worker_args *args)
     for (size_t i = 0; i < c->nservices; i++)
         if (c->services[i].max_body > w.globalconf.max_request_entity_size)
             w.globalconf.max_request_entity_size = c->services[i].max_body;
-    /* HTTP/2 (h2c by Upgrade or prior knowledge) stays off: see percore.conf(5). */
+    /* Cleartext h2c (Upgrade or prior knowledge) stays off: it would bypass the reset
+     * guard, which sits at ALPN (h2guard.c). */
     w.globalconf.http1.upgrade_to_http2 = 0;
+    w.globalconf.http2.max_concurrent_requests_per_connection = c->http2_max_requests;
+    /* A drain sends GOAWAY; streams still open when shutdown_timeout ends are cut. */
+    w.globalconf.http2.graceful_shutdown_timeout = (uint64_t)c->shutdown_timeout_ms;
     w.services = xcalloc(c->nservices, sizeof(*w.services));
     for (size_t i = 0; i < c->nservices; i++)
         setup_service(&c->services[i], &w.services[i]);
     h2o_context_init(&w.ctx, h2o_evloop_create(), &w.globalconf);
     for (size_t i = 0; i < c->nservices; i++) {
-        w.services[i].accept_ctx.ctx = &w.ctx;
-        w.services[i].accept_ctx.hosts = w.services[i].hosts;
-        w.services[i].accept_ctx_tls = w.services[i].accept_ctx;
-        w.services[i].accept_ctx_tls.ssl_ctx = c->services[i].ssl_ctx;
+        struct service_rt *rt = &w.services[i];
+        void *ssl[] = {[LSN_PLAIN] = NULL, [LSN_TLS] = c->services[i].ssl_ctx,
+                       [LSN_TLS_H2] = c->services[i].ssl_ctx_h2};
+        for (size_t k = 0; k < NELEMS(rt->actx); k++)
+            rt->actx[k] = (h2o_accept_ctx_t){.ctx = &w.ctx, .hosts = rt->hosts,
+                                             .ssl_ctx = ssl[k]};
+        rt->http2_max_resets = c->services[i].http2_max_resets;
     }
     setup_process();
     if (getppid() != args->master_pid)

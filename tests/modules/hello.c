@@ -8,7 +8,7 @@
 
 struct state {
     char greeting[64];
-    unsigned long served; /* per worker: modules run on one thread per worker */
+    unsigned long served; /* calls, per worker: modules run on one thread per worker */
 };
 
 static int
@@ -43,6 +43,7 @@ hello_handle(void *data, struct percore_request *req)
     size_t plen, ualen = 0, inlen = 0;
     int n;
 
+    ++st->served;
     path = percore_req_path(req, &plen);
     if (plen >= 7 && memcmp(path, "/m/slow", 7) == 0)
         return percore_defer(req, 300, answer_late, NULL) == 0 ? PERCORE_DONE : PERCORE_DECLINED;
@@ -51,7 +52,7 @@ hello_handle(void *data, struct percore_request *req)
     ua = percore_req_header(req, "X-Who", &ualen);
     in = percore_req_body(req, &inlen);
     n = snprintf(body, sizeof(body), "%s %.*s who=%.*s body=%zu served=%lu\n", st->greeting,
-                 (int)plen, path, (int)ualen, ua ? ua : "", inlen, ++st->served);
+                 (int)plen, path, (int)ualen, ua ? ua : "", inlen, st->served);
     (void)in;
     percore_resp_header(req, "X-Module", "hello");
     percore_respond(req, 200, "text/plain; charset=utf-8", body, (size_t)n);

@@ -371,8 +371,26 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  tls_certificate /c.pem;\n  tls_key /k.pem;\n" SVC_ROUTE "}\n",
      "t.conf:3:3: service 's' has TLS files but no 'listen ... tls'"},
     {SVC_OPEN "  listen 127.0.0.1:8443 ssl;\n" SVC_ROUTE "}\n",
-     "t.conf:3:25: unknown listen option 'ssl': expected 'tls' (HTTP/2 is not available, "
-     "see SECURITY in percore.conf(5))"},
+     "t.conf:3:25: unknown listen option 'ssl': expected 'tls' or 'http2'"},
+    {SVC_OPEN "  listen 127.0.0.1:8443 tls tls;\n" SVC_ROUTE "}\n",
+     "t.conf:3:29: listen option 'tls' given twice"},
+    {SVC_OPEN "  listen 127.0.0.1:8443 http2;\n" SVC_ROUTE "}\n",
+     "t.conf:3:25: 'http2' needs 'tls': percore serves HTTP/2 over TLS only (ALPN h2), not as "
+     "cleartext h2c"},
+    {SVC_OPEN "  http2 yes;\n" SVC_ROUTE "}\n",
+     "t.conf:3:9: invalid value 'yes' for 'http2': expected 'on' or 'off'"},
+    {SVC_OPEN "  http2 on;\n" SVC_ROUTE "}\n",
+     "t.conf:3:3: 'http2 on' in service 's' needs a 'listen ... tls': percore serves HTTP/2 "
+     "over TLS only"},
+    {SVC_OPEN "  http2_max_resets 0;\n" SVC_ROUTE "}\n",
+     "t.conf:3:20: invalid value '0' for 'http2_max_resets': expected a number from 1 to "
+     "1000000"},
+    {"http2_max_concurrent_requests 101;\n" SVC_OPEN SVC_ROUTE "}\n",
+     "t.conf:1:31: invalid value '101' for 'http2_max_concurrent_requests': expected a number "
+     "from 1 to 100"},
+    {"service s { http2_max_concurrent_requests 4; route / { respond 200; } }\n",
+     "t.conf:1:13: 'http2_max_concurrent_requests' is not allowed in a service block; it "
+     "belongs in the main context"},
     {SVC_OPEN "  route / { proxy least_conn; }\n}\n",
      "t.conf:3:13: 'proxy' needs at least one upstream URL"},
     {SVC_OPEN "  route / { proxy unix:relative.sock; }\n}\n",

@@ -1,0 +1,132 @@
+#!/bin/bash
+# HTTP/2 over TLS, opt-in per listen or service: ALPN h2 only where asked, real clients
+# (curl, h2load), sessions resuming across a service's h2 and http/1.1 listens, and the
+# reset guard: a Rapid Reset or MadeYouReset client is cut off after http2_max_resets,
+# while the same attack against a service with a huge budget runs every stream.
+. "$(dirname "$0")/lib.sh"
+
+command -v openssl >/dev/null || skip_all "openssl not installed"
+command -v cc >/dev/null || skip_all "no C compiler to build the test module"
+# The attack client needs Debian's python3-h2, for Debian's own python.
+H2PY=/usr/bin/python3
+"$H2PY" -c 'import h2' 2>/dev/null || skip_all "python3-h2 not installed"
+D=$T_DIR
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1 || bail "cannot make a certificate"
+MOD=$D/hello.so
+cc -shared -fPIC -Wall -Werror -I"$TOP_SRCDIR/include" -o "$MOD" \
+    "$TOP_SRCDIR/tests/modules/hello.c" || bail "cannot build the test module"
+head -c 100000 /dev/urandom >"$D/big.bin"
+H2=$(free_port)
+H1=$(free_port)
+LOOSE=$(free_port)
+CONF=$D/percore.conf
+cat >"$CONF" <<CONF
+workers 1;
+shutdown_timeout 5s;
+service a {
+    listen 127.0.0.1:$H2 tls http2;
+    listen 127.0.0.1:$H1 tls;
+    tls_certificate $D/cert.pem;
+    tls_key $D/key.pem;
+    http2_max_resets 50;
+    route / { respond 200 "a\n"; }
+    route /m/ { module $MOD; }
+    route /f/ { files $D; }
+}
+service loose {
+    listen 127.0.0.1:$LOOSE tls;
+    http2 on;
+    http2_max_resets 1000000;
+    tls_certificate $D/cert.pem;
+    tls_key $D/key.pem;
+    route /m/ { module $MOD; }
+}
+CONF
+start_percore "$CONF"
+A=https://127.0.0.1:$H2
+
+expect_eq "curl --http2 gets HTTP/2 where the listen says http2" \
+    "$(curl -sk --http2 -o /dev/null -w '%{http_version}' "$A/")" "2"
+expect_eq "the service's other tls listen offers http/1.1 only" \
+    "$(curl -sk --http2 -o /dev/null -w '%{http_version}' "https://127.0.0.1:$H1/")" "1.1"
+expect_eq "'http2 on' in a service turns it on for its tls listens" \
+    "$(curl -sk --http2 -o /dev/null -w '%{http_version}' "https://127.0.0.1:$LOOSE/m/x")" "2"
+expect_eq "HTTP/1.1 still works on an http2 listen" \
+    "$(curl -sk --http1.1 -o /dev/null -w '%{http_version}' "$A/")" "1.1"
+expect_eq "a file over HTTP/2, whole" \
+    "$(curl -sk --http2 "$A/f/big.bin" | cmp - "$D/big.bin" && echo same)" "same"
+expect_eq "a byte range over HTTP/2" \
+    "$(curl -sk --http2 -r 1000-1999 -o /dev/null -w '%{http_code} %{size_download}' "$A/f/big.bin")" \
+    "206 1000"
+if command -v h2load >/dev/null; then
+    h2load -n 4000 -c 8 -m 10 "$A/" >"$D/h2load" 2>&1
+    check "h2load: 4000 requests over 8 connections, none failed" \
+        grep -q "4000 succeeded, 0 failed, 0 errored" "$D/h2load"
+    h2load -n 400 -c 4 -m 10 "$A/m/slow" >"$D/h2load" 2>&1
+    check "h2load: 400 deferred module answers, none failed" \
+        grep -q "400 succeeded, 0 failed, 0 errored" "$D/h2load"
+else
+    not_ok "h2load (nghttp2-client) is not installed"
+fi
+
+# A session from the http/1.1 listen resumes on the h2 one: one service, one set of keys.
+(sleep 0.3; echo) | openssl s_client -connect 127.0.0.1:$H1 -sess_out "$D/sess" >/dev/null 2>&1
+expect_eq "a session resumes across the service's h2 and http/1.1 listens" \
+    "$(openssl s_client -alpn h2 -connect 127.0.0.1:$H2 -sess_in "$D/sess" </dev/null 2>/dev/null | grep -c '^Reused,')" "1"
+
+# calls URL: how many times this worker's module instance has been called (one call more).
+calls() {
+    curl -sk "$1" | sed -n 's/.* served=\([0-9]*\)$/\1/p'
+}
+
+# Rapid Reset: streams to a deferred handler, each cancelled at once.
+before=$(calls "$A/m/x")
+out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$H2" /m/slow rst 3000)
+ran=$(( $(calls "$A/m/x") - before - 1 ))
+expect_eq "Rapid Reset: the server closes the connection ($out)" \
+    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": true'
+check "Rapid Reset: at most 2 x http2_max_resets streams ran, not 3000 ($ran)" \
+    test "$ran" -le 100
+check "the guard logs the peer and the limit" \
+    grep -q "closing HTTP/2 connection from 127.0.0.1:[0-9]*: [0-9]* stream resets, more than http2_max_resets 50 per 10s" "$PC_LOG"
+
+# MadeYouReset: the client makes the server reset its streams (WINDOW_UPDATE of 0).
+before=$(calls "$A/m/x")
+out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$H2" /m/slow zero 3000)
+ran=$(( $(calls "$A/m/x") - before - 1 ))
+expect_eq "MadeYouReset: the server closes the connection ($out)" \
+    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": true'
+check "MadeYouReset: at most 2 x http2_max_resets streams ran, not 3000 ($ran)" \
+    test "$ran" -le 100
+
+# The same attack where the budget is huge: every stream runs its handler.
+L=https://127.0.0.1:$LOOSE
+before=$(calls "$L/m/x")
+out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$LOOSE" /m/slow rst 1000)
+ran=$(( $(calls "$L/m/x") - before - 1 ))
+expect_eq "without a budget the connection stays open ($out)" \
+    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": false'
+check "without a budget the streams all ran ($ran of 1000)" test "$ran" -ge 950
+
+expect_eq "after the attacks the worker still serves HTTP/2" \
+    "$(curl -sk --http2 -w ' %{http_version}' "$A/")" "a
+ 2"
+expect_eq "no worker was lost" "$(grep -c 'exited\|killed' "$PC_LOG")" "0"
+stop_percore
+
+# Config errors, with their position.
+printf 'service c {\n    listen 127.0.0.1:%s http2;\n    route / { respond 200; }\n}\n' "$H2" >"$CONF"
+"$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
+check "http2 without tls is refused with the reason" \
+    grep -q "$CONF:2:28: 'http2' needs 'tls': percore serves HTTP/2 over TLS only" "$D/out"
+printf 'service c {\n    listen 127.0.0.1:%s;\n    http2 on;\n    route / { respond 200; }\n}\n' "$H2" >"$CONF"
+"$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
+check "'http2 on' without a tls listen is refused" \
+    grep -q "$CONF:3:5: 'http2 on' in service 'c' needs a 'listen ... tls'" "$D/out"
+printf 'service c {\n    listen 127.0.0.1:%s tls bogus;\n    route / { respond 200; }\n}\n' "$H2" >"$CONF"
+"$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
+check "an unknown listen option names the choices" \
+    grep -q "$CONF:2:32: unknown listen option 'bogus': expected 'tls' or 'http2'" "$D/out"
+
+finish
