@@ -10,6 +10,9 @@ printf '<h1>sub</h1>\n' >"$ROOT/sub/index.html"
 head -c 4096 /dev/zero | tr '\0' 'a' >"$ROOT/a.txt"
 printf 'body { color: red; }\n' >"$ROOT/style.css"
 python3 -c "print('compress me ' * 500)" >"$ROOT/big.txt"
+python3 -c "print('a larger text to compress, in several chunks\n' * 4000)" >"$ROOT/large.txt"
+head -c 3000000 /dev/urandom >"$ROOT/large.bin"
+mkfifo "$ROOT/fifo"
 printf 'secret\n' >"$T_DIR/outside/secret.txt"
 printf 'evil\n' >"$T_DIR/www-evil/x.txt"
 ln -s "$T_DIR/outside/secret.txt" "$ROOT/leak.txt"
@@ -68,6 +71,19 @@ done
 expect_eq "a symlink out of the root is 404" "$(code "$URL/leak.txt")" "404"
 expect_eq "a symlinked directory out of the root is 404" "$(code "$URL/leakdir/secret.txt")" "404"
 expect_eq "a symlink inside the root is served" "$(curl -s "$URL/inside.txt" | wc -c)" "4096"
+# Whole files above 32 KiB go out with sendfile(2) on cleartext HTTP/1.1.
+expect_eq "a large file arrives whole" \
+    "$(curl -s "$URL/large.bin" | cmp - "$ROOT/large.bin" && echo same)" "same"
+expect_eq "and so it does to a slow reader" \
+    "$(curl -s --limit-rate 4M "$URL/large.bin" | cmp - "$ROOT/large.bin" && echo same)" "same"
+expect_eq "its Content-Length" "$(hdr Content-Length "$URL/large.bin")" "3000000"
+expect_eq "its ETag is the one HEAD gives" "$(hdr ETag "$URL/large.bin")" "$(hdr ETag "$URL/large.bin" -I)"
+expect_eq "HEAD of a large file has no body" "$(curl -s -I "$URL/large.bin" -o /dev/null -w '%{size_download}')" "0"
+expect_eq "keep-alive goes on after a large file" \
+    "$(curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$URL/large.bin" "$URL/a.txt" "$URL/large.bin" | tr -d '\n')" "100"
+expect_eq "a range of a large file" "$(curl -s -r 2999990- "$URL/large.bin" | wc -c)" "10"
+expect_eq "a FIFO in the root is 404 and does not block the worker" "$(code -m 5 "$URL/fifo")" "404"
+expect_eq "the worker still answers" "$(curl -s -m 5 "$URL/")" "<h1>home</h1>"
 expect_eq "header_unset removes a header" "$(hdr Last-Modified "$URL/static/a.txt")" ""
 expect_eq "header_add adds one" "$(hdr X-Files "$URL/static/a.txt")" "yes"
 expect_eq "prefix stripped: /static/a.txt is root/a.txt" "$(curl -s "$URL/static/a.txt" | wc -c)" "4096"
@@ -77,6 +93,8 @@ expect_eq "gzip body decodes to the file" \
     "$(curl -s --compressed "$URL/gz/big.txt" | cmp - "$ROOT/big.txt" && echo same)" "same"
 check "gzip is smaller" [ "$(curl -s -H 'Accept-Encoding: gzip' "$URL/gz/big.txt" | wc -c)" -lt 1000 ]
 expect_eq "Vary: Accept-Encoding" "$(hdr Vary "$URL/gz/big.txt" -H 'Accept-Encoding: gzip')" "accept-encoding"
+expect_eq "a large text file gzipped in chunks decodes to the file" \
+    "$(curl -s --compressed "$URL/gz/large.txt" | cmp - "$ROOT/large.txt" && echo same)" "same"
 expect_eq "no gzip when not accepted" "$(hdr Content-Encoding "$URL/gz/big.txt")" ""
 expect_eq "no gzip where compress is off" "$(hdr Content-Encoding "$URL/big.txt" -H 'Accept-Encoding: gzip')" ""
 
