@@ -25,9 +25,13 @@ for t in wrk "$NGINX" "$PERCORE"; do
 done
 port() { while :; do p=$((RANDOM % 20000 + 30000)); [ -z "$(ss -Htln "sport = :$p")" ] && { echo $p; return; }; done; }
 
+# nginx's workers run as nobody when started as root: the files must be readable to them
+# (a 403 is much cheaper to send than a file, and would make the comparison meaningless).
+chmod 755 "$TMP"
 mkdir -p "$TMP/www"
 head -c 4096 /dev/urandom >"$TMP/www/4k.bin"
 head -c 65536 /dev/urandom >"$TMP/www/64k.bin"
+chmod 644 "$TMP/www"/*
 UP=$(port)
 PP=$(port)
 NP=$(port)
@@ -65,6 +69,16 @@ PIDS+=($!)
 PIDS+=($!)
 for p in $PP $NP $UP; do
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$p/4k.bin" -o /dev/null 2>&1 || curl -sf "http://127.0.0.1:$p/" -o /dev/null && break; sleep 0.05; done
+done
+
+# Both must answer every scenario the same before anything is measured.
+for path in /4k.bin /64k.bin /proxy/x; do
+    a=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$PP$path")
+    b=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$NP$path")
+    if [ "$a" != "$b" ] || [ "${a%% *}" != 200 ]; then
+        echo "bench: $path: percore answers '$a', nginx '$b'" >&2
+        exit 1
+    fi
 done
 
 run() { # PORT PATH -> "rps p99ms"

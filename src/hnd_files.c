@@ -15,6 +15,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +125,12 @@ set_waiting(int fd, struct file_gen *g)
 static void push_sendfile(struct file_gen *g);
 
 static void
+set_cork(int fd, int on)
+{
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
+static void
 on_writable(h2o_socket_t *sock, const char *err)
 {
     int fd = h2o_socket_get_fd(sock);
@@ -170,6 +178,7 @@ push_sendfile(struct file_gen *g)
         h2o_send(g->req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
+    set_cork(g->sockfd, 0);
     h2o_send(g->req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
@@ -281,6 +290,8 @@ send_file(struct files_front *f, h2o_req_t *req, int fd, const struct stat *st,
     }
     if (st->st_size > SMALL_FILE && (g->sockfd = sendfile_socket(req, &sock)) >= 0) {
         g->sock = sock;
+        /* Corked, the headers leave in the same segments as the file's first bytes. */
+        set_cork(g->sockfd, 1);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_IN_PROGRESS); /* the headers; then on_proceed */
         return;
     }
