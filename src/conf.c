@@ -40,7 +40,7 @@ struct directive {
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
     dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
-    dir_max_body_size, dir_http2, dir_http2_count;
+    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
@@ -66,6 +66,7 @@ static const struct directive directives[] = {
     {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
+    {"server_name", CTX_SERVICE, 1, 64, 0, 1, dir_server_name, "server_name NAME..."},
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
     {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_delay TIME"},
     {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_timeout TIME"},
@@ -449,6 +450,47 @@ dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_nod
 }
 
 static int
+has_server_name(const struct conf_service *s, const char *name)
+{
+    for (size_t i = 0; i < s->nserver_names; i++)
+        if (strcmp(s->server_names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* A service that shares an address with earlier ones needs names to be picked by (the
+ * first on an address is its default), and no name may be claimed twice there. */
+static void
+check_shared(struct loader *ld, const struct conf_service *svc)
+{
+    const struct conf *c = ld->conf;
+
+    for (size_t j = 0; j < svc->nlistens; j++) {
+        const struct conf_listen *l = &svc->listens[j];
+        for (size_t i = 0; i < c->nservices && &c->services[i] != svc; i++) {
+            const struct conf_service *o = &c->services[i];
+            size_t k;
+            for (k = 0; k < o->nlistens; k++)
+                if (listener_addr_equal(&o->listens[k].addr, &l->addr))
+                    break;
+            if (k == o->nlistens)
+                continue;
+            if (svc->nserver_names == 0) {
+                err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
+                       "'server_name' for TLS clients to pick it by", svc->name, l->addr.text,
+                       o->name);
+                return;
+            }
+            for (size_t n = 0; n < svc->nserver_names; n++)
+                if (has_server_name(o, svc->server_names[n]))
+                    err_at(ld, &svc->server_name_pos, "server_name '%s' of service '%s' is "
+                           "also a server_name of service '%s' on %s", svc->server_names[n],
+                           svc->name, o->name, l->addr.text);
+        }
+    }
+}
+
+static int
 dir_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf *c = ld->conf;
@@ -472,6 +514,7 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->http2_max_resets = CONF_DEFAULT_HTTP2_MAX_RESETS;
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
+    check_shared(ld, svc);
     if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
         !socket_passed(ld->socks, svc->name))
         err_at(ld, &n->pos, "service '%s' has no 'listen' and systemd passed no socket named "
@@ -532,10 +575,14 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
         return err_at(ld, &a->pos, "%s", err);
     for (size_t i = 0; i < naddrs; i++) {
         other = listen_conflict(ld, &addrs[i], &owner);
-        if (other != NULL) {
-            err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at %s:%d:%d)",
+        /* TLS services may share an address; clients pick one by SNI (see check_shared). */
+        if (other != NULL && !(tls && other->tls && strcmp(owner, svc->name) != 0 &&
+                               listener_addr_equal(&other->addr, &addrs[i]))) {
+            err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at %s:%d:%d)%s",
                    addrs[i].text, owner, other->addr.text, other->pos.file, other->pos.line,
-                   other->pos.col);
+                   other->pos.col, strcmp(owner, svc->name) == 0 ? "" :
+                   "; services can share an address only when each listens on exactly it "
+                   "with 'tls' and has a 'server_name'");
             continue;
         }
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
@@ -564,6 +611,56 @@ dir_http2_count(struct loader *ld, const struct directive *d, const struct conf_
     /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
     return parse_count(ld, &n->args[0], n->name, "", CONF_HTTP2_MAX_STREAMS,
                        &ld->conf->http2_max_requests);
+}
+
+/* A DNS name, or "*." and one: letters, digits, '-' and '.', no empty label. */
+static int
+valid_server_name(const char *s)
+{
+    const char *p = strncmp(s, "*.", 2) == 0 ? s + 2 : s;
+    size_t label = 0;
+
+    if (*p == '\0' || strlen(p) > 253)
+        return 0;
+    for (; *p != '\0'; p++) {
+        if (*p == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)*p) || *p == '-') {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return label > 0;
+}
+
+static int
+dir_server_name(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                void *obj)
+{
+    struct conf_service *svc = obj;
+
+    for (size_t i = 0; i < n->nargs; i++) {
+        const struct conf_arg *a = &n->args[i];
+        char *name;
+        if (!valid_server_name(a->s)) {
+            err_at(ld, &a->pos, "invalid server_name '%s': expected a host name such as "
+                   "'example.com' or '*.example.com'", a->s);
+            continue;
+        }
+        name = xstrdup(a->s);
+        for (char *p = name; *p != '\0'; p++)
+            *p = (char)tolower((unsigned char)*p);
+        svc->server_names = xreallocarray(svc->server_names, svc->nserver_names + 1,
+                                          sizeof(*svc->server_names));
+        svc->server_names[svc->nserver_names++] = name;
+    }
+    if (svc->server_name_pos.file == NULL)
+        svc->server_name_pos = n->pos;
+    return 0;
 }
 
 static int
@@ -749,6 +846,9 @@ conf_free(struct conf *c)
             route_clear(&s->routes[j]);
         free(s->routes);
         free(s->listens);
+        for (size_t j = 0; j < s->nserver_names; j++)
+            free(s->server_names[j]);
+        free(s->server_names);
         free(s->name);
         free(s->tls_cert);
         free(s->tls_key);

@@ -40,6 +40,9 @@ struct conf_listen {
 struct conf_service {
     char *name;
     struct conf_pos pos;
+    char **server_names; /* lowercase; "*.example.com" matches any name below it */
+    size_t nserver_names;
+    struct conf_pos server_name_pos;
     uint64_t max_body; /* request body limit, 413 above */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;

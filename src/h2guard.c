@@ -1,10 +1,10 @@
-/* TLS accept and the HTTP/2 reset guard.
+/* The HTTP/2 reset guard.
  *
  * libh2o 2.2.5 runs the handler of every stream a client opens and resets at once (Rapid
  * Reset, CVE-2023-44487) and of every stream it resets itself because the client broke a
- * rule on purpose (MadeYouReset). The guard sits where ALPN picks h2, which is why TLS
- * accept lives here: it wraps the connection's read callback, meters each read before
- * libh2o parses it, and closes the connection once its reset budget is spent. */
+ * rule on purpose (MadeYouReset). The guard takes over a connection where ALPN picked h2:
+ * it wraps the connection's read callback, meters each read before libh2o parses it, and
+ * closes the connection once its reset budget is spent. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -20,14 +20,6 @@
 #define FRAME_HEADER_LEN 9
 #define FRAME_RST_STREAM 0x3
 #define FRAME_WINDOW_UPDATE 0x8
-
-struct handshake {
-    h2o_accept_ctx_t *actx;
-    h2o_socket_t *sock;
-    h2o_timeout_entry_t timeout;
-    struct timeval connected_at;
-    unsigned max_resets;
-};
 
 /* One per HTTP/2 connection, owned by its socket (freed on close). */
 struct meter {
@@ -222,14 +214,15 @@ guarded_read(h2o_socket_t *sock, const char *err)
     }
 }
 
-static void
-start_http2(struct handshake *h, h2o_socket_t *sock)
+void
+h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connected_at,
+               unsigned max_resets)
 {
     struct meter *m = xcalloc(1, sizeof(*m));
-    uint64_t before = refused_streams(h->actx->ctx);
+    uint64_t before = refused_streams(actx->ctx);
 
-    m->ctx = h->actx->ctx;
-    m->max = h->max_resets;
+    m->ctx = actx->ctx;
+    m->max = max_resets;
     m->budget = m->max;
     m->refilled_at = h2o_now(m->ctx->loop);
     m->skip = PREFACE_LEN;
@@ -240,7 +233,7 @@ start_http2(struct handshake *h, h2o_socket_t *sock)
         h2o_socket_close(sock);
         return;
     }
-    h2o_http2_accept(h->actx, sock, h->connected_at);
+    h2o_http2_accept(actx, sock, connected_at);
     if (!h2o_socket_is_reading(sock)) {
         free(m); /* closed already */
         return;
@@ -256,50 +249,4 @@ start_http2(struct handshake *h, h2o_socket_t *sock)
         log_trip(m, sock);
         run_reader(m, sock, "http2_max_resets");
     }
-}
-
-static void
-on_handshake(h2o_socket_t *sock, const char *err)
-{
-    struct handshake *h = sock->data;
-    h2o_iovec_t proto;
-
-    sock->data = NULL;
-    h2o_timeout_unlink(&h->timeout);
-    if (err != NULL) {
-        h2o_socket_close(sock);
-        goto done;
-    }
-    proto = h2o_socket_ssl_get_selected_protocol(sock);
-    if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0)
-        start_http2(h, sock);
-    else
-        h2o_http1_accept(h->actx, sock, h->connected_at);
-done:
-    free(h);
-}
-
-static void
-on_handshake_timeout(h2o_timeout_entry_t *entry)
-{
-    struct handshake *h = H2O_STRUCT_FROM_MEMBER(struct handshake, timeout, entry);
-    h2o_socket_t *sock = h->sock;
-
-    free(h);
-    h2o_socket_close(sock);
-}
-
-void
-h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, unsigned max_resets)
-{
-    struct handshake *h = xcalloc(1, sizeof(*h));
-
-    h->actx = actx;
-    h->sock = sock;
-    h->connected_at = *h2o_get_timestamp(actx->ctx, NULL, NULL);
-    h->max_resets = max_resets;
-    h->timeout.cb = on_handshake_timeout;
-    h2o_timeout_link(actx->ctx->loop, &actx->ctx->handshake_timeout, &h->timeout);
-    sock->data = h;
-    h2o_socket_ssl_handshake(sock, actx->ssl_ctx, NULL, on_handshake);
 }

@@ -1,5 +1,5 @@
-/* TLS accept and the HTTP/2 reset guard: libh2o 2.2.5 has no defence against Rapid Reset
- * (CVE-2023-44487) or MadeYouReset, so percore meters stream resets per connection. */
+/* The HTTP/2 reset guard: libh2o 2.2.5 has no defence against Rapid Reset (CVE-2023-44487)
+ * or MadeYouReset, so percore meters stream resets per connection. */
 #ifndef PERCORE_H2GUARD_H
 #define PERCORE_H2GUARD_H
 
@@ -7,10 +7,11 @@
 
 #define H2GUARD_PERIOD_MS 10000
 
-/* Handshake sock (TLS, with the context's handshake timeout), then hand it to HTTP/2 when
- * ALPN chose h2, else to HTTP/1.1. An HTTP/2 connection whose streams are reset more than
- * max_resets times per H2GUARD_PERIOD_MS (RST_STREAM from the client, or streams libh2o
- * refused or reset for a protocol error) is closed before the frames over the budget run. */
-void h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, unsigned max_resets);
+/* Hand a TLS socket whose ALPN chose h2 to libh2o's HTTP/2, guarded: a connection whose
+ * streams are reset more than max_resets times per H2GUARD_PERIOD_MS (RST_STREAM from the
+ * client, or streams libh2o refused or reset for a protocol error) is closed before the
+ * frames over the budget run. */
+void h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connected_at,
+                    unsigned max_resets);
 
 #endif

@@ -182,6 +182,17 @@ set_owner(struct listener *l, const char *name)
     }
 }
 
+/* Whether a service before index svc listens on a. */
+static int
+listened_before(const struct conf *c, size_t svc, const struct listen_addr *a)
+{
+    for (size_t i = 0; i < svc; i++)
+        for (size_t j = 0; j < c->services[i].nlistens; j++)
+            if (listener_addr_equal(&c->services[i].listens[j].addr, a))
+                return 1;
+    return 0;
+}
+
 /* Make sure every address of c has a group of at least nslots sockets. Groups that c does
  * not name keep used == 0; groups opened here get used == 2 so a failed reload can close
  * them again. Returns -1 with a message in err. */
@@ -206,7 +217,9 @@ prepare_listeners(const struct conf *c, unsigned nslots, char *err, size_t errle
             } else if (l->used == 0) {
                 l->used = 1;
             }
-            set_owner(l, c->services[i].name);
+            /* On an address services share (by SNI), the first is its owner. */
+            if (!listened_before(c, i, a))
+                set_owner(l, c->services[i].name);
             had = l->nfds;
             if (l->nfds < nslots && listener_resize(l, nslots, take_kept, err, errlen) == -1)
                 return -1;

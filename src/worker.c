@@ -12,11 +12,11 @@
 
 #include "conf.h"
 #include "h2o_inc.h"
-#include "h2guard.h"
 #include "hnd.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "tlsaccept.h"
 #include "util.h"
 #include "worker.h"
 
@@ -34,8 +34,9 @@ struct service_rt {
 
 /* What a listening socket's data points to. */
 struct lsn_rt {
-    struct service_rt *svc;
-    enum lsn_kind kind;
+    h2o_accept_ctx_t *actx; /* plain */
+    struct tls_site *sites; /* TLS: the owner first, then services sharing it by SNI */
+    size_t nsites;
 };
 
 struct worker {
@@ -107,7 +108,6 @@ static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
     struct lsn_rt *lr = listener->data;
-    h2o_accept_ctx_t *actx = &lr->svc->actx[lr->kind];
     h2o_socket_t *sock;
 
     if (err != NULL)
@@ -125,10 +125,10 @@ on_accept(h2o_socket_t *listener, const char *err)
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = NULL;
-        if (lr->kind == LSN_PLAIN)
-            h2o_accept(actx, sock);
+        if (lr->nsites == 0)
+            h2o_accept(lr->actx, sock);
         else
-            h2guard_accept(actx, sock, lr->svc->http2_max_resets);
+            tlsaccept(sock, lr->sites, lr->nsites);
     }
 }
 
@@ -242,6 +242,12 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     rt->hosts[1] = NULL;
 }
 
+static enum lsn_kind
+kind_of(const struct conf_listen *cl)
+{
+    return cl->http2 ? LSN_TLS_H2 : cl->tls ? LSN_TLS : LSN_PLAIN;
+}
+
 /* The index of the service that l serves in this worker's config, or -1; *kind tells
  * whether its `listen` asked for TLS and HTTP/2. */
 static int
@@ -258,12 +264,46 @@ service_of(const struct listener *l, enum lsn_kind *kind)
         for (size_t j = 0; j < c->services[i].nlistens; j++) {
             const struct conf_listen *cl = &c->services[i].listens[j];
             if (listener_addr_equal(&cl->addr, &l->addr)) {
-                *kind = cl->http2 ? LSN_TLS_H2 : cl->tls ? LSN_TLS : LSN_PLAIN;
+                *kind = kind_of(cl);
                 return (int)i;
             }
         }
     }
     return -1;
+}
+
+static void
+add_site(struct lsn_rt *lr, size_t svc, enum lsn_kind kind)
+{
+    const struct conf_service *cs = &w.args->conf->services[svc];
+    struct service_rt *rt = &w.services[svc];
+
+    lr->sites = xreallocarray(lr->sites, lr->nsites + 1, sizeof(*lr->sites));
+    lr->sites[lr->nsites++] = (struct tls_site){cs->server_names, cs->nserver_names,
+                                                &rt->actx[kind], rt->http2_max_resets};
+}
+
+/* How connections on l are served: by its owner svc, or for TLS by the site SNI picks
+ * among the services listening on it (owner first: the default). */
+static struct lsn_rt *
+listener_rt(const struct listener *l, int svc, enum lsn_kind kind)
+{
+    const struct conf *c = w.args->conf;
+    struct lsn_rt *lr = xcalloc(1, sizeof(*lr)); /* lives as long as the worker */
+
+    if (kind == LSN_PLAIN) {
+        lr->actx = &w.services[svc].actx[LSN_PLAIN];
+        return lr;
+    }
+    add_site(lr, (size_t)svc, kind);
+    for (size_t i = 0; i < c->nservices; i++) {
+        if ((int)i == svc)
+            continue;
+        for (size_t j = 0; j < c->services[i].nlistens; j++)
+            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr))
+                add_site(lr, i, kind_of(&c->services[i].listens[j]));
+    }
+    return lr;
 }
 
 static void
@@ -273,7 +313,6 @@ start_listening(void)
         const struct listener *l = &w.args->listeners[i];
         enum lsn_kind kind;
         int svc = service_of(l, &kind);
-        struct lsn_rt *lr;
         h2o_socket_t *ls;
 
         if (svc == -1)
@@ -282,10 +321,7 @@ start_listening(void)
             fatalx("no socket for %s in slot %u", l->addr.text, w.args->slot);
         ls = h2o_evloop_socket_create(w.ctx.loop, listener_fd_for_slot(l, w.args->slot),
                                       H2O_SOCKET_FLAG_DONT_READ);
-        lr = xmalloc(sizeof(*lr)); /* lives as long as the worker */
-        lr->svc = &w.services[svc];
-        lr->kind = kind;
-        ls->data = lr;
+        ls->data = listener_rt(l, svc, kind);
         h2o_socket_read_start(ls, on_accept);
         w.lsocks = xreallocarray(w.lsocks, w.nlsocks + 1, sizeof(*w.lsocks));
         w.lsocks[w.nlsocks++] = ls;
@@ -410,6 +446,9 @@ worker_run(const struct worker_args *args)
             rt->actx[k] = (h2o_accept_ctx_t){.ctx = &w.ctx, .hosts = rt->hosts,
                                              .ssl_ctx = ssl[k]};
         rt->http2_max_resets = c->services[i].http2_max_resets;
+        for (size_t k = LSN_TLS; k < NELEMS(ssl); k++)
+            if (ssl[k] != NULL)
+                tlsaccept_prepare(ssl[k]);
     }
     setup_process();
     if (getppid() != args->master_pid)

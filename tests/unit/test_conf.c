@@ -315,7 +315,22 @@ static const struct bad bad_inputs[] = {
     {"service a { listen *:8080; route / { respond 200; } }\n"
      "service b { listen 127.0.0.1:8080; route / { respond 200; } }\n",
      "t.conf:2:20: 127.0.0.1:8080 is already used by service 'a' (listen 0.0.0.0:8080 at "
-     "t.conf:1:20)"},
+     "t.conf:1:20); services can share an address only when each listens on exactly it with "
+     "'tls' and has a 'server_name'"},
+    {"service a { listen 127.0.0.1:8080; route / { respond 200; } }\n"
+     "service b { listen 127.0.0.1:8080; server_name b.example; route / { respond 200; } }\n",
+     "t.conf:2:20: 127.0.0.1:8080 is already used by service 'a' (listen 127.0.0.1:8080 at "
+     "t.conf:1:20); services can share an address only when each listens on exactly it with "
+     "'tls' and has a 'server_name'"},
+    {SVC_OPEN "  server_name exa_mple.com;\n" SVC_ROUTE "}\n",
+     "t.conf:3:15: invalid server_name 'exa_mple.com': expected a host name such as "
+     "'example.com' or '*.example.com'"},
+    {SVC_OPEN "  server_name a..b;\n" SVC_ROUTE "}\n",
+     "t.conf:3:15: invalid server_name 'a..b': expected a host name such as 'example.com' or "
+     "'*.example.com'"},
+    {SVC_OPEN "  server_name *;\n" SVC_ROUTE "}\n",
+     "t.conf:3:15: invalid server_name '*': expected a host name such as 'example.com' or "
+     "'*.example.com'"},
     /* routes */
     {SVC_OPEN "  route api { respond 200; }\n}\n",
      "t.conf:3:9: route prefix 'api' must start with '/'"},

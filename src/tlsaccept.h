@@ -1,0 +1,24 @@
+/* TLS accept: the handshake (with the context's handshake timeout), the choice of service
+ * by SNI on an address several services share, and the hand-off to HTTP/2 (guarded) or
+ * HTTP/1.1 by ALPN. */
+#ifndef PERCORE_TLSACCEPT_H
+#define PERCORE_TLSACCEPT_H
+
+#include "h2o_inc.h"
+
+/* One service reachable on a TLS address. */
+struct tls_site {
+    char *const *names;    /* its server_name patterns, lowercase */
+    size_t nnames;
+    h2o_accept_ctx_t *actx; /* its SSL_CTX for this address, context and hosts */
+    unsigned http2_max_resets;
+};
+
+/* Install the SNI callback on an SSL_CTX this worker accepts with; once per context. */
+void tlsaccept_prepare(void *ssl_ctx);
+
+/* Handshake sock for sites[0] (the default), switching to the site whose name the client
+ * sent (SNI), then serve it. sites must outlive the connection. */
+void tlsaccept(h2o_socket_t *sock, const struct tls_site *sites, size_t nsites);
+
+#endif
