@@ -331,12 +331,29 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
         h2o_socketpool_set_timeout(&h->rt[i].pool, ctx->loop, PROXY_KEEPALIVE_MS);
 }
 
+/* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
+ * 504 (its error is the request's last). */
+static void
+on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    if (req->res.status == 502 && req->error_logs.size > 0) {
+        const h2o_iovec_t *msg = &req->error_logs.entries[req->error_logs.size - 1].msg;
+        if (h2o_memis(msg->base, msg->len, H2O_STRLIT("I/O timeout")) ||
+            h2o_memis(msg->base, msg->len, H2O_STRLIT("connection timeout"))) {
+            req->res.status = 504;
+            req->res.reason = "Gateway Timeout";
+        }
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 static void
 proxy_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
 {
     const struct proxy_conf *conf = hconf;
     struct proxy_handler *h = (void *)h2o_create_handler(pc, sizeof(*h));
 
+    h2o_create_filter(pc, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
     h->super.on_req = on_req;
     h->super.on_context_init = on_context_init;
     h->conf = conf;

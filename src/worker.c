@@ -97,11 +97,30 @@ on_heartbeat(h2o_timeout_entry_t *entry)
     h2o_timeout_link(w.ctx.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
-/* Logger on every path: counts requests for the status line's req/s. */
+/* s for a log line: at most len bytes of it, control bytes shown as '?'. */
+static const char *
+printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
+{
+    char *out = h2o_mem_alloc_pool(pool, (s.len < len ? s.len : len) + 1);
+    size_t i;
+
+    for (i = 0; i < s.len && i < len; i++)
+        out[i] = (unsigned char)s.base[i] < 0x20 || s.base[i] == 0x7f ? '?' : s.base[i];
+    out[i] = '\0';
+    return out;
+}
+
+/* Logger on every path: counts requests for the status line's req/s, and logs what went
+ * wrong in handlers (libh2o's own printing is off, it has no prefix or level). */
 static void
 count_request(h2o_logger_t *self, h2o_req_t *req)
 {
     atomic_fetch_add_explicit(&w.metrics->requests, 1, memory_order_relaxed);
+    for (size_t i = 0; i < req->error_logs.size; i++) {
+        const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
+        log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
+                  printable(&req->pool, req->input.path, 256), printable(&req->pool, *msg, 256));
+    }
 }
 
 static void
@@ -220,6 +239,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     for (size_t i = 0; i < s->nroutes; i++) {
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
+        pc->error_log.emit_request_errors = 0; /* count_request logs them */
         if (s->max_body < w.globalconf.max_request_entity_size) {
             struct body_limit *bl = (void *)h2o_create_handler(pc, sizeof(*bl));
             bl->super.on_req = on_body_limit;
