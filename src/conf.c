@@ -40,7 +40,7 @@ struct directive {
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
     dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
-    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name;
+    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name, dir_max_header_size;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
@@ -49,17 +49,21 @@ static const struct directive directives[] = {
     {"fastcgi", CTX_ROUTE, 1, 3, 0, 0, dir_handler,
      "fastcgi unix:/PATH|HOST:PORT [timeout=TIME] [root=/PATH]"},
     {"files", CTX_ROUTE, 1, 3, 0, 0, dir_handler, "files /ROOT [listing] [symlinks]"},
+    {"handshake_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "handshake_timeout TIME"},
     {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
     {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},
+    {"header_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "header_timeout TIME"},
     {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
     {"http2", CTX_SERVICE, 1, 1, 0, 0, dir_http2, "http2 on|off"},
     {"http2_max_concurrent_requests", CTX_MAIN, 1, 1, 0, 0, dir_http2_count,
      "http2_max_concurrent_requests NUMBER"},
     {"http2_max_resets", CTX_SERVICE, 1, 1, 0, 0, dir_http2_count, "http2_max_resets NUMBER"},
+    {"idle_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "idle_timeout TIME"},
     {"listen", CTX_SERVICE, 1, 3, 0, 1, dir_listen, "listen ADDRESS:PORT [tls] [http2]"},
     {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
     {"max_body_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_body_size, "max_body_size SIZE"},
     {"max_connections", CTX_MAIN, 1, 1, 0, 0, dir_max_connections, "max_connections NUMBER"},
+    {"max_header_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_header_size, "max_header_size SIZE"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
      "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME]"},
@@ -157,6 +161,20 @@ check_shape(struct loader *ld, const struct directive *d, const struct conf_node
 }
 
 /* Apply the directives of one block (ctx) to obj. */
+static int
+dir_max_header_size(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                    void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    uint64_t v;
+
+    if (conf_parse_size(a->s, &v) == -1 || v < 1024 || v > CONF_MAX_HEADER_SIZE_MAX)
+        return err_at(ld, &a->pos, "invalid size '%s' for 'max_header_size': expected 1k to "
+                      "%dk", a->s, CONF_MAX_HEADER_SIZE_MAX / 1024);
+    ((struct conf_service *)obj)->max_header_size = v;
+    return 0;
+}
+
 static void
 load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void *obj)
 {
@@ -340,7 +358,15 @@ dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n
     if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
                       "ms, s, m or h, at most 24h", a->s, n->name);
-    if (strcmp(n->name, "shutdown_timeout") == 0) {
+    if (strcmp(n->name, "header_timeout") == 0 || strcmp(n->name, "idle_timeout") == 0 ||
+        strcmp(n->name, "handshake_timeout") == 0) {
+        struct conf_service *svc = obj;
+        if (ms < 100)
+            return err_at(ld, &a->pos, "'%s' must be at least 100ms, got '%s'", n->name, a->s);
+        *(n->name[0] == 'i'   ? &svc->idle_timeout_ms
+          : n->name[1] == 'a' ? &svc->handshake_timeout_ms
+                              : &svc->header_timeout_ms) = ms;
+    } else if (strcmp(n->name, "shutdown_timeout") == 0) {
         ld->conf->shutdown_timeout_ms = ms;
     } else if (strcmp(n->name, "shutdown_delay") == 0) {
         ld->conf->shutdown_delay_ms = ms;
@@ -512,6 +538,9 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->pos = n->pos;
     svc->max_body = CONF_DEFAULT_MAX_BODY;
     svc->http2_max_resets = CONF_DEFAULT_HTTP2_MAX_RESETS;
+    svc->max_header_size = CONF_DEFAULT_MAX_HEADER_SIZE;
+    svc->header_timeout_ms = svc->idle_timeout_ms = svc->handshake_timeout_ms =
+        CONF_DEFAULT_CONN_TIMEOUT_MS;
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     check_shared(ld, svc);

@@ -43,7 +43,11 @@ struct conf_service {
     char **server_names; /* lowercase; "*.example.com" matches any name below it */
     size_t nserver_names;
     struct conf_pos server_name_pos;
-    uint64_t max_body; /* request body limit, 413 above */
+    uint64_t max_body;      /* request body limit, 413 above */
+    uint64_t max_header_size; /* request line and headers, 431 above */
+    int64_t header_timeout_ms;    /* HTTP/1.1: to get a request, keep-alive idle included */
+    int64_t idle_timeout_ms;      /* HTTP/2: a connection with no streams */
+    int64_t handshake_timeout_ms; /* TLS */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
     void *ssl_ctx;    /* SSL_CTX offering http/1.1, made at load for a tls listen */
@@ -90,6 +94,9 @@ struct conf {
 #define CONF_MAX_CONNECTIONS_MAX 1000000
 #define CONF_DEFAULT_MAX_BODY (1024 * 1024)
 #define CONF_DEFAULT_HTTP2_MAX_RESETS 100
+#define CONF_DEFAULT_MAX_HEADER_SIZE (32 * 1024)
+#define CONF_MAX_HEADER_SIZE_MAX (400 * 1024) /* about what libh2o itself reads */
+#define CONF_DEFAULT_CONN_TIMEOUT_MS 10000
 #define CONF_DEFAULT_HTTP2_MAX_REQUESTS 100
 #define CONF_HTTP2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS, fixed by libh2o */
 

@@ -26,7 +26,11 @@
 
 enum lsn_kind { LSN_PLAIN, LSN_TLS, LSN_TLS_H2 };
 
+/* A service's own libh2o configuration and context (all on the worker's one loop), so
+ * that its limits and timeouts are its own. Never moved once set up. */
 struct service_rt {
+    h2o_globalconf_t gconf;
+    h2o_context_t ctx;
     h2o_accept_ctx_t actx[3]; /* by enum lsn_kind: each with its SSL_CTX */
     h2o_hostconf_t *hosts[2];
     unsigned http2_max_resets;
@@ -41,8 +45,7 @@ struct lsn_rt {
 
 struct worker {
     const struct worker_args *args;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
+    h2o_evloop_t *loop;
     struct service_rt *services;
     h2o_socket_t **lsocks;
     size_t nlsocks;
@@ -94,7 +97,7 @@ static void
 on_heartbeat(h2o_timeout_entry_t *entry)
 {
     beat();
-    h2o_timeout_link(w.ctx.loop, &w.heartbeat_timeout, &w.heartbeat);
+    h2o_timeout_link(w.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
 /* s for a log line: at most len bytes of it, control bytes shown as '?'. */
@@ -206,20 +209,56 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
     h2o_headers_register(pc, cmds);
 }
 
-struct body_limit {
+/* libh2o reads requests of up to about 400 KiB of headers; a service may want less. */
+struct header_limit {
     h2o_handler_t super;
-    uint64_t max;
+    size_t max;
 };
 
-/* libh2o's body limit is one for all; a service with a smaller one answers 413 here. */
 static int
-on_body_limit(h2o_handler_t *self, h2o_req_t *req)
+on_header_limit(h2o_handler_t *self, h2o_req_t *req)
 {
-    if (req->entity.base == NULL || req->entity.len <= ((struct body_limit *)self)->max)
+    size_t n = req->input.method.len + req->input.path.len + 12;
+
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (n <= ((struct header_limit *)self)->max)
         return -1;
-    h2o_send_error_generic(req, 413, "Request Entity Too Large", "request entity is too large",
+    h2o_send_error_generic(req, 431, "Request Header Fields Too Large",
+                           "request header fields too large",
                            H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
     return 0;
+}
+
+static void
+add_header_limit(h2o_pathconf_t *pc, const struct conf_service *s)
+{
+    struct header_limit *hl;
+
+    if (s->max_header_size >= CONF_MAX_HEADER_SIZE_MAX)
+        return;
+    hl = (void *)h2o_create_handler(pc, sizeof(*hl));
+    hl->super.on_req = on_header_limit;
+    hl->max = s->max_header_size;
+}
+
+static void
+setup_globalconf(h2o_globalconf_t *g, const struct conf_service *s)
+{
+    const struct conf *c = w.args->conf;
+
+    h2o_config_init(g);
+    g->server_name = h2o_iovec_init(H2O_STRLIT("percore"));
+    g->max_request_entity_size = s->max_body;
+    g->handshake_timeout = (uint64_t)s->handshake_timeout_ms;
+    g->http1.req_timeout = (uint64_t)s->header_timeout_ms;
+    g->http2.idle_timeout = (uint64_t)s->idle_timeout_ms;
+    /* Cleartext h2c (Upgrade or prior knowledge) stays off: it would bypass the reset
+     * guard, which sits at ALPN (h2guard.c). */
+    g->http1.upgrade_to_http2 = 0;
+    g->http2.max_concurrent_requests_per_connection = c->http2_max_requests;
+    /* A drain sends GOAWAY; streams still open when shutdown_timeout ends are cut. */
+    g->http2.graceful_shutdown_timeout = (uint64_t)c->shutdown_timeout_ms;
 }
 
 static void
@@ -228,7 +267,8 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     h2o_hostconf_t *host;
     const struct conf_route **routes;
 
-    host = h2o_config_register_host(&w.globalconf, h2o_iovec_init(s->name, strlen(s->name)),
+    setup_globalconf(&rt->gconf, s);
+    host = h2o_config_register_host(&rt->gconf, h2o_iovec_init(s->name, strlen(s->name)),
                                     65535);
     /* A Link: rel=preload header must never turn into an HTTP/2 push. */
     host->http2.push_preload = 0;
@@ -240,11 +280,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
         pc->error_log.emit_request_errors = 0; /* count_request logs them */
-        if (s->max_body < w.globalconf.max_request_entity_size) {
-            struct body_limit *bl = (void *)h2o_create_handler(pc, sizeof(*bl));
-            bl->super.on_req = on_body_limit;
-            bl->max = s->max_body;
-        }
+        add_header_limit(pc, s);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
         if (routes[i]->compress) {
@@ -256,7 +292,8 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         h2o_create_logger(pc, sizeof(h2o_logger_t))->log_access = count_request;
     }
     free(routes);
-    /* Requests no route matched (404s) are counted too. */
+    /* Requests no route matched (404s) are limited and counted too. */
+    add_header_limit(&host->fallback_path, s);
     h2o_create_logger(&host->fallback_path, sizeof(h2o_logger_t))->log_access = count_request;
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
@@ -339,7 +376,7 @@ start_listening(void)
             continue;
         if (!l->activated && w.args->slot >= l->nfds)
             fatalx("no socket for %s in slot %u", l->addr.text, w.args->slot);
-        ls = h2o_evloop_socket_create(w.ctx.loop, listener_fd_for_slot(l, w.args->slot),
+        ls = h2o_evloop_socket_create(w.loop, listener_fd_for_slot(l, w.args->slot),
                                       H2O_SOCKET_FLAG_DONT_READ);
         ls->data = listener_rt(l, svc, kind);
         h2o_socket_read_start(ls, on_accept);
@@ -400,7 +437,7 @@ setup_process(void)
             log_warn("cannot pin to CPU %d, ignoring", w.args->cpu);
     }
     close_foreign_fds();
-    h2o_socket_read_start(h2o_evloop_socket_create(w.ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ),
+    h2o_socket_read_start(h2o_evloop_socket_create(w.loop, sfd, H2O_SOCKET_FLAG_DONT_READ),
                           on_signal);
 }
 
@@ -424,10 +461,12 @@ drain_and_exit(void)
         h2o_socket_read_stop(w.lsocks[i]);
         h2o_socket_close(w.lsocks[i]);
     }
-    h2o_context_request_shutdown(&w.ctx);
-    w.ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
+    for (size_t i = 0; i < w.args->conf->nservices; i++) {
+        h2o_context_request_shutdown(&w.services[i].ctx);
+        w.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
+    }
     while (w.conns > 0 && util_now_ms() < deadline)
-        h2o_evloop_run(w.ctx.loop, 100);
+        h2o_evloop_run(w.loop, 100);
     if (w.conns > 0)
         log_warnx("shutdown_timeout reached with %zu connections open, closing them", w.conns);
     else
@@ -442,28 +481,16 @@ worker_run(const struct worker_args *args)
 
     w.args = args;
     w.metrics = metrics_slot(args->metrics_idx);
-    h2o_config_init(&w.globalconf);
-    w.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("percore"));
-    w.globalconf.max_request_entity_size = 0;
-    for (size_t i = 0; i < c->nservices; i++)
-        if (c->services[i].max_body > w.globalconf.max_request_entity_size)
-            w.globalconf.max_request_entity_size = c->services[i].max_body;
-    /* Cleartext h2c (Upgrade or prior knowledge) stays off: it would bypass the reset
-     * guard, which sits at ALPN (h2guard.c). */
-    w.globalconf.http1.upgrade_to_http2 = 0;
-    w.globalconf.http2.max_concurrent_requests_per_connection = c->http2_max_requests;
-    /* A drain sends GOAWAY; streams still open when shutdown_timeout ends are cut. */
-    w.globalconf.http2.graceful_shutdown_timeout = (uint64_t)c->shutdown_timeout_ms;
+    w.loop = h2o_evloop_create();
     w.services = xcalloc(c->nservices, sizeof(*w.services));
-    for (size_t i = 0; i < c->nservices; i++)
-        setup_service(&c->services[i], &w.services[i]);
-    h2o_context_init(&w.ctx, h2o_evloop_create(), &w.globalconf);
     for (size_t i = 0; i < c->nservices; i++) {
         struct service_rt *rt = &w.services[i];
         void *ssl[] = {[LSN_PLAIN] = NULL, [LSN_TLS] = c->services[i].ssl_ctx,
                        [LSN_TLS_H2] = c->services[i].ssl_ctx_h2};
+        setup_service(&c->services[i], rt);
+        h2o_context_init(&rt->ctx, w.loop, &rt->gconf);
         for (size_t k = 0; k < NELEMS(rt->actx); k++)
-            rt->actx[k] = (h2o_accept_ctx_t){.ctx = &w.ctx, .hosts = rt->hosts,
+            rt->actx[k] = (h2o_accept_ctx_t){.ctx = &rt->ctx, .hosts = rt->hosts,
                                              .ssl_ctx = ssl[k]};
         rt->http2_max_resets = c->services[i].http2_max_resets;
         for (size_t k = LSN_TLS; k < NELEMS(ssl); k++)
@@ -474,11 +501,11 @@ worker_run(const struct worker_args *args)
     if (getppid() != args->master_pid)
         _exit(0); /* the master died before PDEATHSIG was armed */
     start_listening();
-    h2o_timeout_init(w.ctx.loop, &w.heartbeat_timeout, HEARTBEAT_MS);
+    h2o_timeout_init(w.loop, &w.heartbeat_timeout, HEARTBEAT_MS);
     w.heartbeat.cb = on_heartbeat;
     on_heartbeat(&w.heartbeat);
     notify_master(WMSG_READY);
     while (!w.stopping)
-        h2o_evloop_run(w.ctx.loop, INT32_MAX);
+        h2o_evloop_run(w.loop, INT32_MAX);
     drain_and_exit();
 }

@@ -1,10 +1,15 @@
 #!/bin/bash
 # Limits: max_connections per worker (new connections wait in the backlog, they are not
-# refused) and max_body_size per service (413).
+# refused); per service: max_body_size (413), max_header_size (431), and the header,
+# keep-alive and TLS handshake timeouts, each service its own.
 . "$(dirname "$0")/lib.sh"
 
 PORT=$(free_port)
 PORT2=$(free_port)
+PORT3=$(free_port)
+PORT4=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$T_DIR/key.pem" -out "$T_DIR/cert.pem" >/dev/null 2>&1 || bail "cannot make a certificate"
 CONF=$T_DIR/percore.conf
 cat >"$CONF" <<CONF
 workers 1;
@@ -18,6 +23,16 @@ service big {
     listen 127.0.0.1:$PORT2;
     max_body_size 64k;
     route / { respond 200 "big\n"; }
+}
+service timed {
+    listen 127.0.0.1:$PORT3;
+    listen 127.0.0.1:$PORT4 tls;
+    tls_certificate $T_DIR/cert.pem;
+    tls_key $T_DIR/key.pem;
+    header_timeout 1s;
+    handshake_timeout 1500ms;
+    max_header_size 2k;
+    route / { respond 200 "timed\n"; }
 }
 CONF
 start_percore "$CONF"
@@ -48,5 +63,42 @@ expect_eq "another service's own, larger limit" \
 head -c 100000 /dev/zero >"$T_DIR/100k"
 expect_eq "over the largest limit: 413" \
     "$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$T_DIR/100k" "http://127.0.0.1:$PORT2/")" "413"
+
+# closed_after PORT [REQUEST]: ms until the server closes a connection that sends REQUEST
+# (reading its answer) or nothing, then stays silent; 99999 if it is still open after 8 s.
+closed_after() {
+    python3 - "$@" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(8)
+if len(sys.argv) > 2:
+    s.sendall(sys.argv[2].encode())
+    s.recv(65536)
+t0 = time.monotonic()
+try:
+    while s.recv(65536):
+        pass
+    print(int((time.monotonic() - t0) * 1000))
+except socket.timeout:
+    print(99999)
+PY
+}
+MS=$(closed_after "$PORT3")
+check "header_timeout 1s: a silent client is closed after about 1 s ($MS ms)" \
+    [ "$MS" -ge 800 -a "$MS" -le 3000 ]
+MS=$(closed_after "$PORT3" $'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+check "and an idle keep-alive connection too ($MS ms)" [ "$MS" -ge 800 -a "$MS" -le 3000 ]
+MS=$(closed_after "$PORT4")
+check "handshake_timeout 1500ms: a client that never says hello ($MS ms)" \
+    [ "$MS" -ge 1300 -a "$MS" -le 3500 ]
+MS=$(closed_after "$PORT" $'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+check "another service keeps the default 10 s ($MS ms)" [ "$MS" -ge 5000 ]
+BIG=$(head -c 3000 /dev/zero | tr '\0' 'x')
+expect_eq "headers over max_header_size: 431" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $BIG" "http://127.0.0.1:$PORT3/")" "431"
+expect_eq "within it: 200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: ${BIG:0:1000}" "http://127.0.0.1:$PORT3/")" "200"
+expect_eq "the default allows 32 KiB of headers" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $BIG" "http://127.0.0.1:$PORT/")" "200"
 
 finish

@@ -392,6 +392,16 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  listen 127.0.0.1:8443 http2;\n" SVC_ROUTE "}\n",
      "t.conf:3:25: 'http2' needs 'tls': percore serves HTTP/2 over TLS only (ALPN h2), not as "
      "cleartext h2c"},
+    {SVC_OPEN "  header_timeout 50ms;\n" SVC_ROUTE "}\n",
+     "t.conf:3:18: 'header_timeout' must be at least 100ms, got '50ms'"},
+    {SVC_OPEN "  idle_timeout forever;\n" SVC_ROUTE "}\n",
+     "t.conf:3:16: invalid time 'forever' for 'idle_timeout': expected a number with unit "
+     "ms, s, m or h, at most 24h"},
+    {"handshake_timeout 5s;\n" SVC_OPEN SVC_ROUTE "}\n",
+     "t.conf:1:1: 'handshake_timeout' is not allowed in the main context; it belongs in a "
+     "service block"},
+    {SVC_OPEN "  max_header_size 512;\n" SVC_ROUTE "}\n",
+     "t.conf:3:19: invalid size '512' for 'max_header_size': expected 1k to 400k"},
     {SVC_OPEN "  http2 yes;\n" SVC_ROUTE "}\n",
      "t.conf:3:9: invalid value 'yes' for 'http2': expected 'on' or 'off'"},
     {SVC_OPEN "  http2 on;\n" SVC_ROUTE "}\n",
