@@ -29,6 +29,9 @@ const struct hnd_ops *hnd_find(const char *name);
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);
 
+/* Worker: after each event loop turn; drops what the files handler kept open for it. */
+void hnd_files_turn_end(void);
+
 struct st_h2o_req_t;
 /* Send a response whose status and headers are set, with body (which must outlive the
  * request), leaving the body out for HEAD. */

@@ -48,10 +48,24 @@ struct files_front {
     h2o_mimemap_t *mimemap; /* libh2o's handler's, so both agree on types */
 };
 
+/* An open file, shared by the requests of one event loop turn that name it (libh2o's own
+ * server caches the same way), so a burst of requests costs one open. */
+struct open_file {
+    const struct files_front *front;
+    char *rel; /* the key, below the root */
+    int fd;
+    struct stat st;
+    unsigned refs; /* holders: the cache and each response being sent */
+};
+
+#define OPEN_CACHE_SLOTS 64
+static struct open_file *open_cache[OPEN_CACHE_SLOTS]; /* per worker, emptied every turn */
+
 /* A response body being sent from an open file. */
 struct file_gen {
     h2o_generator_t super;
     h2o_req_t *req;
+    struct open_file *of;
     int fd;
     int sockfd; /* >= 0: sendfile to this socket */
     h2o_socket_t *sock;
@@ -225,13 +239,77 @@ on_stop(h2o_generator_t *self, h2o_req_t *req)
 }
 
 static void
+of_put(struct open_file *of)
+{
+    if (--of->refs > 0)
+        return;
+    close(of->fd);
+    free(of->rel);
+    free(of);
+}
+
+static uint32_t
+of_slot(const struct files_front *f, const char *rel)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)(uintptr_t)f;
+
+    for (; *rel != '\0'; rel++)
+        h = (h ^ (unsigned char)*rel) * 16777619u;
+    return h % OPEN_CACHE_SLOTS;
+}
+
+static int open_beneath(const struct files_front *f, const char *rel);
+
+/* rel opened under f's root, with one reference for the caller; NULL with errno. Regular
+ * files are kept for the rest of this event loop turn. */
+static struct open_file *
+of_get(const struct files_front *f, const char *rel)
+{
+    uint32_t slot = of_slot(f, rel);
+    struct open_file *of = open_cache[slot];
+    int fd;
+
+    if (of != NULL && of->front == f && strcmp(of->rel, rel) == 0) {
+        of->refs++;
+        return of;
+    }
+    if ((fd = open_beneath(f, rel)) == -1)
+        return NULL;
+    of = xcalloc(1, sizeof(*of));
+    of->front = f;
+    of->fd = fd;
+    of->refs = 1;
+    if (fstat(fd, &of->st) == -1)
+        of->st.st_mode = 0;
+    if (!S_ISREG(of->st.st_mode))
+        return of;
+    of->rel = xstrdup(rel);
+    if (open_cache[slot] != NULL)
+        of_put(open_cache[slot]);
+    open_cache[slot] = of;
+    of->refs++;
+    return of;
+}
+
+void
+hnd_files_turn_end(void)
+{
+    for (size_t i = 0; i < OPEN_CACHE_SLOTS; i++) {
+        if (open_cache[i] != NULL) {
+            of_put(open_cache[i]);
+            open_cache[i] = NULL;
+        }
+    }
+}
+
+static void
 on_gen_dispose(void *p)
 {
     struct file_gen *g = p;
 
     if (g->sockfd >= 0 && (size_t)g->sockfd < nwaiting && waiting[g->sockfd] == g)
         waiting[g->sockfd] = NULL;
-    close(g->fd);
+    of_put(g->of);
 }
 
 /* The socket to sendfile to, or -1 when the bytes must pass through libh2o (TLS, HTTP/2,
@@ -264,16 +342,16 @@ add_validators(h2o_req_t *req, const struct stat *st)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ETAG, NULL, etag, (size_t)n);
 }
 
-/* Answer a plain GET of a whole regular file; takes fd. */
+/* Answer a plain GET of a whole regular file; takes the caller's reference to of. */
 static void
-send_file(struct files_front *f, h2o_req_t *req, int fd, const struct stat *st,
-          const h2o_mimemap_type_t *mime)
+send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime)
 {
     struct file_gen *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_gen_dispose);
+    const struct stat *st = &of->st;
     h2o_socket_t *sock = NULL;
 
-    *g = (struct file_gen){.super = {on_proceed, on_stop}, .req = req, .fd = fd, .sockfd = -1,
-                           .end = st->st_size};
+    *g = (struct file_gen){.super = {on_proceed, on_stop}, .req = req, .of = of, .fd = of->fd,
+                           .sockfd = -1, .end = st->st_size};
     req->res.status = 200;
     req->res.reason = "OK";
     req->res.content_length = (size_t)st->st_size;
@@ -374,8 +452,7 @@ on_front(h2o_handler_t *self, h2o_req_t *req)
     size_t plen = req->pathconf->path.len;
     h2o_iovec_t rel = {(char *)"", 0}, relz;
     const h2o_mimemap_type_t *mime;
-    struct stat st;
-    int fd;
+    struct open_file *of;
 
     /* The path below the route, without leading slashes ("" for the route itself). */
     if (req->path_normalized.len > plen)
@@ -389,8 +466,8 @@ on_front(h2o_handler_t *self, h2o_req_t *req)
                                                                                        : 404;
     relz = h2o_concat(&req->pool, rel.len ? rel : h2o_iovec_init(H2O_STRLIT(".")),
                       h2o_iovec_init(H2O_STRLIT("\0")));
-    fd = open_beneath(f, relz.base);
-    if (fd == -1) {
+    of = of_get(f, relz.base);
+    if (of == NULL) {
         if (errno == ENOSYS || errno == EPERM) {
             have_openat2 = 0; /* old kernel, or a seccomp filter that forbids it */
             log_info("openat2 unavailable (%s): the files handler checks paths with "
@@ -403,28 +480,26 @@ on_front(h2o_handler_t *self, h2o_req_t *req)
             return -1;
         return check_realpath(f->conf, &req->pool, rel) == 0 ? -1 : 404;
     }
-    if (fstat(fd, &st) == -1)
-        st.st_mode = 0;
     /* A FIFO or device would block libh2o's own open(): never hand it on. */
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-        close(fd);
+    if (!S_ISREG(of->st.st_mode) && !S_ISDIR(of->st.st_mode)) {
+        of_put(of);
         return 404;
     }
-    if (!S_ISREG(st.st_mode) || !plain_get(req)) {
+    if (!S_ISREG(of->st.st_mode) || !plain_get(req)) {
         h2o_iovec_t dir = rel.len ? h2o_concat(&req->pool, rel, h2o_iovec_init(H2O_STRLIT("/")))
                                   : rel;
-        int escapes = S_ISDIR(st.st_mode) && index_escapes(f, &req->pool, dir);
-        close(fd);
+        int escapes = S_ISDIR(of->st.st_mode) && index_escapes(f, &req->pool, dir);
+        of_put(of);
         return escapes ? 404 : -1;
     }
     mime = h2o_mimemap_get_type_by_extension(f->mimemap,
                                              h2o_get_filext(req->path_normalized.base,
                                                             req->path_normalized.len));
     if (mime->type != H2O_MIMEMAP_TYPE_MIMETYPE) {
-        close(fd);
+        of_put(of);
         return -1;
     }
-    send_file(f, req, fd, &st, mime);
+    send_file(req, of, mime);
     return 0;
 }
 

@@ -465,8 +465,10 @@ drain_and_exit(void)
         h2o_context_request_shutdown(&w.services[i].ctx);
         w.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
-    while (w.conns > 0 && util_now_ms() < deadline)
+    while (w.conns > 0 && util_now_ms() < deadline) {
         h2o_evloop_run(w.loop, 100);
+        hnd_files_turn_end();
+    }
     if (w.conns > 0)
         log_warnx("shutdown_timeout reached with %zu connections open, closing them", w.conns);
     else
@@ -505,7 +507,9 @@ worker_run(const struct worker_args *args)
     w.heartbeat.cb = on_heartbeat;
     on_heartbeat(&w.heartbeat);
     notify_master(WMSG_READY);
-    while (!w.stopping)
+    while (!w.stopping) {
         h2o_evloop_run(w.loop, INT32_MAX);
+        hnd_files_turn_end();
+    }
     drain_and_exit();
 }

@@ -82,6 +82,11 @@ expect_eq "HEAD of a large file has no body" "$(curl -s -I "$URL/large.bin" -o /
 expect_eq "keep-alive goes on after a large file" \
     "$(curl -s -o /dev/null -o /dev/null -o /dev/null -w '%{num_connects}' "$URL/large.bin" "$URL/a.txt" "$URL/large.bin" | tr -d '\n')" "100"
 expect_eq "a range of a large file" "$(curl -s -r 2999990- "$URL/large.bin" | wc -c)" "10"
+printf 'version 1\n' >"$ROOT/changing.txt"
+curl -s "$URL/changing.txt" >/dev/null
+printf 'version 2, longer\n' >"$ROOT/changing.txt.new"
+mv "$ROOT/changing.txt.new" "$ROOT/changing.txt"
+expect_eq "a file replaced between requests is served new" "$(curl -s "$URL/changing.txt")" "version 2, longer"
 expect_eq "a FIFO in the root is 404 and does not block the worker" "$(code -m 5 "$URL/fifo")" "404"
 expect_eq "the worker still answers" "$(curl -s -m 5 "$URL/")" "<h1>home</h1>"
 expect_eq "header_unset removes a header" "$(hdr Last-Modified "$URL/static/a.txt")" ""
