@@ -66,7 +66,8 @@ static const struct directive directives[] = {
     {"max_header_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_header_size, "max_header_size SIZE"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
-     "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME]"},
+     "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME] "
+     "[connect_timeout=TIME]"},
     {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},

@@ -20,6 +20,7 @@
 #define PROXY_POOL_CAPACITY 1024
 #define PROXY_KEEPALIVE_MS 2000
 #define PROXY_FAIL_MS 10000
+#define PROXY_CONNECT_TIMEOUT_MS 5000
 
 struct upstream_conf {
     char *url; /* as configured, for logs */
@@ -34,7 +35,8 @@ struct proxy_conf {
     size_t nups;
     int least_conn;
     int preserve_host;
-    int64_t timeout_ms;
+    int64_t timeout_ms;         /* each read and write once connected */
+    int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
 };
 
 struct upstream_rt {
@@ -50,6 +52,7 @@ struct proxy_handler {
     struct upstream_rt *rt;
     size_t next;
     h2o_timeout_t io_timeout;
+    h2o_timeout_t connect_timeout;
     h2o_http1client_ctx_t client_ctx;
 };
 
@@ -60,6 +63,7 @@ struct attempt {
     size_t idx, tried;
     int counted; /* holds one of rt[idx].active */
     h2o_socketpool_connect_request_t *creq;
+    h2o_timeout_entry_t timer; /* while creq is pending */
 };
 
 /* ---- config (master) ---- */
@@ -140,6 +144,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     char err[300];
 
     pc->timeout_ms = 30000;
+    pc->connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS;
     for (size_t i = 0; i < n->nargs; i++) {
         const struct conf_arg *a = &n->args[i];
         if (strcmp(a->s, "least_conn") == 0) {
@@ -151,6 +156,12 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         } else if (strncmp(a->s, "timeout=", 8) == 0) {
             if (conf_parse_time_ms(a->s + 8, &pc->timeout_ms) == -1 || pc->timeout_ms < 1) {
                 conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s'", a->s + 8);
+                goto fail;
+            }
+        } else if (strncmp(a->s, "connect_timeout=", 16) == 0) {
+            if (conf_parse_time_ms(a->s + 16, &pc->connect_timeout_ms) == -1 ||
+                pc->connect_timeout_ms < 1) {
+                conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s'", a->s + 16);
                 goto fail;
             }
         } else {
@@ -206,6 +217,20 @@ pick(struct proxy_handler *h, int64_t now, size_t avoid, int have_avoid)
 
 static void on_connect(h2o_socket_t *sock, const char *errstr, void *data);
 
+/* An upstream that neither accepts nor refuses (a full backlog, a dropped SYN) counts as a
+ * failed connection: the next upstream is tried. */
+static void
+on_connect_timeout(h2o_timeout_entry_t *entry)
+{
+    struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, timer, entry);
+
+    if (a->creq != NULL) {
+        h2o_socketpool_cancel_connect(a->creq);
+        a->creq = NULL;
+    }
+    on_connect(NULL, "connection timeout", a);
+}
+
 static void
 try_upstream(struct attempt *a)
 {
@@ -215,6 +240,8 @@ try_upstream(struct attempt *a)
         a->h->rt[a->idx].active--;
     a->h->rt[a->idx].active++;
     a->counted = 1;
+    a->timer.cb = on_connect_timeout;
+    h2o_timeout_link(ctx->loop, &a->h->connect_timeout, &a->timer);
     h2o_socketpool_connect(&a->creq, &a->h->rt[a->idx].pool, ctx->loop,
                            &ctx->receivers.hostinfo_getaddr, on_connect, a);
 }
@@ -226,6 +253,7 @@ on_attempt_dispose(void *p)
 
     if (a->creq != NULL)
         h2o_socketpool_cancel_connect(a->creq);
+    h2o_timeout_unlink(&a->timer);
     if (a->counted)
         a->h->rt[a->idx].active--;
 }
@@ -277,6 +305,12 @@ forward(struct attempt *a)
                           ov, 0);
 }
 
+static int
+is_timeout(const char *errstr)
+{
+    return errstr != NULL && strcmp(errstr, "connection timeout") == 0;
+}
+
 static void
 on_connect(h2o_socket_t *sock, const char *errstr, void *data)
 {
@@ -285,13 +319,18 @@ on_connect(h2o_socket_t *sock, const char *errstr, void *data)
     int64_t now = now_ms(a->req);
 
     a->creq = NULL;
+    h2o_timeout_unlink(&a->timer);
     if (sock == NULL) {
         if (rt->down_until_ms <= now)
             log_warnx("upstream %s: %s; skipping it for %d s", a->h->conf->ups[a->idx].url,
                       errstr ? errstr : "connection failed", PROXY_FAIL_MS / 1000);
         rt->down_until_ms = now + PROXY_FAIL_MS;
         if (++a->tried >= a->h->conf->nups) {
-            h2o_send_error_502(a->req, "Bad Gateway", "no upstream answered\n", 0);
+            if (is_timeout(errstr))
+                h2o_send_error_generic(a->req, 504, "Gateway Timeout", "no upstream answered\n",
+                                       0);
+            else
+                h2o_send_error_502(a->req, "Bad Gateway", "no upstream answered\n", 0);
             return;
         }
         a->idx = pick(a->h, now, a->idx, 1);
@@ -324,6 +363,7 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
     struct proxy_handler *h = (struct proxy_handler *)self;
 
     h2o_timeout_init(ctx->loop, &h->io_timeout, (uint64_t)h->conf->timeout_ms);
+    h2o_timeout_init(ctx->loop, &h->connect_timeout, (uint64_t)h->conf->connect_timeout_ms);
     h->client_ctx.loop = ctx->loop;
     h->client_ctx.getaddr_receiver = &ctx->receivers.hostinfo_getaddr;
     h->client_ctx.io_timeout = &h->io_timeout;

@@ -1,20 +1,40 @@
 #!/bin/bash
 # Reverse proxy: round robin and least connections over keep-alive pools, path and
 # Location rewriting, forwarding headers, failover when an upstream dies, 502 when none
-# answers, the upstream timeout, unix-socket upstreams.
+# answers, the upstream and connect timeouts, unix-socket upstreams.
 . "$(dirname "$0")/lib.sh"
 
 UP="$(dirname "$0")/upstream.py"
 PA=$(free_port)
 PB=$(free_port)
+PH=$(free_port)
 PORT=$(free_port)
 SOCK=$T_DIR/up.sock
+# A black hole: it listens, but its backlog is full, so new connections never complete.
+python3 - "$PH" <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+s = socket.socket()
+s.bind(("127.0.0.1", port))
+s.listen(0)
+fill = []
+for _ in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(60)
+PY
+UH=$!
 python3 "$UP" "$PA" A & UA=$!
 python3 "$UP" "$PB" B & UB=$!
 python3 "$UP" "unix:$SOCK" U & UU=$!
 wait_for sh -c "curl -s http://127.0.0.1:$PA/ >/dev/null && curl -s http://127.0.0.1:$PB/ >/dev/null && test -S $SOCK" ||
     bail "upstreams did not start"
-cleanup_up() { kill "$UA" "$UB" "$UU" 2>/dev/null; wait "$UA" "$UB" "$UU" 2>/dev/null; }
+cleanup_up() { kill "$UA" "$UB" "$UU" "$UH" 2>/dev/null; wait "$UA" "$UB" "$UU" "$UH" 2>/dev/null; }
 
 CONF=$T_DIR/percore.conf
 cat >"$CONF" <<CONF
@@ -25,6 +45,8 @@ service s {
     route /keep/ { proxy http://127.0.0.1:$PA/v1/ preserve_host; }
     route /lc/ { proxy http://127.0.0.1:$PA/v1/ http://127.0.0.1:$PB/v1/ least_conn; }
     route /unix/ { proxy unix:$SOCK; }
+    route /bh/ { proxy http://127.0.0.1:$PH/ http://127.0.0.1:$PB/v1/ connect_timeout=500ms; }
+    route /bhonly/ { proxy http://127.0.0.1:$PH/ connect_timeout=500ms; }
 }
 CONF
 start_percore "$CONF"
@@ -56,6 +78,17 @@ MS=$(( ($(date +%s%N) - T0) / 1000000 ))
 check "an upstream that does not answer: 504 after the timeout ($CODE in $MS ms)" \
     [ "$MS" -lt 5000 -a "$MS" -ge 900 -a "$CODE" = 504 ]
 check "the worker log names the request and the reason" log_has "GET /api/hang: I/O timeout"
+
+T0=$(date +%s%N)
+NAME=$(curl -s -m 5 "$URL/bh/x" | j name)
+MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+expect_eq "an upstream that never accepts: the next one answers" "$NAME" "B"
+check "after connect_timeout ($MS ms)" [ "$MS" -ge 450 -a "$MS" -lt 3000 ]
+T0=$(date +%s%N)
+curl -s -o /dev/null -m 5 "$URL/bh/x"
+MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+check "then it is skipped: no wait ($MS ms)" [ "$MS" -lt 400 ]
+expect_eq "when it is the only one: 504" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$URL/bhonly/")" "504"
 
 # An upstream dies: every request still succeeds on the other one.
 kill "$UA"

@@ -420,6 +420,8 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:13: 'proxy' needs at least one upstream URL"},
     {SVC_OPEN "  route / { proxy unix:relative.sock; }\n}\n",
      "t.conf:3:19: invalid upstream 'unix:relative.sock': expected unix:/absolute/path"},
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1/ connect_timeout=0; }\n}\n",
+     "t.conf:3:39: invalid proxy connect_timeout '0'"},
     {SVC_OPEN "  route / { proxy http://127.0.0.1:1/ timeout=soon; }\n}\n",
      "t.conf:3:39: invalid proxy timeout 'soon'"},
     {SVC_OPEN "  route / { respond 200; hedaer X-A b; }\n}\n",
