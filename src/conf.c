@@ -77,6 +77,7 @@ static const struct directive directives[] = {
     {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_timeout TIME"},
     {"tls_certificate", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_certificate /PATH.pem"},
     {"tls_key", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_key /PATH.key"},
+    {"tls_ticket_rotation", CTX_MAIN, 1, 1, 0, 0, dir_time, "tls_ticket_rotation TIME"},
     {"worker_watchdog", CTX_MAIN, 1, 1, 0, 0, dir_time, "worker_watchdog TIME"},
     {"workers", CTX_MAIN, 1, 1, 0, 0, dir_workers, "workers auto|NUMBER"},
 };
@@ -367,6 +368,11 @@ dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n
         *(n->name[0] == 'i'   ? &svc->idle_timeout_ms
           : n->name[1] == 'a' ? &svc->handshake_timeout_ms
                               : &svc->header_timeout_ms) = ms;
+    } else if (strcmp(n->name, "tls_ticket_rotation") == 0) {
+        if (ms < 1000)
+            return err_at(ld, &a->pos, "'tls_ticket_rotation' must be at least 1s, got '%s'",
+                          a->s);
+        ld->conf->tls_ticket_rotation_ms = ms;
     } else if (strcmp(n->name, "shutdown_timeout") == 0) {
         ld->conf->shutdown_timeout_ms = ms;
     } else if (strcmp(n->name, "shutdown_delay") == 0) {
@@ -815,6 +821,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
     c->log_target = LOG_TARGET_AUTO;
     c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
+    c->tls_ticket_rotation_ms = CONF_DEFAULT_TICKET_ROTATION_MS;
     c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
     c->max_connections = CONF_DEFAULT_MAX_CONNECTIONS;
     c->http2_max_requests = CONF_DEFAULT_HTTP2_MAX_REQUESTS;

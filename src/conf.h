@@ -80,6 +80,7 @@ struct conf {
     int cpu_affinity;
     int64_t shutdown_timeout_ms;
     int64_t shutdown_delay_ms;
+    int64_t tls_ticket_rotation_ms; /* a new session ticket key this often */
     struct conf_service *services;
     size_t nservices;
     char **files; /* every file read, for positions in the tree */
@@ -97,6 +98,7 @@ struct conf {
 #define CONF_DEFAULT_MAX_HEADER_SIZE (32 * 1024)
 #define CONF_MAX_HEADER_SIZE_MAX (400 * 1024) /* about what libh2o itself reads */
 #define CONF_DEFAULT_CONN_TIMEOUT_MS 10000
+#define CONF_DEFAULT_TICKET_ROTATION_MS (3600 * 1000)
 #define CONF_DEFAULT_HTTP2_MAX_REQUESTS 100
 #define CONF_HTTP2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS, fixed by libh2o */
 

@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "master.h"
+#include "tls.h"
 
 #ifndef PERCORE_CONF_PATH
 #define PERCORE_CONF_PATH "/etc/percore/percore.conf"
@@ -136,8 +137,10 @@ main(int argc, char **argv)
         return ctl_command(opts.conf_path, cmd);
     /* Passed sockets are taken before the config is read: they decide which services may
      * go without `listen`. percore -t cannot know them (ExecStartPre gets none). */
-    if (!test)
+    if (!test) {
         master_adopt_sockets(&socks);
+        tls_tickets_init(); /* before any TLS context is made */
+    }
     conf = conf_load(opts.conf_path, &socks, &diag);
     if (conf == NULL) {
         for (size_t i = 0; i < diag.n; i++)

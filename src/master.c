@@ -25,6 +25,7 @@
 #include "master.h"
 #include "metrics.h"
 #include "sysd.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -92,6 +93,7 @@ struct master {
     int ctl_next[CTL_CLIENTS_MAX], nctl_next; /* waiting for the one queued after it */
     char last_reload[256];
     int64_t watchdog_ms, next_watchdog_ms, next_status_ms, next_hang_check_ms;
+    int64_t next_ticket_rotation_ms;
     uint64_t status_requests;
     int64_t status_at_ms;
     double rps;
@@ -882,6 +884,10 @@ run_timers(int64_t now)
         watchdog_tick(now);
         m.next_watchdog_ms = now + m.watchdog_ms / 2;
     }
+    if (now >= m.next_ticket_rotation_ms) {
+        tls_tickets_rotate();
+        m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
+    }
     if (now >= m.next_status_ms) {
         update_rate(now);
         if (m.state == M_RUNNING) {
@@ -915,7 +921,8 @@ min64(int64_t a, int64_t b)
 static int
 next_timeout(int64_t now)
 {
-    int64_t next = min64(m.next_status_ms, m.next_hang_check_ms);
+    int64_t next = min64(min64(m.next_status_ms, m.next_hang_check_ms),
+                         m.next_ticket_rotation_ms);
 
     if (m.watchdog_ms > 0)
         next = min64(next, m.next_watchdog_ms);
@@ -1001,6 +1008,7 @@ master_run(struct conf *conf, const struct master_opts *opts)
     now = util_now_ms();
     m.next_status_ms = now + STATUS_INTERVAL_MS;
     m.next_hang_check_ms = now + HANG_CHECK_MS;
+    m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
     m.next_watchdog_ms = now;
     for (unsigned i = 0; i < m.nslots; i++)
         if (spawn(i, m.gen, m.conf) == -1)

@@ -2,13 +2,22 @@
 #include "config.h"
 
 #include <errno.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "h2o_inc.h"
+#include "log.h"
 #include "tls.h"
+#include "util.h"
 
 /* The reason of the last OpenSSL error, after "what: ". */
 static void
@@ -36,6 +45,179 @@ readable(const char *path, char *err, size_t errlen)
     }
     fclose(f);
     return 1;
+}
+
+/* ---- session ticket keys ----
+ *
+ * The master keeps TICKET_KEYS secrets in shared memory and replaces the oldest with a new
+ * current one at every rotation; workers (of every generation, so reloads keep sessions)
+ * derive each service's own keys from them. A ticket is issued with the current secret
+ * and accepted with any of them, renewed when not current. */
+#define TICKET_KEYS 3
+
+struct ticket_secret {
+    _Atomic uint64_t serial; /* 0: unused; odd while being written */
+    uint8_t secret[32];
+};
+
+struct ticket_ring {
+    _Atomic uint32_t current;
+    struct ticket_secret keys[TICKET_KEYS];
+};
+
+static struct ticket_ring *ring;
+static int ctx_index = -1; /* SSL_CTX ex_data: struct service_keys */
+
+/* A service's keys derived from one secret; per process, refreshed when serial moves. */
+struct derived {
+    uint64_t serial;
+    uint8_t name[16], aes[32], hmac[32];
+};
+
+struct service_keys {
+    char *service;
+    struct derived d[TICKET_KEYS];
+};
+
+static int
+new_secret(struct ticket_secret *k, uint64_t serial)
+{
+    uint8_t fresh[32];
+
+    if (RAND_bytes(fresh, sizeof(fresh)) != 1)
+        return -1;
+    atomic_store(&k->serial, serial | 1); /* readers see a write in progress */
+    memcpy(k->secret, fresh, sizeof(fresh));
+    atomic_store(&k->serial, serial);
+    OPENSSL_cleanse(fresh, sizeof(fresh));
+    return 0;
+}
+
+void
+tls_tickets_init(void)
+{
+    ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ring == MAP_FAILED)
+        fatal("mmap of the session ticket keys");
+    memset(ring, 0, sizeof(*ring));
+    if (new_secret(&ring->keys[0], 2) == -1)
+        fatalx("no random bytes for session ticket keys");
+}
+
+void
+tls_tickets_rotate(void)
+{
+    uint32_t cur = atomic_load(&ring->current), next = (cur + 1) % TICKET_KEYS;
+
+    if (new_secret(&ring->keys[next], atomic_load(&ring->keys[cur].serial) + 2) == -1) {
+        log_warnx("no random bytes: session ticket keys not rotated");
+        return;
+    }
+    atomic_store(&ring->current, next);
+}
+
+static void
+derive(uint8_t *out, size_t outlen, const uint8_t *secret, const char *label,
+       const char *service)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char msg[300];
+    int n = snprintf(msg, sizeof(msg), "percore ticket %s %s", label, service);
+
+    HMAC(EVP_sha256(), secret, 32, (const uint8_t *)msg, (size_t)n, md, &mdlen);
+    memcpy(out, md, outlen);
+    OPENSSL_cleanse(md, sizeof(md));
+}
+
+/* The service's keys for ring slot i, or NULL if the slot is unused or being written. */
+static const struct derived *
+keys_for(struct service_keys *sk, size_t i)
+{
+    struct ticket_secret *k = &ring->keys[i];
+    uint64_t serial = atomic_load(&k->serial);
+    uint8_t secret[32];
+    struct derived *d = &sk->d[i];
+
+    if (serial == 0 || (serial & 1))
+        return NULL;
+    if (d->serial == serial)
+        return d;
+    memcpy(secret, k->secret, sizeof(secret));
+    if (atomic_load(&k->serial) != serial)
+        return NULL;
+    derive(d->name, sizeof(d->name), secret, "name", sk->service);
+    derive(d->aes, sizeof(d->aes), secret, "aes", sk->service);
+    derive(d->hmac, sizeof(d->hmac), secret, "hmac", sk->service);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    d->serial = serial;
+    return d;
+}
+
+static int
+on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+              EVP_MAC_CTX *hctx, int enc)
+{
+    /* The service SNI chose, whichever context the connection started with. */
+    struct service_keys *sk = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+    uint32_t cur = atomic_load(&ring->current);
+    const struct derived *d = NULL;
+    size_t i = cur;
+    OSSL_PARAM params[3];
+
+    if (sk == NULL)
+        return -1;
+    if (enc) {
+        if ((d = keys_for(sk, cur)) == NULL || RAND_bytes(iv, 16) != 1)
+            return -1;
+        memcpy(name, d->name, 16);
+    } else {
+        for (size_t k = 0; k < TICKET_KEYS && d == NULL; k++) {
+            i = (cur + TICKET_KEYS - k) % TICKET_KEYS;
+            d = keys_for(sk, i);
+            if (d != NULL && memcmp(name, d->name, 16) != 0)
+                d = NULL;
+        }
+        if (d == NULL)
+            return 0; /* unknown or retired key: a full handshake */
+    }
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)d->hmac, 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), NULL, d->aes, iv, enc) != 1 ||
+        EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    return enc || i == cur ? 1 : 2; /* 2: accepted, issue a fresh ticket */
+}
+
+static void
+free_service_keys(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct service_keys *sk = ptr;
+
+    if (sk == NULL)
+        return;
+    OPENSSL_cleanse(sk->d, sizeof(sk->d));
+    free(sk->service);
+    free(sk);
+}
+
+/* Tickets from the shared ring, with keys of this service's own. */
+static int
+use_ring(SSL_CTX *ctx, const char *service)
+{
+    struct service_keys *sk;
+
+    if (ctx_index == -1)
+        ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_service_keys);
+    sk = xcalloc(1, sizeof(*sk));
+    sk->service = xstrdup(service);
+    if (ctx_index == -1 || SSL_CTX_set_ex_data(ctx, ctx_index, sk) != 1) {
+        free_service_keys(NULL, sk, NULL, 0, 0, NULL);
+        return -1;
+    }
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+    return 0;
 }
 
 void *
@@ -77,7 +259,12 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, v
                                                   ? strlen(service)
                                                   : SSL_MAX_SID_CTX_LENGTH));
     h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : alpn);
-    if (twin != NULL) {
+    if (ring != NULL) {
+        if (use_ring(ctx, service) == -1) {
+            ssl_error(err, errlen, "session ticket keys");
+            goto fail;
+        }
+    } else if (twin != NULL) {
         if (SSL_CTX_get_tlsext_ticket_keys((SSL_CTX *)twin, keys, sizeof(keys)) != 1 ||
             SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1) {
             ssl_error(err, errlen, "session ticket keys");

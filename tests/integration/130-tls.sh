@@ -58,6 +58,34 @@ for v in tls1_2 tls1_3; do
         grep -c '^Reused,')
     expect_eq "$v: a session of service a does not resume on service b" "$N" "0"
 done
+# Ticket keys live in the master, beyond a generation: a reload keeps sessions.
+"$PERCORE" -s reload -c "$CONF" >/dev/null 2>&1
+for v in tls1_2 tls1_3; do
+    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/sess.$v" </dev/null 2>/dev/null |
+        grep -c '^Reused,')
+    expect_eq "$v: a session from before a reload resumes after it" "$N" "1"
+done
+stop_percore
+
+# Rotation: a new ticket key every second; a ticket survives one rotation (and is renewed)
+# but not three.
+sed -i '1s/^/tls_ticket_rotation 1s;\n/' "$CONF"
+start_percore "$CONF"
+for v in tls1_2 tls1_3; do
+    (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -sess_out "$D/rot.$v" >/dev/null 2>&1
+done
+sleep 1.2
+for v in tls1_2 tls1_3; do
+    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/rot.$v" </dev/null 2>/dev/null |
+        grep -c '^Reused,')
+    expect_eq "$v: a ticket one rotation old still resumes" "$N" "1"
+done
+sleep 3.5
+for v in tls1_2 tls1_3; do
+    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/rot.$v" </dev/null 2>/dev/null |
+        grep -c '^Reused,')
+    expect_eq "$v: a ticket whose key was rotated out does not" "$N" "0"
+done
 stop_percore
 
 # Bad files are config errors naming the file and OpenSSL's reason.

@@ -392,6 +392,8 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  listen 127.0.0.1:8443 http2;\n" SVC_ROUTE "}\n",
      "t.conf:3:25: 'http2' needs 'tls': percore serves HTTP/2 over TLS only (ALPN h2), not as "
      "cleartext h2c"},
+    {"tls_ticket_rotation 500ms;\n" SVC_OPEN SVC_ROUTE "}\n",
+     "t.conf:1:21: 'tls_ticket_rotation' must be at least 1s, got '500ms'"},
     {SVC_OPEN "  header_timeout 50ms;\n" SVC_ROUTE "}\n",
      "t.conf:3:18: 'header_timeout' must be at least 100ms, got '50ms'"},
     {SVC_OPEN "  idle_timeout forever;\n" SVC_ROUTE "}\n",
