@@ -23,6 +23,29 @@ struct handshake {
     struct timeval connected_at;
 };
 
+/* The site each TLS connection was given, by socket fd (per worker; set at every TLS
+ * handshake, so an entry is never read for a connection it does not describe). */
+struct conn_site {
+    const struct tls_site *sites, *site;
+    size_t nsites;
+};
+static struct conn_site *conn_sites;
+static size_t nconn_sites;
+
+static void
+remember_site(int fd, const struct handshake *h)
+{
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= nconn_sites) {
+        size_t n = (size_t)fd + 256;
+        conn_sites = xreallocarray(conn_sites, n, sizeof(*conn_sites));
+        memset(conn_sites + nconn_sites, 0, (n - nconn_sites) * sizeof(*conn_sites));
+        nconn_sites = n;
+    }
+    conn_sites[fd] = (struct conn_site){h->sites, h->site, h->nsites};
+}
+
 static int
 name_matches(const char *pattern, const char *name, size_t nlen)
 {
@@ -112,6 +135,7 @@ on_handshake(h2o_socket_t *sock, const char *err)
         h2o_socket_close(sock);
         goto done;
     }
+    remember_site(h2o_socket_get_fd(sock), h);
     proto = h2o_socket_ssl_get_selected_protocol(sock);
     if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0)
         h2guard_accept(site->actx, sock, h->connected_at, site->http2_max_resets);
@@ -153,4 +177,33 @@ tlsaccept(h2o_socket_t *sock, const struct tls_site *sites, size_t nsites)
     h2o_timeout_link(ctx->loop, &ctx->handshake_timeout, &h->timeout);
     sock->data = h;
     h2o_socket_ssl_handshake(sock, sites[0].actx->ssl_ctx, NULL, on_handshake);
+}
+
+int
+tlsaccept_misdirected(h2o_req_t *req)
+{
+    h2o_socket_t *sock;
+    const struct conn_site *cs;
+    const struct tls_site *want;
+    h2o_iovec_t host;
+    uint16_t port;
+    char name[256];
+    int fd;
+
+    if (req->scheme != &H2O_URL_SCHEME_HTTPS || req->conn->callbacks->get_socket == NULL ||
+        (sock = req->conn->callbacks->get_socket(req->conn)) == NULL ||
+        (fd = h2o_socket_get_fd(sock)) < 0 || (size_t)fd >= nconn_sites)
+        return 0;
+    cs = &conn_sites[fd];
+    if (cs->nsites < 2)
+        return 0;
+    if (h2o_url_parse_hostport(req->authority.base, req->authority.len, &host, &port) == NULL ||
+        host.len == 0 || host.len >= sizeof(name))
+        return 0; /* no usable Host: the connection's service answers */
+    memcpy(name, host.base, host.len);
+    name[host.len] = '\0';
+    want = find_site(cs->sites, cs->nsites, name);
+    if (want == NULL)
+        want = &cs->sites[0];
+    return want != cs->site;
 }

@@ -21,4 +21,9 @@ void tlsaccept_prepare(void *ssl_ctx);
  * sent (SNI), then serve it. sites must outlive the connection. */
 void tlsaccept(h2o_socket_t *sock, const struct tls_site *sites, size_t nsites);
 
+/* Whether req came over a TLS connection whose SNI chose another service than its Host
+ * names (an HTTP/2 client reusing a connection for a name the certificate also covers);
+ * such a request gets 421 so that the client opens a connection of its own. */
+int tlsaccept_misdirected(h2o_req_t *req);
+
 #endif

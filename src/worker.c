@@ -242,6 +242,39 @@ add_header_limit(h2o_pathconf_t *pc, const struct conf_service *s)
     hl->max = s->max_header_size;
 }
 
+static int
+on_misdirected(h2o_handler_t *self, h2o_req_t *req)
+{
+    if (!tlsaccept_misdirected(req))
+        return -1;
+    h2o_send_error_generic(req, 421, "Misdirected Request",
+                           "this connection is for another host; make a new one\n", 0);
+    return 0;
+}
+
+/* Whether s shares a TLS address with another service (which SNI picks between). */
+static int
+shares_address(const struct conf_service *s)
+{
+    const struct conf *c = w.args->conf;
+
+    for (size_t i = 0; i < c->nservices; i++)
+        for (size_t j = 0; j < c->services[i].nlistens && &c->services[i] != s; j++)
+            for (size_t k = 0; k < s->nlistens; k++)
+                if (listener_addr_equal(&c->services[i].listens[j].addr, &s->listens[k].addr))
+                    return 1;
+    return 0;
+}
+
+/* The checks every request of s goes through before its route's handler. */
+static void
+add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
+{
+    if (shares_address(s))
+        h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_misdirected;
+    add_header_limit(pc, s);
+}
+
 static void
 setup_globalconf(h2o_globalconf_t *g, const struct conf_service *s)
 {
@@ -280,7 +313,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
         pc->error_log.emit_request_errors = 0; /* count_request logs them */
-        add_header_limit(pc, s);
+        add_guards(pc, s);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
         if (routes[i]->compress) {
@@ -293,7 +326,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     }
     free(routes);
     /* Requests no route matched (404s) are limited and counted too. */
-    add_header_limit(&host->fallback_path, s);
+    add_guards(&host->fallback_path, s);
     h2o_create_logger(&host->fallback_path, sizeof(h2o_logger_t))->log_access = count_request;
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;

@@ -57,6 +57,17 @@ expect_eq "the default certificate without SNI" "$(subject)" "subject=CN=a.test"
 expect_eq "HTTP/2 where service b asks for it" "$(get b.test --http2 -o /dev/null -w '%{http_version}')" "2"
 expect_eq "HTTP/1.1 on service a, same address" "$(get a.test --http2 -o /dev/null -w '%{http_version}')" "1.1"
 
+# A request for another service's name on this connection (HTTP/2 clients reuse a
+# connection for every name its certificate covers) is sent to make its own: 421.
+code() { get "$@" -o /dev/null -w '%{http_code}'; }
+expect_eq "Host of another service than SNI chose: 421" "$(code a.test -H "Host: b.test:$PORT")" "421"
+expect_eq "the same over HTTP/2" "$(code a.test --http2 -H "Host: b.test")" "421"
+expect_eq "Host matching SNI: 200" "$(code b.test -H "Host: www.b.test")" "200"
+expect_eq "an unknown Host on the default service's connection: 200" \
+    "$(code a.test -H "Host: nobody.test")" "200"
+expect_eq "an unknown Host on another service's connection: 421" \
+    "$(code b.test -H "Host: nobody.test")" "421"
+
 for v in tls1_2 tls1_3; do
     (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -servername a.test \
         -sess_out "$D/sess.$v" >/dev/null 2>&1
