@@ -80,34 +80,34 @@ calls() {
     curl -sk "$1" | sed -n 's/.* served=\([0-9]*\)$/\1/p'
 }
 
-# Rapid Reset: streams to a deferred handler, each cancelled at once.
-before=$(calls "$A/m/x")
-out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$H2" /m/slow rst 3000)
-ran=$(( $(calls "$A/m/x") - before - 1 ))
-expect_eq "Rapid Reset: the server closes the connection ($out)" \
-    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": true'
-check "Rapid Reset: at most 2 x http2_max_resets streams ran, not 3000 ($ran)" \
-    test "$ran" -le 100
+# attack PORT MODE PAIRS: run the attack client against /m/slow, a deferred handler; sets
+# CLOSED (whether the server closed the connection) and RAN (handler runs it caused).
+attack() {
+    local url=https://127.0.0.1:$1/m/x before out
+    before=$(calls "$url")
+    out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$1" /m/slow "$2" "$3")
+    RAN=$(( $(calls "$url") - before - 1 ))
+    CLOSED=$(echo "$out" | sed -n 's/.*"closed": \([a-z]*\).*/\1/p')
+}
+
+# Rapid Reset: streams cancelled by the client at once.
+attack "$H2" rst 3000
+expect_eq "Rapid Reset: the server closes the connection" "$CLOSED" true
+check "Rapid Reset: at most 2 x http2_max_resets streams ran, not 3000 ($RAN)" \
+    test "$RAN" -le 100
 check "the guard logs the peer and the limit" \
     grep -q "closing HTTP/2 connection from 127.0.0.1:[0-9]*: [0-9]* stream resets, more than http2_max_resets 50 per 10s" "$PC_LOG"
 
 # MadeYouReset: the client makes the server reset its streams (WINDOW_UPDATE of 0).
-before=$(calls "$A/m/x")
-out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$H2" /m/slow zero 3000)
-ran=$(( $(calls "$A/m/x") - before - 1 ))
-expect_eq "MadeYouReset: the server closes the connection ($out)" \
-    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": true'
-check "MadeYouReset: at most 2 x http2_max_resets streams ran, not 3000 ($ran)" \
-    test "$ran" -le 100
+attack "$H2" zero 3000
+expect_eq "MadeYouReset: the server closes the connection" "$CLOSED" true
+check "MadeYouReset: at most 2 x http2_max_resets streams ran, not 3000 ($RAN)" \
+    test "$RAN" -le 100
 
 # The same attack where the budget is huge: every stream runs its handler.
-L=https://127.0.0.1:$LOOSE
-before=$(calls "$L/m/x")
-out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$LOOSE" /m/slow rst 1000)
-ran=$(( $(calls "$L/m/x") - before - 1 ))
-expect_eq "without a budget the connection stays open ($out)" \
-    "$(echo "$out" | grep -o '"closed": [a-z]*')" '"closed": false'
-check "without a budget the streams all ran ($ran of 1000)" test "$ran" -ge 950
+attack "$LOOSE" rst 1000
+expect_eq "without a budget the connection stays open" "$CLOSED" false
+check "without a budget the streams all ran ($RAN of 1000)" test "$RAN" -ge 950
 
 expect_eq "after the attacks the worker still serves HTTP/2" \
     "$(curl -sk --http2 -w ' %{http_version}' "$A/")" "a
