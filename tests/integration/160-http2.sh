@@ -113,6 +113,16 @@ expect_eq "after the attacks the worker still serves HTTP/2" \
     "$(curl -sk --http2 -w ' %{http_version}' "$A/")" "a
  2"
 expect_eq "no worker was lost" "$(grep -c 'exited\|killed' "$PC_LOG")" "0"
+# A stop lets streams in flight finish (GOAWAY, then drain).
+if command -v h2load >/dev/null; then
+    h2load -n 40 -c 2 -m 20 "$A/m/slow" >"$D/h2drain" 2>&1 &
+    H2L=$!
+    sleep 0.15
+    stop_percore
+    wait "$H2L"
+    check "streams in flight when stopping all complete" \
+        grep -q "40 succeeded, 0 failed, 0 errored" "$D/h2drain"
+fi
 stop_percore
 
 # Config errors, with their position.
