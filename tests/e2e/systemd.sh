@@ -171,6 +171,17 @@ expect_eq "the old config keeps serving" "$(E curl -s http://127.0.0.1:8080/)" "
 expect_eq "still active" "$(E systemctl is-active percore)" "active"
 E sed -i '/^wrokers 3;$/d' "$CONF"
 
+# Files under the hardened unit (system call filter, read-only system): a small file in
+# one write, a large one by sendfile, both whole.
+E sh -c 'printf "service files {\n    listen 127.0.0.1:8082;\n    route / { files /usr/sbin; }\n}\n" >/etc/percore/conf.d/files.conf'
+E systemctl reload percore
+expect_eq "a files service added by reload serves a large file whole" \
+    "$(E sh -c 'curl -s http://127.0.0.1:8082/percore | cmp - /usr/sbin/percore && echo same')" "same"
+expect_eq "and answers a missing one 404" \
+    "$(E curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8082/nope)" "404"
+E rm -f /etc/percore/conf.d/files.conf
+E systemctl reload percore
+
 # Restart under load: the fd store keeps the sockets, nothing is refused.
 E wrk -t2 -c20 -d5s http://127.0.0.1:8080/ >"$WORK/wrk.out" 2>&1 &
 WRK=$!
