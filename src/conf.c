@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "conf.h"
+#include "accesslog.h"
 #include "hnd.h"
 #include "tls.h"
 #include "util.h"
@@ -40,10 +41,12 @@ struct directive {
 
 static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
     dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
-    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name, dir_max_header_size;
+    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name, dir_max_header_size,
+    dir_access_log;
 
 /* Sorted by name for bsearch. */
 static const struct directive directives[] = {
+    {"access_log", CTX_SERVICE, 1, 1, 0, 0, dir_access_log, "access_log /PATH|off"},
     {"compress", CTX_ROUTE, 1, 1, 0, 0, dir_compress, "compress on|off"},
     {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
     {"fastcgi", CTX_ROUTE, 1, 3, 0, 0, dir_handler,
@@ -468,6 +471,24 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
 }
 
 static int
+dir_access_log(struct loader *ld, const struct directive *d, const struct conf_node *n,
+               void *obj)
+{
+    struct conf_service *svc = obj;
+    const struct conf_arg *a = &n->args[0];
+    char err[512];
+
+    if (strcmp(a->s, "off") == 0)
+        return 0;
+    if (a->s[0] != '/')
+        return err_at(ld, &a->pos, "'access_log' needs an absolute path or 'off'");
+    if (accesslog_check(a->s, err, sizeof(err)) == -1)
+        return err_at(ld, &a->pos, "access log %s", err);
+    svc->access_log = xstrdup(a->s);
+    return 0;
+}
+
+static int
 dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_node *n,
              void *obj)
 {
@@ -887,6 +908,7 @@ conf_free(struct conf *c)
             free(s->server_names[j]);
         free(s->server_names);
         free(s->name);
+        free(s->access_log);
         free(s->tls_cert);
         free(s->tls_key);
         if (s->ssl_ctx != NULL)

@@ -48,6 +48,7 @@ struct conf_service {
     int64_t header_timeout_ms;    /* HTTP/1.1: to get a request, keep-alive idle included */
     int64_t idle_timeout_ms;      /* HTTP/2: a connection with no streams */
     int64_t handshake_timeout_ms; /* TLS */
+    char *access_log; /* NULL: off */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
     void *ssl_ctx;    /* SSL_CTX offering http/1.1, made at load for a tls listen */

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
@@ -113,17 +114,36 @@ printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
     return out;
 }
 
-/* Logger on every path: counts requests for the status line's req/s, and logs what went
- * wrong in handlers (libh2o's own printing is off, it has no prefix or level). */
+struct request_logger {
+    h2o_logger_t super;
+    struct access_log *access; /* the service's, or NULL */
+};
+
+/* Logger on every path: counts requests for the status line's req/s, writes the access
+ * log, and logs what went wrong in handlers (libh2o's own printing is off, it has no
+ * prefix or level). */
 static void
-count_request(h2o_logger_t *self, h2o_req_t *req)
+on_request_done(h2o_logger_t *self, h2o_req_t *req)
 {
+    struct access_log *al = ((struct request_logger *)self)->access;
+
     atomic_fetch_add_explicit(&w.metrics->requests, 1, memory_order_relaxed);
+    if (al != NULL)
+        accesslog_write(al, req);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
                   printable(&req->pool, req->input.path, 256), printable(&req->pool, *msg, 256));
     }
+}
+
+static void
+add_request_logger(h2o_pathconf_t *pc, struct access_log *access)
+{
+    struct request_logger *rl = (void *)h2o_create_logger(pc, sizeof(*rl));
+
+    rl->super.log_access = on_request_done;
+    rl->access = access;
 }
 
 static void
@@ -163,8 +183,11 @@ on_signal(h2o_socket_t *sock, const char *err)
     while (read(fd, &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGQUIT)
             w.stopping = 1;
-        else if (si.ssi_signo == SIGUSR1 && log_reopen() == -1)
-            log_warn("cannot reopen the log file");
+        else if (si.ssi_signo == SIGUSR1) {
+            if (log_reopen() == -1)
+                log_warn("cannot reopen the log file");
+            accesslog_reopen();
+        }
     }
 }
 
@@ -299,6 +322,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
 {
     h2o_hostconf_t *host;
     const struct conf_route **routes;
+    struct access_log *access = s->access_log != NULL ? accesslog_open(s->access_log) : NULL;
 
     setup_globalconf(&rt->gconf, s);
     host = h2o_config_register_host(&rt->gconf, h2o_iovec_init(s->name, strlen(s->name)),
@@ -312,7 +336,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     for (size_t i = 0; i < s->nroutes; i++) {
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
-        pc->error_log.emit_request_errors = 0; /* count_request logs them */
+        pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
         add_guards(pc, s);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
@@ -322,12 +346,12 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
                                                .brotli = {.quality = -1}};
             h2o_compress_register(pc, &gzip);
         }
-        h2o_create_logger(pc, sizeof(h2o_logger_t))->log_access = count_request;
+        add_request_logger(pc, access);
     }
     free(routes);
-    /* Requests no route matched (404s) are limited and counted too. */
+    /* Requests no route matched (404s) are limited, counted and logged too. */
     add_guards(&host->fallback_path, s);
-    h2o_create_logger(&host->fallback_path, sizeof(h2o_logger_t))->log_access = count_request;
+    add_request_logger(&host->fallback_path, access);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
 }
@@ -501,6 +525,7 @@ drain_and_exit(void)
     while (w.conns > 0 && util_now_ms() < deadline) {
         h2o_evloop_run(w.loop, 100);
         hnd_files_turn_end();
+        accesslog_flush();
     }
     if (w.conns > 0)
         log_warnx("shutdown_timeout reached with %zu connections open, closing them", w.conns);
@@ -543,6 +568,7 @@ worker_run(const struct worker_args *args)
     while (!w.stopping) {
         h2o_evloop_run(w.loop, INT32_MAX);
         hnd_files_turn_end();
+        accesslog_flush();
     }
     drain_and_exit();
 }
