@@ -173,12 +173,15 @@ E sed -i '/^wrokers 3;$/d' "$CONF"
 
 # Files under the hardened unit (system call filter, read-only system): a small file in
 # one write, a large one by sendfile, both whole.
-E sh -c 'printf "service files {\n    listen 127.0.0.1:8082;\n    route / { files /usr/sbin; }\n}\n" >/etc/percore/conf.d/files.conf'
+E sh -c 'printf "service files {\n    listen 127.0.0.1:8082;\n    access_log /var/log/percore/access.log;\n    route / { files /usr/sbin; }\n}\n" >/etc/percore/conf.d/files.conf'
 E systemctl reload percore
 expect_eq "a files service added by reload serves a large file whole" \
     "$(E sh -c 'curl -s http://127.0.0.1:8082/percore | cmp - /usr/sbin/percore && echo same')" "same"
 expect_eq "and answers a missing one 404" \
     "$(E curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8082/nope)" "404"
+sleep 0.3
+expect_eq "its access log in /var/log/percore has both requests" \
+    "$(E grep -c '"GET /percore HTTP/1.1" 200\|"GET /nope HTTP/1.1" 404' /var/log/percore/access.log)" "2"
 E rm -f /etc/percore/conf.d/files.conf
 E systemctl reload percore
 
