@@ -67,6 +67,7 @@ static const struct directive directives[] = {
     {"max_body_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_body_size, "max_body_size SIZE"},
     {"max_connections", CTX_MAIN, 1, 1, 0, 0, dir_max_connections, "max_connections NUMBER"},
     {"max_header_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_header_size, "max_header_size SIZE"},
+    {"metrics", CTX_ROUTE, 0, 0, 0, 0, dir_handler, "metrics"},
     {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
     {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
      "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME] "
@@ -165,7 +166,6 @@ check_shape(struct loader *ld, const struct directive *d, const struct conf_node
     return 0;
 }
 
-/* Apply the directives of one block (ctx) to obj. */
 static int
 dir_max_header_size(struct loader *ld, const struct directive *d, const struct conf_node *n,
                     void *obj)
@@ -180,6 +180,7 @@ dir_max_header_size(struct loader *ld, const struct directive *d, const struct c
     return 0;
 }
 
+/* Apply the directives of one block (ctx) to obj. */
 static void
 load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void *obj)
 {

@@ -9,8 +9,8 @@
 #include "util.h"
 
 static const struct hnd_ops *const hnd_all[] = {
-    &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops,
-    &hnd_proxy_ops,   &hnd_fastcgi_ops, &hnd_module_ops,
+    &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops, &hnd_proxy_ops,
+    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_module_ops,
 };
 
 const struct hnd_ops *

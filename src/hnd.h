@@ -23,6 +23,7 @@ extern const struct hnd_ops hnd_files_ops;
 extern const struct hnd_ops hnd_redirect_ops;
 extern const struct hnd_ops hnd_proxy_ops;
 extern const struct hnd_ops hnd_fastcgi_ops;
+extern const struct hnd_ops hnd_metrics_ops;
 
 /* The handler kind called name, or NULL. */
 const struct hnd_ops *hnd_find(const char *name);

@@ -434,12 +434,20 @@ count_ready(unsigned gen)
 
 /* ---- status ---- */
 
+/* Service names get their metrics index before any worker of c looks them up. */
+static void
+register_services(const struct conf *c)
+{
+    for (size_t i = 0; i < c->nservices; i++)
+        metrics_register_service(c->services[i].name);
+}
+
 static void
 status_line(char *buf, size_t len)
 {
     struct metrics_totals t;
 
-    metrics_sum(&t);
+    metrics_sum(&t, NULL);
     snprintf(buf, len, "generation %u: %u/%u workers up, %.0f req/s, %llu connections%s%s",
              m.gen, count_ready(m.gen), m.nslots, m.rps, (unsigned long long)t.conns,
              m.last_reload[0] ? "; " : "", m.last_reload);
@@ -450,7 +458,7 @@ update_rate(int64_t now)
 {
     struct metrics_totals t;
 
-    metrics_sum(&t);
+    metrics_sum(&t, NULL);
     if (m.status_at_ms != 0 && now > m.status_at_ms)
         m.rps = (double)(t.requests - m.status_requests) * 1000.0 / (double)(now - m.status_at_ms);
     m.status_requests = t.requests;
@@ -609,6 +617,7 @@ start_reload(void)
         reload_finished(0, line);
         return;
     }
+    register_services(c);
     m.next_conf = c;
     m.next_nslots = n;
     m.next_gen = ++m.last_gen;
@@ -1003,6 +1012,7 @@ master_run(struct conf *conf, const struct master_opts *opts)
     log_set_role(-1, 0);
     /* Room for two full generations during a reload, plus stragglers. */
     metrics_init(2 * CONF_WORKERS_MAX + 64);
+    register_services(m.conf);
     setup_signals();
     m.ctl_fd = ctl_listen(opts->conf_path);
     now = util_now_ms();

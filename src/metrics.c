@@ -7,16 +7,26 @@
 #include "log.h"
 #include "metrics.h"
 
-static struct metrics_slot *slots;
+const uint32_t metrics_bucket_us[METRICS_BUCKETS] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+};
+
+struct region {
+    char names[METRICS_MAX_SERVICES][METRICS_NAME_MAX];
+    _Atomic unsigned nnames;
+    struct metrics_counts retired; /* workers that have exited */
+    struct metrics_slot slots[];
+};
+
+static struct region *region;
 static unsigned nslots;
-static uint64_t retired_requests;
 
 void
 metrics_init(unsigned n)
 {
-    slots = mmap(NULL, n * sizeof(*slots), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                 -1, 0);
-    if (slots == MAP_FAILED)
+    region = mmap(NULL, sizeof(*region) + n * sizeof(region->slots[0]),
+                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED)
         fatal("mmap of %u metrics slots", n);
     nslots = n;
 }
@@ -25,13 +35,25 @@ int
 metrics_claim(void)
 {
     for (unsigned i = 0; i < nslots; i++) {
-        if (slots[i].pid == 0) {
-            memset(&slots[i], 0, sizeof(slots[i]));
-            slots[i].pid = -1; /* reserved until the fork returns */
+        if (region->slots[i].pid == 0) {
+            memset(&region->slots[i], 0, sizeof(region->slots[i]));
+            region->slots[i].pid = -1; /* reserved until the fork returns */
             return (int)i;
         }
     }
     return -1;
+}
+
+/* to += from, counter by counter (both are arrays of _Atomic uint64_t). */
+static void
+add_counts(struct metrics_counts *to, const struct metrics_counts *from)
+{
+    _Atomic uint64_t *t = (_Atomic uint64_t *)to;
+    const _Atomic uint64_t *f = (const _Atomic uint64_t *)from;
+
+    for (size_t i = 0; i < sizeof(*to) / sizeof(*t); i++)
+        atomic_fetch_add_explicit(&t[i], atomic_load_explicit(&f[i], memory_order_relaxed),
+                                  memory_order_relaxed);
 }
 
 void
@@ -39,25 +61,85 @@ metrics_release(int idx)
 {
     if (idx < 0 || (unsigned)idx >= nslots)
         return;
-    retired_requests += atomic_load(&slots[idx].requests);
-    memset(&slots[idx], 0, sizeof(slots[idx]));
+    add_counts(&region->retired, &region->slots[idx].c);
+    memset(&region->slots[idx], 0, sizeof(region->slots[idx]));
 }
 
 struct metrics_slot *
 metrics_slot(int idx)
 {
-    return &slots[idx];
+    return &region->slots[idx];
+}
+
+int
+metrics_service_index(const char *name)
+{
+    unsigned n = atomic_load(&region->nnames);
+
+    for (unsigned i = 0; i < n; i++)
+        if (strncmp(region->names[i], name, METRICS_NAME_MAX) == 0)
+            return (int)i;
+    return -1;
 }
 
 void
-metrics_sum(struct metrics_totals *t)
+metrics_register_service(const char *name)
 {
-    t->requests = retired_requests;
+    unsigned n = atomic_load(&region->nnames);
+
+    if (metrics_service_index(name) != -1)
+        return;
+    if (n == METRICS_MAX_SERVICES || strlen(name) >= METRICS_NAME_MAX) {
+        log_warnx("service '%s' is not counted by service in the metrics (at most %d names "
+                  "of fewer than %d characters)", name, METRICS_MAX_SERVICES, METRICS_NAME_MAX);
+        return;
+    }
+    strcpy(region->names[n], name);
+    atomic_store(&region->nnames, n + 1);
+}
+
+const char *
+metrics_service_name(int i)
+{
+    return i >= 0 && (unsigned)i < atomic_load(&region->nnames) ? region->names[i] : NULL;
+}
+
+void
+metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes, uint64_t us)
+{
+    struct metrics_counts *c = &s->c;
+    int class = status / 100 - 1;
+    size_t b = 0;
+
+    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
+    if (svc >= 0 && class >= 0 && class < METRICS_CLASSES)
+        atomic_fetch_add_explicit(&c->by_class[svc][class], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->body_bytes, body_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->duration_us, us, memory_order_relaxed);
+    while (b < METRICS_BUCKETS && us > metrics_bucket_us[b])
+        b++;
+    if (b < METRICS_BUCKETS)
+        atomic_fetch_add_explicit(&c->buckets[b], 1, memory_order_relaxed);
+}
+
+void
+metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
+{
+    t->requests = atomic_load(&region->retired.requests);
     t->conns = 0;
+    t->workers = 0;
+    if (c != NULL) {
+        memset(c, 0, sizeof(*c));
+        add_counts(c, &region->retired);
+    }
     for (unsigned i = 0; i < nslots; i++) {
-        if (slots[i].pid == 0)
+        struct metrics_slot *s = &region->slots[i];
+        if (s->pid <= 0)
             continue;
-        t->requests += atomic_load(&slots[i].requests);
-        t->conns += atomic_load(&slots[i].conns);
+        t->workers++;
+        t->requests += atomic_load(&s->c.requests);
+        t->conns += atomic_load(&s->conns);
+        if (c != NULL)
+            add_counts(c, &s->c);
     }
 }

@@ -1,6 +1,6 @@
-/* Shared counters: one slot per worker process in a region the master maps before forking.
- * Each worker writes only its own slot; the master reads all of them for the watchdog
- * and the status line. */
+/* Shared counters: a region the master maps before forking, with one slot per worker
+ * process. Each worker writes only its own slot; the master reads them all for the
+ * watchdog and the status line, and the metrics handler in any worker sums them. */
 #ifndef PERCORE_METRICS_H
 #define PERCORE_METRICS_H
 
@@ -8,12 +8,27 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#define METRICS_MAX_SERVICES 64 /* distinct service names counted per service */
+#define METRICS_NAME_MAX 64
+#define METRICS_CLASSES 5 /* 1xx .. 5xx */
+#define METRICS_BUCKETS 12
+
+/* Request durations' bucket upper bounds, in microseconds (+Inf is the count). */
+extern const uint32_t metrics_bucket_us[METRICS_BUCKETS];
+
+struct metrics_counts {
+    _Atomic uint64_t requests;
+    _Atomic uint64_t by_class[METRICS_MAX_SERVICES][METRICS_CLASSES];
+    _Atomic uint64_t body_bytes;
+    _Atomic uint64_t duration_us;
+    _Atomic uint64_t buckets[METRICS_BUCKETS];
+};
+
 struct metrics_slot {
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC of the worker loop's last turn */
-    _Atomic uint64_t requests;
-    _Atomic uint64_t conns; /* open connections */
-    pid_t pid;              /* 0: free; set by the master */
-    char pad[128 - 3 * 8 - sizeof(pid_t)];
+    _Atomic uint64_t conns;       /* open connections */
+    pid_t pid;                    /* 0: free; set by the master */
+    struct metrics_counts c;
 };
 
 /* Master: map room for n slots (never unmapped: workers of every generation use it). */
@@ -24,11 +39,24 @@ int metrics_claim(void);
 void metrics_release(int idx);
 struct metrics_slot *metrics_slot(int idx);
 
+/* Master, before a generation starts: give each service name an index (kept across
+ * reloads, so a service's counts go on). Worker: the index of a name, or -1. */
+void metrics_register_service(const char *name);
+int metrics_service_index(const char *name);
+/* The name of index i, or NULL past the last. */
+const char *metrics_service_name(int i);
+
+/* Worker: count a request that ended with status, having sent body_bytes in us. */
+void metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes,
+                   uint64_t us);
+
 struct metrics_totals {
     uint64_t requests;
     uint64_t conns;
+    unsigned workers;
 };
-/* Sum over live slots plus the counts of workers that have exited. */
-void metrics_sum(struct metrics_totals *t);
+/* Sum over live slots plus the counts of workers that have exited; with c non-NULL, all
+ * counters too. */
+void metrics_sum(struct metrics_totals *t, struct metrics_counts *c);
 
 #endif

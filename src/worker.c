@@ -117,6 +117,7 @@ printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
 struct request_logger {
     h2o_logger_t super;
     struct access_log *access; /* the service's, or NULL */
+    int svc;                   /* its metrics index, or -1 */
 };
 
 /* Logger on every path: counts requests for the status line's req/s, writes the access
@@ -125,9 +126,14 @@ struct request_logger {
 static void
 on_request_done(h2o_logger_t *self, h2o_req_t *req)
 {
-    struct access_log *al = ((struct request_logger *)self)->access;
+    struct request_logger *rl = (struct request_logger *)self;
+    struct access_log *al = rl->access;
+    struct timeval now = *h2o_get_timestamp(req->conn->ctx, NULL, NULL);
+    int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
+                 (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
 
-    atomic_fetch_add_explicit(&w.metrics->requests, 1, memory_order_relaxed);
+    metrics_count(w.metrics, rl->svc, req->res.status, req->bytes_sent,
+                  us > 0 ? (uint64_t)us : 0);
     if (al != NULL)
         accesslog_write(al, req);
     for (size_t i = 0; i < req->error_logs.size; i++) {
@@ -138,12 +144,13 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
 }
 
 static void
-add_request_logger(h2o_pathconf_t *pc, struct access_log *access)
+add_request_logger(h2o_pathconf_t *pc, struct access_log *access, int svc)
 {
     struct request_logger *rl = (void *)h2o_create_logger(pc, sizeof(*rl));
 
     rl->super.log_access = on_request_done;
     rl->access = access;
+    rl->svc = svc;
 }
 
 static void
@@ -323,6 +330,7 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     h2o_hostconf_t *host;
     const struct conf_route **routes;
     struct access_log *access = s->access_log != NULL ? accesslog_open(s->access_log) : NULL;
+    int svc = metrics_service_index(s->name);
 
     setup_globalconf(&rt->gconf, s);
     host = h2o_config_register_host(&rt->gconf, h2o_iovec_init(s->name, strlen(s->name)),
@@ -346,12 +354,12 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
                                                .brotli = {.quality = -1}};
             h2o_compress_register(pc, &gzip);
         }
-        add_request_logger(pc, access);
+        add_request_logger(pc, access, svc);
     }
     free(routes);
     /* Requests no route matched (404s) are limited, counted and logged too. */
     add_guards(&host->fallback_path, s);
-    add_request_logger(&host->fallback_path, access);
+    add_request_logger(&host->fallback_path, access, svc);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
 }

@@ -338,7 +338,7 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:9: route prefix '/a?b' must be a path, without '?' or '#'"},
     {SVC_OPEN SVC_ROUTE SVC_ROUTE "}\n",
      "t.conf:4:9: duplicate route '/' in service 's' (first at t.conf:3:3)"},
-    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, module"},
+    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, metrics, module"},
     {SVC_OPEN "  route / { respond 200; respond 201; }\n}\n",
      "t.conf:3:26: duplicate 'respond' (first set at t.conf:3:13)"},
     {SVC_OPEN "  route / { respond 200; module /x.so; }\n}\n",
