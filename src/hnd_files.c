@@ -118,7 +118,7 @@ files_free(void *p)
     free(fc);
 }
 
-static int have_openat2 = 1; /* cleared for good on ENOSYS */
+static int have_openat2 = 1; /* cleared for good on ENOSYS or EPERM */
 
 /* Generators waiting for their socket to be writable, by socket fd (per worker). */
 static struct file_gen **waiting;
@@ -393,35 +393,53 @@ plain_get(h2o_req_t *req)
     return 1;
 }
 
-/* Open rel under the root; with !symlinks_out nothing may resolve outside it (-1 with
- * errno EXDEV or ELOOP when it tries). */
+/* Kernels without openat2: the resolved path must stay inside the root. 0 to go on,
+ * -1 when it leads out. */
+static int
+check_realpath(const struct files_conf *fc, const char *rel)
+{
+    size_t rlen = strlen(fc->root);
+    char path[PATH_MAX], real[PATH_MAX];
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", fc->root, rel) >= sizeof(path))
+        return -1;
+    if (realpath(path, real) == NULL)
+        return 0; /* missing: the open says so */
+    return strncmp(real, fc->root, rlen) == 0 && (real[rlen] == '/' || real[rlen] == '\0')
+               ? 0
+               : -1;
+}
+
+/* Open rel (relative) under the root: with !symlinks_out nothing may resolve outside it
+ * (-1 with errno EXDEV when it tries). openat2(RESOLVE_BENEATH) decides in one call; an
+ * absolute symlink that lands inside the root, or a kernel (or seccomp filter) without
+ * openat2, takes the realpath way. */
 static int
 open_beneath(const struct files_front *f, const char *rel)
 {
-    struct open_how how = {.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, fd;
+    struct open_how how = {.flags = (uint64_t)flags,
                            .resolve = f->conf->symlinks_out ? 0
                                                             : RESOLVE_BENEATH |
                                                                   RESOLVE_NO_MAGICLINKS};
 
-    return (int)syscall(SYS_openat2, f->rootfd, rel, &how, sizeof(how));
-}
-
-/* Kernels without openat2: the resolved path must stay inside the root. 0 to go on,
- * -1 when it leads out. */
-static int
-check_realpath(const struct files_conf *fc, h2o_mem_pool_t *pool, h2o_iovec_t rel)
-{
-    size_t rlen = strlen(fc->root);
-    h2o_iovec_t path = h2o_concat(pool, h2o_iovec_init(fc->root, rlen),
-                                  h2o_iovec_init(H2O_STRLIT("/")), rel,
-                                  h2o_iovec_init(H2O_STRLIT("\0")));
-    char real[PATH_MAX];
-
-    if (realpath(path.base, real) == NULL)
-        return 0; /* missing: the file handler answers 404 */
-    return strncmp(real, fc->root, rlen) == 0 && (real[rlen] == '/' || real[rlen] == '\0')
-               ? 0
-               : -1;
+    if (have_openat2) {
+        fd = (int)syscall(SYS_openat2, f->rootfd, rel, &how, sizeof(how));
+        if (fd >= 0 || f->conf->symlinks_out)
+            return fd;
+        if (errno == ENOSYS || errno == EPERM) {
+            have_openat2 = 0;
+            log_info("openat2 unavailable (%s): the files handler checks paths with "
+                     "realpath", strerror(errno));
+        } else if (errno != EXDEV && errno != ELOOP) {
+            return -1;
+        }
+    }
+    if (!f->conf->symlinks_out && check_realpath(f->conf, rel) == -1) {
+        errno = EXDEV;
+        return -1;
+    }
+    return openat(f->rootfd, rel, flags);
 }
 
 /* A directory's index file must not lead out of the root either. */
@@ -438,8 +456,7 @@ index_escapes(const struct files_front *f, h2o_mem_pool_t *pool, h2o_iovec_t rel
             close(fd);
             return 0; /* libh2o serves this one */
         }
-        if ((errno == EXDEV || errno == ELOOP) &&
-            check_realpath(f->conf, pool, h2o_iovec_init(p.base, p.len - 1)) == -1)
+        if (errno == EXDEV)
             return 1;
     }
     return 0;
@@ -461,25 +478,11 @@ on_front(h2o_handler_t *self, h2o_req_t *req)
         rel.base++;
         rel.len--;
     }
-    if (!have_openat2)
-        return f->conf->symlinks_out || check_realpath(f->conf, &req->pool, rel) == 0 ? -1
-                                                                                       : 404;
     relz = h2o_concat(&req->pool, rel.len ? rel : h2o_iovec_init(H2O_STRLIT(".")),
                       h2o_iovec_init(H2O_STRLIT("\0")));
     of = of_get(f, relz.base);
-    if (of == NULL) {
-        if (errno == ENOSYS || errno == EPERM) {
-            have_openat2 = 0; /* old kernel, or a seccomp filter that forbids it */
-            log_info("openat2 unavailable (%s): the files handler checks paths with "
-                     "realpath", strerror(errno));
-            return on_front(self, req);
-        }
-        /* EXDEV/ELOOP: a symlink out of the root, or an absolute one that lands inside it,
-         * which only the resolved path tells apart. Anything else: libh2o says 404/403. */
-        if (errno != EXDEV && errno != ELOOP)
-            return -1;
-        return check_realpath(f->conf, &req->pool, rel) == 0 ? -1 : 404;
-    }
+    if (of == NULL) /* out of the root: 404; anything else: libh2o says 404 or 403 */
+        return errno == EXDEV ? 404 : -1;
     /* A FIFO or device would block libh2o's own open(): never hand it on. */
     if (!S_ISREG(of->st.st_mode) && !S_ISDIR(of->st.st_mode)) {
         of_put(of);
