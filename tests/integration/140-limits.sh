@@ -26,10 +26,11 @@ service big {
 }
 service timed {
     listen 127.0.0.1:$PORT3;
-    listen 127.0.0.1:$PORT4 tls;
+    listen 127.0.0.1:$PORT4 tls http2;
     tls_certificate $T_DIR/cert.pem;
     tls_key $T_DIR/key.pem;
     header_timeout 1s;
+    idle_timeout 1200ms;
     handshake_timeout 1500ms;
     max_header_size 2k;
     route / { respond 200 "timed\n"; }
@@ -91,6 +92,31 @@ check "and an idle keep-alive connection too ($MS ms)" [ "$MS" -ge 800 -a "$MS" 
 MS=$(closed_after "$PORT4")
 check "handshake_timeout 1500ms: a client that never says hello ($MS ms)" \
     [ "$MS" -ge 1300 -a "$MS" -le 3500 ]
+if /usr/bin/python3 -c 'import h2' 2>/dev/null; then
+    MS=$(/usr/bin/python3 - "$PORT4" <<'PY'
+import socket, ssl, sys, time
+import h2.config, h2.connection
+tls = ssl.create_default_context()
+tls.check_hostname = False
+tls.verify_mode = ssl.CERT_NONE
+tls.set_alpn_protocols(["h2"])
+s = tls.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="x")
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+s.sendall(c.data_to_send())
+s.settimeout(8)
+t0 = time.monotonic()
+try:
+    while s.recv(65536):
+        pass
+    print(int((time.monotonic() - t0) * 1000))
+except (socket.timeout, ssl.SSLError, OSError):
+    print(99999)
+PY
+)
+    check "idle_timeout 1200ms: an idle HTTP/2 connection is closed ($MS ms)" \
+        [ "$MS" -ge 1000 -a "$MS" -le 3500 ]
+fi
 MS=$(closed_after "$PORT" $'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
 check "another service keeps the default 10 s ($MS ms)" [ "$MS" -ge 5000 ]
 BIG=$(head -c 3000 /dev/zero | tr '\0' 'x')
