@@ -94,10 +94,13 @@ beat(void)
     atomic_store_explicit(&w.metrics->heartbeat_ms, util_now_ms(), memory_order_relaxed);
 }
 
+static void error_lines_tick(void);
+
 static void
 on_heartbeat(h2o_timeout_entry_t *entry)
 {
     beat();
+    error_lines_tick(); /* a flood's last count is logged even if it stops */
     h2o_timeout_link(w.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
@@ -112,6 +115,43 @@ printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
         out[i] = (unsigned char)s.base[i] < 0x20 || s.base[i] == 0x7f ? '?' : s.base[i];
     out[i] = '\0';
     return out;
+}
+
+#define ERROR_LINES_PER_SECOND 20
+
+/* At most ERROR_LINES_PER_SECOND request errors are logged per second and worker (an
+ * upstream outage must not flood the journal); the rest are counted in one line when the
+ * second is over. */
+static struct {
+    uint64_t second;
+    unsigned lines;
+    unsigned long dropped;
+} errlines;
+
+static void
+error_lines_tick(void)
+{
+    uint64_t now = h2o_now(w.loop) / 1000;
+
+    if (now == errlines.second)
+        return;
+    if (errlines.dropped > 0)
+        log_warnx("%lu more request errors not logged", errlines.dropped);
+    errlines.second = now;
+    errlines.lines = 0;
+    errlines.dropped = 0;
+}
+
+static int
+error_line_allowed(void)
+{
+    error_lines_tick();
+    if (errlines.lines < ERROR_LINES_PER_SECOND) {
+        errlines.lines++;
+        return 1;
+    }
+    errlines.dropped++;
+    return 0;
 }
 
 struct request_logger {
@@ -138,8 +178,10 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
         accesslog_write(al, req);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
-        log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
-                  printable(&req->pool, req->input.path, 256), printable(&req->pool, *msg, 256));
+        if (error_line_allowed())
+            log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
+                      printable(&req->pool, req->input.path, 256),
+                      printable(&req->pool, *msg, 256));
     }
 }
 

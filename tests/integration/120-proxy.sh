@@ -47,6 +47,7 @@ service s {
     route /unix/ { proxy unix:$SOCK; }
     route /bh/ { proxy http://127.0.0.1:$PH/ http://127.0.0.1:$PB/v1/ connect_timeout=500ms; }
     route /bhonly/ { proxy http://127.0.0.1:$PH/ connect_timeout=500ms; }
+    route /short/ { proxy http://127.0.0.1:$PA/v1/ timeout=300ms; }
 }
 CONF
 start_percore "$CONF"
@@ -78,6 +79,25 @@ MS=$(( ($(date +%s%N) - T0) / 1000000 ))
 check "an upstream that does not answer: 504 after the timeout ($CODE in $MS ms)" \
     [ "$MS" -lt 5000 -a "$MS" -ge 900 -a "$CODE" = 504 ]
 check "the worker log names the request and the reason" log_has "GET /api/hang: I/O timeout"
+
+# 100 timeouts at once: 20 lines a second, and lines that count the others.
+PIDS=
+for _ in $(seq 1 100); do
+    curl -s -o /dev/null -m 5 "$URL/short/hang" &
+    PIDS="$PIDS $!"
+done
+# shellcheck disable=SC2086
+wait $PIDS
+# lines_and_dropped: request-error lines logged, and those only counted.
+lines_and_dropped() {
+    LINES=$(grep -c 'GET /short/hang: I/O timeout' "$PC_LOG")
+    DROPPED=$(sed -n 's/.* \([0-9]*\) more request errors not logged.*/\1/p' "$PC_LOG" |
+        awk '{ n += $1 } END { print n + 0 }')
+    [ $((LINES + DROPPED)) -ge 100 ]
+}
+wait_for lines_and_dropped
+check "a burst of 100 request errors: at most 20 lines a second ($LINES)" [ "$LINES" -lt 100 ]
+expect_eq "the lines and the counted others make 100" "$((LINES + DROPPED))" "100"
 
 T0=$(date +%s%N)
 NAME=$(curl -s -m 5 "$URL/bh/x" | j name)
