@@ -164,14 +164,11 @@ header(h2o_req_t *req, const h2o_token_t *token)
 }
 
 void
-accesslog_write(struct access_log *al, h2o_req_t *req)
+accesslog_write(struct access_log *al, h2o_req_t *req, uint64_t us)
 {
     char line[LINE_MAX_LEN], addr[NI_MAXHOST] = "-";
     struct sockaddr_storage ss;
     socklen_t sslen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    struct timeval now = *h2o_get_timestamp(req->conn->ctx, NULL, NULL);
-    int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
-                 (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
     char *p = line;
 
     if (sslen != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, sslen, addr) == SIZE_MAX)
@@ -189,7 +186,7 @@ accesslog_write(struct access_log *al, h2o_req_t *req)
     *p++ = ' ';
     *p++ = '"';
     p = put_escaped(p, header(req, H2O_TOKEN_USER_AGENT), 128);
-    p += snprintf(p, 32, "\" %.3f\n", us > 0 ? (double)us / 1e6 : 0.0);
+    p += snprintf(p, 32, "\" %.3f\n", (double)us / 1e6);
     if (al->len + (size_t)(p - line) > BUF_SIZE)
         flush_one(al);
     memcpy(al->buf + al->len, line, (size_t)(p - line));

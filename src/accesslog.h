@@ -4,6 +4,7 @@
 #define PERCORE_ACCESSLOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct access_log;
 struct st_h2o_req_t;
@@ -15,7 +16,8 @@ int accesslog_check(const char *path, char *err, size_t errlen);
 /* Worker: the log writing to path (one per path, shared by services naming the same
  * file); NULL, with a warning, if it cannot be opened. */
 struct access_log *accesslog_open(const char *path);
-void accesslog_write(struct access_log *al, struct st_h2o_req_t *req);
+/* Worker: log req, which took us microseconds. */
+void accesslog_write(struct access_log *al, struct st_h2o_req_t *req, uint64_t us);
 /* Write out what is buffered: at the end of every loop turn, and before exit. */
 void accesslog_flush(void);
 /* SIGUSR1: flush, then reopen every file by its path (after log rotation). */

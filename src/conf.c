@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,39 +356,39 @@ dir_compress(struct loader *ld, const struct directive *d, const struct conf_nod
     return parse_flag(ld, n, &((struct conf_route *)obj)->compress);
 }
 
+/* Where each time directive goes (in the object of its block) and its least value. */
+static const struct {
+    const char *name;
+    size_t off;
+    int64_t min_ms;
+    const char *min; /* as the error says it */
+} times[] = {
+    {"handshake_timeout", offsetof(struct conf_service, handshake_timeout_ms), 100, "100ms"},
+    {"header_timeout", offsetof(struct conf_service, header_timeout_ms), 100, "100ms"},
+    {"idle_timeout", offsetof(struct conf_service, idle_timeout_ms), 100, "100ms"},
+    {"shutdown_delay", offsetof(struct conf, shutdown_delay_ms), 0, NULL},
+    {"shutdown_timeout", offsetof(struct conf, shutdown_timeout_ms), 0, NULL},
+    {"tls_ticket_rotation", offsetof(struct conf, tls_ticket_rotation_ms), 1000, "1s"},
+    /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
+    {"worker_watchdog", offsetof(struct conf, worker_watchdog_ms), 1000, "1s"},
+};
+
 static int
 dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
     int64_t ms;
+    size_t i;
 
     if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
                       "ms, s, m or h, at most 24h", a->s, n->name);
-    if (strcmp(n->name, "header_timeout") == 0 || strcmp(n->name, "idle_timeout") == 0 ||
-        strcmp(n->name, "handshake_timeout") == 0) {
-        struct conf_service *svc = obj;
-        if (ms < 100)
-            return err_at(ld, &a->pos, "'%s' must be at least 100ms, got '%s'", n->name, a->s);
-        *(n->name[0] == 'i'   ? &svc->idle_timeout_ms
-          : n->name[1] == 'a' ? &svc->handshake_timeout_ms
-                              : &svc->header_timeout_ms) = ms;
-    } else if (strcmp(n->name, "tls_ticket_rotation") == 0) {
-        if (ms < 1000)
-            return err_at(ld, &a->pos, "'tls_ticket_rotation' must be at least 1s, got '%s'",
-                          a->s);
-        ld->conf->tls_ticket_rotation_ms = ms;
-    } else if (strcmp(n->name, "shutdown_timeout") == 0) {
-        ld->conf->shutdown_timeout_ms = ms;
-    } else if (strcmp(n->name, "shutdown_delay") == 0) {
-        ld->conf->shutdown_delay_ms = ms;
-    } else {
-        /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
-        if (ms < 1000)
-            return err_at(ld, &a->pos, "'worker_watchdog' must be at least 1s, got '%s'",
-                          a->s);
-        ld->conf->worker_watchdog_ms = ms;
-    }
+    for (i = 0; strcmp(times[i].name, n->name) != 0; i++)
+        ;
+    if (ms < times[i].min_ms)
+        return err_at(ld, &a->pos, "'%s' must be at least %s, got '%s'", n->name, times[i].min,
+                      a->s);
+    *(int64_t *)((char *)obj + times[i].off) = ms;
     return 0;
 }
 
@@ -462,11 +463,10 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
         return;
     }
     if (plain_listens > 0)
-        svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 0, NULL, err,
-                                   sizeof(err));
+        svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 0, err, sizeof(err));
     if ((plain_listens == 0 || svc->ssl_ctx != NULL) && h2_listens > 0)
-        svc->ssl_ctx_h2 = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 1, svc->ssl_ctx,
-                                      err, sizeof(err));
+        svc->ssl_ctx_h2 = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 1, err,
+                                      sizeof(err));
     if ((plain_listens > 0 && svc->ssl_ctx == NULL) || (h2_listens > 0 && svc->ssl_ctx_h2 == NULL))
         err_at(ld, &svc->tls_pos, "service '%s': %s", svc->name, err);
 }
@@ -516,20 +516,21 @@ has_server_name(const struct conf_service *s, const char *name)
 /* A service that shares an address with earlier ones needs names to be picked by (the
  * first on an address is its default), and no name may be claimed twice there. */
 static void
-check_shared(struct loader *ld, const struct conf_service *svc)
+check_shared(struct loader *ld, struct conf_service *svc)
 {
-    const struct conf *c = ld->conf;
+    struct conf *c = ld->conf;
 
     for (size_t j = 0; j < svc->nlistens; j++) {
         const struct conf_listen *l = &svc->listens[j];
         for (size_t i = 0; i < c->nservices && &c->services[i] != svc; i++) {
-            const struct conf_service *o = &c->services[i];
+            struct conf_service *o = &c->services[i];
             size_t k;
             for (k = 0; k < o->nlistens; k++)
                 if (listener_addr_equal(&o->listens[k].addr, &l->addr))
                     break;
             if (k == o->nlistens)
                 continue;
+            svc->shared = o->shared = 1;
             if (svc->nserver_names == 0) {
                 err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
                        "'server_name' for TLS clients to pick it by", svc->name, l->addr.text,

@@ -43,6 +43,7 @@ struct conf_service {
     char **server_names; /* lowercase; "*.example.com" matches any name below it */
     size_t nserver_names;
     struct conf_pos server_name_pos;
+    int shared; /* shares a TLS address with another service (SNI picks between them) */
     uint64_t max_body;      /* request body limit, 413 above */
     uint64_t max_header_size; /* request line and headers, 431 above */
     int64_t header_timeout_ms;    /* HTTP/1.1: to get a request, keep-alive idle included */

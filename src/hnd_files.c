@@ -229,13 +229,18 @@ on_proceed(h2o_generator_t *self, h2o_req_t *req)
         push_read(g);
 }
 
+/* g no longer waits for its socket (the request is over, or going away). */
+static void
+unwait(struct file_gen *g)
+{
+    if (g->sockfd >= 0 && (size_t)g->sockfd < nwaiting && waiting[g->sockfd] == g)
+        waiting[g->sockfd] = NULL;
+}
+
 static void
 on_stop(h2o_generator_t *self, h2o_req_t *req)
 {
-    struct file_gen *g = (struct file_gen *)self;
-
-    if (g->sockfd >= 0 && (size_t)g->sockfd < nwaiting && waiting[g->sockfd] == g)
-        waiting[g->sockfd] = NULL;
+    unwait((struct file_gen *)self);
 }
 
 static void
@@ -307,8 +312,7 @@ on_gen_dispose(void *p)
 {
     struct file_gen *g = p;
 
-    if (g->sockfd >= 0 && (size_t)g->sockfd < nwaiting && waiting[g->sockfd] == g)
-        waiting[g->sockfd] = NULL;
+    unwait(g);
     of_put(g->of);
 }
 

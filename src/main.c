@@ -41,7 +41,8 @@ usage(FILE *out)
             "  -h       print this help and exit\n"
             "\n"
             "Signals to the master: HUP reloads the configuration (a bad one is logged and\n"
-            "the running one keeps serving); TERM, INT or QUIT stop gracefully.\n"
+            "the running one keeps serving); TERM, INT or QUIT stop gracefully;\n"
+            "USR1 reopens the log file and the access logs.\n"
             "See percore(8) and percore.conf(5).\n",
             PERCORE_CONF_PATH);
 }

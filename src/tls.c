@@ -221,12 +221,11 @@ use_ring(SSL_CTX *ctx, const char *service)
 }
 
 void *
-tls_ctx_new(const char *service, const char *cert, const char *key, int http2, void *twin,
-            char *err, size_t errlen)
+tls_ctx_new(const char *service, const char *cert, const char *key, int http2, char *err,
+            size_t errlen)
 {
     /* HTTP/2 only where asked: its reset guard is ours, see h2guard.c and percore.conf(5). */
     static const h2o_iovec_t alpn[] = {{(char *)"http/1.1", 8}, {NULL, 0}};
-    unsigned char keys[80];
     SSL_CTX *ctx;
 
     if (!readable(cert, err, errlen) || !readable(key, err, errlen))
@@ -259,18 +258,9 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, v
                                                   ? strlen(service)
                                                   : SSL_MAX_SID_CTX_LENGTH));
     h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : alpn);
-    if (ring != NULL) {
-        if (use_ring(ctx, service) == -1) {
-            ssl_error(err, errlen, "session ticket keys");
-            goto fail;
-        }
-    } else if (twin != NULL) {
-        if (SSL_CTX_get_tlsext_ticket_keys((SSL_CTX *)twin, keys, sizeof(keys)) != 1 ||
-            SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1) {
-            ssl_error(err, errlen, "session ticket keys");
-            goto fail;
-        }
-        OPENSSL_cleanse(keys, sizeof(keys));
+    if (ring != NULL && use_ring(ctx, service) == -1) {
+        ssl_error(err, errlen, "session ticket keys");
+        goto fail;
     }
     return ctx;
 fail:

@@ -7,16 +7,17 @@
 
 /* An SSL_CTX for a service: TLS 1.2 and 1.3, the certificate chain and key files, a
  * session ID context of the service's own (so no session resumes on another service),
- * ALPN http/1.1, or h2 and http/1.1 when http2 is set. twin, when not NULL, is the
- * service's other context: the new one takes its ticket keys, so a session resumes on
- * either (without the shared keys of tls_tickets_init). Returns NULL with "PATH: reason" in err. Free with tls_ctx_free. */
+ * ALPN http/1.1, or h2 and http/1.1 when http2 is set, and, after tls_tickets_init, the
+ * service's ticket keys (shared by all its contexts). Returns NULL with "PATH: reason" in
+ * err. Free with tls_ctx_free. */
 void *tls_ctx_new(const char *service, const char *cert, const char *key, int http2,
-                  void *twin, char *err, size_t errlen);
+                  char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
 
 /* Master, before the first config is read: the shared session ticket keys. Contexts made
  * afterwards issue and accept tickets with them (each service its own keys derived from
- * them), in every worker and generation. Without it, each context has its own keys. */
+ * them), in every worker and generation. Without it (percore -t), each context has its
+ * own keys. */
 void tls_tickets_init(void);
 /* Master: a new current key; tickets of the previous ones are still accepted (and renewed)
  * until they have been rotated out. */

@@ -172,10 +172,11 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
                  (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
 
-    metrics_count(w.metrics, rl->svc, req->res.status, req->bytes_sent,
-                  us > 0 ? (uint64_t)us : 0);
+    if (us < 0)
+        us = 0;
+    metrics_count(w.metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
     if (al != NULL)
-        accesslog_write(al, req);
+        accesslog_write(al, req, (uint64_t)us);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         if (error_line_allowed())
@@ -324,25 +325,11 @@ on_misdirected(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-/* Whether s shares a TLS address with another service (which SNI picks between). */
-static int
-shares_address(const struct conf_service *s)
-{
-    const struct conf *c = w.args->conf;
-
-    for (size_t i = 0; i < c->nservices; i++)
-        for (size_t j = 0; j < c->services[i].nlistens && &c->services[i] != s; j++)
-            for (size_t k = 0; k < s->nlistens; k++)
-                if (listener_addr_equal(&c->services[i].listens[j].addr, &s->listens[k].addr))
-                    return 1;
-    return 0;
-}
-
 /* The checks every request of s goes through before its route's handler. */
 static void
 add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
 {
-    if (shares_address(s))
+    if (s->shared)
         h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_misdirected;
     add_header_limit(pc, s);
 }

@@ -6,10 +6,8 @@
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
 D=$T_DIR
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1 || bail "cannot make a certificate"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other \
-    -keyout "$D/key2.pem" -out "$D/cert2.pem" >/dev/null 2>&1
+make_cert localhost "$D/cert.pem" "$D/key.pem"
+make_cert other "$D/cert2.pem" "$D/key2.pem"
 PORT=$(free_port)
 PORT2=$(free_port)
 PLAIN=$(free_port)
@@ -46,24 +44,20 @@ expect_eq "the certificate is the configured one" \
 
 # Resumption: new connections land on either worker (reuseport hashes the source port).
 for v in tls1_2 tls1_3; do
-    # TLS 1.3 tickets come after the handshake: stay connected a moment to get one.
-    (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -sess_out "$D/sess.$v" >/dev/null 2>&1
+    tls_session "$D/sess.$v" "$PORT" -$v
     R=0
     for _ in $(seq 1 10); do
-        openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/sess.$v" </dev/null 2>/dev/null |
-            grep -q '^Reused,' && R=$((R + 1))
+        R=$((R + $(resumed "$D/sess.$v" "$PORT" -$v)))
     done
     expect_eq "$v session resumed on whichever worker: $R/10" "$R" "10"
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT2 -sess_in "$D/sess.$v" </dev/null 2>/dev/null |
-        grep -c '^Reused,')
-    expect_eq "$v: a session of service a does not resume on service b" "$N" "0"
+    expect_eq "$v: a session of service a does not resume on service b" \
+        "$(resumed "$D/sess.$v" "$PORT2" -$v)" "0"
 done
 # Ticket keys live in the master, beyond a generation: a reload keeps sessions.
 "$PERCORE" -s reload -c "$CONF" >/dev/null 2>&1
 for v in tls1_2 tls1_3; do
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/sess.$v" </dev/null 2>/dev/null |
-        grep -c '^Reused,')
-    expect_eq "$v: a session from before a reload resumes after it" "$N" "1"
+    expect_eq "$v: a session from before a reload resumes after it" \
+        "$(resumed "$D/sess.$v" "$PORT" -$v)" "1"
 done
 stop_percore
 
@@ -72,19 +66,15 @@ stop_percore
 sed -i '1s/^/tls_ticket_rotation 1s;\n/' "$CONF"
 start_percore "$CONF"
 for v in tls1_2 tls1_3; do
-    (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -sess_out "$D/rot.$v" >/dev/null 2>&1
+    tls_session "$D/rot.$v" "$PORT" -$v
 done
 sleep 1.2
 for v in tls1_2 tls1_3; do
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/rot.$v" </dev/null 2>/dev/null |
-        grep -c '^Reused,')
-    expect_eq "$v: a ticket one rotation old still resumes" "$N" "1"
+    expect_eq "$v: a ticket one rotation old still resumes" "$(resumed "$D/rot.$v" "$PORT" -$v)" "1"
 done
 sleep 3.5
 for v in tls1_2 tls1_3; do
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -sess_in "$D/rot.$v" </dev/null 2>/dev/null |
-        grep -c '^Reused,')
-    expect_eq "$v: a ticket whose key was rotated out does not" "$N" "0"
+    expect_eq "$v: a ticket whose key was rotated out does not" "$(resumed "$D/rot.$v" "$PORT" -$v)" "0"
 done
 stop_percore
 

@@ -8,8 +8,7 @@ PORT=$(free_port)
 PORT2=$(free_port)
 PORT3=$(free_port)
 PORT4=$(free_port)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$T_DIR/key.pem" -out "$T_DIR/cert.pem" >/dev/null 2>&1 || bail "cannot make a certificate"
+make_cert localhost "$T_DIR/cert.pem" "$T_DIR/key.pem"
 CONF=$T_DIR/percore.conf
 cat >"$CONF" <<CONF
 workers 1;

@@ -11,8 +11,7 @@ command -v cc >/dev/null || skip_all "no C compiler to build the test module"
 H2PY=/usr/bin/python3
 "$H2PY" -c 'import h2' 2>/dev/null || skip_all "python3-h2 not installed"
 D=$T_DIR
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1 || bail "cannot make a certificate"
+make_cert localhost "$D/cert.pem" "$D/key.pem"
 MOD=$D/hello.so
 cc -shared -fPIC -Wall -Werror -I"$TOP_SRCDIR/include" -o "$MOD" \
     "$TOP_SRCDIR/tests/modules/hello.c" || bail "cannot build the test module"
@@ -71,9 +70,9 @@ else
 fi
 
 # A session from the http/1.1 listen resumes on the h2 one: one service, one set of keys.
-(sleep 0.3; echo) | openssl s_client -connect 127.0.0.1:$H1 -sess_out "$D/sess" >/dev/null 2>&1
+tls_session "$D/sess" "$H1"
 expect_eq "a session resumes across the service's h2 and http/1.1 listens" \
-    "$(openssl s_client -alpn h2 -connect 127.0.0.1:$H2 -sess_in "$D/sess" </dev/null 2>/dev/null | grep -c '^Reused,')" "1"
+    "$(resumed "$D/sess" "$H2" -alpn h2)" "1"
 
 # calls URL: how many times this worker's module instance has been called (one call more).
 calls() {

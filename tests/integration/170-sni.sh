@@ -8,9 +8,7 @@ command -v openssl >/dev/null || skip_all "openssl not installed"
 D=$T_DIR
 for n in a.test b.test '*.w.test'; do
     f=$(echo "$n" | tr -d '*')
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$n" \
-        -addext "subjectAltName=DNS:$n" -keyout "$D/key$f.pem" -out "$D/cert$f.pem" >/dev/null 2>&1 ||
-        bail "cannot make a certificate"
+    make_cert "$n" "$D/cert$f.pem" "$D/key$f.pem"
 done
 PORT=$(free_port)
 CONF=$D/percore.conf
@@ -69,22 +67,17 @@ expect_eq "an unknown Host on another service's connection: 421" \
     "$(code b.test -H "Host: nobody.test")" "421"
 
 for v in tls1_2 tls1_3; do
-    (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -servername a.test \
-        -sess_out "$D/sess.$v" >/dev/null 2>&1
+    tls_session "$D/sess.$v" "$PORT" -$v -servername a.test
     R=0
     for _ in $(seq 1 6); do
-        openssl s_client -$v -connect 127.0.0.1:$PORT -servername a.test -sess_in "$D/sess.$v" \
-            </dev/null 2>/dev/null | grep -q '^Reused,' && R=$((R + 1))
+        R=$((R + $(resumed "$D/sess.$v" "$PORT" -$v -servername a.test)))
     done
     expect_eq "$v: a session of a.test resumes on either worker ($R/6)" "$R" "6"
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -servername b.test -sess_in "$D/sess.$v" \
-        </dev/null 2>/dev/null | grep -c '^Reused,')
-    expect_eq "$v: and never for b.test on the same address" "$N" "0"
-    (sleep 0.3; echo) | openssl s_client -$v -connect 127.0.0.1:$PORT -servername b.test \
-        -sess_out "$D/sessb.$v" >/dev/null 2>&1
-    N=$(openssl s_client -$v -connect 127.0.0.1:$PORT -servername b.test -sess_in "$D/sessb.$v" \
-        </dev/null 2>/dev/null | grep -c '^Reused,')
-    expect_eq "$v: a session of b.test, not the default, resumes too" "$N" "1"
+    expect_eq "$v: and never for b.test on the same address" \
+        "$(resumed "$D/sess.$v" "$PORT" -$v -servername b.test)" "0"
+    tls_session "$D/sessb.$v" "$PORT" -$v -servername b.test
+    expect_eq "$v: a session of b.test, not the default, resumes too" \
+        "$(resumed "$D/sessb.$v" "$PORT" -$v -servername b.test)" "1"
 done
 
 # A reload can add a service to the shared address.

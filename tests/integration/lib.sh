@@ -126,6 +126,29 @@ log_count_at_least() {
     [ "$(grep -c -- "$1" "$PC_LOG")" -ge "$2" ]
 }
 
+# make_cert CN CERT KEY: a self-signed P-256 certificate for CN (also as its DNS name).
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
+        -addext "subjectAltName=DNS:$1" -keyout "$3" -out "$2" >/dev/null 2>&1 ||
+        bail "cannot make a certificate"
+}
+
+# tls_session FILE PORT [S_CLIENT ARGS...]: save a session of 127.0.0.1:PORT in FILE
+# (staying connected a moment: TLS 1.3 tickets come after the handshake).
+tls_session() {
+    f=$1 p=$2
+    shift 2
+    (sleep 0.3; echo) | openssl s_client "$@" -connect "127.0.0.1:$p" -sess_out "$f" >/dev/null 2>&1
+}
+
+# resumed FILE PORT [S_CLIENT ARGS...]: 1 if a new connection resumed the session, else 0.
+resumed() {
+    f=$1 p=$2
+    shift 2
+    openssl s_client "$@" -connect "127.0.0.1:$p" -sess_in "$f" </dev/null 2>/dev/null |
+        grep -c '^Reused,'
+}
+
 # hello_conf PORT [BODY]: a one-route service.
 hello_conf() {
     cat <<CONF
