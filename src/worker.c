@@ -237,6 +237,7 @@ on_signal(h2o_socket_t *sock, const char *err)
             if (log_reopen() == -1)
                 log_warn("cannot reopen the log file");
             accesslog_reopen();
+            log_info("log files reopened");
         }
     }
 }

@@ -17,7 +17,8 @@ expect_eq "workers are named by slot" "$(ps -o comm= -p "$(workers | paste -sd,)
 # Keep-alive connections from wrk must land on both workers.
 wrk -t2 -c32 -d3s "$URL" >"$T_DIR/wrk.out" 2>&1 &
 WRK=$!
-sleep 1.5
+all_up() { [ "$(established "$PORT")" -ge 32 ]; }
+wait_for all_up
 PIDS=$(ss -Htnp state established "( sport = :$PORT )" | grep -o 'pid=[0-9]*' | sort -u | wc -l)
 wait "$WRK"
 expect_eq "connections reach every worker" "$PIDS" "2"

@@ -34,9 +34,10 @@ stop_and_time() {
 
 big_conf 30s
 start_percore "$CONF"
-python3 "$SLOWGET" "$PORT" /big $((4 * 1024 * 1024)) >"$T_DIR/slow" &
+rm -f "$T_DIR/started"
+python3 "$SLOWGET" "$PORT" /big $((4 * 1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
 SLOW=$!
-sleep 0.5
+wait_for test -e "$T_DIR/started" || not_ok "the slow request started"
 stop_and_time TERM
 wait "$SLOW"
 expect_eq "slow in-flight request completes after SIGTERM" "$(cat "$T_DIR/slow")" "200 $SIZE"
@@ -47,9 +48,10 @@ expect_eq "nothing listens after stop" "$(ss -Htln "sport = :$PORT" | wc -l)" "0
 # shutdown_timeout bounds the wait.
 big_conf 500ms
 start_percore "$CONF"
-python3 "$SLOWGET" "$PORT" /big $((1024 * 1024)) >"$T_DIR/slow" &
+rm -f "$T_DIR/started"
+python3 "$SLOWGET" "$PORT" /big $((1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
 SLOW=$!
-sleep 0.3
+wait_for test -e "$T_DIR/started" || not_ok "the slow request started"
 stop_and_time TERM
 wait "$SLOW"
 check "shutdown_timeout cuts a request that would take too long ($(cat "$T_DIR/slow"))" \
@@ -57,13 +59,12 @@ check "shutdown_timeout cuts a request that would take too long ($(cat "$T_DIR/s
 check "master exits 0 within shutdown_timeout plus grace (${MS} ms)" [ "$ST" = 0 ] && [ "$MS" -lt 3000 ]
 
 # shutdown_delay keeps accepting new connections for a while.
-big_conf 5s 1500ms
+big_conf 5s 4s
 start_percore "$CONF"
 MPID=$PC_PID
 kill -TERM "$MPID"
-sleep 0.5
+check "log announces the delay" wait_for log_has "stopping after shutdown_delay of 4000 ms"
 expect_eq "new connections are served during shutdown_delay" "$(curl -s -m 2 "$URL")" "small"
-check "log announces the delay" log_has "stopping after shutdown_delay of 1500 ms"
 wait_for sh -c "! kill -0 $MPID 2>/dev/null"
 wait "$MPID"
 expect_eq "exit 0 after shutdown_delay" "$?" "0"

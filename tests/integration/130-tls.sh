@@ -61,18 +61,25 @@ for v in tls1_2 tls1_3; do
 done
 stop_percore
 
-# Rotation: a new ticket key every second; a ticket survives one rotation (and is renewed)
-# but not three.
-sed -i '1s/^/tls_ticket_rotation 1s;\n/' "$CONF"
+# Rotation: a new ticket key every 2 s; a ticket survives one rotation (and is renewed)
+# but not three. Time is the event here: sleep until each point, measured from the
+# ticket's issue, so a slow machine does not skip a rotation.
+sed -i '1s/^/tls_ticket_rotation 2s;\n/' "$CONF"
 start_percore "$CONF"
+until_ms() { # T0_NS MS: sleep until MS after T0_NS
+    left=$(( $2 - ($(date +%s%N) - $1) / 1000000 ))
+    [ "$left" -gt 0 ] && sleep "$(printf '%d.%03d' $((left / 1000)) $((left % 1000)))"
+    return 0
+}
+T0=$(date +%s%N)
 for v in tls1_2 tls1_3; do
     tls_session "$D/rot.$v" "$PORT" -$v
 done
-sleep 1.2
+until_ms "$T0" 2300
 for v in tls1_2 tls1_3; do
     expect_eq "$v: a ticket one rotation old still resumes" "$(resumed "$D/rot.$v" "$PORT" -$v)" "1"
 done
-sleep 3.5
+until_ms "$T0" 8500
 for v in tls1_2 tls1_3; do
     expect_eq "$v: a ticket whose key was rotated out does not" "$(resumed "$D/rot.$v" "$PORT" -$v)" "0"
 done

@@ -29,7 +29,9 @@ curl -s -o /dev/null -A 'test/1.0' -e 'http://ref.example/' "$URL/a?b=1"
 curl -s -o /dev/null -A 'evil" agent\' "$URL/q"
 curl -s -o /dev/null -X POST --data-binary 'body' "$URL/post"
 curl -s -o /dev/null "http://127.0.0.1:$QUIET/"
-sleep 0.3
+# Lines are written at the end of the worker's loop turn: wait for them, bounded.
+lines_at_least() { [ "$(wc -l <"$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
+wait_for lines_at_least "$LOG" 3
 expect_eq "one line per request of the service, none for the other" "$(wc -l <"$LOG")" "3"
 check "the combined format, with the time taken" grep -Eq \
     '^127\.0\.0\.1 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} [+-][0-9]{4}\] "GET /a\?b=1 HTTP/1\.1" 200 7 "http://ref\.example/" "test/1\.0" [0-9]+\.[0-9]{3}$' "$LOG"
@@ -45,16 +47,17 @@ for _ in 1 2 3 4; do
 done
 # shellcheck disable=SC2086
 wait $PIDS
-sleep 0.3
+wait_for lines_at_least "$LOG" 203
 expect_eq "200 more requests, 200 more lines" "$(wc -l <"$LOG")" "203"
 expect_eq "every line is whole" "$(grep -Evc '^127\.0\.0\.1 - - \[.*\] ".*" [0-9]{3} [0-9]+ ".*" ".*" [0-9.]+$' "$LOG")" "0"
 
 # Rotation: move the file away, SIGUSR1, and the next line goes to a new file.
 mv "$LOG" "$LOG.1"
 kill -USR1 "$PC_PID"
-sleep 0.5
+# Every worker reopens its log on the signal; a request after that lands in the new file.
+wait_for log_count_at_least "log files reopened" 2
 curl -s -o /dev/null "$URL/after"
-sleep 0.3
+wait_for lines_at_least "$LOG" 1
 expect_eq "after SIGUSR1 a new file gets the new lines" "$(grep -c '/after' "$LOG" 2>/dev/null)" "1"
 expect_eq "and the rotated one keeps the old ones" "$(wc -l <"$LOG.1")" "203"
 stop_percore

@@ -74,9 +74,9 @@ free_port() {
     bail "no free port found"
 }
 
-# wait_for CMD...: retry for up to 10 s.
+# wait_for CMD...: retry for up to 20 s (generous: a loaded machine is slow).
 wait_for() {
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 200); do
         if "$@"; then return 0; fi
         sleep 0.1
     done
@@ -110,6 +110,16 @@ stop_percore() {
         wait "$PC_PID" 2>/dev/null
     fi
     PC_PID=
+}
+
+# established PORT: the number of established connections to a local port.
+established() {
+    ss -Htn state established "( sport = :$1 )" | wc -l
+}
+
+# accept_queue PORT: connections waiting in the listening sockets' accept queues.
+accept_queue() {
+    ss -Htln "sport = :$1" | awk '{n += $2} END {print n + 0}'
 }
 
 # Worker pids of the running master, sorted.
