@@ -143,12 +143,16 @@ make_cert() {
         bail "cannot make a certificate"
 }
 
-# tls_session FILE PORT [S_CLIENT ARGS...]: save a session of 127.0.0.1:PORT in FILE
-# (staying connected a moment: TLS 1.3 tickets come after the handshake).
+# tls_session FILE PORT [S_CLIENT ARGS...]: save a session of 127.0.0.1:PORT in FILE,
+# staying connected until it is written (TLS 1.3 tickets come after the handshake).
 tls_session() {
     f=$1 p=$2
     shift 2
-    (sleep 0.3; echo) | openssl s_client "$@" -connect "127.0.0.1:$p" -sess_out "$f" >/dev/null 2>&1
+    rm -f "$f"
+    (
+        for _ in $(seq 1 200); do [ -s "$f" ] && break; sleep 0.05; done
+        echo
+    ) | openssl s_client "$@" -connect "127.0.0.1:$p" -sess_out "$f" >/dev/null 2>&1
 }
 
 # resumed FILE PORT [S_CLIENT ARGS...]: 1 if a new connection resumed the session, else 0.
