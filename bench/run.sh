@@ -5,6 +5,8 @@
 #
 #   bench/run.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
 #   PERCORE=path/to/percore bench/run.sh
+#   BASELINE=path/to/older/percore bench/run.sh   adds that build to every round and
+#                                                 prints percore/baseline: what a change costs
 set -eu
 
 DURATION=10
@@ -22,6 +24,9 @@ done
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 PERCORE=${PERCORE:-$TOP/_build/release/percore}
 NGINX=${NGINX:-/usr/sbin/nginx}
+BASELINE=${BASELINE:-}
+SERVERS="percore nginx"
+[ -n "$BASELINE" ] && SERVERS="percore baseline nginx"
 TMP=$(mktemp -d /tmp/percore-bench.XXXXXX)
 SERVER_PID=
 trap 'stop_server; rm -rf "$TMP"' EXIT
@@ -80,9 +85,11 @@ CONF
 
 start_server() { # NAME WORKERS CPUSET
     case $1 in
-    percore)
+    percore | baseline)
+        bin=$PERCORE
+        [ "$1" = baseline ] && bin=$BASELINE
         percore_conf "$2" >"$TMP/percore.conf"
-        taskset -c "$3" "$PERCORE" -f -c "$TMP/percore.conf" 2>"$TMP/percore.log" &
+        taskset -c "$3" "$bin" -f -c "$TMP/percore.conf" 2>"$TMP/percore.log" &
         ;;
     nginx)
         nginx_conf "$2" >"$TMP/nginx.conf"
@@ -148,14 +155,13 @@ printf '%-34s %12s %10s %14s\n' "scenario" "req/s" "p99 ms" "req/CPU-s"
 for scenario in "1 worker, server CPU 0, wrk CPU 1|1|0|1|1" \
                 "2 workers, wrk unpinned|2|0-$(($(nproc) - 1))|0-$(($(nproc) - 1))|2"; do
     IFS='|' read -r label workers scpus wcpus threads <<<"$scenario"
-    : >"$TMP/percore.res"
-    : >"$TMP/nginx.res"
+    for s in $SERVERS; do : >"$TMP/$s.res"; done
     for _ in $(seq 1 "$ROUNDS"); do
-        for s in percore nginx; do
+        for s in $SERVERS; do
             run_one "$s" "$workers" "$scpus" "$wcpus" "$threads" >>"$TMP/$s.res"
         done
     done
-    for s in percore nginx; do
+    for s in $SERVERS; do
         rps=$(cut -d' ' -f1 "$TMP/$s.res" | median)
         p99=$(cut -d' ' -f2 "$TMP/$s.res" | median)
         eff=$(cut -d' ' -f3 "$TMP/$s.res" | median)
@@ -166,6 +172,14 @@ for scenario in "1 worker, server CPU 0, wrk CPU 1|1|0|1|1" \
     # shellcheck disable=SC2154
     awk -v a="$percore_rps" -v b="$nginx_rps" -v c="$percore_eff" -v d="$nginx_eff" \
         -v e="$percore_p99" -v f="$nginx_p99" 'BEGIN {
-        printf "%-34s %12.2f %10.2f %14.2f\n\n", "ratio percore/nginx", a / b,
+        printf "%-34s %12.2f %10.2f %14.2f\n", "ratio percore/nginx", a / b,
                (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
+    if [ -n "$BASELINE" ]; then
+        # shellcheck disable=SC2154
+        awk -v a="$percore_rps" -v b="$baseline_rps" -v c="$percore_eff" -v d="$baseline_eff" \
+            -v e="$percore_p99" -v f="$baseline_p99" 'BEGIN {
+            printf "%-34s %12.2f %10.2f %14.2f\n", "ratio percore/baseline", a / b,
+                   (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
+    fi
+    echo
 done
