@@ -357,15 +357,15 @@ read_line(struct ctl_client *cl)
 static int
 serve_client(struct ctl_client *cl, ctl_cmd_fn *fn)
 {
-    int r = read_line(cl);
+    int r = read_line(cl), fd = cl->fd;
 
     if (r == 0)
         return 0;
+    cl->fd = -1; /* no longer pending, even while fn runs (a reload forks workers) */
     if (r == 1)
-        fn(cl->fd, cl->buf);
+        fn(fd, cl->buf);
     else
-        close(cl->fd);
-    cl->fd = -1;
+        close(fd);
     return 1;
 }
 
@@ -480,7 +480,8 @@ ctl_fds(const struct ctl *c, int *fds)
     if (c->pidfd != -1)
         fds[n++] = c->pidfd;
     for (size_t i = 0; i < c->npending; i++)
-        fds[n++] = c->pending[i].fd;
+        if (c->pending[i].fd != -1)
+            fds[n++] = c->pending[i].fd;
     return n;
 }
 
