@@ -88,7 +88,8 @@ struct master {
     size_t nsock_names;
     struct wproc *procs;
     size_t nprocs;
-    int sigfd, notify_rd, notify_wr, ctl_fd;
+    int sigfd, notify_rd, notify_wr;
+    struct ctl ctl;
     int ctl_now[CTL_CLIENTS_MAX], nctl_now;   /* waiting for the reload under way */
     int ctl_next[CTL_CLIENTS_MAX], nctl_next; /* waiting for the one queued after it */
     char last_reload[256];
@@ -99,7 +100,8 @@ struct master {
     double rps;
 };
 
-static struct master m = {.sigfd = -1, .notify_rd = -1, .notify_wr = -1, .ctl_fd = -1};
+static struct master m = {
+    .sigfd = -1, .notify_rd = -1, .notify_wr = -1, .ctl = {.lfd = -1, .pidfd = -1}};
 
 static unsigned
 slots_for(const struct conf *c)
@@ -310,7 +312,7 @@ master_adopt_sockets(struct conf_sockets *socks)
 void
 master_open_listeners(struct conf *conf, const struct master_opts *opts)
 {
-    char err[256];
+    char err[512];
 
     m.opts = opts;
     if (prepare_listeners(conf, slots_for(conf), err, sizeof(err)) == -1)
@@ -318,6 +320,9 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
     for (size_t i = 0; i < m.nls; i++)
         m.ls[i].used = 1;
     drop_stale_kept();
+    /* Here, before detaching, so a taken control socket fails the start for the caller. */
+    if (ctl_open(&m.ctl, opts->conf_path, err, sizeof(err)) == -1)
+        fatalx("%s", err);
 }
 
 /* ---- worker processes ---- */
@@ -342,7 +347,7 @@ static int
 spawn(unsigned slot, unsigned gen, const struct conf *c)
 {
     /* Every fd of the master's own, so a worker holds no control client open. */
-    int master_fds[3 + 2 * CTL_CLIENTS_MAX], nfds = 0;
+    int master_fds[4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX], nfds = 0;
     int mslot = metrics_claim();
     struct worker_args args = {
         .conf = c,
@@ -360,8 +365,7 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
 
     master_fds[nfds++] = m.sigfd;
     master_fds[nfds++] = m.notify_rd;
-    if (m.ctl_fd != -1)
-        master_fds[nfds++] = m.ctl_fd;
+    nfds += (int)ctl_fds(&m.ctl, master_fds + nfds);
     for (int i = 0; i < m.nctl_now; i++)
         master_fds[nfds++] = m.ctl_now[i];
     for (int i = 0; i < m.nctl_next; i++)
@@ -811,14 +815,12 @@ on_notify(void)
     }
 }
 
+/* A control client's command line; fd is ours to answer and close. */
 static void
-on_control(void)
+on_command(int fd, const char *cmd)
 {
-    char cmd[64], status[512];
-    int fd = ctl_accept(m.ctl_fd, cmd, sizeof(cmd));
+    char status[512];
 
-    if (fd == -1)
-        return;
     if (strcmp(cmd, "status") == 0) {
         status_line(status, sizeof(status));
         ctl_reply(fd, status);
@@ -827,6 +829,9 @@ on_control(void)
     } else if (strcmp(cmd, "reload") == 0 && m.nctl_next < CTL_CLIENTS_MAX) {
         m.ctl_next[m.nctl_next++] = fd;
         start_reload();
+    } else if (strcmp(cmd, "reload") == 0) {
+        ctl_reply(fd, "error: too many clients already wait for a reload");
+        close(fd);
     } else {
         ctl_reply(fd, "error: unknown command (expected 'reload' or 'status')");
         close(fd);
@@ -885,6 +890,7 @@ run_timers(int64_t now)
             kill(p->pid, SIGKILL);
         }
     }
+    ctl_expire(&m.ctl, now);
     if (now >= m.next_hang_check_ms) {
         check_hangs(now);
         m.next_hang_check_ms = now + HANG_CHECK_MS;
@@ -931,7 +937,7 @@ static int
 next_timeout(int64_t now)
 {
     int64_t next = min64(min64(m.next_status_ms, m.next_hang_check_ms),
-                         m.next_ticket_rotation_ms);
+                         min64(m.next_ticket_rotation_ms, ctl_deadline(&m.ctl)));
 
     if (m.watchdog_ms > 0)
         next = min64(next, m.next_watchdog_ms);
@@ -992,15 +998,16 @@ master_fini(void)
     close(m.sigfd);
     close(m.notify_rd);
     close(m.notify_wr);
-    if (m.ctl_fd != -1)
-        close(m.ctl_fd);
+    ctl_close(&m.ctl);
 }
 
 int
 master_run(struct conf *conf, const struct master_opts *opts)
 {
-    struct pollfd pfd[3];
+    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
+    char err[512];
     int64_t now;
+    nfds_t n;
 
     m.opts = opts;
     m.conf = conf;
@@ -1014,7 +1021,8 @@ master_run(struct conf *conf, const struct master_opts *opts)
     metrics_init(2 * CONF_WORKERS_MAX + 64);
     register_services(m.conf);
     setup_signals();
-    m.ctl_fd = ctl_listen(opts->conf_path);
+    if (ctl_start(&m.ctl, err, sizeof(err)) == -1)
+        fatalx("%s", err);
     now = util_now_ms();
     m.next_status_ms = now + STATUS_INTERVAL_MS;
     m.next_hang_check_ms = now + HANG_CHECK_MS;
@@ -1028,15 +1036,14 @@ master_run(struct conf *conf, const struct master_opts *opts)
             break;
         pfd[0] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = m.notify_rd, .events = POLLIN};
-        pfd[2] = (struct pollfd){.fd = m.ctl_fd, .events = POLLIN};
-        if (poll(pfd, 3, next_timeout(util_now_ms())) == -1 && errno != EINTR)
+        n = 2 + ctl_pollfds(&m.ctl, &pfd[2]);
+        if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
             on_signals();
         if (pfd[1].revents & POLLIN)
             on_notify();
-        if (pfd[2].revents & POLLIN)
-            on_control();
+        ctl_on_events(&m.ctl, &pfd[2], util_now_ms(), on_command);
         run_timers(util_now_ms());
     }
     log_info("stopped");

@@ -13,7 +13,8 @@ struct master_opts {
 /* Take the sockets systemd passed (socket activation and the fd store); fills socks with
  * the names that services may claim. Call once, before loading the config. */
 void master_adopt_sockets(struct conf_sockets *socks);
-/* Open every listener of conf; exits with a message on failure (before any fork). */
+/* Open every listener of conf and the control socket; exits with a message on failure
+ * (before any fork). */
 void master_open_listeners(struct conf *conf, const struct master_opts *opts);
 /* Serve until stopped; takes ownership of conf. Returns the exit status. */
 int master_run(struct conf *conf, const struct master_opts *opts);
