@@ -487,6 +487,7 @@ parse_spec(const char **p, const char *end, int64_t size, struct part *r)
 {
     int64_t first = parse_num(p, end), last;
 
+    r->head = h2o_iovec_init(NULL, 0);
     if (*p == end || **p != '-')
         return -1;
     (*p)++;
