@@ -783,10 +783,10 @@ read_names(h2o_mem_pool_t *pool, DIR *d, h2o_iovec_vector_t *names)
         h2o_vector_reserve(pool, names, names->size + 1);
         names->entries[names->size++] =
             h2o_concat(pool, h2o_iovec_init(e->d_name, strlen(e->d_name)),
-                       e->d_type == DT_DIR ? h2o_iovec_init(H2O_STRLIT("/"))
-                                           : h2o_iovec_init(NULL, 0));
+                       h2o_iovec_init("/", e->d_type == DT_DIR));
     }
-    qsort(names->entries, names->size, sizeof(names->entries[0]), cmp_name);
+    if (names->size > 1)
+        qsort(names->entries, names->size, sizeof(names->entries[0]), cmp_name);
 }
 
 /* An HTML listing of the directory open as dir, read from a descriptor of that same

@@ -9,7 +9,9 @@
 command -v openssl >/dev/null || skip_all "openssl not installed"
 HELPER="$(dirname "$0")/filerace.py"
 ROOT=$T_DIR/www
-mkdir -p "$ROOT/dir" "$T_DIR/outside"
+mkdir -p "$ROOT/dir" "$ROOT/realdir" "$T_DIR/outside"
+touch "$ROOT/realdir/inside-entry.txt" "$ROOT/realdir/<img src=x onerror=alert(1)>.txt"
+ln -s realdir "$ROOT/ldir"
 head -c 7777 /dev/zero | tr '\0' 'S' >"$T_DIR/outside/secret.txt"
 head -c 5000 /dev/zero | tr '\0' 'i' >"$ROOT/inside.txt"
 ln "$ROOT/inside.txt" "$ROOT/race.txt"
@@ -31,6 +33,7 @@ service s {
     tls_certificate $T_DIR/cert.pem;
     tls_key $T_DIR/key.pem;
     max_header_size 64k;
+    route /l/ { files $ROOT listing; }
     route / { files $ROOT; }
 }
 CONF
@@ -41,7 +44,7 @@ U=http://127.0.0.1:$PORT
 python3 "$HELPER" race "$PORT" "$ROOT" "$T_DIR/outside/secret.txt" 15 >"$T_DIR/race" 2>&1 ||
     not_ok "the race client ran" "$(cat "$T_DIR/race")"
 for kind in GET HEAD range multirange if-none-match if-none-match-other if-modified-since \
-    if-range index index-HEAD; do
+    if-range index index-HEAD listing; do
     line=$(grep "^$kind " "$T_DIR/race")
     case $line in
     *" leaked=0") ok "race, $kind: the outside file never leaks ($line)" ;;
@@ -51,6 +54,12 @@ for kind in GET HEAD range multirange if-none-match if-none-match-other if-modif
     check "race, $kind: the inside file is still served" [ "${served:-0}" -gt 0 ]
 done
 check "the worker survived the race" [ "$(curl -s "$U/a.txt")" = "plain text" ]
+
+got=$(curl -s "$U/l/realdir/")
+check "a listing names the directory's entries" grep -q 'href="./inside-entry.txt"' <<<"$got"
+check "a listing escapes names" grep -q '&lt;img src=x onerror=alert(1)&gt;.txt' <<<"$got"
+case $got in *"<img"*) not_ok "a listing never holds a name's markup" "$got" ;;
+*) ok "a listing never holds a name's markup" ;; esac
 
 # 2. A NUL in the path: never a.txt as text/html (or as anything).
 for p in "/a.txt%00.html" "/a.txt%00" "/a.txt%00/" "/sub%00/index.html" "/a.txt%00.html?x=1" \

@@ -20,14 +20,18 @@ import time
 
 def swapper(root, outside):
     """Forever: race.txt and dir/index.html alternate between a file inside the root (a
-    hard link, so its ETag stays) and a symbolic link out of it."""
+    hard link, so its ETag stays) and a symbolic link to OUTSIDE; ldir between a link to a
+    directory inside the root and one to OUTSIDE's directory."""
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
-    pairs = [(os.path.join(root, "race.txt"), os.path.join(root, "inside.txt")),
-             (os.path.join(root, "dir", "index.html"), os.path.join(root, "inside.txt"))]
+    inside = os.path.join(root, "inside.txt")
+    swaps = [(os.path.join(root, "race.txt"), lambda t: os.link(inside, t), outside),
+             (os.path.join(root, "dir", "index.html"), lambda t: os.link(inside, t), outside),
+             (os.path.join(root, "ldir"), lambda t: os.symlink("realdir", t),
+              os.path.dirname(outside))]
     while True:
-        for name, inside in pairs:
+        for name, make_inside, target in swaps:
             tmp = name + ".swap"
-            for make in (lambda t: os.symlink(outside, t), lambda t: os.link(inside, t)):
+            for make in (lambda t: os.symlink(target, t), make_inside):
                 try:
                     os.unlink(tmp)
                 except FileNotFoundError:
@@ -57,6 +61,7 @@ def race(port, root, outside, seconds):
         ("if-range", "GET", "/race.txt", {"Range": "bytes=0-9", "If-Range": good_etag}),
         ("index", "GET", "/dir/", {}),
         ("index-HEAD", "HEAD", "/dir/", {}),
+        ("listing", "GET", "/l/ldir/", {}),
     ]
     pid = os.fork()
     if pid == 0:
@@ -75,7 +80,7 @@ def race(port, root, outside, seconds):
                 r = conn.getresponse()
                 body = r.read()
                 h = {k.lower(): v for k, v in r.getheaders()}
-                if (secret[:16] in body or h.get("etag") == bad_etag or
+                if (secret[:16] in body or os.path.basename(outside).encode() in body or h.get("etag") == bad_etag or
                         h.get("content-length") == str(len(secret)) or
                         h.get("content-range", "").endswith("/%d" % len(secret))):
                     leaked += 1
