@@ -602,9 +602,9 @@ send_ranges(h2o_req_t *req, struct open_file *of, h2o_iovec_t type, struct part 
     req->res.mime_attr = &h2o_mime_attributes_as_is; /* never gzip a part */
     add_validators(req, &of->st);
     if (n == 1) {
-        cr = h2o_mem_alloc_pool(&req->pool, 64);
+        cr = h2o_mem_alloc_pool(&req->pool, 80);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr,
-                       (size_t)snprintf(cr, 64, "bytes %jd-%jd/%jd", (intmax_t)r[0].start,
+                       (size_t)snprintf(cr, 80, "bytes %jd-%jd/%jd", (intmax_t)r[0].start,
                                         (intmax_t)r[0].end - 1, (intmax_t)size));
         add_content_type(req, type);
         req->res.content_length = (size_t)(r[0].end - r[0].start);
@@ -615,7 +615,7 @@ send_ranges(h2o_req_t *req, struct open_file *of, h2o_iovec_t type, struct part 
         boundary[i] = "0123456789abcdefghijklmnopqrstuvwxyz"[h2o_rand() % 36];
     boundary[BOUNDARY_LEN] = '\0';
     for (int i = 0; i < n; i++) {
-        size_t cap = BOUNDARY_LEN + type.len + 128;
+        size_t cap = BOUNDARY_LEN + type.len + 192; /* the text below with 3 int64s fits */
         r[i].head.base = h2o_mem_alloc_pool(&req->pool, cap);
         r[i].head.len = (size_t)snprintf(r[i].head.base, cap,
                                          "%s--%s\r\nContent-Type: %.*s\r\n"
