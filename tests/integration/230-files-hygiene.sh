@@ -44,7 +44,7 @@ U=http://127.0.0.1:$PORT
 python3 "$HELPER" race "$PORT" "$ROOT" "$T_DIR/outside/secret.txt" 15 >"$T_DIR/race" 2>&1 ||
     not_ok "the race client ran" "$(cat "$T_DIR/race")"
 for kind in GET HEAD range multirange if-none-match if-none-match-other if-modified-since \
-    if-range index index-HEAD listing; do
+    if-range index index-HEAD listing absolute-link absolute-link-range; do
     line=$(grep "^$kind " "$T_DIR/race")
     case $line in
     *" leaked=0") ok "race, $kind: the outside file never leaks ($line)" ;;

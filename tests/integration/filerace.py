@@ -20,12 +20,14 @@ import time
 
 def swapper(root, outside):
     """Forever: race.txt and dir/index.html alternate between a file inside the root (a
-    hard link, so its ETag stays) and a symbolic link to OUTSIDE; ldir between a link to a
-    directory inside the root and one to OUTSIDE's directory."""
+    hard link, so its ETag stays) and a symbolic link to OUTSIDE; abs.txt between absolute
+    links to inside.txt and to OUTSIDE; ldir between a link to a directory inside the root
+    and one to OUTSIDE's directory."""
     signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
     inside = os.path.join(root, "inside.txt")
     swaps = [(os.path.join(root, "race.txt"), lambda t: os.link(inside, t), outside),
              (os.path.join(root, "dir", "index.html"), lambda t: os.link(inside, t), outside),
+             (os.path.join(root, "abs.txt"), lambda t: os.symlink(inside, t), outside),
              (os.path.join(root, "ldir"), lambda t: os.symlink("realdir", t),
               os.path.dirname(outside))]
     while True:
@@ -62,6 +64,9 @@ def race(port, root, outside, seconds):
         ("index", "GET", "/dir/", {}),
         ("index-HEAD", "HEAD", "/dir/", {}),
         ("listing", "GET", "/l/ldir/", {}),
+        # An absolute link that lands inside the root takes the realpath check.
+        ("absolute-link", "GET", "/abs.txt", {}),
+        ("absolute-link-range", "GET", "/abs.txt", {"Range": "bytes=0-9"}),
     ]
     pid = os.fork()
     if pid == 0:
