@@ -10,7 +10,8 @@
  * opened a second time by name, so a symbolic link swapped in after the check is never
  * followed. Whole files go out in one write with the headers when small, and on cleartext
  * HTTP/1.x with sendfile(2), which libh2o 2.2.5 lacks. Range requests are bounded: more
- * than MAX_RANGES ranges, or ranges that overlap, get the whole file. */
+ * than MAX_RANGES ranges, or ranges that overlap, get the whole file. Directory listings
+ * are off unless `listing` is given. */
 #include "config.h"
 
 #include <dirent.h>
