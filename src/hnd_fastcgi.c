@@ -1,6 +1,13 @@
 /* The fastcgi handler: forwards requests to a FastCGI application over a unix socket or
  * TCP, with libh2o's FastCGI client (keep-alive connections, io timeout). The address is
- * resolved when the config is read. */
+ * resolved when the config is read.
+ *
+ * libh2o turns every request header into an HTTP_* parameter, uppercased with '-' made
+ * '_'. So a client's `Proxy:` becomes HTTP_PROXY, which CGI libraries read as the proxy for
+ * their own outgoing requests (httpoxy), and `X_Remote_User` arrives as the same
+ * HTTP_X_REMOTE_USER as `X-Remote-User`, which a trusted front may have set. A filter in
+ * front of libh2o's handler drops both kinds from the request before the parameters are
+ * built, as nginx does by default (underscores_in_headers off). */
 #include "config.h"
 
 #include <netdb.h>
@@ -104,6 +111,35 @@ fail:
     return -1;
 }
 
+/* 1 when the header must not reach the application: `Proxy` in any case, or a name with
+ * an underscore. */
+static int
+header_refused(const h2o_iovec_t *name)
+{
+    return h2o_lcstris(name->base, name->len, H2O_STRLIT("proxy")) ||
+           memchr(name->base, '_', name->len) != NULL;
+}
+
+/* Runs before libh2o's FastCGI handler on the same route: drops refused headers in place
+ * and lets the request go on. */
+static int
+on_filter(h2o_handler_t *self, h2o_req_t *req)
+{
+    h2o_headers_t *hs = &req->headers;
+    size_t dst = 0;
+
+    (void)self;
+    for (size_t src = 0; src < hs->size; src++) {
+        if (header_refused(hs->entries[src].name))
+            continue;
+        if (dst != src)
+            hs->entries[dst] = hs->entries[src];
+        dst++;
+    }
+    hs->size = dst;
+    return -1;
+}
+
 static void
 fastcgi_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
 {
@@ -113,6 +149,7 @@ fastcgi_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
         .keepalive_timeout = FASTCGI_KEEPALIVE_MS,
     };
 
+    h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_filter;
     if (fc->root != NULL)
         vars.document_root = h2o_iovec_init(fc->root, strlen(fc->root));
     h2o_fastcgi_register_by_address(pc, (struct sockaddr *)&fc->ss, fc->sslen, &vars);

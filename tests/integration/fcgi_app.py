@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A minimal FastCGI responder for tests: answers each request with its CGI variables and
-body length as text. usage: fcgi_app.py unix:/PATH|PORT"""
+body length as text; a path ending in /params gets every HTTP_* parameter, one NAME=VALUE a
+line, sorted. usage: fcgi_app.py unix:/PATH|PORT"""
 import os
 import socket
 import socketserver
@@ -62,9 +63,14 @@ class H(socketserver.StreamRequestHandler):
                     stdin += data
                 elif typ == STDIN:
                     p = parse_params(params)
-                    body = ("method=%s script=%s path_info=%s query=%s body=%d root=%s\n" % (
-                        p.get("REQUEST_METHOD"), p.get("SCRIPT_NAME"), p.get("PATH_INFO"),
-                        p.get("QUERY_STRING"), len(stdin), p.get("DOCUMENT_ROOT", ""))).encode()
+                    if (p.get("PATH_INFO") or "").endswith("/params"):
+                        body = "".join("%s=%s\n" % kv for kv in sorted(p.items())
+                                       if kv[0].startswith("HTTP_")).encode()
+                    else:
+                        body = ("method=%s script=%s path_info=%s query=%s body=%d root=%s\n" % (
+                            p.get("REQUEST_METHOD"), p.get("SCRIPT_NAME"), p.get("PATH_INFO"),
+                            p.get("QUERY_STRING"), len(stdin), p.get("DOCUMENT_ROOT", ""))
+                        ).encode()
                     out = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body
                     self.wfile.write(record(STDOUT, rid, out) + record(STDOUT, rid) +
                                      record(END, rid, struct.pack(">IB3x", 0, 0)))
