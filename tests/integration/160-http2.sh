@@ -21,7 +21,7 @@ head -c 100000 /dev/urandom >"$D/big.bin"
 head -c 40000 /dev/urandom >"$D/body.bin"
 UP="$(dirname "$0")/upstream.py"
 UPP=$(free_port)
-python3 "$UP" "$UPP" U & UPID=$!
+python3 "$UP" "$UPP" U 2>"$D/upstream.err" & UPID=$!
 cleanup_up() { kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; }
 trap cleanup_up EXIT
 wait_for curl -sf -o /dev/null "http://127.0.0.1:$UPP/stats" || bail "the upstream did not start"
@@ -138,7 +138,8 @@ settled() {
     echo "$a"
 }
 for spelling in rst:resets zero:resets overflow:resets data:resets refused:resets \
-    clen:resets "headers:HEADERS on a closed stream" "prio:a stream that depends on itself"; do
+    clen:resets stall:resets "headers:HEADERS on a closed stream" \
+    "prio:a stream that depends on itself"; do
     mode=${spelling%%:*}
     why=${spelling#*:}
     [ "$why" = resets ] && why="[0-9]* stream resets, more than http2_max_resets 50 per 10s"
