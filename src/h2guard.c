@@ -41,6 +41,7 @@
 /* Streams still sending a request body. libh2o allows 100 open streams; the spare slots
  * absorb streams libh2o refused or reset on its own, which the frames do not show. */
 #define MAX_BODIES 128
+#define MAX_STREAMS 100 /* the SETTINGS_MAX_CONCURRENT_STREAMS libh2o announces */
 
 /* One per HTTP/2 connection, owned by its socket (freed on close). */
 struct meter {
@@ -71,7 +72,8 @@ struct meter {
     uint8_t tripped; /* over the budget while libh2o could not be told */
     const char *violation; /* a frame libh2o closes the connection for */
     unsigned max;
-    double budget; /* resets still allowed; refills at max per period */
+    double budget;  /* resets still allowed; refills at max per period */
+    double cancels; /* requests that may still end unanswered; refills likewise */
     uint64_t refilled_at;
     unsigned long resets;
 };
@@ -80,10 +82,14 @@ static void
 refill(struct meter *m)
 {
     uint64_t now = h2o_now(m->ctx->loop);
+    double more = (double)(now - m->refilled_at) * m->max / H2GUARD_PERIOD_MS;
 
-    m->budget += (double)(now - m->refilled_at) * m->max / H2GUARD_PERIOD_MS;
+    m->budget += more;
     if (m->budget > m->max)
         m->budget = m->max;
+    m->cancels += more;
+    if (m->cancels > m->max + MAX_STREAMS)
+        m->cancels = m->max + MAX_STREAMS;
     m->refilled_at = now;
 }
 
@@ -487,6 +493,7 @@ h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connec
     m->ctx = actx->ctx;
     m->max = max_resets;
     m->budget = m->max;
+    m->cancels = m->max + MAX_STREAMS;
     m->refilled_at = h2o_now(m->ctx->loop);
     m->skip = PREFACE_LEN;
     m->window = DEFAULT_WINDOW;
@@ -511,4 +518,29 @@ h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connec
     m->left = sock->input->size;
     if (spend_refused(m, before) == -1)
         trip(m, sock);
+}
+
+/* The other side of the meter: whatever the frames looked like, a connection gets no more
+ * requests ended unanswered than the budget plus those running at once. libh2o is in the
+ * middle of the connection here, so it is closed at its next read. */
+void
+h2guard_request_done(h2o_req_t *req)
+{
+    h2o_socket_t *sock;
+    struct meter *m;
+
+    if (req->res.status != 0 || req->version < 0x200 || req->conn->callbacks->get_socket == NULL)
+        return;
+    sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->on_close.cb != on_guarded_close)
+        return;
+    m = sock->on_close.data;
+    refill(m);
+    m->cancels -= 1;
+    if (m->cancels >= 0 || m->tripped)
+        return;
+    m->violation = "more requests ended unanswered than http2_max_resets and the streams "
+                   "running at once";
+    log_trip(m, sock);
+    m->tripped = 1;
 }
