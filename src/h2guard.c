@@ -138,8 +138,8 @@ body_add(struct meter *m, uint32_t sid)
     m->bodies[m->nbodies++] = sid;
 }
 
-/* A HEADERS frame that opens stream sid (or completes its request with trailers): the
- * request starts only if a reset of it could still be paid for. */
+/* A frame that completes a request (HEADERS with END_STREAM or before a body, DATA with
+ * END_STREAM, trailers): it runs only if a reset of it could still be paid for. */
 static int
 start_request(struct meter *m)
 {
