@@ -14,4 +14,10 @@
 void h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connected_at,
                     unsigned max_resets);
 
+/* Every request that reached a handler, when it ends (the access logger). A request of a
+ * guarded connection that ended before its response started counts against a second
+ * budget, http2_max_resets plus the streams that run at once, whatever ended it: past it
+ * the connection is closed at its next read. */
+void h2guard_request_done(h2o_req_t *req);
+
 #endif

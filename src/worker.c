@@ -12,6 +12,7 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "h2guard.h"
 #include "h2o_inc.h"
 #include "hnd.h"
 #include "listener.h"
@@ -175,6 +176,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     if (us < 0)
         us = 0;
     metrics_count(w.metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
+    h2guard_request_done(req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
     for (size_t i = 0; i < req->error_logs.size; i++) {

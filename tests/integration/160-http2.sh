@@ -2,7 +2,9 @@
 # HTTP/2 over TLS, opt-in per listen or service: ALPN h2 only where asked, real clients
 # (curl, h2load), sessions resuming across a service's h2 and http/1.1 listens, and the
 # reset guard: a Rapid Reset or MadeYouReset client is cut off after http2_max_resets,
-# while the same attack against a service with a huge budget runs every stream.
+# whichever way it gets its streams cancelled, before its requests reach an upstream,
+# while the same attack against a service with a huge budget runs every stream and
+# legitimate clients with thousands of requests on one connection are never cut.
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
@@ -16,6 +18,13 @@ MOD=$D/hello.so
 cc -shared -fPIC -Wall -Werror -I"$TOP_SRCDIR/include" -o "$MOD" \
     "$TOP_SRCDIR/tests/modules/hello.c" || bail "cannot build the test module"
 head -c 100000 /dev/urandom >"$D/big.bin"
+head -c 40000 /dev/urandom >"$D/body.bin"
+UP="$(dirname "$0")/upstream.py"
+UPP=$(free_port)
+python3 "$UP" "$UPP" U 2>"$D/upstream.err" & UPID=$!
+cleanup_up() { kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; }
+trap cleanup_up EXIT
+wait_for curl -sf -o /dev/null "http://127.0.0.1:$UPP/stats" || bail "the upstream did not start"
 H2=$(free_port)
 H1=$(free_port)
 LOOSE=$(free_port)
@@ -32,6 +41,7 @@ service a {
     route / { respond 200 "a\n"; }
     route /m/ { module $MOD; }
     route /f/ { files $D; }
+    route /up/ { proxy http://127.0.0.1:$UPP/; }
 }
 service loose {
     listen 127.0.0.1:$LOOSE tls;
@@ -65,6 +75,12 @@ if command -v h2load >/dev/null; then
     h2load -n 400 -c 4 -m 10 "$A/m/slow" >"$D/h2load" 2>&1
     check "h2load: 400 deferred module answers, none failed" \
         grep -q "400 succeeded, 0 failed, 0 errored" "$D/h2load"
+    h2load -n 3000 -c 1 -m 100 "$A/up/x" >"$D/h2load" 2>&1
+    check "h2load: 3000 proxied requests on one connection, 100 at a time, none cut" \
+        grep -q "3000 succeeded, 0 failed, 0 errored" "$D/h2load"
+    h2load -n 2000 -c 1 -m 50 -d "$D/body.bin" "$A/" >"$D/h2load" 2>&1
+    check "h2load: 2000 uploads of 40 KB on one connection, none cut" \
+        grep -q "2000 succeeded, 0 failed, 0 errored" "$D/h2load"
 else
     not_ok "h2load (nghttp2-client) is not installed"
 fi
@@ -103,6 +119,42 @@ expect_eq "MadeYouReset: the server closes the connection" "$CLOSED" true
 check "MadeYouReset: at most 2 x http2_max_resets streams ran, not 3000 ($RAN)" \
     test "$RAN" -le 100
 
+# Every way of getting a started request cancelled, 2000 streams on one connection to a
+# proxy route: the upstream sees at most the budget plus the 100 streams that run at once
+# (not 400-1400 connections), and the guard closes the connection naming the peer.
+accepted() {
+    curl -s "http://127.0.0.1:$UPP/stats" | sed -n 's/.*"accepted": \([0-9]*\).*/\1/p'
+}
+# The upstream's count once it has stopped growing (bounded).
+settled() {
+    local a b
+    a=$(accepted)
+    for _ in $(seq 1 50); do
+        sleep 0.2
+        b=$(accepted)
+        [ "$a" = "$b" ] && break
+        a=$b
+    done
+    echo "$a"
+}
+for spelling in rst:resets zero:resets overflow:resets data:resets refused:resets \
+    clen:resets stall:resets "headers:HEADERS on a closed stream" \
+    "prio:a stream that depends on itself"; do
+    mode=${spelling%%:*}
+    why=${spelling#*:}
+    [ "$why" = resets ] && why="[0-9]* stream resets, more than http2_max_resets 50 per 10s"
+    before=$(settled)
+    out=$("$H2PY" "$TOP_SRCDIR/tests/integration/h2attack.py" "$H2" /up/hang "$mode" 2000)
+    port=$(echo "$out" | sed -n 's/.*"port": \([0-9]*\).*/\1/p')
+    expect_eq "$mode: the server closes the connection" \
+        "$(echo "$out" | sed -n 's/.*"closed": \([a-z]*\).*/\1/p')" true
+    check "$mode: the guard says why, naming the peer" wait_for \
+        grep -q "closing HTTP/2 connection from 127.0.0.1:$port: $why" "$PC_LOG"
+    n=$(( $(settled) - before ))
+    check "$mode: the upstream got $n connections of 2000 streams, at most 50 + 100" \
+        test "$n" -le 150
+done
+
 # The same attack where the budget is huge: every stream runs its handler.
 attack "$LOOSE" rst 1000
 expect_eq "without a budget the connection stays open" "$CLOSED" false
@@ -123,6 +175,7 @@ if command -v h2load >/dev/null; then
         grep -q "40 succeeded, 0 failed, 0 errored" "$D/h2drain"
 fi
 stop_percore
+cleanup_up
 
 # Config errors, with their position.
 printf 'service c {\n    listen 127.0.0.1:%s http2;\n    route / { respond 200; }\n}\n' "$H2" >"$CONF"

@@ -3,7 +3,8 @@
 
 usage: upstream.py PORT|unix:/PATH NAME
 GET /hang sleeps 10 s; GET /redir answers 302 to its own absolute URL /v1/new;
-GET /conns answers how many distinct client connections it has seen.
+GET /conns answers how many distinct client connections it has seen; GET /stats answers
+how many connections it has accepted and requests it has read, in total.
 """
 import http.server
 import json
@@ -15,6 +16,7 @@ import time
 
 where, name = sys.argv[1], sys.argv[2]
 seen = set()
+stats = {"accepted": 0, "requests": 0, "queries": 0}
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -22,6 +24,12 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         seen.add(id(self.connection))
+        if self.path == "/stats":  # not counted: its own connection is taken off
+            stats["queries"] += 1
+            self.answer(json.dumps({"accepted": stats["accepted"] - stats["queries"],
+                                    "requests": stats["requests"]}).encode() + b"\n")
+            return
+        stats["requests"] += 1
         if self.path.endswith("/hang"):
             time.sleep(10)
         if self.path.endswith("/redir"):
@@ -34,7 +42,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 "xff": self.headers.get("X-Forwarded-For"),
                 "xfp": self.headers.get("X-Forwarded-Proto"),
                 "fwd": self.headers.get("Forwarded"), "conns": len(seen)}
-        body = json.dumps(info).encode() + b"\n"
+        self.answer(json.dumps(info).encode() + b"\n")
+
+    def answer(self, body):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -48,6 +58,11 @@ class H(http.server.BaseHTTPRequestHandler):
 class TCP(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024
+
+    def process_request(self, request, client_address):
+        stats["accepted"] += 1
+        super().process_request(request, client_address)
 
 
 class Unix(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
