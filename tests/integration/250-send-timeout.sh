@@ -40,11 +40,11 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
-UP_PID=$!
-HOLD_PID=
+# Also after a bail-out: the daemon, the upstream and any client still running.
 cleanup() {
-    [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
-    kill "$UP_PID" 2>/dev/null
+    stop_percore
+    # shellcheck disable=SC2046
+    kill $(jobs -p) 2>/dev/null
     wait 2>/dev/null
 }
 trap cleanup EXIT
@@ -86,6 +86,7 @@ HOLD_PORT=$(cat "$D/hold")
 # expect_cut NAME RESULT: RESULT is "closed MS ..." (within the client's bound), not
 # before send_timeout.
 expect_cut() {
+    # shellcheck disable=SC2086 # split on purpose
     set -- "$1" $2
     if [ "$2" = closed ] && [ "$3" -ge 1900 ]; then
         ok "$1: cut after ${3} ms"
@@ -108,6 +109,7 @@ done
 # 2. HTTP/2 over TLS, the stream window never opened: shut from the start, or the default
 # 64 KiB used up; a large file and one that fits in a single final DATA frame.
 for c in "zero big" "noupdate big" "zero small"; do
+    # shellcheck disable=SC2086 # split on purpose
     set -- $c
     R=$($STALL h2 "$PT" "/f/$2.bin" "$1" 20)
     expect_cut "HTTP/2, window $1, $2 file" "$R"
@@ -145,6 +147,7 @@ expect_eq "HTTP/2: a response waiting on its upstream is not cut" "$(cat "$D/up.
 N0=$(grep -c "closing connection from" "$PC_LOG")
 PIDS=
 for m in "$P plain" "$P plain" "$PT tls"; do
+    # shellcheck disable=SC2086 # split on purpose
     set -- $m
     $STALL stall "$1" /f/big.bin "$2" 30 >/dev/null &
     PIDS="$PIDS $!"
@@ -160,12 +163,14 @@ expect_eq "a new client is served once send_timeout cut the stalled ones" \
     "$(curl -s -m 30 "http://127.0.0.1:$P/")" "hello"
 check "the four stalled clients were cut" \
     wait_for log_count_at_least "closing connection from" $((N0 + 4))
+# shellcheck disable=SC2086 # split on purpose
 wait $PIDS
 
 check "the other service's reader, stalled all along, is still connected" \
     established_to "$PP" "$HOLD_PORT"
 kill "$HOLD_PID"
 wait "$HOLD_PID" 2>/dev/null
-HOLD_PID=
+
 expect_eq "no worker was lost" "$(grep -c 'exited\|killed' "$PC_LOG")" "0"
+expect_eq "no sanitizer report" "$(grep -c 'runtime error\|Sanitizer' "$PC_LOG")" "0"
 finish
