@@ -52,7 +52,7 @@ trap cleanup EXIT
 CONF=$D/percore.conf
 cat >"$CONF" <<CONF
 workers 1;
-max_connections 5;
+max_connections 6;
 shutdown_timeout 5s;
 service dl {
     listen 127.0.0.1:$P;
@@ -119,20 +119,23 @@ done
 check "HTTP/2: the log names the clients" log_count_at_least \
     "closing connection from 127.0.0.1:[0-9]*: .*send_timeout" 5
 
-# 3. Slow but steady readers (32 KiB/s through a 16 KiB receive buffer) for 5 timeouts,
-# and responses that wait 6 s on their upstream mid-body, over HTTP/1 and HTTP/2.
+# 3. Slow but steady readers for 5 timeouts: HTTP/1 at 32 KiB/s through a 16 KiB receive
+# buffer, HTTP/2 opening its window at 64 KiB/s; and responses that wait 6 s on their
+# upstream mid-body, over HTTP/1 and HTTP/2.
 $STALL slow "$P" /f/big.bin plain 32768 10 >"$D/slow.plain" &
 S1=$!
 $STALL slow "$PT" /f/big.bin tls 32768 10 >"$D/slow.tls" &
 S2=$!
+$STALL h2slow "$PT" /f/big.bin 65536 10 >"$D/slow.h2" &
+S3=$!
 curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$P/up/drip" \
     >"$D/up.h1" &
 U1=$!
 curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
     "https://127.0.0.1:$PT/up/drip" >"$D/up.h2" &
 U2=$!
-wait $S1 $S2 $U1 $U2
-for t in plain tls; do
+wait $S1 $S2 $S3 $U1 $U2
+for t in plain tls h2; do
     read -r state bytes _ <"$D/slow.$t"
     check "a slow reader over $t is not cut ($state, $bytes bytes in 10 s)" \
         test "$state" = open -a "$bytes" -ge 100000
@@ -142,7 +145,7 @@ expect_eq "HTTP/1: a response waiting on its upstream is not cut" "$(cat "$D/up.
 expect_eq "HTTP/2: a response waiting on its upstream is not cut" "$(cat "$D/up.h2")" \
     "200 131072 2"
 
-# 4. max_connections (5) filled by the holding client and four that read nothing: a new
+# 4. max_connections (6) filled by the holding client and five that read nothing: a new
 # client waits, and is served once send_timeout has cut them.
 N0=$(grep -c "closing connection from" "$PC_LOG")
 PIDS=
@@ -152,17 +155,19 @@ for m in "$P plain" "$P plain" "$PT tls"; do
     $STALL stall "$1" /f/big.bin "$2" 30 >/dev/null &
     PIDS="$PIDS $!"
 done
-$STALL h2 "$PT" /f/big.bin zero 30 >/dev/null &
-PIDS="$PIDS $!"
+for w in zero noupdate; do
+    $STALL h2 "$PT" /f/big.bin $w 30 >/dev/null &
+    PIDS="$PIDS $!"
+done
 filled() {
     [ "$(ss -Htn state established "( sport = :$P or sport = :$PT or sport = :$PP )" |
-        wc -l)" -ge 5 ]
+        wc -l)" -ge 6 ]
 }
-check "five connections fill the worker" wait_for filled
+check "six connections fill the worker" wait_for filled
 expect_eq "a new client is served once send_timeout cut the stalled ones" \
     "$(curl -s -m 30 "http://127.0.0.1:$P/")" "hello"
-check "the four stalled clients were cut" \
-    wait_for log_count_at_least "closing connection from" $((N0 + 4))
+check "the five stalled clients were cut" \
+    wait_for log_count_at_least "closing connection from" $((N0 + 5))
 # shellcheck disable=SC2086 # split on purpose
 wait $PIDS
 

@@ -13,6 +13,9 @@ usage: sendstall.py MODE PORT PATH [ARGS...]
       SETTINGS_INITIAL_WINDOW_SIZE of 0; noupdate: the default 64 KiB and no
       WINDOW_UPDATE). Reads and answers every frame. Prints "closed MS STATUS DATA" or
       "open MS STATUS DATA" (STATUS of the response headers, DATA body bytes received).
+  h2slow PORT PATH RATE SECONDS
+      HTTP/2 over TLS: a GET whose stream window the client opens at RATE bytes/s (it
+      acknowledges data no faster) for SECONDS. Prints "open DATA" or "closed DATA MS".
   slow PORT PATH plain|tls RATE SECONDS
       HTTP/1.1 GET read at RATE bytes/s through a small receive buffer for SECONDS.
       Prints "open BYTES" if the connection was still open and the body still coming,
@@ -117,6 +120,47 @@ def h2_stall(port, path, mode, bound):
     print(state, int((time.monotonic() - t0) * 1000), status, data, flush=True)
 
 
+def h2slow(port, path, rate, seconds):
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    rate, seconds = int(rate), float(seconds)
+    s = connect(port, "tls", "h2")
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "https"),
+                            (":authority", "localhost")], end_stream=True)
+    s.sendall(conn.data_to_send())
+    t0 = time.monotonic()
+    got, acked = 0, 0
+    s.settimeout(0.1)
+    while time.monotonic() - t0 < seconds:
+        try:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionResetError
+        except socket.timeout:
+            chunk = b""
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            print("closed", got, int((time.monotonic() - t0) * 1000), flush=True)
+            return
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                got += ev.flow_controlled_length
+        # Open the window no faster than RATE: acknowledge what arrived, paced.
+        allowed = int(rate * (time.monotonic() - t0)) - acked
+        n = min(got - acked, allowed)
+        if n > 0:
+            conn.acknowledge_received_data(n, sid)
+            acked += n
+        out = conn.data_to_send()
+        if out:
+            s.sendall(out)
+    print("open" if established(s) else "closed", got, flush=True)
+
+
 def slow(port, path, tls, rate, seconds):
     rate, seconds = int(rate), float(seconds)
     s = connect(port, tls, rcvbuf=16384)
@@ -139,5 +183,5 @@ def slow(port, path, tls, rate, seconds):
     print("open" if established(s) else "closed", got, flush=True)
 
 
-modes = {"stall": stall, "hold": hold, "h2": h2_stall, "slow": slow}
+modes = {"stall": stall, "hold": hold, "h2": h2_stall, "h2slow": h2slow, "slow": slow}
 modes[sys.argv[1]](int(sys.argv[2]), *sys.argv[3:])
