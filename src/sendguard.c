@@ -205,12 +205,21 @@ hold(struct stream_watch *sw, int on)
         c->held--;
 }
 
+/* Straight to libh2o's HTTP/2 stream, the watch staying in the chain even after the final
+ * data, so that libh2o calls on_watch_stop when it disposes of the request. */
 static void
 on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
               h2o_send_state_t state)
 {
     hold((struct stream_watch *)self, 1);
-    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+    self->next->do_send(self->next, req, bufs, bufcnt, state);
+}
+
+/* The stream is over: whatever it held is no longer waiting. */
+static void
+on_watch_stop(h2o_ostream_t *self, h2o_req_t *req)
+{
+    hold((struct stream_watch *)self, 0);
 }
 
 static void
@@ -224,7 +233,7 @@ on_watch_proceed(h2o_generator_t *gen, h2o_req_t *req)
 }
 
 static void
-on_watch_stop(h2o_generator_t *gen, h2o_req_t *req)
+on_gen_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
 
@@ -232,28 +241,21 @@ on_watch_stop(h2o_generator_t *gen, h2o_req_t *req)
         sw->orig->stop(sw->orig, req);
 }
 
-/* The stream is over: whatever it held is no longer waiting. */
+/* Put a watch into the response's ostream chain at slot (the last filter's: next to
+ * libh2o's stream), and in front of its generator. */
 static void
-on_watch_dispose(void *p)
-{
-    hold(p, 0);
-}
-
-/* Put a watch into the response's ostream chain at slot, and in front of its generator;
- * returns the slot for the filters after it. */
-static h2o_ostream_t **
 add_watch(h2o_req_t *req, h2o_ostream_t **slot, int fd, uint32_t serial)
 {
-    struct stream_watch *sw = h2o_mem_alloc_shared(&req->pool, sizeof(*sw), on_watch_dispose);
+    struct stream_watch *sw = h2o_mem_alloc_pool(&req->pool, sizeof(*sw));
 
-    *sw = (struct stream_watch){.super = {.next = *slot, .do_send = on_watch_send},
-                                .gen = {on_watch_proceed, on_watch_stop},
+    *sw = (struct stream_watch){.super = {.next = *slot, .do_send = on_watch_send,
+                                          .stop = on_watch_stop},
+                                .gen = {on_watch_proceed, on_gen_stop},
                                 .orig = req->_generator,
                                 .fd = fd,
                                 .serial = serial};
     *slot = &sw->super;
     req->_generator = &sw->gen;
-    return &sw->super.next;
 }
 
 static void
@@ -265,12 +267,13 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 
     if (req->version >= 0x200 || f->shared)
         c = conn_of(req, &fd);
-    if (c != NULL) {
+    if (c != NULL)
         c->timeout_ms = f->timeout_ms; /* SNI may have picked another service */
-        if (req->version >= 0x200 && req->_generator != NULL)
-            slot = add_watch(req, slot, fd, c->serial);
-    }
-    h2o_setup_next_ostream(req, slot);
+    /* Registered last, so there is no filter after this one. */
+    if (c != NULL && req->version >= 0x200 && req->_generator != NULL)
+        add_watch(req, slot, fd, c->serial);
+    else
+        h2o_setup_next_ostream(req, slot);
 }
 
 void
