@@ -11,7 +11,11 @@
  *
  * What an HTTP/2 stream holds back is seen by a filter: from the moment its response hands
  * libh2o data until libh2o asks for more, or the stream ends. A request waiting on its
- * upstream has nothing waiting for the client, and is left alone. */
+ * upstream has nothing waiting for the client, and is left alone.
+ *
+ * Cost: a table store per connection; per HTTP/2 request, one watch from the request's
+ * pool; per sweep, a look at each connection and a getsockopt for those that wait. HTTP/1
+ * requests do nothing. */
 #include "config.h"
 
 #include <linux/tcp.h>
