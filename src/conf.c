@@ -76,6 +76,7 @@ static const struct directive directives[] = {
     {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
     {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
     {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
+    {"send_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "send_timeout TIME"},
     {"server_name", CTX_SERVICE, 1, 64, 0, 1, dir_server_name, "server_name NAME..."},
     {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
     {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_delay TIME"},
@@ -366,6 +367,8 @@ static const struct {
     {"handshake_timeout", offsetof(struct conf_service, handshake_timeout_ms), 100, "100ms"},
     {"header_timeout", offsetof(struct conf_service, header_timeout_ms), 100, "100ms"},
     {"idle_timeout", offsetof(struct conf_service, idle_timeout_ms), 100, "100ms"},
+    /* Connections are swept once a second: less could not be kept. */
+    {"send_timeout", offsetof(struct conf_service, send_timeout_ms), 1000, "1s"},
     {"shutdown_delay", offsetof(struct conf, shutdown_delay_ms), 0, NULL},
     {"shutdown_timeout", offsetof(struct conf, shutdown_timeout_ms), 0, NULL},
     {"tls_ticket_rotation", offsetof(struct conf, tls_ticket_rotation_ms), 1000, "1s"},
@@ -571,6 +574,7 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
     svc->max_header_size = CONF_DEFAULT_MAX_HEADER_SIZE;
     svc->header_timeout_ms = svc->idle_timeout_ms = svc->handshake_timeout_ms =
         CONF_DEFAULT_CONN_TIMEOUT_MS;
+    svc->send_timeout_ms = CONF_DEFAULT_SEND_TIMEOUT_MS;
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     check_shared(ld, svc);

@@ -49,6 +49,7 @@ struct conf_service {
     int64_t header_timeout_ms;    /* HTTP/1.1: to get a request, keep-alive idle included */
     int64_t idle_timeout_ms;      /* HTTP/2: a connection with no streams */
     int64_t handshake_timeout_ms; /* TLS */
+    int64_t send_timeout_ms;      /* a client taking no response bytes this long is cut */
     char *access_log; /* NULL: off */
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
@@ -100,6 +101,7 @@ struct conf {
 #define CONF_DEFAULT_MAX_HEADER_SIZE (32 * 1024)
 #define CONF_MAX_HEADER_SIZE_MAX (400 * 1024) /* about what libh2o itself reads */
 #define CONF_DEFAULT_CONN_TIMEOUT_MS 10000
+#define CONF_DEFAULT_SEND_TIMEOUT_MS 60000
 #define CONF_DEFAULT_TICKET_ROTATION_MS (3600 * 1000)
 #define CONF_DEFAULT_HTTP2_MAX_REQUESTS 100
 #define CONF_HTTP2_MAX_STREAMS 100 /* SETTINGS_MAX_CONCURRENT_STREAMS, fixed by libh2o */

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "sendguard.h"
 #include "tlsaccept.h"
 #include "util.h"
 #include "worker.h"
@@ -43,6 +44,7 @@ struct lsn_rt {
     h2o_accept_ctx_t *actx; /* plain */
     struct tls_site *sites; /* TLS: the owner first, then services sharing it by SNI */
     size_t nsites;
+    int64_t send_timeout_ms; /* the owner's, until a request names its service */
 };
 
 struct worker {
@@ -79,9 +81,11 @@ set_paused(int paused)
     }
 }
 
+/* data: the connection's fd, which the socket no longer has. */
 static void
 on_conn_close(void *data)
 {
+    sendguard_forget((int)(intptr_t)data);
     w.conns--;
     atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
     if (w.paused && w.conns < w.args->conf->max_connections)
@@ -143,8 +147,8 @@ error_lines_tick(void)
     errlines.dropped = 0;
 }
 
-static int
-error_line_allowed(void)
+int
+worker_error_line_allowed(void)
 {
     error_lines_tick();
     if (errlines.lines < ERROR_LINES_PER_SECOND) {
@@ -181,7 +185,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
         accesslog_write(al, req, (uint64_t)us);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
-        if (error_line_allowed())
+        if (worker_error_line_allowed())
             log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
                       printable(&req->pool, req->input.path, 256),
                       printable(&req->pool, *msg, 256));
@@ -218,7 +222,8 @@ on_accept(h2o_socket_t *listener, const char *err)
         w.conns++;
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
         sock->on_close.cb = on_conn_close;
-        sock->on_close.data = NULL;
+        sock->on_close.data = (void *)(intptr_t)h2o_socket_get_fd(sock);
+        sendguard_watch(sock, lr->send_timeout_ms);
         if (lr->nsites == 0)
             h2o_accept(lr->actx, sock);
         else
@@ -356,6 +361,15 @@ setup_globalconf(h2o_globalconf_t *g, const struct conf_service *s)
     g->http2.graceful_shutdown_timeout = (uint64_t)c->shutdown_timeout_ms;
 }
 
+static int
+offers_http2(const struct conf_service *s)
+{
+    for (size_t i = 0; i < s->nlistens; i++)
+        if (s->listens[i].http2)
+            return 1;
+    return 0;
+}
+
 static void
 setup_service(const struct conf_service *s, struct service_rt *rt)
 {
@@ -386,11 +400,13 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
                                                .brotli = {.quality = -1}};
             h2o_compress_register(pc, &gzip);
         }
+        sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
         add_request_logger(pc, access, svc);
     }
     free(routes);
     /* Requests no route matched (404s) are limited, counted and logged too. */
     add_guards(&host->fallback_path, s);
+    sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);
     add_request_logger(&host->fallback_path, access, svc);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
@@ -445,6 +461,7 @@ listener_rt(const struct listener *l, int svc, enum lsn_kind kind)
     const struct conf *c = w.args->conf;
     struct lsn_rt *lr = xcalloc(1, sizeof(*lr)); /* lives as long as the worker */
 
+    lr->send_timeout_ms = c->services[svc].send_timeout_ms;
     if (kind == LSN_PLAIN) {
         lr->actx = &w.services[svc].actx[LSN_PLAIN];
         return lr;
@@ -604,6 +621,7 @@ worker_run(const struct worker_args *args)
     h2o_timeout_init(w.loop, &w.heartbeat_timeout, HEARTBEAT_MS);
     w.heartbeat.cb = on_heartbeat;
     on_heartbeat(&w.heartbeat);
+    sendguard_init(w.loop);
     notify_master(WMSG_READY);
     while (!w.stopping) {
         h2o_evloop_run(w.loop, INT32_MAX);

@@ -31,6 +31,10 @@ struct wmsg {
     uint32_t type;
 };
 
+/* Whether one more request error may be logged in this second (a worker logs at most 20
+ * a second; the rest are counted in one line). */
+int worker_error_line_allowed(void);
+
 /* Run the worker until it is told to stop and has drained; never returns. */
 void worker_run(const struct worker_args *args) __attribute__((noreturn));
 

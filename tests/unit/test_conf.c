@@ -53,7 +53,22 @@ Test(conf, defaults)
     cr_assert_eq(c->shutdown_delay_ms, 0);
     cr_assert_eq(c->max_connections, 16384);
     cr_assert_eq(c->services[0].max_body, 1024 * 1024);
+    cr_assert_eq(c->services[0].send_timeout_ms, 60000);
     cr_assert_eq(c->nservices, 1);
+    conf_free(c);
+}
+
+Test(conf, send_timeout_per_service)
+{
+    struct conf *c = load_ok("service a { listen 127.0.0.1:8080; send_timeout 1s;\n"
+                             "    route / { respond 200; } }\n"
+                             "service b { listen 127.0.0.1:8081; send_timeout 5m;\n"
+                             "    route / { respond 200; } }\n"
+                             "service c { listen 127.0.0.1:8082; route / { respond 200; } }\n");
+
+    cr_assert_eq(c->services[0].send_timeout_ms, 1000);
+    cr_assert_eq(c->services[1].send_timeout_ms, 300000);
+    cr_assert_eq(c->services[2].send_timeout_ms, 60000);
     conf_free(c);
 }
 
@@ -399,6 +414,21 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  idle_timeout forever;\n" SVC_ROUTE "}\n",
      "t.conf:3:16: invalid time 'forever' for 'idle_timeout': expected a number with unit "
      "ms, s, m or h, at most 24h"},
+    {SVC_OPEN "  send_timeout 500ms;\n" SVC_ROUTE "}\n",
+     "t.conf:3:16: 'send_timeout' must be at least 1s, got '500ms'"},
+    {SVC_OPEN "  send_timeout 25h;\n" SVC_ROUTE "}\n",
+     "t.conf:3:16: invalid time '25h' for 'send_timeout': expected a number with unit "
+     "ms, s, m or h, at most 24h"},
+    {"send_timeout 60s;\n" SVC_OPEN SVC_ROUTE "}\n",
+     "t.conf:1:1: 'send_timeout' is not allowed in the main context; it belongs in a "
+     "service block"},
+    {SVC_OPEN "  route / { respond 200; send_timeout 5s; }\n}\n",
+     "t.conf:3:26: 'send_timeout' is not allowed in a route block; it belongs in a service "
+     "block"},
+    {SVC_OPEN "  send_timeout 5s;\n  send_timeout 6s;\n" SVC_ROUTE "}\n",
+     "t.conf:4:3: duplicate 'send_timeout' (first set at t.conf:3:3)"},
+    {SVC_OPEN "  send_timout 5s;\n" SVC_ROUTE "}\n",
+     "t.conf:3:3: unknown directive 'send_timout'; did you mean 'send_timeout'?"},
     {"handshake_timeout 5s;\n" SVC_OPEN SVC_ROUTE "}\n",
      "t.conf:1:1: 'handshake_timeout' is not allowed in the main context; it belongs in a "
      "service block"},

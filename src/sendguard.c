@@ -1,0 +1,294 @@
+/* The send timeout.
+ *
+ * libh2o 2.2.5 has no write timeout: a client that stops reading keeps its connection, and
+ * the response waiting for it, for ever (HTTP/1 with its socket full; HTTP/2 with a stream
+ * or connection window it never opens), so max_connections such clients take a worker
+ * out. The guard keeps a table of the worker's connections, by fd, and sweeps it once a
+ * second. A connection with response bytes waiting for its client (a write pending on the
+ * socket, or data an HTTP/2 stream holds back) that has made no progress for its service's
+ * send_timeout is shut down. Progress is any byte the client's TCP stack acknowledged
+ * (TCP_INFO: below TLS, and through sendfile) or any write libh2o started.
+ *
+ * What an HTTP/2 stream holds back is seen by a filter: from the moment its response hands
+ * libh2o data until libh2o asks for more, or the stream ends. A request waiting on its
+ * upstream has nothing waiting for the client, and is left alone.
+ *
+ * Cost: a table store per connection; per HTTP/2 request, one watch from the request's
+ * pool; per sweep, a look at each connection and a getsockopt for those that wait. HTTP/1
+ * requests do nothing. */
+#include "config.h"
+
+#include <linux/tcp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "sendguard.h"
+#include "util.h"
+#include "worker.h"
+
+struct conn {
+    h2o_socket_t *sock; /* NULL: the fd is not an open connection */
+    uint64_t mark;      /* the progress counter as last seen */
+    uint64_t since;     /* ms: waiting with no progress since; 0 while not waiting */
+    uint32_t timeout_ms;
+    uint32_t serial; /* tells this connection from a later one on the same fd */
+    uint32_t held;   /* HTTP/2 streams holding data back for the client */
+    int cut;         /* shut down; libh2o is closing it */
+};
+
+/* This worker's connections, by fd. */
+static struct conn *conns;
+static size_t nconns;
+static uint32_t serials;
+static h2o_loop_t *sweep_loop;
+static h2o_timeout_t sweep_timeout;
+static h2o_timeout_entry_t sweep_entry;
+
+/* An HTTP/2 response's window on its data, in the request's pool. It stands in for the
+ * response's generator, so it sees libh2o ask for more. */
+struct stream_watch {
+    h2o_ostream_t super;
+    h2o_generator_t gen;
+    h2o_generator_t *orig;
+    int fd;
+    uint32_t serial;
+    int held; /* data handed to libh2o, not yet asked for again */
+};
+
+struct route_filter {
+    h2o_filter_t super;
+    uint32_t timeout_ms;
+    int shared;
+};
+
+/* Bytes of this connection the client's TCP stack acknowledged; 0 if unknown. */
+static uint64_t
+acked(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return 0;
+    return ti.tcpi_bytes_acked;
+}
+
+static void
+log_cut(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char host[NI_MAXHOST] = "?";
+    int32_t port = 0;
+
+    if (!worker_error_line_allowed())
+        return;
+    len = h2o_socket_getpeername(c->sock, (struct sockaddr *)&ss);
+    if (len != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) != SIZE_MAX)
+        port = h2o_socket_getport((struct sockaddr *)&ss);
+    log_warnx("closing connection from %s:%d: it took no response bytes for %u ms "
+              "(send_timeout)", host, (int)port, (unsigned)c->timeout_ms);
+}
+
+/* libh2o owns the socket and the connection on it: a shutdown makes its pending write fail
+ * or its read see the end, and it closes the connection itself. */
+static void
+cut(struct conn *c, int fd)
+{
+    /* A reset, not a FIN behind bytes the client will never read: those would keep the
+     * socket and its buffers in the kernel for minutes after the close. */
+    static const struct linger reset = {1, 0};
+
+    log_cut(c);
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    (void)shutdown(fd, SHUT_RDWR);
+    c->cut = 1;
+}
+
+static void
+sweep_one(struct conn *c, int fd, uint64_t now)
+{
+    uint64_t progress;
+
+    if (!h2o_socket_is_writing(c->sock) && c->held == 0) {
+        c->since = 0;
+        return;
+    }
+    progress = c->sock->bytes_written + acked(fd);
+    if (c->since == 0 || progress != c->mark) {
+        c->mark = progress;
+        c->since = now;
+        return;
+    }
+    if (now - c->since >= c->timeout_ms)
+        cut(c, fd);
+}
+
+static void
+on_sweep(h2o_timeout_entry_t *entry)
+{
+    uint64_t now = h2o_now(sweep_loop);
+
+    for (size_t fd = 0; fd < nconns; fd++)
+        if (conns[fd].sock != NULL && !conns[fd].cut)
+            sweep_one(&conns[fd], (int)fd, now);
+    h2o_timeout_link(sweep_loop, &sweep_timeout, &sweep_entry);
+}
+
+void
+sendguard_init(h2o_loop_t *loop)
+{
+    sweep_loop = loop;
+    h2o_timeout_init(loop, &sweep_timeout, SENDGUARD_SWEEP_MS);
+    sweep_entry.cb = on_sweep;
+    h2o_timeout_link(loop, &sweep_timeout, &sweep_entry);
+}
+
+void
+sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms)
+{
+    int fd = h2o_socket_get_fd(sock);
+
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= nconns) {
+        size_t n = (size_t)fd + 256;
+        conns = xreallocarray(conns, n, sizeof(*conns));
+        memset(conns + nconns, 0, (n - nconns) * sizeof(*conns));
+        nconns = n;
+    }
+    conns[fd] = (struct conn){.sock = sock, .timeout_ms = (uint32_t)timeout_ms,
+                              .serial = ++serials};
+}
+
+void
+sendguard_forget(int fd)
+{
+    if (fd >= 0 && (size_t)fd < nconns)
+        conns[fd].sock = NULL;
+}
+
+/* The entry of req's connection, or NULL. */
+static struct conn *
+conn_of(h2o_req_t *req, int *fd)
+{
+    h2o_socket_t *sock;
+
+    if (req->conn->callbacks->get_socket == NULL)
+        return NULL;
+    sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return NULL;
+    *fd = h2o_socket_get_fd(sock);
+    if (*fd < 0 || (size_t)*fd >= nconns || conns[*fd].sock != sock)
+        return NULL;
+    return &conns[*fd];
+}
+
+static void
+hold(struct stream_watch *sw, int on)
+{
+    struct conn *c;
+
+    if (sw->held == on)
+        return;
+    sw->held = on;
+    if ((size_t)sw->fd >= nconns)
+        return;
+    c = &conns[sw->fd];
+    if (c->sock == NULL || c->serial != sw->serial)
+        return; /* the connection is gone */
+    if (on)
+        c->held++;
+    else if (c->held > 0)
+        c->held--;
+}
+
+/* Straight to libh2o's HTTP/2 stream, the watch staying in the chain even after the final
+ * data, so that libh2o calls on_watch_stop when it disposes of the request. */
+static void
+on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+              h2o_send_state_t state)
+{
+    hold((struct stream_watch *)self, 1);
+    self->next->do_send(self->next, req, bufs, bufcnt, state);
+}
+
+/* The stream is over: whatever it held is no longer waiting. */
+static void
+on_watch_stop(h2o_ostream_t *self, h2o_req_t *req)
+{
+    hold((struct stream_watch *)self, 0);
+}
+
+static void
+on_watch_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
+
+    hold(sw, 0);
+    if (sw->orig->proceed != NULL)
+        sw->orig->proceed(sw->orig, req);
+}
+
+static void
+on_gen_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
+
+    if (sw->orig->stop != NULL)
+        sw->orig->stop(sw->orig, req);
+}
+
+/* Put a watch into the response's ostream chain at slot (the last filter's: next to
+ * libh2o's stream), and in front of its generator. */
+static void
+add_watch(h2o_req_t *req, h2o_ostream_t **slot, int fd, uint32_t serial)
+{
+    struct stream_watch *sw = h2o_mem_alloc_pool(&req->pool, sizeof(*sw));
+
+    *sw = (struct stream_watch){.super = {.next = *slot, .do_send = on_watch_send,
+                                          .stop = on_watch_stop},
+                                .gen = {on_watch_proceed, on_gen_stop},
+                                .orig = req->_generator,
+                                .fd = fd,
+                                .serial = serial};
+    *slot = &sw->super;
+    req->_generator = &sw->gen;
+}
+
+static void
+on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    struct route_filter *f = (struct route_filter *)self;
+    struct conn *c = NULL;
+    int fd = -1;
+
+    if (req->version >= 0x200 || f->shared)
+        c = conn_of(req, &fd);
+    if (c != NULL)
+        c->timeout_ms = f->timeout_ms; /* SNI may have picked another service */
+    /* Registered last, so there is no filter after this one. */
+    if (c != NULL && req->version >= 0x200 && req->_generator != NULL)
+        add_watch(req, slot, fd, c->serial);
+    else
+        h2o_setup_next_ostream(req, slot);
+}
+
+void
+sendguard_register(h2o_pathconf_t *pc, int64_t timeout_ms, int http2, int shared)
+{
+    struct route_filter *f;
+
+    if (!http2 && !shared)
+        return;
+    f = (struct route_filter *)h2o_create_filter(pc, sizeof(*f));
+    f->super.on_setup_ostream = on_setup_ostream;
+    f->timeout_ms = (uint32_t)timeout_ms;
+    f->shared = shared;
+}

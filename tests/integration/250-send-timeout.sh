@@ -1,0 +1,181 @@
+#!/bin/bash
+# send_timeout: a client that stops taking the response (HTTP/1 over TCP or TLS with its
+# socket full, HTTP/2 with a stream window it never opens) is cut after send_timeout and
+# logged by its address; a slow but steady reader and a response waiting on its upstream
+# are not; with max_connections held by such clients, new clients are served again.
+. "$(dirname "$0")/lib.sh"
+
+command -v openssl >/dev/null || skip_all "openssl not installed"
+command -v ss >/dev/null || skip_all "ss (iproute2) not installed"
+PY=/usr/bin/python3 # Debian's python, for python3-h2
+"$PY" -c 'import h2' 2>/dev/null || skip_all "python3-h2 not installed"
+STALL="$PY $TOP_SRCDIR/tests/integration/sendstall.py"
+D=$T_DIR
+mkdir -p "$D/www"
+truncate -s 64M "$D/www/big.bin" # sparse: the socket buffers fill long before the end
+head -c 3000 /dev/zero >"$D/www/small.bin"
+make_cert localhost "$D/cert.pem" "$D/key.pem"
+P=$(free_port)
+PT=$(free_port)
+PP=$(free_port)
+UPP=$(free_port)
+
+# An upstream that sends half of its body, waits 6 s (3 send_timeouts), then the rest.
+"$PY" - "$UPP" <<'PY' &
+import http.server, socketserver, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(2 * 65536))
+        self.end_headers()
+        self.wfile.write(b"a" * 65536)
+        self.wfile.flush()
+        time.sleep(6)
+        self.wfile.write(b"b" * 65536)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+# Also after a bail-out: the daemon, the upstream and any client still running.
+cleanup() {
+    stop_percore
+    # shellcheck disable=SC2046
+    kill $(jobs -p) 2>/dev/null
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+
+CONF=$D/percore.conf
+cat >"$CONF" <<CONF
+workers 1;
+max_connections 6;
+shutdown_timeout 5s;
+service dl {
+    listen 127.0.0.1:$P;
+    listen 127.0.0.1:$PT tls http2;
+    tls_certificate $D/cert.pem;
+    tls_key $D/key.pem;
+    send_timeout 2s;
+    route /f/ { files $D/www; }
+    route /up/ { proxy http://127.0.0.1:$UPP timeout=30s; }
+    route / { respond 200 "hello\n"; }
+}
+service patient {
+    listen 127.0.0.1:$PP;
+    send_timeout 5m;
+    route /f/ { files $D/www; }
+}
+CONF
+start_percore "$CONF"
+wait_for sh -c "curl -s -o /dev/null http://127.0.0.1:$UPP/" || bail "upstream did not start"
+
+established_to() { # PORT LPORT: the server still has the client's connection
+    [ -n "$(ss -Htn state established "( sport = :$1 and dport = :$2 )")" ]
+}
+
+# Another service's own, longer send_timeout: this reader is left alone throughout.
+$STALL hold "$PP" /f/big.bin plain >"$D/hold" &
+HOLD_PID=$!
+wait_for test -s "$D/hold" || bail "the holding client did not connect"
+HOLD_PORT=$(cat "$D/hold")
+
+# expect_cut NAME RESULT: RESULT is "closed MS ..." (within the client's bound), not
+# before send_timeout.
+expect_cut() {
+    # shellcheck disable=SC2086 # split on purpose
+    set -- "$1" $2
+    if [ "$2" = closed ] && [ "$3" -ge 1900 ]; then
+        ok "$1: cut after ${3} ms"
+    else
+        not_ok "$1" "got: $2 $3 (wanted: closed after at least 2000 ms, within 20 s)"
+    fi
+}
+
+# 1. HTTP/1 clients that read nothing of a large file: cleartext (sendfile) and TLS.
+for tls in plain tls; do
+    port=$P
+    [ $tls = tls ] && port=$PT
+    R=$($STALL stall "$port" /f/big.bin $tls 20)
+    expect_cut "HTTP/1 $tls, a client that reads nothing" "$R"
+    LP=$(echo "$R" | cut -d' ' -f3)
+    check "HTTP/1 $tls: the log names the client" wait_for grep -q \
+        "closing connection from 127.0.0.1:$LP: .*send_timeout" "$PC_LOG"
+done
+
+# 2. HTTP/2 over TLS, the stream window never opened: shut from the start, or the default
+# 64 KiB used up; a large file and one that fits in a single final DATA frame.
+for c in "zero big" "noupdate big" "zero small"; do
+    # shellcheck disable=SC2086 # split on purpose
+    set -- $c
+    R=$($STALL h2 "$PT" "/f/$2.bin" "$1" 20)
+    expect_cut "HTTP/2, window $1, $2 file" "$R"
+    expect_eq "HTTP/2, window $1, $2 file: the response had started" \
+        "$(echo "$R" | cut -d' ' -f3)" 200
+done
+check "HTTP/2: the log names the clients" log_count_at_least \
+    "closing connection from 127.0.0.1:[0-9]*: .*send_timeout" 5
+
+# 3. Slow but steady readers for 5 timeouts: HTTP/1 at 32 KiB/s through a 16 KiB receive
+# buffer, HTTP/2 opening its window at 64 KiB/s; and responses that wait 6 s on their
+# upstream mid-body, over HTTP/1 and HTTP/2.
+$STALL slow "$P" /f/big.bin plain 32768 10 >"$D/slow.plain" &
+S1=$!
+$STALL slow "$PT" /f/big.bin tls 32768 10 >"$D/slow.tls" &
+S2=$!
+$STALL h2slow "$PT" /f/big.bin 65536 10 >"$D/slow.h2" &
+S3=$!
+curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$P/up/drip" \
+    >"$D/up.h1" &
+U1=$!
+curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
+    "https://127.0.0.1:$PT/up/drip" >"$D/up.h2" &
+U2=$!
+wait $S1 $S2 $S3 $U1 $U2
+for t in plain tls h2; do
+    read -r state bytes _ <"$D/slow.$t"
+    check "a slow reader over $t is not cut ($state, $bytes bytes in 10 s)" \
+        test "$state" = open -a "$bytes" -ge 100000
+done
+expect_eq "HTTP/1: a response waiting on its upstream is not cut" "$(cat "$D/up.h1")" \
+    "200 131072"
+expect_eq "HTTP/2: a response waiting on its upstream is not cut" "$(cat "$D/up.h2")" \
+    "200 131072 2"
+
+# 4. max_connections (6) filled by the holding client and five that read nothing: a new
+# client waits, and is served once send_timeout has cut them.
+N0=$(grep -c "closing connection from" "$PC_LOG")
+PIDS=
+for m in "$P plain" "$P plain" "$PT tls"; do
+    # shellcheck disable=SC2086 # split on purpose
+    set -- $m
+    $STALL stall "$1" /f/big.bin "$2" 30 >/dev/null &
+    PIDS="$PIDS $!"
+done
+for w in zero noupdate; do
+    $STALL h2 "$PT" /f/big.bin $w 30 >/dev/null &
+    PIDS="$PIDS $!"
+done
+filled() {
+    [ "$(ss -Htn state established "( sport = :$P or sport = :$PT or sport = :$PP )" |
+        wc -l)" -ge 6 ]
+}
+check "six connections fill the worker" wait_for filled
+expect_eq "a new client is served once send_timeout cut the stalled ones" \
+    "$(curl -s -m 30 "http://127.0.0.1:$P/")" "hello"
+check "the five stalled clients were cut" \
+    wait_for log_count_at_least "closing connection from" $((N0 + 5))
+# shellcheck disable=SC2086 # split on purpose
+wait $PIDS
+
+check "the other service's reader, stalled all along, is still connected" \
+    established_to "$PP" "$HOLD_PORT"
+kill "$HOLD_PID"
+wait "$HOLD_PID" 2>/dev/null
+
+expect_eq "no worker was lost" "$(grep -c 'exited\|killed' "$PC_LOG")" "0"
+expect_eq "no sanitizer report" "$(grep -c 'runtime error\|Sanitizer' "$PC_LOG")" "0"
+finish
