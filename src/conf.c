@@ -116,6 +116,9 @@ dir_suggest(const char *name)
     const char *best = NULL;
     size_t bestd = (size_t)-1, limit = strlen(name) / 3 + 1, d;
 
+    /* Within 3 edits of a name of at most 29 bytes; and the cost grows with the length. */
+    if (strlen(name) > 32)
+        return NULL;
     for (size_t i = 0; i < NELEMS(directives); i++) {
         d = util_edit_distance(name, directives[i].name);
         if (d < bestd) {
@@ -259,8 +262,12 @@ conf_parse_time_ms(const char *s, int64_t *ms)
 {
     static const char *const units[] = {"ms", "s", "m", "h"};
     static const int64_t scale[] = {1, 1000, 60000, 3600000};
+    int64_t v;
 
-    return parse_scaled(s, units, scale, NELEMS(units), 1000, ms);
+    if (parse_scaled(s, units, scale, NELEMS(units), 1000, &v) == -1 || v > CONF_TIME_MAX_MS)
+        return -1;
+    *ms = v;
+    return 0;
 }
 
 int
@@ -274,6 +281,21 @@ conf_parse_size(const char *s, uint64_t *bytes)
         return -1;
     *bytes = (uint64_t)v;
     return 0;
+}
+
+int
+conf_parse_port(const char *s)
+{
+    int v = 0;
+
+    if (*s == '\0' || strlen(s) > 5)
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v >= 1 && v <= 65535 ? v : -1;
 }
 
 /* ---- main context ---- */
@@ -380,9 +402,9 @@ dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n
     int64_t ms;
     size_t i;
 
-    if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
+    if (conf_parse_time_ms(a->s, &ms) == -1)
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
-                      "ms, s, m or h, at most 24h", a->s, n->name);
+                      "ms, s, m or h, at most " CONF_TIME_MAX, a->s, n->name);
     for (i = 0; strcmp(times[i].name, n->name) != 0; i++)
         ;
     if (ms < times[i].min_ms)
