@@ -126,12 +126,22 @@ intern_file(struct parser *p, const char *name)
     return p->doc->files[p->doc->nfiles++];
 }
 
+/* Room for item n of an array of n items: grown to twice its size when n is a power of
+ * two, so that a million items cost twenty reallocations, not a million. */
+static void *
+grow(void *p, size_t n, size_t size)
+{
+    if (n != 0 && (n & (n - 1)) != 0)
+        return p;
+    return xreallocarray(p, n == 0 ? 1 : 2 * n, size);
+}
+
 static struct conf_node *
 push_node(struct conf_node *parent)
 {
     struct conf_node *n;
 
-    parent->children = xreallocarray(parent->children, parent->nchildren + 1, sizeof(*n));
+    parent->children = grow(parent->children, parent->nchildren, sizeof(*n));
     n = &parent->children[parent->nchildren++];
     memset(n, 0, sizeof(*n));
     return n;
@@ -168,8 +178,12 @@ read_file(const char *path, size_t max, char **text, size_t *len, struct file_id
     size_t n = 0, cap;
     ssize_t r;
 
-    if (fd == -1)
+    if (fd == -1) {
+        /* A socket cannot be opened at all (ENXIO): say what it is. */
+        if (errno == ENXIO && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return file_kind(st.st_mode);
         return strerror(errno);
+    }
     if (fstat(fd, &st) == -1) {
         why = strerror(errno);
         goto fail;
@@ -415,7 +429,7 @@ parse_directive(struct parser *p, struct conf_lex *lx, struct conf_node *n)
         if (t.type == TOK_WORD || t.type == TOK_STRING) {
             if (count_word(p, &t) == -1)
                 return -1;
-            n->args = xreallocarray(n->args, n->nargs + 1, sizeof(*n->args));
+            n->args = grow(n->args, n->nargs, sizeof(*n->args));
             n->args[n->nargs++] = (struct conf_arg){t.text, t.pos, t.type == TOK_STRING};
             continue;
         }

@@ -13,7 +13,7 @@
 #define CONF_FILES_MAX 1000           /* files read by one load */
 #define CONF_FILE_MAX (16 * 1024 * 1024)
 #define CONF_TOTAL_MAX (64 * 1024 * 1024) /* bytes of all files read by one load */
-#define CONF_WORDS_MAX 1000000        /* directive names and arguments of one load */
+#define CONF_WORDS_MAX 100000         /* directive names and arguments of one load */
 #define CONF_PATTERN_MAX 4095         /* bytes of an include pattern, made absolute */
 #define CONF_PATTERN_SLASHES_MAX 64
 #define CONF_PATTERN_WILDCARD_DIRS_MAX 2 /* path components with wildcards */
