@@ -112,7 +112,10 @@ ctl_command(const char *conf_path, const char *cmd)
         return 1;
     }
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (write(fd, cmd, strlen(cmd)) == -1 || write(fd, "\n", 1) == -1) {
+    /* One send: the master reads the command once and may answer (a config error) and
+     * close before a second write, which would then kill this process with SIGPIPE. */
+    snprintf(buf, sizeof(buf), "%s\n", cmd);
+    if (send(fd, buf, strlen(buf), MSG_NOSIGNAL) == -1) {
         fprintf(stderr, "percore: control socket: %s\n", strerror(errno));
         close(fd);
         return 1;
