@@ -418,12 +418,17 @@ static int
 dir_log(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
+    const char *kind;
 
     if (strcmp(a->s, "journal") == 0) {
         ld->conf->log_target = LOG_TARGET_JOURNAL;
     } else if (strcmp(a->s, "stderr") == 0) {
         ld->conf->log_target = LOG_TARGET_STDERR;
     } else if (a->s[0] == '/') {
+        /* The master opens it for writing: a FIFO would block it. */
+        kind = conf_path_kind(a->s);
+        if (kind != NULL && strcmp(kind, "a device") != 0)
+            return err_at(ld, &a->pos, "log %s is %s, not a regular file", a->s, kind);
         ld->conf->log_target = LOG_TARGET_FILE;
         free(ld->conf->log_path);
         ld->conf->log_path = xstrdup(a->s);
@@ -499,12 +504,17 @@ dir_access_log(struct loader *ld, const struct directive *d, const struct conf_n
 {
     struct conf_service *svc = obj;
     const struct conf_arg *a = &n->args[0];
+    const char *kind;
     char err[512];
 
     if (strcmp(a->s, "off") == 0)
         return 0;
     if (a->s[0] != '/')
         return err_at(ld, &a->pos, "'access_log' needs an absolute path or 'off'");
+    /* A device such as /dev/stdout is fine; a FIFO would block the check's open. */
+    kind = conf_path_kind(a->s);
+    if (kind != NULL && strcmp(kind, "a device") != 0)
+        return err_at(ld, &a->pos, "access log %s is %s, not a regular file", a->s, kind);
     if (accesslog_check(a->s, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "access log %s", err);
     svc->access_log = xstrdup(a->s);
@@ -517,9 +527,13 @@ dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_nod
 {
     struct conf_service *svc = obj;
     char **slot = strcmp(n->name, "tls_certificate") == 0 ? &svc->tls_cert : &svc->tls_key;
+    const char *kind = conf_path_kind(n->args[0].s);
 
     if (n->args[0].s[0] != '/')
         return err_at(ld, &n->args[0].pos, "'%s' needs an absolute path", n->name);
+    if (kind != NULL)
+        return err_at(ld, &n->args[0].pos, "'%s' %s is %s, not a regular file", n->name,
+                      n->args[0].s, kind);
     *slot = xstrdup(n->args[0].s);
     if (svc->tls_pos.file == NULL)
         svc->tls_pos = n->pos;

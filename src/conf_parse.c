@@ -165,6 +165,16 @@ file_kind(mode_t mode)
     return "not a regular file";
 }
 
+const char *
+conf_path_kind(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == -1 || S_ISREG(st.st_mode))
+        return NULL;
+    return file_kind(st.st_mode);
+}
+
 /* Read a whole regular file of at most max bytes into *text; NULL on success, else why
  * not. Opened without blocking so that a FIFO or a device can only be refused, never
  * waited on. */

@@ -59,6 +59,10 @@ int conf_parse_file(const char *path, struct conf_doc *doc, struct conf_diag *di
 int conf_parse_string(const char *name, const char *text, struct conf_doc *doc,
                       struct conf_diag *diag);
 void conf_doc_free(struct conf_doc *doc);
+/* What a file the config names is when it is not a regular file ("a FIFO", "a device",
+ * ...), found without opening it: opening a FIFO would block the master. NULL for a
+ * regular file or one that cannot be looked up (its open then says why). */
+const char *conf_path_kind(const char *path);
 /* Take the file name list out of doc (for a conf that outlives the tree). */
 char **conf_doc_steal_files(struct conf_doc *doc, size_t *n);
 

@@ -124,6 +124,16 @@ t_check "-t: a FIFO matched by a pattern" "$H/globfifo.main" "$H/globfifo.main:1
 t_check "-t: a FIFO as the config" "$H/fifo.conf" "$H/fifo.conf: cannot read config: a FIFO"
 printf 'include /dev/zero;\n' >"$H/zero.conf"
 t_check "-t: include of a device" "$H/zero.conf" "$H/zero.conf:1:9: cannot read included file '/dev/zero': a device"
+printf 'service s {\n    listen 127.0.0.1:1 tls;\n    tls_certificate %s;\n    tls_key %s;\n    route / { respond 200; }\n}\n' \
+    "$H/fifo.conf" "$H/fifo.conf" >"$H/tlsfifo.conf"
+t_check "-t: a FIFO as a TLS certificate" "$H/tlsfifo.conf" \
+    "$H/tlsfifo.conf:3:21: 'tls_certificate' $H/fifo.conf is a FIFO, not a regular file"
+printf 'service s {\n    listen 127.0.0.1:1;\n    access_log %s;\n    route / { module %s; }\n}\n' \
+    "$H/fifo.conf" "$H/fifo.conf" >"$H/logfifo.conf"
+t_check "-t: a FIFO as an access log" "$H/logfifo.conf" \
+    "$H/logfifo.conf:3:16: access log $H/fifo.conf is a FIFO, not a regular file"
+t_check "-t: a FIFO as a module" "$H/logfifo.conf" \
+    "$H/logfifo.conf:4:22: module $H/fifo.conf is a FIFO, not a regular file"
 
 # Out-of-range times and sizes, in directives and handler options.
 bad_value() { # NAME ROUTE_LINE SERVICE_LINE MAIN_LINE WANT

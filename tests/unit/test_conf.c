@@ -1015,3 +1015,33 @@ Test(hostile, errors_are_capped)
     expect_err(text, NULL, "t.conf:1:1: unknown directive 'xxxxxxxx");
     free(text);
 }
+
+/* Files a directive names are checked without opening them: a FIFO would block the load. */
+Test(hostile, named_files_must_be_regular, .init = make_tmpdir, .fini = rm_tmpdir,
+     .timeout = 10)
+{
+    char *fifo, *text;
+
+    cr_assert(asprintf(&fifo, "%s/fifo", tmpdir) != -1);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert(asprintf(&text, SVC_OPEN "  access_log %s;\n" SVC_ROUTE "}\n", fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:14: access log ");
+    expect_err(text, NULL, "/fifo is a FIFO, not a regular file");
+    free(text);
+    cr_assert(asprintf(&text, "service s {\n  listen 127.0.0.1:8443 tls;\n  tls_certificate %s;\n"
+                              "  tls_key %s;\n" SVC_ROUTE "}\n", fifo, fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:19: 'tls_certificate' ");
+    free(text);
+    cr_assert(asprintf(&text, SVC_OPEN "  route / { module %s; }\n}\n", fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:20: module ");
+    free(text);
+    cr_assert(asprintf(&text, "log %s;\n" HELLO, fifo) != -1);
+    expect_err(text, NULL, "t.conf:1:5: log ");
+    free(text);
+    cr_assert(asprintf(&text, SVC_OPEN "  tls_key %s;\n" SVC_ROUTE "}\n", tmpdir) != -1);
+    expect_err(text, NULL, "is a directory, not a regular file");
+    free(text);
+    expect_err(SVC_OPEN "  route / { module /dev/zero; }\n}\n", NULL,
+               "t.conf:3:20: module /dev/zero is a device, not a regular file");
+    free(fifo);
+}
