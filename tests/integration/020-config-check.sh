@@ -158,8 +158,8 @@ bad_value "-t: max_body_size 17179869184g" "respond 200" "max_body_size 17179869
     "$H/value.conf:4:19: invalid size '17179869184g' for 'max_body_size': expected a number with unit k, m or g, at most 1g"
 bad_value "-t: max_header_size 9007199254740993k" "respond 200" \
     "max_header_size 9007199254740993k;" "" "$H/value.conf:4:21: invalid size '9007199254740993k' for 'max_header_size': expected 1k to 400k"
-bad_value "-t: an upstream port of 4294967377" "proxy http://127.0.0.1:4294967377/" "" "" \
-    "$H/value.conf:5:21: invalid upstream 'http://127.0.0.1:4294967377/'"
+bad_value "-t: a FastCGI port of 4294967377 (not 81)" "fastcgi 127.0.0.1:4294967377" "" "" \
+    "$H/value.conf:5:23: invalid FastCGI address '127.0.0.1:4294967377'"
 
 # A value with a newline is reported on one line.
 printf 'workers "2\n3";\nservice s { listen 127.0.0.1:1; route / { respond 200; } }\n' >"$H/nl.conf"
