@@ -116,7 +116,8 @@ dir_suggest(const char *name)
     const char *best = NULL;
     size_t bestd = (size_t)-1, limit = strlen(name) / 3 + 1, d;
 
-    /* Within 3 edits of a name of at most 29 bytes; and the cost grows with the length. */
+    /* No name has more than 29 bytes, so a longer word is no typo of one (and the
+     * distance costs time in proportion to its length). */
     if (strlen(name) > 32)
         return NULL;
     for (size_t i = 0; i < NELEMS(directives); i++) {

@@ -162,7 +162,7 @@ file_kind(mode_t mode)
         return "a socket";
     if (S_ISCHR(mode) || S_ISBLK(mode))
         return "a device";
-    return "not a regular file";
+    return "a special file";
 }
 
 const char *

@@ -100,7 +100,7 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
         slash = p + strlen(p);
     colon = memchr(p, ':', (size_t)(slash - p));
     snprintf(host, sizeof(host), "%.*s", (int)((colon ? colon : slash) - p), p);
-    /* Whole, or a longer host or port would be cut to another one that resolves. */
+    /* A host or port too long for its buffer would be cut to another one: refuse it. */
     if ((size_t)((colon ? colon : slash) - p) >= sizeof(host) ||
         (colon != NULL && (size_t)(slash - colon - 1) >= sizeof(port)))
         host[0] = '\0';
