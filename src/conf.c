@@ -117,6 +117,10 @@ dir_suggest(const char *name)
     const char *best = NULL;
     size_t bestd = (size_t)-1, limit = strlen(name) / 3 + 1, d;
 
+    /* No name has more than 29 bytes, so a longer word is no typo of one (and the
+     * distance costs time in proportion to its length). */
+    if (strlen(name) > 32)
+        return NULL;
     for (size_t i = 0; i < NELEMS(directives); i++) {
         d = util_edit_distance(name, directives[i].name);
         if (d < bestd) {
@@ -260,8 +264,12 @@ conf_parse_time_ms(const char *s, int64_t *ms)
 {
     static const char *const units[] = {"ms", "s", "m", "h"};
     static const int64_t scale[] = {1, 1000, 60000, 3600000};
+    int64_t v;
 
-    return parse_scaled(s, units, scale, NELEMS(units), 1000, ms);
+    if (parse_scaled(s, units, scale, NELEMS(units), 1000, &v) == -1 || v > CONF_TIME_MAX_MS)
+        return -1;
+    *ms = v;
+    return 0;
 }
 
 int
@@ -275,6 +283,21 @@ conf_parse_size(const char *s, uint64_t *bytes)
         return -1;
     *bytes = (uint64_t)v;
     return 0;
+}
+
+int
+conf_parse_port(const char *s)
+{
+    int v = 0;
+
+    if (*s == '\0' || strlen(s) > 5)
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v >= 1 && v <= 65535 ? v : -1;
 }
 
 /* ---- main context ---- */
@@ -383,9 +406,9 @@ dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n
     int64_t ms;
     size_t i;
 
-    if (conf_parse_time_ms(a->s, &ms) == -1 || ms > 24 * 3600 * 1000)
+    if (conf_parse_time_ms(a->s, &ms) == -1)
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
-                      "ms, s, m or h, at most 24h", a->s, n->name);
+                      "ms, s, m or h, at most " CONF_TIME_MAX, a->s, n->name);
     for (i = 0; strcmp(times[i].name, n->name) != 0; i++)
         ;
     if (ms < times[i].min_ms)
@@ -399,12 +422,17 @@ static int
 dir_log(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
+    const char *kind;
 
     if (strcmp(a->s, "journal") == 0) {
         ld->conf->log_target = LOG_TARGET_JOURNAL;
     } else if (strcmp(a->s, "stderr") == 0) {
         ld->conf->log_target = LOG_TARGET_STDERR;
     } else if (a->s[0] == '/') {
+        /* The master opens it for writing: a FIFO would block it. */
+        kind = conf_path_kind(a->s);
+        if (kind != NULL && strcmp(kind, "a device") != 0)
+            return err_at(ld, &a->pos, "log %s is %s, not a regular file", a->s, kind);
         ld->conf->log_target = LOG_TARGET_FILE;
         free(ld->conf->log_path);
         ld->conf->log_path = xstrdup(a->s);
@@ -480,12 +508,17 @@ dir_access_log(struct loader *ld, const struct directive *d, const struct conf_n
 {
     struct conf_service *svc = obj;
     const struct conf_arg *a = &n->args[0];
+    const char *kind;
     char err[512];
 
     if (strcmp(a->s, "off") == 0)
         return 0;
     if (a->s[0] != '/')
         return err_at(ld, &a->pos, "'access_log' needs an absolute path or 'off'");
+    /* A device such as /dev/stdout is fine; a FIFO would block the check's open. */
+    kind = conf_path_kind(a->s);
+    if (kind != NULL && strcmp(kind, "a device") != 0)
+        return err_at(ld, &a->pos, "access log %s is %s, not a regular file", a->s, kind);
     if (accesslog_check(a->s, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "access log %s", err);
     svc->access_log = xstrdup(a->s);
@@ -498,9 +531,13 @@ dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_nod
 {
     struct conf_service *svc = obj;
     char **slot = strcmp(n->name, "tls_certificate") == 0 ? &svc->tls_cert : &svc->tls_key;
+    const char *kind = conf_path_kind(n->args[0].s);
 
     if (n->args[0].s[0] != '/')
         return err_at(ld, &n->args[0].pos, "'%s' needs an absolute path", n->name);
+    if (kind != NULL)
+        return err_at(ld, &n->args[0].pos, "'%s' %s is %s, not a regular file", n->name,
+                      n->args[0].s, kind);
     *slot = xstrdup(n->args[0].s);
     if (svc->tls_pos.file == NULL)
         svc->tls_pos = n->pos;

@@ -114,9 +114,17 @@ struct conf *conf_load_string(const char *name, const char *text,
                               const struct conf_sockets *socks, struct conf_diag *diag);
 void conf_free(struct conf *c);
 
-/* Parse helpers, exposed for tests: "30s", "500ms", "2m", "1h" (a bare number is seconds);
- * "4k", "1m", "1g" (a bare number is bytes). -1 when malformed or out of range. */
+/* Every time directive and handler option: libh2o keeps timeouts as milliseconds and
+ * waits as int milliseconds, so a day keeps far from both limits. */
+#define CONF_TIME_MAX_MS (24 * 3600 * 1000)
+#define CONF_TIME_MAX "24h" /* as errors say it */
+
+/* Parse helpers, exposed for tests: "30s", "500ms", "2m", "1h" (a bare number is seconds),
+ * at most CONF_TIME_MAX_MS; "4k", "1m", "1g" (a bare number is bytes). -1 when malformed
+ * or out of range. */
 int conf_parse_time_ms(const char *s, int64_t *ms);
 int conf_parse_size(const char *s, uint64_t *bytes);
+/* A TCP port from 1 to 65535 in plain digits, or -1. */
+int conf_parse_port(const char *s);
 
 #endif

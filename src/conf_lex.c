@@ -178,6 +178,10 @@ lex_string(struct conf_lex *lx)
             free(sb.p);
             return lex_error(lx, lx->pos, "NUL byte in string");
         }
+        if (sb.len >= CONF_TOKEN_MAX) {
+            free(sb.p);
+            return lex_error(lx, t.pos, "string longer than %d bytes", CONF_TOKEN_MAX);
+        }
         if (c == '\\' && quote == '"') {
             struct conf_token err;
             if (lex_escape(lx, &sb, &err) == -1) {
@@ -236,8 +240,11 @@ conf_lex_next(struct conf_lex *lx)
         return lex_error(lx, t.pos, "unexpected character (byte 0x%02x)", c);
     }
     start = lx->off;
-    while ((c = peek(lx)) != -1 && is_word_char(c))
+    while ((c = peek(lx)) != -1 && is_word_char(c)) {
+        if (lx->off - start >= CONF_TOKEN_MAX)
+            return lex_error(lx, t.pos, "word longer than %d bytes", CONF_TOKEN_MAX);
         advance(lx);
+    }
     t.type = TOK_WORD;
     t.text = xstrndup(lx->buf + start, lx->off - start);
     return t;

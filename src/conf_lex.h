@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#define CONF_TOKEN_MAX (64 * 1024) /* bytes of one word or string */
+
 struct conf_pos {
     const char *file; /* interned by the parser, lives as long as the conf */
     int line;

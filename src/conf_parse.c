@@ -3,39 +3,76 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf_parse.h"
 #include "util.h"
 
-#define INCLUDE_DEPTH_MAX 16
-#define CONF_FILE_MAX (16 * 1024 * 1024)
+/* A file being read, to catch an include loop however the file was named. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+};
 
 struct parser {
     struct conf_doc *doc;
     struct conf_diag *diag;
-    int depth;
+    int depth;                                     /* includes */
+    int nest;                                      /* blocks */
+    struct file_id chain[CONF_INCLUDE_DEPTH_MAX + 1]; /* files being read, outermost first */
+    size_t nfiles, bytes, words;                   /* read so far */
 };
+
+/* s with control bytes escaped, so that a diagnostic is one line in a terminal, a log or a
+ * control socket answer whatever a config value or file name holds. */
+static char *
+escape_controls(const char *s)
+{
+    char *out = xmalloc(strlen(s) * 4 + 1), *o = out;
+
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p != 0x7f)
+            *o++ = (char)*p;
+        else if (*p == '\n' || *p == '\t' || *p == '\r')
+            o += sprintf(o, "\\%c", *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
+        else
+            o += sprintf(o, "\\x%02x", *p);
+    }
+    *o = '\0';
+    return out;
+}
 
 void
 conf_diag_add(struct conf_diag *d, const struct conf_pos *pos, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[512], *line;
     va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    d->msgs = xreallocarray(d->msgs, d->n + 1, sizeof(*d->msgs));
+    if (d->n > CONF_DIAG_MAX)
+        return;
+    if (d->n == CONF_DIAG_MAX) {
+        pos = NULL;
+        snprintf(msg, sizeof(msg), "more than %d errors; the rest are not shown",
+                 CONF_DIAG_MAX);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
     if (pos != NULL && pos->file != NULL)
-        d->msgs[d->n++] = xasprintf("%s:%d:%d: %s", pos->file, pos->line, pos->col, msg);
+        line = xasprintf("%s:%d:%d: %s", pos->file, pos->line, pos->col, msg);
     else
-        d->msgs[d->n++] = xstrdup(msg);
+        line = xstrdup(msg);
+    d->msgs = xreallocarray(d->msgs, d->n + 1, sizeof(*d->msgs));
+    d->msgs[d->n++] = escape_controls(line);
+    free(line);
 }
 
 void
@@ -89,12 +126,22 @@ intern_file(struct parser *p, const char *name)
     return p->doc->files[p->doc->nfiles++];
 }
 
+/* Room for item n of an array of n items: grown to twice its size when n is a power of
+ * two, so that a million items cost twenty reallocations, not a million. */
+static void *
+grow(void *p, size_t n, size_t size)
+{
+    if (n != 0 && (n & (n - 1)) != 0)
+        return p;
+    return xreallocarray(p, n == 0 ? 1 : 2 * n, size);
+}
+
 static struct conf_node *
 push_node(struct conf_node *parent)
 {
     struct conf_node *n;
 
-    parent->children = xreallocarray(parent->children, parent->nchildren + 1, sizeof(*n));
+    parent->children = grow(parent->children, parent->nchildren, sizeof(*n));
     n = &parent->children[parent->nchildren++];
     memset(n, 0, sizeof(*n));
     return n;
@@ -103,55 +150,148 @@ push_node(struct conf_node *parent)
 static int parse_text(struct parser *p, const char *file, const char *text, size_t len,
                       struct conf_node *into);
 
-/* Read a whole config file; -1 with errno set. */
-static char *
-read_file(const char *path, size_t *len)
+/* What a non-regular file is, for the error that refuses it. */
+static const char *
+file_kind(mode_t mode)
 {
-    FILE *f = fopen(path, "re");
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "a special file";
+}
+
+const char *
+conf_path_kind(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == -1 || S_ISREG(st.st_mode))
+        return NULL;
+    return file_kind(st.st_mode);
+}
+
+/* Read a whole regular file of at most max bytes into *text; NULL on success, else why
+ * not. Opened without blocking so that a FIFO or a device can only be refused, never
+ * waited on. */
+static const char *
+read_file(const char *path, size_t max, char **text, size_t *len, struct file_id *id)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    const char *why = NULL;
     struct stat st;
     char *buf = NULL;
+    size_t n = 0, cap;
+    ssize_t r;
 
-    if (f == NULL)
-        return NULL;
-    if (fstat(fileno(f), &st) == -1)
-        goto fail;
-    if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
+    if (fd == -1) {
+        /* A socket cannot be opened at all (ENXIO): say what it is. */
+        if (errno == ENXIO && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return file_kind(st.st_mode);
+        return strerror(errno);
+    }
+    if (fstat(fd, &st) == -1) {
+        why = strerror(errno);
         goto fail;
     }
-    if (st.st_size > CONF_FILE_MAX) {
-        errno = EFBIG;
+    if (!S_ISREG(st.st_mode)) {
+        why = file_kind(st.st_mode);
         goto fail;
     }
-    buf = xmalloc((size_t)st.st_size + 1);
-    *len = fread(buf, 1, (size_t)st.st_size, f);
-    if (ferror(f))
+    /* st_size may be stale (or 0 in /proc): read to the end, up to one byte past max. */
+    cap = (size_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
+    buf = xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap && cap <= max) {
+            cap = cap > max / 2 ? max + 1 : cap * 2;
+            buf = xreallocarray(buf, cap + 1, 1);
+        }
+        if (n == cap)
+            break;
+        r = read(fd, buf + n, cap - n);
+        if (r == 0)
+            break;
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            why = strerror(errno);
+            goto fail;
+        }
+        n += (size_t)r;
+    }
+    if (n > max) {
+        why = "too large";
         goto fail;
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    *id = (struct file_id){st.st_dev, st.st_ino};
+    close(fd);
+    return NULL;
 fail:
     free(buf);
-    fclose(f);
-    return NULL;
+    close(fd);
+    return why;
+}
+
+/* Room left for one more file in this load, or the reason there is none. */
+static const char *
+over_budget(const struct parser *p, char *why, size_t whylen)
+{
+    if (p->nfiles >= CONF_FILES_MAX)
+        snprintf(why, whylen, "more than %d files read", CONF_FILES_MAX);
+    else if (p->bytes >= CONF_TOTAL_MAX)
+        snprintf(why, whylen, "more than %d MiB read in all", CONF_TOTAL_MAX >> 20);
+    else
+        return NULL;
+    return why;
 }
 
 static int
 parse_path(struct parser *p, const char *path, const struct conf_pos *from, struct conf_node *into)
 {
-    size_t len = 0;
-    char *text;
+    size_t len = 0, max = CONF_FILE_MAX;
+    char *text = NULL, budget[80];
+    const char *why;
+    struct file_id id;
     int rc;
 
-    text = read_file(path, &len);
-    if (text == NULL) {
+    why = over_budget(p, budget, sizeof(budget));
+    if (why == NULL) {
+        if (CONF_TOTAL_MAX - p->bytes < max)
+            max = CONF_TOTAL_MAX - p->bytes;
+        why = read_file(path, max, &text, &len, &id);
+        if (why != NULL && strcmp(why, "too large") == 0) {
+            if (max < CONF_FILE_MAX)
+                snprintf(budget, sizeof(budget), "more than %d MiB read in all",
+                         CONF_TOTAL_MAX >> 20);
+            else
+                snprintf(budget, sizeof(budget), "larger than %d MiB", CONF_FILE_MAX >> 20);
+            why = budget;
+        }
+    }
+    if (why != NULL) {
         if (from != NULL)
-            conf_diag_add(p->diag, from, "cannot read included file '%s': %s", path,
-                          strerror(errno));
+            conf_diag_add(p->diag, from, "cannot read included file '%s': %s", path, why);
         else
-            conf_diag_add(p->diag, NULL, "%s: cannot read config: %s", path, strerror(errno));
+            conf_diag_add(p->diag, NULL, "%s: cannot read config: %s", path, why);
         return -1;
     }
+    for (int i = 0; i < p->depth; i++) {
+        if (p->chain[i].dev == id.dev && p->chain[i].ino == id.ino) {
+            conf_diag_add(p->diag, from, "include loop: '%s' is already being read", path);
+            free(text);
+            return -1;
+        }
+    }
+    p->chain[p->depth] = id;
+    p->nfiles++;
+    p->bytes += len;
     rc = parse_text(p, intern_file(p, path), text, len, into);
     free(text);
     return rc;
@@ -164,19 +304,52 @@ glob_err(const char *epath, int eerrno)
     return eerrno != ENOENT && eerrno != ENOTDIR;
 }
 
+/* glob() recurses once per directory level after the first wildcard and walks every
+ * directory a wildcard matches: keep both small. NULL if pat is fine, else why not. */
+static const char *
+pattern_too_big(const char *pat, char *why, size_t whylen)
+{
+    size_t slashes = 0, wild_dirs = 0;
+    int wild = 0;
+
+    if (strlen(pat) > CONF_PATTERN_MAX) {
+        snprintf(why, whylen, "is longer than %d bytes", CONF_PATTERN_MAX);
+        return why;
+    }
+    for (const char *c = pat;; c++) {
+        if (*c == '/' || *c == '\0') {
+            wild_dirs += wild;
+            wild = 0;
+            if (*c == '\0')
+                break;
+            slashes++;
+        } else if (*c == '*' || *c == '?' || *c == '[') {
+            wild = 1;
+        }
+    }
+    if (slashes > CONF_PATTERN_SLASHES_MAX)
+        snprintf(why, whylen, "has more than %d '/'", CONF_PATTERN_SLASHES_MAX);
+    else if (wild_dirs > CONF_PATTERN_WILDCARD_DIRS_MAX)
+        snprintf(why, whylen, "has wildcards in more than %d path components",
+                 CONF_PATTERN_WILDCARD_DIRS_MAX);
+    else
+        return NULL;
+    return why;
+}
+
 /* Expand `include PATTERN;`: relative patterns are taken from the including file's
  * directory. A pattern with wildcards may match nothing; a plain path must exist. */
 static int
 expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *into)
 {
-    const char *pat = inc->args[0].s, *slash;
-    char *full;
+    const char *pat = inc->args[0].s, *slash, *why;
+    char *full, whybuf[80];
     glob_t g;
     int rc = 0, grc;
 
-    if (p->depth >= INCLUDE_DEPTH_MAX) {
-        conf_diag_add(p->diag, &inc->pos, "includes nested deeper than %d (a loop?) at '%s'",
-                      INCLUDE_DEPTH_MAX, pat);
+    if (p->depth >= CONF_INCLUDE_DEPTH_MAX) {
+        conf_diag_add(p->diag, &inc->pos, "includes nested deeper than %d at '%s'",
+                      CONF_INCLUDE_DEPTH_MAX, pat);
         return -1;
     }
     slash = strrchr(inc->pos.file, '/');
@@ -184,6 +357,13 @@ expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *
         full = xasprintf("%.*s/%s", (int)(slash - inc->pos.file), inc->pos.file, pat);
     else
         full = xstrdup(pat);
+    why = pattern_too_big(full, whybuf, sizeof(whybuf));
+    if (why != NULL) {
+        conf_diag_add(p->diag, &inc->args[0].pos, "include pattern '%.200s%s' %s", full,
+                      strlen(full) > 200 ? "..." : "", why);
+        free(full);
+        return -1;
+    }
 
     grc = glob(full, 0, glob_err, &g);
     if (grc == GLOB_NOMATCH) {
@@ -232,24 +412,50 @@ syntax_error(struct parser *p, struct conf_lex *lx, const struct conf_token *t, 
 static int parse_block(struct parser *p, struct conf_lex *lx, struct conf_node *parent,
                        const struct conf_node *opener);
 
+/* Count a word of the load against CONF_WORDS_MAX (freeing it when over), so that the tree
+ * stays a bounded size whatever the files hold. */
+static int
+count_word(struct parser *p, struct conf_token *t)
+{
+    if (++p->words <= CONF_WORDS_MAX)
+        return 0;
+    free(t->text);
+    t->text = NULL;
+    conf_diag_add(p->diag, &t->pos, "more than %d words in the configuration",
+                  CONF_WORDS_MAX);
+    return -1;
+}
+
 /* Arguments up to ';' or '{' for a directive whose name is already in n. */
 static int
 parse_directive(struct parser *p, struct conf_lex *lx, struct conf_node *n)
 {
     struct conf_token t;
 
+    int rc;
+
     for (;;) {
         t = conf_lex_next(lx);
         if (t.type == TOK_WORD || t.type == TOK_STRING) {
-            n->args = xreallocarray(n->args, n->nargs + 1, sizeof(*n->args));
+            if (count_word(p, &t) == -1)
+                return -1;
+            n->args = grow(n->args, n->nargs, sizeof(*n->args));
             n->args[n->nargs++] = (struct conf_arg){t.text, t.pos, t.type == TOK_STRING};
             continue;
         }
         if (t.type == TOK_SEMI)
             return 0;
         if (t.type == TOK_LBRACE) {
+            /* The parser recurses once per block: bound it before the stack does. */
+            if (p->nest >= CONF_NEST_MAX) {
+                conf_diag_add(p->diag, &t.pos, "blocks nested deeper than %d", CONF_NEST_MAX);
+                return -1;
+            }
             n->has_block = 1;
-            return parse_block(p, lx, n, n);
+            p->nest++;
+            rc = parse_block(p, lx, n, n);
+            p->nest--;
+            return rc;
         }
         return syntax_error(p, lx, &t, "expected ';' or '{' after '%s', got %s", n->name,
                             conf_tok_name(t.type));
@@ -278,6 +484,8 @@ parse_block(struct parser *p, struct conf_lex *lx, struct conf_node *parent,
                 return 0;
             return syntax_error(p, lx, &t, "unexpected '}'");
         case TOK_WORD:
+            if (count_word(p, &t) == -1)
+                return -1;
             break;
         case TOK_STRING:
             free(t.text);

@@ -6,7 +6,21 @@
 
 #include "conf_lex.h"
 
-/* Diagnostics collected while loading a config, each "file:line:col: message". */
+/* What one load may read, so that no config can exhaust the master's stack, memory or
+ * time; each is reported at the position that crosses it. */
+#define CONF_NEST_MAX 16              /* blocks inside blocks, across includes */
+#define CONF_INCLUDE_DEPTH_MAX 8      /* files including files */
+#define CONF_FILES_MAX 1000           /* files read by one load */
+#define CONF_FILE_MAX (16 * 1024 * 1024)
+#define CONF_TOTAL_MAX (64 * 1024 * 1024) /* bytes of all files read by one load */
+#define CONF_WORDS_MAX 100000         /* directive names and arguments of one load */
+#define CONF_PATTERN_MAX 4095         /* bytes of an include pattern, made absolute */
+#define CONF_PATTERN_SLASHES_MAX 64
+#define CONF_PATTERN_WILDCARD_DIRS_MAX 2 /* path components with wildcards */
+#define CONF_DIAG_MAX 100             /* messages kept; one more says the rest were cut */
+
+/* Diagnostics collected while loading a config, each "file:line:col: message" on one line
+ * (control bytes in it escaped as \n, \t, \r or \xHH). */
 struct conf_diag {
     char **msgs;
     size_t n;
@@ -45,6 +59,10 @@ int conf_parse_file(const char *path, struct conf_doc *doc, struct conf_diag *di
 int conf_parse_string(const char *name, const char *text, struct conf_doc *doc,
                       struct conf_diag *diag);
 void conf_doc_free(struct conf_doc *doc);
+/* What a file the config names is when it is not a regular file ("a FIFO", "a device",
+ * ...), found without opening it: opening a FIFO would block the master. NULL for a
+ * regular file or one that cannot be looked up (its open then says why). */
+const char *conf_path_kind(const char *path);
 /* Take the file name list out of doc (for a conf that outlives the tree). */
 char **conf_doc_steal_files(struct conf_doc *doc, size_t *n);
 

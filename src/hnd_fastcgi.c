@@ -48,7 +48,8 @@ parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
         return 0;
     }
     colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || atoi(colon + 1) < 1 || atoi(colon + 1) > 65535) {
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(host) ||
+        conf_parse_port(colon + 1) == -1) {
         snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/PATH or HOST:PORT",
                  s);
         return -1;
@@ -92,7 +93,8 @@ fastcgi_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         const struct conf_arg *a = &n->args[i];
         if (strncmp(a->s, "timeout=", 8) == 0) {
             if (conf_parse_time_ms(a->s + 8, &fc->timeout_ms) == -1 || fc->timeout_ms < 1) {
-                conf_diag_add(diag, &a->pos, "invalid FastCGI timeout '%s'", a->s + 8);
+                conf_diag_add(diag, &a->pos, "invalid FastCGI timeout '%s': expected a time "
+                              "from 1ms to " CONF_TIME_MAX, a->s + 8);
                 goto fail;
             }
         } else if (strncmp(a->s, "root=", 5) == 0 && a->s[5] == '/') {

@@ -41,6 +41,11 @@ module_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         conf_diag_add(diag, &p->pos, "module path '%s' must be absolute", p->s);
         return -1;
     }
+    if (conf_path_kind(p->s) != NULL) {
+        conf_diag_add(diag, &p->pos, "module %s is %s, not a regular file", p->s,
+                      conf_path_kind(p->s));
+        return -1;
+    }
     dl = dlopen(p->s, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         conf_diag_add(diag, &p->pos, "cannot load module: %s", dlerror());

@@ -100,9 +100,13 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
         slash = p + strlen(p);
     colon = memchr(p, ':', (size_t)(slash - p));
     snprintf(host, sizeof(host), "%.*s", (int)((colon ? colon : slash) - p), p);
+    /* A host or port too long for its buffer would be cut to another one: refuse it. */
+    if ((size_t)((colon ? colon : slash) - p) >= sizeof(host) ||
+        (colon != NULL && (size_t)(slash - colon - 1) >= sizeof(port)))
+        host[0] = '\0';
     if (colon != NULL)
         snprintf(port, sizeof(port), "%.*s", (int)(slash - colon - 1), colon + 1);
-    if (host[0] == '\0' || atoi(port) < 1 || atoi(port) > 65535) {
+    if (host[0] == '\0' || conf_parse_port(port) == -1) {
         snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH]", s);
         return -1;
     }
@@ -155,13 +159,15 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
             pc->preserve_host = 1;
         } else if (strncmp(a->s, "timeout=", 8) == 0) {
             if (conf_parse_time_ms(a->s + 8, &pc->timeout_ms) == -1 || pc->timeout_ms < 1) {
-                conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s'", a->s + 8);
+                conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s': expected a time "
+                              "from 1ms to " CONF_TIME_MAX, a->s + 8);
                 goto fail;
             }
         } else if (strncmp(a->s, "connect_timeout=", 16) == 0) {
             if (conf_parse_time_ms(a->s + 16, &pc->connect_timeout_ms) == -1 ||
                 pc->connect_timeout_ms < 1) {
-                conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s'", a->s + 16);
+                conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
+                              "time from 1ms to " CONF_TIME_MAX, a->s + 16);
                 goto fail;
             }
         } else {

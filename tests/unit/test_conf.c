@@ -453,9 +453,9 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  route / { proxy unix:relative.sock; }\n}\n",
      "t.conf:3:19: invalid upstream 'unix:relative.sock': expected unix:/absolute/path"},
     {SVC_OPEN "  route / { proxy http://127.0.0.1:1/ connect_timeout=0; }\n}\n",
-     "t.conf:3:39: invalid proxy connect_timeout '0'"},
+     "t.conf:3:39: invalid proxy connect_timeout '0': expected a time from 1ms to 24h"},
     {SVC_OPEN "  route / { proxy http://127.0.0.1:1/ timeout=soon; }\n}\n",
-     "t.conf:3:39: invalid proxy timeout 'soon'"},
+     "t.conf:3:39: invalid proxy timeout 'soon': expected a time from 1ms to 24h"},
     {SVC_OPEN "  route / { respond 200; hedaer X-A b; }\n}\n",
      "t.conf:3:26: unknown directive 'hedaer'; did you mean 'header'?"},
 };
@@ -504,7 +504,8 @@ Test(conf, include_loop_is_caught)
     snprintf(text, sizeof(text), "include %s/tests/unit/data/bad/loop.conf;\n",
              getenv("TOP_SRCDIR"));
     got = load_err(text, NULL);
-    cr_assert(strstr(got, "includes nested deeper than 16 (a loop?)") != NULL, "%s", got);
+    cr_assert(strstr(got, "bad/loop.conf:1:9: include loop: '") != NULL, "%s", got);
+    cr_assert(strstr(got, "bad/loop.conf' is already being read") != NULL, "%s", got);
     free(got);
 }
 
@@ -598,4 +599,474 @@ Test(conf, files_and_redirect)
     cr_assert_eq(c->services[0].routes[0].hnd, &hnd_files_ops);
     cr_assert_eq(c->services[0].routes[1].hnd, &hnd_redirect_ops);
     conf_free(c);
+}
+
+/* ---- hostile configs: bounded, refused with a position, never a crash or a hang ---- */
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Every message is one line: no control byte survives into a log or a terminal. */
+static void
+assert_one_line(const struct conf_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        for (const unsigned char *p = (const unsigned char *)d->msgs[i]; *p != '\0'; p++)
+            cr_assert(*p >= 0x20 && *p != 0x7f, "control byte 0x%02x in: %s", *p, d->msgs[i]);
+}
+
+/* Load text or path (whichever is set); the first message must hold want, every message
+ * must be one line. */
+static void
+expect_err(const char *text, const char *path, const char *want)
+{
+    struct conf_diag d = {0};
+    struct conf *c = text != NULL ? conf_load_string("t.conf", text, &no_sockets, &d)
+                                  : conf_load(path, &no_sockets, &d);
+
+    cr_assert_null(c, "config loaded but should have failed (%s)", want);
+    cr_assert_gt(d.n, 0);
+    cr_assert(strstr(d.msgs[0], want) != NULL, "got:    %s\nwanted: ...%s...", d.msgs[0],
+              want);
+    assert_one_line(&d);
+    conf_diag_clear(&d);
+}
+
+/* A buffer of a prefix, n copies of unit, and a suffix. */
+static char *
+repeat(const char *prefix, const char *unit, size_t n, const char *suffix)
+{
+    size_t lp = strlen(prefix), lu = strlen(unit), ls = strlen(suffix);
+    char *s = malloc(lp + lu * n + ls + 1), *o = s;
+
+    cr_assert_not_null(s);
+    memcpy(o, prefix, lp);
+    o += lp;
+    for (size_t i = 0; i < n; i++, o += lu)
+        memcpy(o, unit, lu);
+    memcpy(o, suffix, ls + 1);
+    return s;
+}
+
+static char tmpdir[64];
+
+static void
+make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/percore-conf.XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void
+rm_tmpdir(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Write text (len bytes, or strlen) to tmpdir/name; returns the path, owned by the test. */
+static char *
+put_file(const char *name, const char *text, size_t len)
+{
+    char *path;
+    FILE *f;
+
+    cr_assert(asprintf(&path, "%s/%s", tmpdir, name) != -1);
+    f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(text, 1, len ? len : strlen(text), f), len ? len : strlen(text));
+    fclose(f);
+    return path;
+}
+
+Test(hostile, deep_nesting_is_refused_at_the_brace)
+{
+    static const char *const opens[] = {"a {", "a{", "x y z {\n", "service s { route / {"};
+    char *text;
+
+    for (size_t i = 0; i < NELEMS(opens); i++) {
+        text = repeat("", opens[i], 50000, "");
+        expect_err(text, NULL, "blocks nested deeper than 16");
+        free(text);
+    }
+    /* 17 levels are refused at the 17th brace, 16 are not a nesting error. */
+    text = repeat("", "a {\n", 17, "");
+    expect_err(text, NULL, "t.conf:17:3: blocks nested deeper than 16");
+    free(text);
+    text = repeat("", "a {\n", 16, "");
+    expect_err(text, NULL, "t.conf:17:1: unexpected end of file, expected '}'");
+    free(text);
+}
+
+Test(hostile, nesting_counts_across_includes, .init = make_tmpdir, .fini = rm_tmpdir)
+{
+    char *inner = repeat("", "b {\n", 8, ""), *outer = repeat("", "a {\n", 9, ""), *text;
+
+    /* 9 blocks here and 8 in the included file: the 17th brace is refused. */
+    free(put_file("inner.conf", inner, 0));
+    cr_assert(asprintf(&text, "%sinclude %s/inner.conf;\n", outer, tmpdir) != -1);
+    expect_err(text, NULL, "inner.conf:8:3: blocks nested deeper than 16");
+    free(text);
+    free(outer);
+    free(inner);
+}
+
+Test(hostile, include_patterns_with_many_slashes)
+{
+    static const char *const units[] = {"/", "*/", "a/", "?/", "[a]/", "./", "../"};
+    char *text;
+
+    for (size_t i = 0; i < NELEMS(units); i++) {
+        text = repeat("include \"/", units[i], 3000, "x.conf\";\n");
+        expect_err(text, NULL, "t.conf:1:9: include pattern '/");
+        free(text);
+        text = repeat("include /", units[i], 100, "x.conf;\n");
+        expect_err(text, NULL, "has more than 64 '/'");
+        free(text);
+    }
+    text = repeat("include /", "a", 5000, ".conf;\n");
+    expect_err(text, NULL, "is longer than 4095 bytes");
+    free(text);
+    expect_err("include /tmp/*/*/*.conf;\n", NULL,
+               "t.conf:1:9: include pattern '/tmp/*/*/*.conf' has wildcards in more than 2 path "
+               "components");
+    expect_err("include /?/[ab]c/x*;\n", NULL, "has wildcards in more than 2 path components");
+}
+
+Test(hostile, include_depth_and_loops, .init = make_tmpdir, .fini = rm_tmpdir)
+{
+    char name[32], body[64], *top, *p;
+
+    /* A chain of 9 includes: the 9th is one too deep. */
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof(name), "d%d.conf", i);
+        snprintf(body, sizeof(body), "\n\ninclude d%d.conf;\n", i + 1);
+        free(put_file(name, body, 0));
+    }
+    free(put_file("d9.conf", "workers 2;\n", 0));
+    top = put_file("top.conf", "include d0.conf;\n", 0);
+    expect_err(NULL, top, "d7.conf:3:1: includes nested deeper than 8 at 'd8.conf'");
+    free(top);
+
+    /* Loops however the file is named: itself, through a symlink, through another file. */
+    free(put_file("self.conf", "include self.conf;\n", 0));
+    cr_assert(asprintf(&p, "%s/link.conf", tmpdir) != -1);
+    cr_assert_eq(symlink("viasym.conf", p), 0);
+    free(p);
+    free(put_file("viasym.conf", "workers 2;\ninclude link.conf;\n", 0));
+    free(put_file("ping.conf", "include pong.conf;\n", 0));
+    free(put_file("pong.conf", "include ./ping.conf;\n", 0));
+    top = put_file("l1.conf", "include self.conf;\n", 0);
+    expect_err(NULL, top, "self.conf:1:9: include loop: '");
+    free(top);
+    top = put_file("l2.conf", "include viasym.conf;\n", 0);
+    expect_err(NULL, top, "viasym.conf:2:9: include loop: '");
+    free(top);
+    top = put_file("l3.conf", "include ping.conf;\n", 0);
+    expect_err(NULL, top, "pong.conf:1:9: include loop: '");
+    free(top);
+
+    /* The same file twice (not a loop) is read twice: its settings are duplicates. */
+    free(put_file("w.conf", "workers 2;\n", 0));
+    cr_assert(asprintf(&p, "%s/w-link.conf", tmpdir) != -1);
+    cr_assert_eq(symlink("w.conf", p), 0);
+    free(p);
+    top = put_file("twice.conf", "include w.conf;\ninclude w-link.conf;\n", 0);
+    expect_err(NULL, top, "w-link.conf:1:1: duplicate 'workers' (first set at ");
+    free(top);
+}
+
+/* Only regular files are read: a FIFO would block the master's loop. */
+Test(hostile, only_regular_files, .init = make_tmpdir, .fini = rm_tmpdir, .timeout = 10)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char *fifo, *sock, *text;
+    int fd;
+
+    cr_assert(asprintf(&fifo, "%s/fifo.conf", tmpdir) != -1);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert(asprintf(&sock, "%s/sock.conf", tmpdir) != -1);
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+
+    cr_assert(asprintf(&text, "include %s;\n", fifo) != -1);
+    expect_err(text, NULL, "t.conf:1:9: cannot read included file '");
+    expect_err(text, NULL, "fifo.conf': a FIFO");
+    free(text);
+    cr_assert(asprintf(&text, "workers 2;\ninclude %s/*.conf;\n", tmpdir) != -1);
+    expect_err(text, NULL, "t.conf:2:9: cannot read included file '");
+    free(text);
+    cr_assert(asprintf(&text, "include %s;\n", sock) != -1);
+    expect_err(text, NULL, "sock.conf': a socket");
+    free(text);
+    expect_err("include /dev/null;\n", NULL, "t.conf:1:9: cannot read included file "
+                                             "'/dev/null': a device");
+    expect_err("include /dev/zero;\n", NULL, "'/dev/zero': a device");
+    expect_err("include /tmp;\n", NULL, "'/tmp': a directory");
+    expect_err(NULL, fifo, "fifo.conf: cannot read config: a FIFO");
+    expect_err(NULL, "/dev/stdin", "/dev/stdin: cannot read config: ");
+    expect_err(NULL, tmpdir, ": cannot read config: a directory");
+    close(fd);
+    free(fifo);
+    free(sock);
+}
+
+Test(hostile, sizes_and_counts_are_bounded, .init = make_tmpdir, .fini = rm_tmpdir)
+{
+    char *text, *big, *p;
+    int fd;
+
+    text = repeat("workers ", "9", 70000, ";\n");
+    expect_err(text, NULL, "t.conf:1:9: word longer than 65536 bytes");
+    free(text);
+    text = repeat("workers \"", "9", 70000, "\";\n");
+    expect_err(text, NULL, "t.conf:1:9: string longer than 65536 bytes");
+    free(text);
+    text = repeat("workers '", "\\n", 40000, "';\n");
+    expect_err(text, NULL, "t.conf:1:9: string longer than 65536 bytes");
+    free(text);
+    text = repeat("", "a ", 100001, ";\n");
+    expect_err(text, NULL, "t.conf:1:200001: more than 100000 words in the configuration");
+    free(text);
+    text = repeat("", "a;", 100001, "\n");
+    expect_err(text, NULL, "t.conf:1:200001: more than 100000 words in the configuration");
+    free(text);
+
+    /* A file over 16 MiB, and 64 MiB in all from one 15 MiB file read 5 times. */
+    cr_assert(asprintf(&big, "%s/big.conf", tmpdir) != -1);
+    fd = open(big, O_WRONLY | O_CREAT, 0600);
+    cr_assert_eq(ftruncate(fd, 16 * 1024 * 1024 + 1), 0);
+    close(fd);
+    expect_err(NULL, big, "big.conf: cannot read config: larger than 16 MiB");
+    text = malloc(15 * 1024 * 1024);
+    memset(text, ' ', 15 * 1024 * 1024);
+    free(put_file("big.conf", text, 15 * 1024 * 1024));
+    free(text);
+    text = repeat("", "include big.conf;\n", 5, "");
+    p = put_file("five.conf", text, 0);
+    expect_err(NULL, p, "five.conf:5:9: cannot read included file '");
+    expect_err(NULL, p, "big.conf': more than 64 MiB read in all");
+    free(p);
+    free(text);
+    free(big);
+}
+
+Test(hostile, file_count_is_bounded, .init = make_tmpdir, .fini = rm_tmpdir)
+{
+    char name[32], *p;
+
+    for (int i = 0; i < 1001; i++) {
+        snprintf(name, sizeof(name), "f%04d.conf", i);
+        free(put_file(name, "\n", 0));
+    }
+    p = put_file("all.main", "include *.conf;\n", 0);
+    expect_err(NULL, p, "all.main:1:9: cannot read included file '");
+    expect_err(NULL, p, "f0999.conf': more than 1000 files read");
+    free(p);
+}
+
+/* Bytes that must stay inside a message: NUL, control bytes, unterminated quotes at EOF. */
+Test(hostile, odd_bytes, .init = make_tmpdir, .fini = rm_tmpdir)
+{
+    char *p;
+
+    p = put_file("nul1.conf", "workers 2;\0\n", 12);
+    expect_err(NULL, p, "nul1.conf:1:11: NUL byte in file");
+    free(p);
+    p = put_file("nul2.conf", "workers \"2\0\";\n", 14);
+    expect_err(NULL, p, "nul2.conf:1:11: NUL byte in string");
+    free(p);
+    p = put_file("nul3.conf", "wor\0kers 2;\n", 12);
+    expect_err(NULL, p, "nul3.conf:1:4: NUL byte in file");
+    free(p);
+    p = put_file("bad\nname\x1b.conf", "workers x;\n", 0);
+    expect_err(NULL, p, "/bad\\nname\\x1b.conf:1:9: invalid value 'x' for 'workers'");
+    free(p);
+
+    expect_err("workers \"2", NULL, "t.conf:1:9: unterminated string");
+    expect_err("workers '2", NULL, "t.conf:1:9: unterminated string");
+    expect_err("workers \"2\\", NULL, "t.conf:1:11: unterminated escape sequence");
+    expect_err("workers \"\\x4", NULL, "t.conf:1:10: invalid escape '\\x': expected two hex");
+    expect_err("workers \"2\n3\";\n" HELLO, NULL,
+               "t.conf:1:9: invalid value '2\\n3' for 'workers'");
+    expect_err("workers '2\r\n\t3\x1b';\n" HELLO, NULL,
+               "t.conf:1:9: invalid value '2\\r\\n\\t3\\x1b' for 'workers'");
+    expect_err("service \"a\nb\" { }\n", NULL, "t.conf:1:9: invalid service name 'a\\nb'");
+    expect_err("include \"/nonexistent\n/x\x7f.conf\";\n", NULL,
+               "cannot read included file '/nonexistent\\n/x\\x7f.conf'");
+    expect_err(SVC_OPEN "  route / { redirect 301 \"/a\nb\"; }\n}\n", NULL,
+               "t.conf:3:26: invalid redirect target '/a\\nb'");
+    expect_err(SVC_OPEN "  route / { respond '2\n0'; }\n}\n", NULL,
+               "t.conf:3:21: invalid status '2\\n0' for 'respond'");
+}
+
+Test(hostile, huge_numbers)
+{
+    expect_err("workers 99999999999999999999999999999999;\n" HELLO, NULL,
+               "t.conf:1:9: invalid value '99999999999999999999999999999999' for 'workers'");
+    expect_err("max_connections 18446744073709551617;\n" HELLO, NULL,
+               "t.conf:1:17: invalid value '18446744073709551617' for 'max_connections'");
+    expect_err("http2_max_concurrent_requests 4294967297;\n" HELLO, NULL,
+               "t.conf:1:31: invalid value '4294967297'");
+    expect_err(SVC_OPEN "  route / { proxy http://127.0.0.1:4294967377/; }\n}\n", NULL,
+               "t.conf:3:19: invalid upstream 'http://127.0.0.1:4294967377/'");
+    expect_err(SVC_OPEN "  route / { proxy http://127.0.0.1:65536/; }\n}\n", NULL,
+               "t.conf:3:19: invalid upstream");
+    expect_err(SVC_OPEN "  route / { proxy http://127.0.0.1:80x/; }\n}\n", NULL,
+               "t.conf:3:19: invalid upstream");
+    expect_err(SVC_OPEN "  route / { fastcgi 127.0.0.1:4294967377; }\n}\n", NULL,
+               "t.conf:3:21: invalid FastCGI address '127.0.0.1:4294967377'");
+    expect_err(SVC_OPEN "  route / { fastcgi 127.0.0.1:-80; }\n}\n", NULL,
+               "t.conf:3:21: invalid FastCGI address");
+}
+
+/* Every time is at most 24h and every size has its bound, named in the error. */
+static const struct bad out_of_range[] = {
+    {"proxy http://127.0.0.1:1/ timeout=600000h", "invalid proxy timeout '600000h': expected a "
+                                                  "time from 1ms to 24h"},
+    {"proxy http://127.0.0.1:1/ timeout=25h", "invalid proxy timeout '25h'"},
+    {"proxy http://127.0.0.1:1/ timeout=86400001ms", "invalid proxy timeout '86400001ms'"},
+    {"proxy http://127.0.0.1:1/ timeout=1441m", "invalid proxy timeout '1441m'"},
+    {"proxy http://127.0.0.1:1/ timeout=86401", "invalid proxy timeout '86401'"},
+    {"proxy http://127.0.0.1:1/ timeout=9223372036854775807h", "invalid proxy timeout"},
+    {"proxy http://127.0.0.1:1/ timeout=99999999999999999999999999ms", "invalid proxy timeout"},
+    {"proxy http://127.0.0.1:1/ connect_timeout=600000h",
+     "invalid proxy connect_timeout '600000h': expected a time from 1ms to 24h"},
+    {"proxy http://127.0.0.1:1/ connect_timeout=2562047788015215h",
+     "invalid proxy connect_timeout"},
+    {"fastcgi unix:/run/x.sock timeout=600000h",
+     "invalid FastCGI timeout '600000h': expected a time from 1ms to 24h"},
+    {"fastcgi unix:/run/x.sock timeout=9223372036854775808ms", "invalid FastCGI timeout"},
+};
+
+ParameterizedTestParameters(hostile, handler_times)
+{
+    static size_t idx[NELEMS(out_of_range)];
+
+    for (size_t i = 0; i < NELEMS(out_of_range); i++)
+        idx[i] = i;
+    return cr_make_param_array(size_t, idx, NELEMS(out_of_range));
+}
+
+ParameterizedTest(size_t *i, hostile, handler_times)
+{
+    char *text;
+
+    cr_assert(asprintf(&text, SVC_OPEN "  route / { %s; }\n}\n", out_of_range[*i].text) != -1);
+    expect_err(text, NULL, out_of_range[*i].expect);
+    free(text);
+}
+
+Test(hostile, directive_times_and_sizes)
+{
+    static const char *const times[] = {"shutdown_timeout", "shutdown_delay", "worker_watchdog",
+                                        "tls_ticket_rotation"};
+    static const char *const svc_times[] = {"header_timeout", "idle_timeout",
+                                            "handshake_timeout"};
+    static const char *const big[] = {"25h", "600000h", "86400001ms", "1441m", "86401",
+                                      "9223372036854775807h", "99999999999999999999999s"};
+    char *text;
+
+    for (size_t t = 0; t < NELEMS(times); t++) {
+        for (size_t b = 0; b < NELEMS(big); b++) {
+            cr_assert(asprintf(&text, "%s %s;\n" HELLO, times[t], big[b]) != -1);
+            expect_err(text, NULL, "at most 24h");
+            free(text);
+        }
+    }
+    for (size_t t = 0; t < NELEMS(svc_times); t++) {
+        cr_assert(asprintf(&text, SVC_OPEN "  %s 600000h;\n" SVC_ROUTE "}\n", svc_times[t]) != -1);
+        expect_err(text, NULL, "at most 24h");
+        free(text);
+    }
+    expect_err(SVC_OPEN "  max_body_size 2g;\n" SVC_ROUTE "}\n", NULL,
+               "t.conf:3:17: invalid size '2g' for 'max_body_size': expected a number with "
+               "unit k, m or g, at most 1g");
+    expect_err(SVC_OPEN "  max_body_size 17179869184g;\n" SVC_ROUTE "}\n", NULL, "at most 1g");
+    expect_err(SVC_OPEN "  max_body_size 9223372036854775807k;\n" SVC_ROUTE "}\n", NULL,
+               "at most 1g");
+    expect_err(SVC_OPEN "  max_body_size 99999999999999999999999;\n" SVC_ROUTE "}\n", NULL,
+               "at most 1g");
+    expect_err(SVC_OPEN "  max_header_size 1g;\n" SVC_ROUTE "}\n", NULL, "expected 1k to 400k");
+    expect_err(SVC_OPEN "  max_header_size 18014398509481984k;\n" SVC_ROUTE "}\n", NULL,
+               "expected 1k to 400k");
+}
+
+Test(hostile, time_and_size_bounds)
+{
+    int64_t ms;
+    uint64_t b;
+
+    cr_assert_eq(conf_parse_time_ms("24h", &ms), 0);
+    cr_assert_eq(ms, 86400000);
+    cr_assert_eq(conf_parse_time_ms("86400000ms", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("86400001ms", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("25h", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1441m", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("9223372036854775807", &ms), -1);
+    cr_assert_eq(conf_parse_size("8589934591g", &b), 0);
+    cr_assert_eq(conf_parse_size("8589934592g", &b), -1);
+    cr_assert_eq(conf_parse_size("9007199254740992k", &b), -1);
+    cr_assert_eq(conf_parse_size("9223372036854775808", &b), -1);
+    cr_assert_eq(conf_parse_port("65535"), 65535);
+    cr_assert_eq(conf_parse_port("65536"), -1);
+    cr_assert_eq(conf_parse_port("4294967377"), -1);
+    cr_assert_eq(conf_parse_port("0"), -1);
+    cr_assert_eq(conf_parse_port("+80"), -1);
+    cr_assert_eq(conf_parse_port(""), -1);
+}
+
+Test(hostile, errors_are_capped)
+{
+    char *text = repeat("", "wrokers 2;\n", 500, "");
+    struct conf_diag d = {0};
+
+    cr_assert_null(conf_load_string("t.conf", text, &no_sockets, &d));
+    cr_assert_eq(d.n, 101);
+    cr_assert_str_eq(d.msgs[100], "more than 100 errors; the rest are not shown");
+    conf_diag_clear(&d);
+    free(text);
+    /* Long unknown names get no costly suggestion, and the message stays short. */
+    text = repeat("", "x", 60000, ";\n");
+    expect_err(text, NULL, "t.conf:1:1: unknown directive 'xxxxxxxx");
+    free(text);
+}
+
+/* Files a directive names are checked without opening them: a FIFO would block the load. */
+Test(hostile, named_files_must_be_regular, .init = make_tmpdir, .fini = rm_tmpdir,
+     .timeout = 10)
+{
+    char *fifo, *text;
+
+    cr_assert(asprintf(&fifo, "%s/fifo", tmpdir) != -1);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert(asprintf(&text, SVC_OPEN "  access_log %s;\n" SVC_ROUTE "}\n", fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:14: access log ");
+    expect_err(text, NULL, "/fifo is a FIFO, not a regular file");
+    free(text);
+    cr_assert(asprintf(&text, "service s {\n  listen 127.0.0.1:8443 tls;\n  tls_certificate %s;\n"
+                              "  tls_key %s;\n" SVC_ROUTE "}\n", fifo, fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:19: 'tls_certificate' ");
+    free(text);
+    cr_assert(asprintf(&text, SVC_OPEN "  route / { module %s; }\n}\n", fifo) != -1);
+    expect_err(text, NULL, "t.conf:3:20: module ");
+    free(text);
+    cr_assert(asprintf(&text, "log %s;\n" HELLO, fifo) != -1);
+    expect_err(text, NULL, "t.conf:1:5: log ");
+    free(text);
+    cr_assert(asprintf(&text, SVC_OPEN "  tls_key %s;\n" SVC_ROUTE "}\n", tmpdir) != -1);
+    expect_err(text, NULL, "is a directory, not a regular file");
+    free(text);
+    expect_err(SVC_OPEN "  route / { module /dev/zero; }\n}\n", NULL,
+               "t.conf:3:20: module /dev/zero is a device, not a regular file");
+    free(fifo);
 }
