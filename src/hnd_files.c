@@ -466,6 +466,23 @@ index_escapes(const struct files_front *f, h2o_mem_pool_t *pool, h2o_iovec_t rel
     return 0;
 }
 
+/* A directory named without its trailing slash: 301 to the name with it, as libh2o would,
+ * but with the path encoded again and runs of '/' made one, so that "//host" (a link to
+ * another site) cannot come out of a request for "//host". */
+static void
+redirect_to_dir(h2o_req_t *req)
+{
+    h2o_iovec_t path, query = {NULL, 0}, dest;
+
+    path.base = hnd_location_path(&req->pool, req->path_normalized.base,
+                                  req->path_normalized.len, &path.len);
+    if (req->query_at != SIZE_MAX)
+        query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                        req->path.len - req->query_at, &query.len);
+    dest = h2o_concat(&req->pool, path, h2o_iovec_init(H2O_STRLIT("/")), query);
+    h2o_send_redirect(req, 301, "Moved Permanently", dest.base, dest.len);
+}
+
 static int
 on_front(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -491,6 +508,12 @@ on_front(h2o_handler_t *self, h2o_req_t *req)
     if (!S_ISREG(of->st.st_mode) && !S_ISDIR(of->st.st_mode)) {
         of_put(of);
         return 404;
+    }
+    if (S_ISDIR(of->st.st_mode) && req->path_normalized.len > 0 &&
+        req->path_normalized.base[req->path_normalized.len - 1] != '/') {
+        of_put(of);
+        redirect_to_dir(req);
+        return 0;
     }
     if (!S_ISREG(of->st.st_mode) || !plain_get(req)) {
         h2o_iovec_t dir = rel.len ? h2o_concat(&req->pool, rel, h2o_iovec_init(H2O_STRLIT("/")))

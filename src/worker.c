@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "reqcheck.h"
 #include "tlsaccept.h"
 #include "util.h"
 #include "worker.h"
@@ -104,16 +105,28 @@ on_heartbeat(h2o_timeout_entry_t *entry)
     h2o_timeout_link(w.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
-/* s for a log line: at most len bytes of it, control bytes shown as '?'. */
+/* s for a log line: at most len bytes of it, with control bytes, bytes >= 0x80 and '\'
+ * written as \xHH, so a request can neither forge log lines nor smuggle terminal escapes
+ * or invalid UTF-8 into the journal. */
 static const char *
 printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
 {
-    char *out = h2o_mem_alloc_pool(pool, (s.len < len ? s.len : len) + 1);
-    size_t i;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = s.len < len ? s.len : len;
+    char *out = h2o_mem_alloc_pool(pool, n * 4 + 1), *p = out;
 
-    for (i = 0; i < s.len && i < len; i++)
-        out[i] = (unsigned char)s.base[i] < 0x20 || s.base[i] == 0x7f ? '?' : s.base[i];
-    out[i] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p = '\0';
     return out;
 }
 
@@ -329,6 +342,7 @@ on_misdirected(h2o_handler_t *self, h2o_req_t *req)
 static void
 add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
 {
+    reqcheck_register(pc);
     if (s->shared)
         h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_misdirected;
     add_header_limit(pc, s);
