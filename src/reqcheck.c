@@ -19,11 +19,15 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "accesslog.h"
 #include "h2o_inc.h"
+#include "metrics.h"
 #include "reqcheck.h"
+#include "util.h"
 
 #define HOST_MAX 255 /* a DNS name is at most 253 bytes */
 
@@ -222,4 +226,90 @@ void
 reqcheck_register(h2o_pathconf_t *pc)
 {
     h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_req;
+}
+
+/* libh2o 2.2.5's answer to a request its parser refuses (lib/http1.c): its length is how a
+ * closing connection tells it was the last thing written. */
+#define PARSER_400_LEN                                                                     \
+    (sizeof("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"         \
+            "Connection: close\r\nContent-Length: 11\r\n\r\nBad Request") -                     \
+     1)
+
+/* One per tracked connection: owned by the socket's on_close, freed when it runs. */
+struct conn {
+    h2o_socket_t *sock;
+    size_t written; /* sock->bytes_written when its last request was logged */
+    struct access_log *al;
+    int svc;
+    int http2;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+};
+
+static struct {
+    struct metrics_slot *slot;
+    void (*closed)(void);
+} rc;
+
+void
+reqcheck_init(struct metrics_slot *slot, void (*closed)(void))
+{
+    rc.slot = slot;
+    rc.closed = closed;
+}
+
+/* libh2o disposes of the socket's buffers and fd before on_close, but frees the socket
+ * itself only at the end of the loop turn, so its byte count can still be read here. */
+static void
+on_tracked_close(void *data)
+{
+    struct conn *c = data;
+
+    if (!c->http2 && c->sock->bytes_written - c->written == PARSER_400_LEN) {
+        metrics_count(rc.slot, c->svc, 400, 11, 0);
+        if (c->al != NULL)
+            accesslog_write_refused(c->al, (struct sockaddr *)&c->peer, c->peerlen, 400, 11);
+    }
+    free(c);
+    rc.closed();
+}
+
+void
+reqcheck_conn_track(h2o_socket_t *sock, struct access_log *al, int svc)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+
+    c->sock = sock;
+    c->al = al;
+    c->svc = svc;
+    /* The address is gone by the time the socket closes. libh2o caches it, so the access
+     * log's lookup of each request costs nothing more. */
+    if (al != NULL)
+        c->peerlen = h2o_socket_getpeername(sock, (struct sockaddr *)&c->peer);
+    sock->on_close.cb = on_tracked_close;
+    sock->on_close.data = c;
+}
+
+void
+reqcheck_conn_http2(h2o_socket_t *sock)
+{
+    if (sock->on_close.cb == on_tracked_close)
+        ((struct conn *)sock->on_close.data)->http2 = 1;
+}
+
+void
+reqcheck_conn_logged(h2o_req_t *req, struct access_log *al, int svc)
+{
+    h2o_socket_t *sock;
+    struct conn *c;
+
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return;
+    sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->on_close.cb != on_tracked_close)
+        return;
+    c = sock->on_close.data;
+    c->written = sock->bytes_written;
+    c->al = al;
+    c->svc = svc;
 }

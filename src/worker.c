@@ -36,10 +36,13 @@ struct service_rt {
     h2o_accept_ctx_t actx[3]; /* by enum lsn_kind: each with its SSL_CTX */
     h2o_hostconf_t *hosts[2];
     unsigned http2_max_resets;
+    struct access_log *access; /* or NULL */
+    int svc;                   /* metrics index */
 };
 
 /* What a listening socket's data points to. */
 struct lsn_rt {
+    struct service_rt *owner;
     h2o_accept_ctx_t *actx; /* plain */
     struct tls_site *sites; /* TLS: the owner first, then services sharing it by SNI */
     size_t nsites;
@@ -80,7 +83,7 @@ set_paused(int paused)
 }
 
 static void
-on_conn_close(void *data)
+on_conn_close(void)
 {
     w.conns--;
     atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
@@ -190,6 +193,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     metrics_count(w.metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
+    reqcheck_conn_logged(req, al, rl->svc);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         if (error_line_allowed())
@@ -228,8 +232,7 @@ on_accept(h2o_socket_t *listener, const char *err)
             break;
         w.conns++;
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = NULL;
+        reqcheck_conn_track(sock, lr->owner->access, lr->owner->svc);
         if (lr->nsites == 0)
             h2o_accept(lr->actx, sock);
         else
@@ -405,6 +408,8 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     add_request_logger(&host->fallback_path, access, svc);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
+    rt->access = access;
+    rt->svc = svc;
 }
 
 static enum lsn_kind
@@ -456,6 +461,7 @@ listener_rt(const struct listener *l, int svc, enum lsn_kind kind)
     const struct conf *c = w.args->conf;
     struct lsn_rt *lr = xcalloc(1, sizeof(*lr)); /* lives as long as the worker */
 
+    lr->owner = &w.services[svc];
     if (kind == LSN_PLAIN) {
         lr->actx = &w.services[svc].actx[LSN_PLAIN];
         return lr;
@@ -592,6 +598,7 @@ worker_run(const struct worker_args *args)
 
     w.args = args;
     w.metrics = metrics_slot(args->metrics_idx);
+    reqcheck_init(w.metrics, on_conn_close);
     w.loop = h2o_evloop_create();
     w.services = xcalloc(c->nservices, sizeof(*w.services));
     for (size_t i = 0; i < c->nservices; i++) {
