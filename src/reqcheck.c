@@ -42,12 +42,21 @@ has_ctl(h2o_iovec_t s)
     return 0;
 }
 
-static int
-is_host_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
+/* Bytes of a Host name: letters, digits, '-', '.', '_', '~' (a table: this runs for every
+ * request). */
+static const unsigned char host_char[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
 /* 1 if s is host[:port] as described above; an empty Host (RFC 9112 3.2) passes. */
 int
@@ -68,7 +77,7 @@ reqcheck_host_valid(const char *s, size_t len)
             return 0;
         i = n + 2;
     } else {
-        while (i < len && is_host_char((unsigned char)s[i]))
+        while (i < len && host_char[(unsigned char)s[i]])
             i++;
         if (i > HOST_MAX)
             return 0;
@@ -138,7 +147,9 @@ check_head_lines(const char *p, const char *end)
             break;
         if (*p == ' ' || *p == '\t')
             return "folded header line";
-        if ((colon = memchr(p, ':', (size_t)(eol - p))) == NULL)
+        /* Only Content-Length, Transfer-Encoding and Host matter here. */
+        if (((*p | 0x20) != 'c' && (*p | 0x20) != 't' && (*p | 0x20) != 'h') ||
+            (colon = memchr(p, ':', (size_t)(eol - p))) == NULL)
             continue;
         nlen = (size_t)(colon - p);
         if (name_is(p, nlen, H2O_STRLIT("content-length"))) {
@@ -193,7 +204,8 @@ reqcheck_why(h2o_req_t *req)
 {
     h2o_iovec_t head;
 
-    if (has_ctl(req->input.path) || has_ctl(req->path_normalized))
+    if (has_ctl(req->input.path) ||
+        (req->path_normalized.base != req->input.path.base && has_ctl(req->path_normalized)))
         return "control byte in the path";
     for (size_t i = 0; i < req->headers.size; i++)
         if (req->headers.entries[i].name->len == 0)
