@@ -240,12 +240,16 @@ reqcheck_register(h2o_pathconf_t *pc)
     h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_req;
 }
 
-/* libh2o 2.2.5's answer to a request its parser refuses (lib/http1.c): its length is how a
- * closing connection tells it was the last thing written. */
-#define PARSER_400_LEN                                                                     \
-    (sizeof("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"         \
-            "Connection: close\r\nContent-Length: 11\r\n\r\nBad Request") -                     \
-     1)
+/* libh2o 2.2.5's answer to a request its parser refuses (lib/http1.c, send_bad_request),
+ * the only bytes it writes on an HTTP/1 connection outside a request: when exactly this
+ * many were written after the last logged request, the parser refused one. */
+static const char parser_400[] = "HTTP/1.1 400 Bad Request\r\n"
+                                 "Content-Type: text/plain; charset=utf-8\r\n"
+                                 "Connection: close\r\n"
+                                 "Content-Length: 11\r\n"
+                                 "\r\n"
+                                 "Bad Request";
+#define PARSER_400_LEN (sizeof(parser_400) - 1)
 
 /* One per tracked connection: owned by the socket's on_close, freed when it runs. */
 struct conn {
