@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -191,4 +192,24 @@ accesslog_write(struct access_log *al, h2o_req_t *req, uint64_t us)
         flush_one(al);
     memcpy(al->buf + al->len, line, (size_t)(p - line));
     al->len += (size_t)(p - line);
+}
+
+void
+accesslog_write_refused(struct access_log *al, const struct sockaddr *sa, unsigned salen,
+                        int status, size_t bytes)
+{
+    char line[512], addr[NI_MAXHOST] = "-", ts[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    int n;
+
+    if (salen != 0 && h2o_socket_getnumerichost((struct sockaddr *)sa, salen, addr) == SIZE_MAX)
+        strcpy(addr, "-");
+    strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S %z", localtime_r(&now, &tm));
+    n = snprintf(line, sizeof(line), "%s - - [%s] \"-\" %d %zu \"-\" \"-\" 0.000\n", addr, ts,
+                 status, bytes);
+    if (al->len + (size_t)n > BUF_SIZE)
+        flush_one(al);
+    memcpy(al->buf + al->len, line, (size_t)n);
+    al->len += (size_t)n;
 }

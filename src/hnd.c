@@ -50,3 +50,55 @@ hnd_send_body(h2o_req_t *req, const char *body, size_t len)
     else
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
+
+/* Bytes a path may keep as they are in a Location: RFC 3986 pchar and '/', less '\''. */
+static int
+path_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-._~!$&()*+,;=:@/", c) != NULL;
+}
+
+char *
+hnd_location_path(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '/' && p > out && p[-1] == '/')
+            continue;
+        if (c != '\0' && path_char_ok(c)) {
+            *p++ = (char)c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
+    }
+    *p = '\0';
+    *outlen = (size_t)(p - out);
+    return out;
+}
+
+char *
+hnd_location_query(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"<>\\`'", c) != NULL) {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p = '\0';
+    *outlen = (size_t)(p - out);
+    return out;
+}

@@ -38,4 +38,18 @@ struct st_h2o_req_t;
  * request), leaving the body out for HEAD. */
 void hnd_send_body(struct st_h2o_req_t *req, const char *body, size_t len);
 
+struct st_h2o_mem_pool_t;
+/* The decoded path s[0..len) as it may appear in a Location header, allocated from pool:
+ * every byte that is not an RFC 3986 path character (controls, '\\', '%', '?', '#',
+ * quotes, bytes >= 0x80 ...) percent-encoded, and runs of '/' made one, so the result
+ * can neither add a header nor become a scheme-relative "//host" reference; *outlen
+ * is its length. */
+char *hnd_location_path(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
+                        size_t *outlen);
+/* The query s[0..len) as received (from its '?', still percent-encoded) as it may appear in
+ * a Location header: controls, spaces, quotes, '<', '>', '\\', '`' and bytes >= 0x80
+ * percent-encoded (libh2o also writes the Location into an HTML link). */
+char *hnd_location_query(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
+                         size_t *outlen);
+
 #endif

@@ -835,17 +835,20 @@ send_listing(h2o_req_t *req, struct open_file *dir)
     h2o_send(req, &body, body.len != 0, H2O_SEND_STATE_FINAL);
 }
 
-/* A directory named without its trailing slash: 301 to the name with it, and the query. */
+/* A directory named without its trailing slash: 301 to the name with it and the query,
+ * the path encoded again with runs of '/' made one, so that "//host" (a link to another
+ * site) cannot come out of a request for "//host". */
 static void
 redirect_to_dir(h2o_req_t *req)
 {
-    h2o_iovec_t dest = h2o_concat(&req->pool, req->path_normalized, h2o_iovec_init(H2O_STRLIT("/")));
+    h2o_iovec_t path, query = {NULL, 0}, dest;
 
-    dest = h2o_uri_escape(&req->pool, dest.base, dest.len, "/");
+    path.base = hnd_location_path(&req->pool, req->path_normalized.base,
+                                  req->path_normalized.len, &path.len);
     if (req->query_at != SIZE_MAX)
-        dest = h2o_concat(&req->pool, dest,
-                          h2o_iovec_init(req->path.base + req->query_at,
-                                         req->path.len - req->query_at));
+        query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                        req->path.len - req->query_at, &query.len);
+    dest = h2o_concat(&req->pool, path, h2o_iovec_init(H2O_STRLIT("/")), query);
     h2o_send_redirect(req, 301, "Moved Permanently", dest.base, dest.len);
 }
 

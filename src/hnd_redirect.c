@@ -33,6 +33,15 @@ redirect_reason(int status)
 }
 
 static int
+has_space_or_ctl(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+static int
 redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
     const struct conf_arg *st = &n->args[0], *url = &n->args[1];
@@ -46,7 +55,7 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
                       "303, 307 or 308", st->s);
         return -1;
     }
-    if (url->s[0] == '\0' || strpbrk(url->s, " \t\r\n") != NULL) {
+    if (url->s[0] == '\0' || has_space_or_ctl(url->s)) {
         conf_diag_add(diag, &url->pos, "invalid redirect target '%s'", url->s);
         return -1;
     }
@@ -82,12 +91,14 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t suffix = {NULL, 0}, query = {NULL, 0}, dest;
 
     if (!rc->exact) {
+        /* The decoded suffix is encoded again, with runs of '/' made one: "/old//x" must
+         * not give "//x", which browsers read as a link to host x. */
         if (req->path_normalized.len > plen)
-            suffix = h2o_iovec_init(req->path_normalized.base + plen,
-                                    req->path_normalized.len - plen);
+            suffix.base = hnd_location_path(&req->pool, req->path_normalized.base + plen,
+                                            req->path_normalized.len - plen, &suffix.len);
         if (req->query_at != SIZE_MAX)
-            query = h2o_iovec_init(req->path.base + req->query_at,
-                                   req->path.len - req->query_at);
+            query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                            req->path.len - req->query_at, &query.len);
         /* "/old" + "/x" onto ".../new/" must not give "new//x". */
         if (suffix.len > 0 && tlen > 0 && rc->target[tlen - 1] == '/' && suffix.base[0] == '/') {
             suffix.base++;

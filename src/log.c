@@ -92,16 +92,42 @@ emit_journal(int prio, const char *line)
         dprintf(STDERR_FILENO, "%s\n", line);
 }
 
+/* s with control bytes and bytes >= 0x80 as \xHH, cut to fit out (outlen > 0): whatever
+ * a message quotes, the line stays one line of ASCII. */
+static void
+escape_msg(char *out, size_t outlen, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        int esc = c < 0x20 || c >= 0x7f;
+        if (o + (esc ? 4 : 1) >= outlen)
+            break;
+        if (esc) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
 /* One write(2) per line so lines from concurrent workers never interleave. */
 static void
 vlog(int prio, const char *errstr, const char *fmt, va_list ap)
 {
-    char msg[1024], line[1200];
+    char raw[1024], msg[1024], line[1200];
     int n;
 
     if (prio == LOG_DEBUG && !log_verbose)
         return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    escape_msg(msg, sizeof(msg), raw);
     snprintf(line, sizeof(line), "%s: %s%s%s", log_role, msg, errstr ? ": " : "",
              errstr ? errstr : "");
     switch (log_target) {

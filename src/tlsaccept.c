@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "h2guard.h"
+#include "reqcheck.h"
 #include "tlsaccept.h"
 #include "util.h"
 
@@ -137,10 +138,12 @@ on_handshake(h2o_socket_t *sock, const char *err)
     }
     remember_site(h2o_socket_get_fd(sock), h);
     proto = h2o_socket_ssl_get_selected_protocol(sock);
-    if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0)
+    if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0) {
+        reqcheck_conn_http2(sock);
         h2guard_accept(site->actx, sock, h->connected_at, site->http2_max_resets);
-    else
+    } else {
         h2o_http1_accept(site->actx, sock, h->connected_at);
+    }
 done:
     free(h);
 }

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "reqcheck.h"
 #include "sendguard.h"
 #include "tlsaccept.h"
 #include "util.h"
@@ -37,10 +38,13 @@ struct service_rt {
     h2o_accept_ctx_t actx[3]; /* by enum lsn_kind: each with its SSL_CTX */
     h2o_hostconf_t *hosts[2];
     unsigned http2_max_resets;
+    struct access_log *access; /* or NULL */
+    int svc;                   /* metrics index */
 };
 
 /* What a listening socket's data points to. */
 struct lsn_rt {
+    struct service_rt *owner;
     h2o_accept_ctx_t *actx; /* plain */
     struct tls_site *sites; /* TLS: the owner first, then services sharing it by SNI */
     size_t nsites;
@@ -81,11 +85,11 @@ set_paused(int paused)
     }
 }
 
-/* data: the connection's fd, which the socket no longer has. */
+/* fd: the connection's, which the socket no longer has. */
 static void
-on_conn_close(void *data)
+on_conn_close(int fd)
 {
-    sendguard_forget((int)(intptr_t)data);
+    sendguard_forget(fd);
     w.conns--;
     atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
     if (w.paused && w.conns < w.args->conf->max_connections)
@@ -109,16 +113,28 @@ on_heartbeat(h2o_timeout_entry_t *entry)
     h2o_timeout_link(w.loop, &w.heartbeat_timeout, &w.heartbeat);
 }
 
-/* s for a log line: at most len bytes of it, control bytes shown as '?'. */
+/* s for a log line: at most len bytes of it, with control bytes, bytes >= 0x80 and '\'
+ * written as \xHH, so a request can neither forge log lines nor smuggle terminal escapes
+ * or invalid UTF-8 into the journal. */
 static const char *
 printable(h2o_mem_pool_t *pool, h2o_iovec_t s, size_t len)
 {
-    char *out = h2o_mem_alloc_pool(pool, (s.len < len ? s.len : len) + 1);
-    size_t i;
+    static const char hex[] = "0123456789abcdef";
+    size_t n = s.len < len ? s.len : len;
+    char *out = h2o_mem_alloc_pool(pool, n * 4 + 1), *p = out;
 
-    for (i = 0; i < s.len && i < len; i++)
-        out[i] = (unsigned char)s.base[i] < 0x20 || s.base[i] == 0x7f ? '?' : s.base[i];
-    out[i] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p = '\0';
     return out;
 }
 
@@ -183,6 +199,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     h2guard_request_done(req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
+    reqcheck_conn_logged(req, al, rl->svc);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         if (worker_error_line_allowed())
@@ -221,8 +238,7 @@ on_accept(h2o_socket_t *listener, const char *err)
             break;
         w.conns++;
         atomic_store_explicit(&w.metrics->conns, w.conns, memory_order_relaxed);
-        sock->on_close.cb = on_conn_close;
-        sock->on_close.data = (void *)(intptr_t)h2o_socket_get_fd(sock);
+        reqcheck_conn_track(sock, lr->owner->access, lr->owner->svc); /* owns on_close */
         sendguard_watch(sock, lr->send_timeout_ms);
         if (lr->nsites == 0)
             h2o_accept(lr->actx, sock);
@@ -337,6 +353,7 @@ on_misdirected(h2o_handler_t *self, h2o_req_t *req)
 static void
 add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
 {
+    reqcheck_register(pc);
     if (s->shared)
         h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_misdirected;
     add_header_limit(pc, s);
@@ -410,6 +427,8 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
     add_request_logger(&host->fallback_path, access, svc);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;
+    rt->access = access;
+    rt->svc = svc;
 }
 
 static enum lsn_kind
@@ -462,6 +481,7 @@ listener_rt(const struct listener *l, int svc, enum lsn_kind kind)
     struct lsn_rt *lr = xcalloc(1, sizeof(*lr)); /* lives as long as the worker */
 
     lr->send_timeout_ms = c->services[svc].send_timeout_ms;
+    lr->owner = &w.services[svc];
     if (kind == LSN_PLAIN) {
         lr->actx = &w.services[svc].actx[LSN_PLAIN];
         return lr;
@@ -598,6 +618,7 @@ worker_run(const struct worker_args *args)
 
     w.args = args;
     w.metrics = metrics_slot(args->metrics_idx);
+    reqcheck_init(w.metrics, on_conn_close);
     w.loop = h2o_evloop_create();
     w.services = xcalloc(c->nservices, sizeof(*w.services));
     for (size_t i = 0; i < c->nservices; i++) {
