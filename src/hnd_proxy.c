@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf.h"
 #include "h2o_inc.h"
@@ -258,30 +259,238 @@ on_attempt_dispose(void *p)
         a->h->rt[a->idx].active--;
 }
 
-/* RFC 7239: for=client;proto=http, alongside libh2o's X-Forwarded-For/-Proto. */
+/* ---- what goes upstream ---- */
+
+/* A segment that some server reads as "..": libh2o's normalisation removed every "/../",
+ * encoded or not, but not "..\" nor "..;param", which Windows-style or servlet upstreams
+ * resolve as a parent directory. */
+static int
+has_dotdot(h2o_iovec_t p)
+{
+    size_t i = 0;
+
+    if (memmem(p.base, p.len, "..", 2) == NULL)
+        return 0;
+    while (i < p.len) {
+        size_t start = i, end;
+        while (i < p.len && p.base[i] != '/' && p.base[i] != '\\')
+            i++;
+        end = i;
+        for (size_t k = start; k < i; k++) {
+            if (p.base[k] == ';') {
+                end = k;
+                break;
+            }
+        }
+        if (end - start == 2 && p.base[start] == '.' && p.base[start + 1] == '.')
+            return 1;
+        i++;
+    }
+    return 0;
+}
+
+/* RFC 3986 pchar and '/': what an upstream path may carry unescaped. */
+static int
+is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
+}
+
+/* The path sent upstream: the upstream's path, then the request's normalised path (dot
+ * segments resolved, percent-escapes decoded once) after the route's prefix, escaped
+ * again, then the query as the client sent it. What the client wrote as "%252e" stays
+ * "%252e"; nothing it writes can climb above the upstream's path. */
+static h2o_iovec_t
+upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    h2o_iovec_t conf = req->pathconf->path, norm = req->path_normalized, out;
+    size_t skip = norm.len < conf.len ? norm.len : conf.len;
+    const unsigned char *sfx = (const unsigned char *)norm.base + skip;
+    size_t slen = norm.len - skip;
+    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at : 0;
+    int conf_slash = conf.len > 0 && conf.base[conf.len - 1] == '/';
+
+    out.base = h2o_mem_alloc_pool(&req->pool, prefix.len + 1 + 3 * slen + qlen);
+    memcpy(out.base, prefix.base, prefix.len);
+    out.len = prefix.len;
+    /* Join on exactly one slash, as the route and the upstream were written. */
+    if (conf_slash && out.base[out.len - 1] != '/')
+        out.base[out.len++] = '/';
+    else if (!conf_slash && out.base[out.len - 1] == '/' && slen > 0 && sfx[0] == '/')
+        out.len--;
+    for (size_t i = 0; i < slen; i++) {
+        if (is_pchar(sfx[i])) {
+            out.base[out.len++] = (char)sfx[i];
+        } else {
+            out.base[out.len++] = '%';
+            out.base[out.len++] = hex[sfx[i] >> 4];
+            out.base[out.len++] = hex[sfx[i] & 15];
+        }
+    }
+    if (qlen > 0) {
+        memcpy(out.base + out.len, req->path.base + req->query_at, qlen);
+        out.len += qlen;
+    }
+    return out;
+}
+
+static int
+iov_casecmp(const void *a, const void *b)
+{
+    const h2o_iovec_t *x = a, *y = b;
+    int r = strncasecmp(x->base, y->base, x->len < y->len ? x->len : y->len);
+
+    return r != 0 ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The names the client's Connection headers list (RFC 9110 7.6.1), sorted for bsearch;
+ * *n = 0 when there are none. */
+static h2o_iovec_t *
+connection_names(h2o_req_t *req, size_t *n)
+{
+    h2o_iovec_t *names = NULL;
+    size_t cap = 0;
+
+    *n = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name != &H2O_TOKEN_CONNECTION->buf)
+            continue;
+        for (size_t k = 0; k < h->value.len;) {
+            size_t start, end;
+            while (k < h->value.len && strchr(" \t,", h->value.base[k]) != NULL)
+                k++;
+            start = k;
+            while (k < h->value.len && h->value.base[k] != ',')
+                k++;
+            end = k;
+            while (end > start && (h->value.base[end - 1] == ' ' || h->value.base[end - 1] == '\t'))
+                end--;
+            if (end == start)
+                continue;
+            if (*n == cap) {
+                h2o_iovec_t *grown;
+                cap = cap == 0 ? 8 : 2 * cap;
+                grown = h2o_mem_alloc_pool(&req->pool, cap * sizeof(*names));
+                if (*n > 0)
+                    memcpy(grown, names, *n * sizeof(*names));
+                names = grown;
+            }
+            names[(*n)++] = h2o_iovec_init(h->value.base + start, end - start);
+        }
+    }
+    if (*n > 1)
+        qsort(names, *n, sizeof(*names), iov_casecmp);
+    return names;
+}
+
+/* Request headers no upstream gets: hop-by-hop ones, and those that say who the client is
+ * or how it came, which percore sets itself (a client must not choose what the upstream
+ * takes for percore's word). */
+static int
+is_dropped(const h2o_header_t *h)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {
+        {H2O_STRLIT("proxy-connection")}, {H2O_STRLIT("trailer")},
+        {H2O_STRLIT("forwarded")},        {H2O_STRLIT("x-real-ip")},
+    };
+
+    if (h2o_iovec_is_token(h->name)) {
+        const h2o_token_t *t = (const h2o_token_t *)h->name;
+        return t == H2O_TOKEN_CONNECTION || t == H2O_TOKEN_KEEP_ALIVE || t == H2O_TOKEN_TE ||
+               t == H2O_TOKEN_TRANSFER_ENCODING || t == H2O_TOKEN_UPGRADE ||
+               t == H2O_TOKEN_PROXY_AUTHORIZATION || t == H2O_TOKEN_HTTP2_SETTINGS ||
+               t == H2O_TOKEN_X_FORWARDED_FOR;
+    }
+    if (h->name->len > 12 && h2o_lcstris(h->name->base, 12, H2O_STRLIT("x-forwarded-")))
+        return 1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (h2o_lcstris(h->name->base, h->name->len, names[i].name, names[i].len))
+            return 1;
+    return 0;
+}
+
+/* Drops those headers and the ones Connection names, in place. */
+static void
+strip_headers(h2o_req_t *req)
+{
+    size_t nnames, kept = 0;
+    h2o_iovec_t *names = connection_names(req, &nnames);
+
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (is_dropped(h) ||
+            (nnames > 0 && bsearch(h->name, names, nnames, sizeof(*names), iov_casecmp)))
+            continue;
+        req->headers.entries[kept++] = *h;
+    }
+    req->headers.size = kept;
+}
+
+/* s as an RFC 7230 quoted-string, or a zero-length iovec if it holds a control byte. */
+static h2o_iovec_t
+quoted(h2o_mem_pool_t *pool, h2o_iovec_t s)
+{
+    h2o_iovec_t q = {h2o_mem_alloc_pool(pool, 2 * s.len + 2), 0};
+
+    q.base[q.len++] = '"';
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return h2o_iovec_init(NULL, 0);
+        if (c == '"' || c == '\\')
+            q.base[q.len++] = '\\';
+        q.base[q.len++] = (char)c;
+    }
+    q.base[q.len++] = '"';
+    return q;
+}
+
+/* Forwarded (RFC 7239) with the peer, the scheme and the Host the client asked for, its
+ * values quoted, X-Forwarded-Host, and a Via whose received-by is percore's pseudonym
+ * (libh2o's own Via would paste the client's Host). libh2o adds X-Forwarded-For and
+ * X-Forwarded-Proto, from the peer address and the scheme only since the client's are
+ * stripped. */
 static h2o_headers_command_t *
 forwarded_cmds(h2o_req_t *req)
 {
-    static char forwarded[] = "forwarded";
-    static h2o_iovec_t name = {forwarded, sizeof(forwarded) - 1};
-    h2o_headers_command_t *cmds = h2o_mem_alloc_pool(&req->pool, 2 * sizeof(*cmds));
+    static char forwarded[] = "forwarded", xfh[] = "x-forwarded-host";
+    static h2o_iovec_t fwd_name = {forwarded, sizeof(forwarded) - 1},
+                       xfh_name = {xfh, sizeof(xfh) - 1};
+    h2o_headers_command_t *cmds = h2o_mem_alloc_pool(&req->pool, 4 * sizeof(*cmds));
     struct sockaddr_storage ss;
     char ip[INET6_ADDRSTRLEN] = "unknown";
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     int v6 = len > 0 && ss.ss_family == AF_INET6;
+    h2o_iovec_t host = quoted(&req->pool, req->authority);
+    size_t n = 0;
 
     if (len > 0 && ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
     else if (v6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-    cmds[0].cmd = H2O_HEADERS_CMD_ADD;
-    cmds[0].name = &name;
-    cmds[0].value = h2o_concat(&req->pool, h2o_iovec_init(v6 ? "for=\"[" : "for=", v6 ? 6 : 4),
-                               h2o_iovec_init(ip, strlen(ip)),
-                               h2o_iovec_init(v6 ? "]\";proto=" : ";proto=", v6 ? 9 : 7),
-                               req->scheme->name, h2o_iovec_init(H2O_STRLIT(";host=")),
-                               req->authority);
-    cmds[1].cmd = H2O_HEADERS_CMD_NULL;
+    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+    cmds[n].name = &fwd_name;
+    cmds[n++].value = h2o_concat(
+        &req->pool, h2o_iovec_init(v6 ? "for=\"[" : "for=", v6 ? 6 : 4),
+        h2o_iovec_init(ip, strlen(ip)), h2o_iovec_init(v6 ? "]\";proto=" : ";proto=", v6 ? 9 : 7),
+        req->scheme->name, h2o_iovec_init(";host=", host.len > 0 ? 6 : 0), host);
+    if (host.len > 0) {
+        cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+        cmds[n].name = &xfh_name;
+        cmds[n++].value = req->authority;
+    }
+    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+    cmds[n].name = (h2o_iovec_t *)&H2O_TOKEN_VIA->buf;
+    cmds[n++].value = req->version >= 0x200 ? h2o_iovec_init(H2O_STRLIT("2 percore"))
+                      : req->version == 0x100 ? h2o_iovec_init(H2O_STRLIT("1.0 percore"))
+                                              : h2o_iovec_init(H2O_STRLIT("1.1 percore"));
+    cmds[n].cmd = H2O_HEADERS_CMD_NULL;
     return cmds;
 }
 
@@ -301,8 +510,7 @@ forward(struct attempt *a)
     ov->headers_cmds = forwarded_cmds(req);
     authority = a->h->conf->preserve_host ? req->authority : rt->url.authority;
     h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
-                          h2o_build_destination(req, rt->url.path.base, rt->url.path.len, 0),
-                          ov, 0);
+                          upstream_path(req, rt->url.path), ov, 0);
 }
 
 static int
@@ -347,8 +555,14 @@ static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct proxy_handler *h = (struct proxy_handler *)self;
-    struct attempt *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
+    struct attempt *a;
 
+    if (has_dotdot(req->path_normalized)) {
+        h2o_send_error_400(req, "Bad Request", "path with a parent segment\n", 0);
+        return 0;
+    }
+    strip_headers(req);
+    a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
     memset(a, 0, sizeof(*a));
     a->req = req;
     a->h = h;
@@ -397,6 +611,8 @@ proxy_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     h->super.on_req = on_req;
     h->super.on_context_init = on_context_init;
     h->conf = conf;
+    /* Via is set by forwarded_cmds, with percore's name rather than the client's Host. */
+    pc->global->proxy.emit_via_header = 0;
     h->rt = xcalloc(conf->nups, sizeof(*h->rt));
     for (size_t i = 0; i < conf->nups; i++) {
         const struct upstream_conf *u = &conf->ups[i];
