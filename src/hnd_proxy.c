@@ -22,6 +22,11 @@
 #define PROXY_KEEPALIVE_MS 2000
 #define PROXY_FAIL_MS 10000
 #define PROXY_CONNECT_TIMEOUT_MS 5000
+#define PROXY_BUFFER_SIZE (2 * 1024 * 1024)
+#define PROXY_BUFFER_MIN 4096
+#define PROXY_BUFFER_MAX (1024 * 1024 * 1024)
+/* An upstream timeout that does not come (a year: libh2o subtracts it from the time). */
+#define PROXY_PAUSED_MS ((uint64_t)365 * 24 * 3600 * 1000)
 
 struct upstream_conf {
     char *url; /* as configured, for logs */
@@ -38,6 +43,7 @@ struct proxy_conf {
     int preserve_host;
     int64_t timeout_ms;         /* each read and write once connected */
     int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
+    uint64_t buffer_size;       /* read ahead of a client that lags, per response */
 };
 
 struct upstream_rt {
@@ -65,6 +71,42 @@ struct attempt {
     int counted; /* holds one of rt[idx].active */
     h2o_socketpool_connect_request_t *creq;
     h2o_timeout_entry_t timer; /* while creq is pending */
+};
+
+/* One response's flow from the upstream to the client. libh2o 2.2.5's proxy reads the
+ * upstream as fast as it sends, whatever the client takes: a client that does not read
+ * would make it hold the whole response (in a temp file past 32 MiB). So percore stops
+ * reading the upstream socket while more than buffer_size waits in it, and starts again
+ * when the proxy hands that data to the client; the upstream's timeout does not run while
+ * percore itself holds the reading (the client's send timeout does). Lives in the request's
+ * pool; its ctx is what libh2o's client of this request uses. */
+struct flow {
+    h2o_http1client_ctx_t ctx;
+    h2o_timeout_t own;         /* ctx.io_timeout while the buffer is full; from own_init */
+    int own_init;
+    h2o_loop_t *loop;
+    h2o_timeout_t *shared;     /* the handler's io timeout */
+    uint64_t timeout_ms, limit;
+    h2o_http1client_t *client; /* from libh2o's generator, checked; NULL: no bound */
+    h2o_socket_t *sock;
+    h2o_socket_cb reader;      /* libh2o's client's read callback, once wrapped */
+    void *gen;
+    int paused;
+    uint64_t paused_at;
+};
+
+/* The head of libh2o 2.2.5's proxy generator (lib/core/proxy.c, struct rp_generator_t),
+ * which holds the client it reads the upstream with. Only used after checks that it is one
+ * (flow_attach). */
+struct rp_generator_head {
+    h2o_generator_t super;
+    h2o_req_t *src_req;
+    h2o_http1client_t *client;
+};
+
+struct flow_ostream {
+    h2o_ostream_t super;
+    struct flow *flow;
 };
 
 /* ---- config (master) ---- */
@@ -146,6 +188,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 
     pc->timeout_ms = 30000;
     pc->connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS;
+    pc->buffer_size = PROXY_BUFFER_SIZE;
     for (size_t i = 0; i < n->nargs; i++) {
         const struct conf_arg *a = &n->args[i];
         if (strcmp(a->s, "least_conn") == 0) {
@@ -163,6 +206,13 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
             if (conf_parse_time_ms(a->s + 16, &pc->connect_timeout_ms) == -1 ||
                 pc->connect_timeout_ms < 1) {
                 conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s'", a->s + 16);
+                goto fail;
+            }
+        } else if (strncmp(a->s, "buffer_size=", 12) == 0) {
+            if (conf_parse_size(a->s + 12, &pc->buffer_size) == -1 ||
+                pc->buffer_size < PROXY_BUFFER_MIN || pc->buffer_size > PROXY_BUFFER_MAX) {
+                conf_diag_add(diag, &a->pos, "invalid proxy buffer_size '%s': expected 4k to 1g",
+                              a->s + 12);
                 goto fail;
             }
         } else {
@@ -494,6 +544,133 @@ forwarded_cmds(h2o_req_t *req)
     return cmds;
 }
 
+/* ---- bounding what is read ahead of the client ---- */
+
+static void
+on_flow_dispose(void *p)
+{
+    struct flow *f = p;
+
+    /* libh2o's client of this request, whose timeout may be linked in own, is gone: the
+     * proxy's generator is allocated after the flow, so the pool disposes of it (and it
+     * cancels its client) first. */
+    if (f->own_init)
+        h2o_timeout_dispose(f->loop, &f->own);
+}
+
+static struct flow *
+flow_new(h2o_req_t *req, struct proxy_handler *h)
+{
+    struct flow *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_flow_dispose);
+
+    memset(f, 0, sizeof(*f));
+    f->ctx = h->client_ctx;
+    f->loop = req->conn->ctx->loop;
+    f->shared = &h->io_timeout;
+    f->timeout_ms = (uint64_t)h->conf->timeout_ms;
+    f->limit = h->conf->buffer_size;
+    return f;
+}
+
+/* Whether libh2o's client still reads this response (the proxy forgets it once the
+ * upstream's response ended or failed, and then frees it). */
+static int
+flow_live(const struct flow *f)
+{
+    return f->client != NULL && ((const struct rp_generator_head *)f->gen)->client == f->client;
+}
+
+/* Wraps the client's read callback: stops reading once a full buffer waits. */
+static void
+on_upstream_read(h2o_socket_t *sock, const char *err)
+{
+    h2o_http1client_t *client = sock->data;
+    struct flow *f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, client->ctx);
+    int full = sock->input->size >= f->limit;
+
+    /* The reader re-arms its timeout on ctx.io_timeout: a timeout of this request alone
+     * when it may have to be stopped. */
+    if (full && !f->own_init) {
+        h2o_timeout_init(f->loop, &f->own, f->timeout_ms);
+        f->own_init = 1;
+    }
+    if (f->own_init)
+        f->own.timeout = f->timeout_ms;
+    f->ctx.io_timeout = full ? &f->own : f->shared;
+    f->reader(sock, err);
+    if (flow_live(f) && f->sock->input->size >= f->limit) {
+        h2o_socket_read_stop(f->sock);
+        f->paused = 1;
+        f->paused_at = h2o_now(f->loop);
+        f->own.timeout = PROXY_PAUSED_MS;
+    }
+}
+
+/* Finds libh2o's client of this response if the generator is the proxy's: its head names
+ * this request and a client that uses this flow's ctx. */
+static void
+flow_attach(struct flow *f, h2o_req_t *req)
+{
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    struct rp_generator_head *g = (void *)req->_generator;
+
+    /* Error responses have libh2o's static generator, without callbacks. */
+    if (g == NULL || g->super.proceed == NULL || g->src_req != req || g->client == NULL ||
+        g->client->ctx != &f->ctx || g->client->data != g || g->client->sock == NULL ||
+        g->client->sock->data != g->client)
+        return;
+    f->gen = g;
+    f->client = g->client;
+    f->sock = g->client->sock;
+#else
+    (void)f;
+    (void)req;
+#endif
+}
+
+/* Sees each piece the proxy hands to the client: the first time, the client's reader is
+ * in place (libh2o sets it after the response's head) and gets wrapped; later, the
+ * proxy has taken what waited, so reading goes on. */
+static void
+flow_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+             h2o_send_state_t state)
+{
+    struct flow *f = ((struct flow_ostream *)self)->flow;
+
+    if (flow_live(f)) {
+        if (f->reader == NULL) {
+            if (f->sock->_cb.read != NULL && f->sock->_cb.read != on_upstream_read) {
+                f->reader = f->sock->_cb.read;
+                h2o_socket_read_start(f->sock, on_upstream_read);
+            }
+        } else if (f->paused && f->sock->input->size < f->limit) {
+            /* The upstream's timeout counts from now again. */
+            f->paused = 0;
+            f->own.timeout = h2o_now(f->loop) - f->paused_at + f->timeout_ms;
+            h2o_socket_read_start(f->sock, on_upstream_read);
+        }
+    }
+    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+}
+
+static void
+flow_setup_ostream(h2o_req_t *req, h2o_ostream_t ***slot)
+{
+    struct flow *f;
+    struct flow_ostream *o;
+
+    if (req->overrides == NULL || req->overrides->client_ctx == NULL)
+        return;
+    f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, req->overrides->client_ctx);
+    flow_attach(f, req);
+    if (f->client == NULL)
+        return;
+    o = (struct flow_ostream *)(void *)h2o_add_ostream(req, sizeof(*o), *slot);
+    o->super.do_send = flow_do_send;
+    o->flow = f;
+    *slot = &o->super.next;
+}
+
 static void
 forward(struct attempt *a)
 {
@@ -504,7 +681,7 @@ forward(struct attempt *a)
 
     memset(ov, 0, sizeof(*ov));
     ov->socketpool = &rt->pool;
-    ov->client_ctx = &a->h->client_ctx;
+    ov->client_ctx = &flow_new(req, a->h)->ctx;
     ov->location_rewrite.match = &rt->url;
     ov->location_rewrite.path_prefix = req->pathconf->path;
     ov->headers_cmds = forwarded_cmds(req);
@@ -586,7 +763,7 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
 }
 
 /* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
- * 504 (its error is the request's last). */
+ * 504 (its error is the request's last). Proxied responses get the flow's ostream. */
 static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
@@ -598,6 +775,7 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
             req->res.reason = "Gateway Timeout";
         }
     }
+    flow_setup_ostream(req, &slot);
     h2o_setup_next_ostream(req, slot);
 }
 
