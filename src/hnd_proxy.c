@@ -63,23 +63,13 @@ struct proxy_handler {
     h2o_http1client_ctx_t client_ctx;
 };
 
-/* One request's way to an upstream; lives in the request's pool. */
-struct attempt {
-    h2o_req_t *req;
-    struct proxy_handler *h;
-    size_t idx, tried;
-    int counted; /* holds one of rt[idx].active */
-    h2o_socketpool_connect_request_t *creq;
-    h2o_timeout_entry_t timer; /* while creq is pending */
-};
-
 /* One response's flow from the upstream to the client. libh2o 2.2.5's proxy reads the
  * upstream as fast as it sends, whatever the client takes: a client that does not read
  * would make it hold the whole response (in a temp file past 32 MiB). So percore stops
  * reading the upstream socket while more than buffer_size waits in it, and starts again
  * when the proxy hands that data to the client; the upstream's timeout does not run while
- * percore itself holds the reading (the client's send timeout does). Lives in the request's
- * pool; its ctx is what libh2o's client of this request uses. */
+ * percore itself holds the reading (the client's send timeout does). Its ctx is what
+ * libh2o's client of this request uses. */
 struct flow {
     h2o_http1client_ctx_t ctx;
     h2o_timeout_t own;         /* ctx.io_timeout while the buffer is full; from own_init */
@@ -93,6 +83,18 @@ struct flow {
     void *gen;
     int paused;
     uint64_t paused_at;
+};
+
+/* One request's way to an upstream; lives in the request's pool, allocated before
+ * libh2o's proxy generator (so disposed of after it, when its client is gone). */
+struct attempt {
+    h2o_req_t *req;
+    struct proxy_handler *h;
+    size_t idx, tried;
+    int counted; /* holds one of rt[idx].active */
+    h2o_socketpool_connect_request_t *creq;
+    h2o_timeout_entry_t timer; /* while creq is pending */
+    struct flow flow;
 };
 
 /* The head of libh2o 2.2.5's proxy generator (lib/core/proxy.c, struct rp_generator_t),
@@ -307,6 +309,9 @@ on_attempt_dispose(void *p)
     h2o_timeout_unlink(&a->timer);
     if (a->counted)
         a->h->rt[a->idx].active--;
+    /* libh2o's client, whose timeout may be linked in own, is gone: see struct attempt. */
+    if (a->flow.own_init)
+        h2o_timeout_dispose(a->flow.loop, &a->flow.own);
 }
 
 /* ---- what goes upstream ---- */
@@ -547,29 +552,13 @@ forwarded_cmds(h2o_req_t *req)
 /* ---- bounding what is read ahead of the client ---- */
 
 static void
-on_flow_dispose(void *p)
+flow_init(struct flow *f, h2o_req_t *req, struct proxy_handler *h)
 {
-    struct flow *f = p;
-
-    /* libh2o's client of this request, whose timeout may be linked in own, is gone: the
-     * proxy's generator is allocated after the flow, so the pool disposes of it (and it
-     * cancels its client) first. */
-    if (f->own_init)
-        h2o_timeout_dispose(f->loop, &f->own);
-}
-
-static struct flow *
-flow_new(h2o_req_t *req, struct proxy_handler *h)
-{
-    struct flow *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), on_flow_dispose);
-
-    memset(f, 0, sizeof(*f));
     f->ctx = h->client_ctx;
     f->loop = req->conn->ctx->loop;
     f->shared = &h->io_timeout;
     f->timeout_ms = (uint64_t)h->conf->timeout_ms;
     f->limit = h->conf->buffer_size;
-    return f;
 }
 
 /* Whether libh2o's client still reads this response (the proxy forgets it once the
@@ -681,7 +670,8 @@ forward(struct attempt *a)
 
     memset(ov, 0, sizeof(*ov));
     ov->socketpool = &rt->pool;
-    ov->client_ctx = &flow_new(req, a->h)->ctx;
+    flow_init(&a->flow, req, a->h);
+    ov->client_ctx = &a->flow.ctx;
     ov->location_rewrite.match = &rt->url;
     ov->location_rewrite.path_prefix = req->pathconf->path;
     ov->headers_cmds = forwarded_cmds(req);
