@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conf.h"
 #include "h2o_inc.h"
@@ -21,6 +22,11 @@
 #define PROXY_KEEPALIVE_MS 2000
 #define PROXY_FAIL_MS 10000
 #define PROXY_CONNECT_TIMEOUT_MS 5000
+#define PROXY_BUFFER_SIZE (2 * 1024 * 1024)
+#define PROXY_BUFFER_MIN 4096
+#define PROXY_BUFFER_MAX (1024 * 1024 * 1024)
+/* An upstream timeout that does not come (a year: libh2o subtracts it from the time). */
+#define PROXY_PAUSED_MS ((uint64_t)365 * 24 * 3600 * 1000)
 
 struct upstream_conf {
     char *url; /* as configured, for logs */
@@ -37,6 +43,7 @@ struct proxy_conf {
     int preserve_host;
     int64_t timeout_ms;         /* each read and write once connected */
     int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
+    uint64_t buffer_size;       /* read ahead of a client that lags, per response */
 };
 
 struct upstream_rt {
@@ -56,7 +63,30 @@ struct proxy_handler {
     h2o_http1client_ctx_t client_ctx;
 };
 
-/* One request's way to an upstream; lives in the request's pool. */
+/* One response's flow from the upstream to the client. libh2o 2.2.5's proxy reads the
+ * upstream as fast as it sends, whatever the client takes: a client that does not read
+ * would make it hold the whole response (in a temp file past 32 MiB). So percore stops
+ * reading the upstream socket while more than buffer_size waits in it, and starts again
+ * when the proxy hands that data to the client; the upstream's timeout does not run while
+ * percore itself holds the reading (the client's send timeout does). Its ctx is what
+ * libh2o's client of this request uses. */
+struct flow {
+    h2o_http1client_ctx_t ctx;
+    h2o_timeout_t own;         /* ctx.io_timeout while the buffer is full; from own_init */
+    int own_init;
+    h2o_loop_t *loop;
+    h2o_timeout_t *shared;     /* the handler's io timeout */
+    uint64_t timeout_ms, limit;
+    h2o_http1client_t *client; /* from libh2o's generator, checked; NULL: no bound */
+    h2o_socket_t *sock;
+    h2o_socket_cb reader;      /* libh2o's client's read callback, once wrapped */
+    void *gen;
+    int paused;
+    uint64_t paused_at;
+};
+
+/* One request's way to an upstream; lives in the request's pool, allocated before
+ * libh2o's proxy generator (so disposed of after it, when its client is gone). */
 struct attempt {
     h2o_req_t *req;
     struct proxy_handler *h;
@@ -64,6 +94,21 @@ struct attempt {
     int counted; /* holds one of rt[idx].active */
     h2o_socketpool_connect_request_t *creq;
     h2o_timeout_entry_t timer; /* while creq is pending */
+    struct flow flow;
+};
+
+/* The head of libh2o 2.2.5's proxy generator (lib/core/proxy.c, struct rp_generator_t),
+ * which holds the client it reads the upstream with. Only used after checks that it is one
+ * (flow_attach). */
+struct rp_generator_head {
+    h2o_generator_t super;
+    h2o_req_t *src_req;
+    h2o_http1client_t *client;
+};
+
+struct flow_ostream {
+    h2o_ostream_t super;
+    struct flow *flow;
 };
 
 /* ---- config (master) ---- */
@@ -149,6 +194,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 
     pc->timeout_ms = 30000;
     pc->connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS;
+    pc->buffer_size = PROXY_BUFFER_SIZE;
     for (size_t i = 0; i < n->nargs; i++) {
         const struct conf_arg *a = &n->args[i];
         if (strcmp(a->s, "least_conn") == 0) {
@@ -168,6 +214,13 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
                 pc->connect_timeout_ms < 1) {
                 conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
                               "time from 1ms to " CONF_TIME_MAX, a->s + 16);
+                goto fail;
+            }
+        } else if (strncmp(a->s, "buffer_size=", 12) == 0) {
+            if (conf_parse_size(a->s + 12, &pc->buffer_size) == -1 ||
+                pc->buffer_size < PROXY_BUFFER_MIN || pc->buffer_size > PROXY_BUFFER_MAX) {
+                conf_diag_add(diag, &a->pos, "invalid proxy buffer_size '%s': expected 4k to 1g",
+                              a->s + 12);
                 goto fail;
             }
         } else {
@@ -262,33 +315,355 @@ on_attempt_dispose(void *p)
     h2o_timeout_unlink(&a->timer);
     if (a->counted)
         a->h->rt[a->idx].active--;
+    /* libh2o's client, whose timeout may be linked in own, is gone: see struct attempt. */
+    if (a->flow.own_init)
+        h2o_timeout_dispose(a->flow.loop, &a->flow.own);
 }
 
-/* RFC 7239: for=client;proto=http, alongside libh2o's X-Forwarded-For/-Proto. */
+/* ---- what goes upstream ---- */
+
+/* A segment that some server reads as "..": libh2o's normalisation removed every "/../",
+ * encoded or not, but not "..\" nor "..;param", which Windows-style or servlet upstreams
+ * resolve as a parent directory. */
+static int
+has_dotdot(h2o_iovec_t p)
+{
+    size_t i = 0;
+
+    if (memmem(p.base, p.len, "..", 2) == NULL)
+        return 0;
+    while (i < p.len) {
+        size_t start = i, end;
+        while (i < p.len && p.base[i] != '/' && p.base[i] != '\\')
+            i++;
+        end = i;
+        for (size_t k = start; k < i; k++) {
+            if (p.base[k] == ';') {
+                end = k;
+                break;
+            }
+        }
+        if (end - start == 2 && p.base[start] == '.' && p.base[start + 1] == '.')
+            return 1;
+        i++;
+    }
+    return 0;
+}
+
+/* RFC 3986 pchar and '/': what an upstream path may carry unescaped. */
+static int
+is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&'()*+,;=:@/", c) != NULL);
+}
+
+/* The path sent upstream: the upstream's path, then the request's normalised path (dot
+ * segments resolved, percent-escapes decoded once) after the route's prefix, escaped
+ * again, then the query as the client sent it. What the client wrote as "%252e" stays
+ * "%252e"; nothing it writes can climb above the upstream's path. */
+static h2o_iovec_t
+upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    h2o_iovec_t conf = req->pathconf->path, norm = req->path_normalized, out;
+    size_t skip = norm.len < conf.len ? norm.len : conf.len;
+    const unsigned char *sfx = (const unsigned char *)norm.base + skip;
+    size_t slen = norm.len - skip;
+    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at : 0;
+    int conf_slash = conf.len > 0 && conf.base[conf.len - 1] == '/';
+
+    out.base = h2o_mem_alloc_pool(&req->pool, prefix.len + 1 + 3 * slen + qlen);
+    memcpy(out.base, prefix.base, prefix.len);
+    out.len = prefix.len;
+    /* Join on exactly one slash, as the route and the upstream were written. */
+    if (conf_slash && out.base[out.len - 1] != '/')
+        out.base[out.len++] = '/';
+    else if (!conf_slash && out.base[out.len - 1] == '/' && slen > 0 && sfx[0] == '/')
+        out.len--;
+    for (size_t i = 0; i < slen; i++) {
+        if (is_pchar(sfx[i])) {
+            out.base[out.len++] = (char)sfx[i];
+        } else {
+            out.base[out.len++] = '%';
+            out.base[out.len++] = hex[sfx[i] >> 4];
+            out.base[out.len++] = hex[sfx[i] & 15];
+        }
+    }
+    if (qlen > 0) {
+        memcpy(out.base + out.len, req->path.base + req->query_at, qlen);
+        out.len += qlen;
+    }
+    return out;
+}
+
+static int
+iov_casecmp(const void *a, const void *b)
+{
+    const h2o_iovec_t *x = a, *y = b;
+    int r = strncasecmp(x->base, y->base, x->len < y->len ? x->len : y->len);
+
+    return r != 0 ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The names the client's Connection headers list (RFC 9110 7.6.1), sorted for bsearch;
+ * *n = 0 when there are none. */
+static h2o_iovec_t *
+connection_names(h2o_req_t *req, size_t *n)
+{
+    h2o_iovec_t *names = NULL;
+    size_t cap = 0;
+
+    *n = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name != &H2O_TOKEN_CONNECTION->buf)
+            continue;
+        for (size_t k = 0; k < h->value.len;) {
+            size_t start, end;
+            while (k < h->value.len && strchr(" \t,", h->value.base[k]) != NULL)
+                k++;
+            start = k;
+            while (k < h->value.len && h->value.base[k] != ',')
+                k++;
+            end = k;
+            while (end > start && (h->value.base[end - 1] == ' ' || h->value.base[end - 1] == '\t'))
+                end--;
+            if (end == start)
+                continue;
+            if (*n == cap) {
+                h2o_iovec_t *grown;
+                cap = cap == 0 ? 8 : 2 * cap;
+                grown = h2o_mem_alloc_pool(&req->pool, cap * sizeof(*names));
+                if (*n > 0)
+                    memcpy(grown, names, *n * sizeof(*names));
+                names = grown;
+            }
+            names[(*n)++] = h2o_iovec_init(h->value.base + start, end - start);
+        }
+    }
+    if (*n > 1)
+        qsort(names, *n, sizeof(*names), iov_casecmp);
+    return names;
+}
+
+/* Request headers no upstream gets: hop-by-hop ones, and those that say who the client is
+ * or how it came, which percore sets itself (a client must not choose what the upstream
+ * takes for percore's word). */
+static int
+is_dropped(const h2o_header_t *h)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } names[] = {
+        {H2O_STRLIT("proxy-connection")}, {H2O_STRLIT("trailer")},
+        {H2O_STRLIT("forwarded")},        {H2O_STRLIT("x-real-ip")},
+    };
+
+    if (h2o_iovec_is_token(h->name)) {
+        const h2o_token_t *t = (const h2o_token_t *)h->name;
+        return t == H2O_TOKEN_CONNECTION || t == H2O_TOKEN_KEEP_ALIVE || t == H2O_TOKEN_TE ||
+               t == H2O_TOKEN_TRANSFER_ENCODING || t == H2O_TOKEN_UPGRADE ||
+               t == H2O_TOKEN_PROXY_AUTHORIZATION || t == H2O_TOKEN_HTTP2_SETTINGS ||
+               t == H2O_TOKEN_X_FORWARDED_FOR;
+    }
+    if (h->name->len > 12 && h2o_lcstris(h->name->base, 12, H2O_STRLIT("x-forwarded-")))
+        return 1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (h2o_lcstris(h->name->base, h->name->len, names[i].name, names[i].len))
+            return 1;
+    return 0;
+}
+
+/* Drops those headers and the ones Connection names, in place. */
+static void
+strip_headers(h2o_req_t *req)
+{
+    size_t nnames, kept = 0;
+    h2o_iovec_t *names = connection_names(req, &nnames);
+
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (is_dropped(h) ||
+            (nnames > 0 && bsearch(h->name, names, nnames, sizeof(*names), iov_casecmp)))
+            continue;
+        req->headers.entries[kept++] = *h;
+    }
+    req->headers.size = kept;
+}
+
+/* s as an RFC 7230 quoted-string, or a zero-length iovec if it holds a control byte. */
+static h2o_iovec_t
+quoted(h2o_mem_pool_t *pool, h2o_iovec_t s)
+{
+    h2o_iovec_t q = {h2o_mem_alloc_pool(pool, 2 * s.len + 2), 0};
+
+    q.base[q.len++] = '"';
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return h2o_iovec_init(NULL, 0);
+        if (c == '"' || c == '\\')
+            q.base[q.len++] = '\\';
+        q.base[q.len++] = (char)c;
+    }
+    q.base[q.len++] = '"';
+    return q;
+}
+
+/* Forwarded (RFC 7239) with the peer, the scheme and the Host the client asked for, its
+ * values quoted, X-Forwarded-Host, and a Via whose received-by is percore's pseudonym
+ * (libh2o's own Via would paste the client's Host). libh2o adds X-Forwarded-For and
+ * X-Forwarded-Proto, from the peer address and the scheme only since the client's are
+ * stripped. */
 static h2o_headers_command_t *
 forwarded_cmds(h2o_req_t *req)
 {
-    static char forwarded[] = "forwarded";
-    static h2o_iovec_t name = {forwarded, sizeof(forwarded) - 1};
-    h2o_headers_command_t *cmds = h2o_mem_alloc_pool(&req->pool, 2 * sizeof(*cmds));
+    static char forwarded[] = "forwarded", xfh[] = "x-forwarded-host";
+    static h2o_iovec_t fwd_name = {forwarded, sizeof(forwarded) - 1},
+                       xfh_name = {xfh, sizeof(xfh) - 1};
+    h2o_headers_command_t *cmds = h2o_mem_alloc_pool(&req->pool, 4 * sizeof(*cmds));
     struct sockaddr_storage ss;
     char ip[INET6_ADDRSTRLEN] = "unknown";
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     int v6 = len > 0 && ss.ss_family == AF_INET6;
+    h2o_iovec_t host = quoted(&req->pool, req->authority);
+    size_t n = 0;
 
     if (len > 0 && ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
     else if (v6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-    cmds[0].cmd = H2O_HEADERS_CMD_ADD;
-    cmds[0].name = &name;
-    cmds[0].value = h2o_concat(&req->pool, h2o_iovec_init(v6 ? "for=\"[" : "for=", v6 ? 6 : 4),
-                               h2o_iovec_init(ip, strlen(ip)),
-                               h2o_iovec_init(v6 ? "]\";proto=" : ";proto=", v6 ? 9 : 7),
-                               req->scheme->name, h2o_iovec_init(H2O_STRLIT(";host=")),
-                               req->authority);
-    cmds[1].cmd = H2O_HEADERS_CMD_NULL;
+    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+    cmds[n].name = &fwd_name;
+    cmds[n++].value = h2o_concat(
+        &req->pool, h2o_iovec_init(v6 ? "for=\"[" : "for=", v6 ? 6 : 4),
+        h2o_iovec_init(ip, strlen(ip)), h2o_iovec_init(v6 ? "]\";proto=" : ";proto=", v6 ? 9 : 7),
+        req->scheme->name, h2o_iovec_init(";host=", host.len > 0 ? 6 : 0), host);
+    if (host.len > 0) {
+        cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+        cmds[n].name = &xfh_name;
+        cmds[n++].value = req->authority;
+    }
+    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
+    cmds[n].name = (h2o_iovec_t *)&H2O_TOKEN_VIA->buf;
+    cmds[n++].value = req->version >= 0x200 ? h2o_iovec_init(H2O_STRLIT("2 percore"))
+                      : req->version == 0x100 ? h2o_iovec_init(H2O_STRLIT("1.0 percore"))
+                                              : h2o_iovec_init(H2O_STRLIT("1.1 percore"));
+    cmds[n].cmd = H2O_HEADERS_CMD_NULL;
     return cmds;
+}
+
+/* ---- bounding what is read ahead of the client ---- */
+
+static void
+flow_init(struct flow *f, h2o_req_t *req, struct proxy_handler *h)
+{
+    f->ctx = h->client_ctx;
+    f->loop = req->conn->ctx->loop;
+    f->shared = &h->io_timeout;
+    f->timeout_ms = (uint64_t)h->conf->timeout_ms;
+    f->limit = h->conf->buffer_size;
+}
+
+/* Whether libh2o's client still reads this response (the proxy forgets it once the
+ * upstream's response ended or failed, and then frees it). */
+static int
+flow_live(const struct flow *f)
+{
+    return f->client != NULL && ((const struct rp_generator_head *)f->gen)->client == f->client;
+}
+
+/* Wraps the client's read callback: stops reading once a full buffer waits. */
+static void
+on_upstream_read(h2o_socket_t *sock, const char *err)
+{
+    h2o_http1client_t *client = sock->data;
+    struct flow *f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, client->ctx);
+    int full = sock->input->size >= f->limit;
+
+    /* The reader re-arms its timeout on ctx.io_timeout: a timeout of this request alone
+     * when it may have to be stopped. */
+    if (full && !f->own_init) {
+        h2o_timeout_init(f->loop, &f->own, f->timeout_ms);
+        f->own_init = 1;
+    }
+    if (f->own_init)
+        f->own.timeout = f->timeout_ms;
+    f->ctx.io_timeout = full ? &f->own : f->shared;
+    f->reader(sock, err);
+    if (flow_live(f) && f->sock->input->size >= f->limit) {
+        h2o_socket_read_stop(f->sock);
+        f->paused = 1;
+        f->paused_at = h2o_now(f->loop);
+        f->own.timeout = PROXY_PAUSED_MS;
+    }
+}
+
+/* Finds libh2o's client of this response if the generator is the proxy's: its head names
+ * this request and a client that uses this flow's ctx. */
+static void
+flow_attach(struct flow *f, h2o_req_t *req)
+{
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    struct rp_generator_head *g = (void *)req->_generator;
+
+    /* Error responses have libh2o's static generator, without callbacks. */
+    if (g == NULL || g->super.proceed == NULL || g->src_req != req || g->client == NULL ||
+        g->client->ctx != &f->ctx || g->client->data != g || g->client->sock == NULL ||
+        g->client->sock->data != g->client)
+        return;
+    f->gen = g;
+    f->client = g->client;
+    f->sock = g->client->sock;
+#else
+    (void)f;
+    (void)req;
+#endif
+}
+
+/* Sees each piece the proxy hands to the client: the first time, the client's reader is
+ * in place (libh2o sets it after the response's head) and gets wrapped; later, the
+ * proxy has taken what waited, so reading goes on. */
+static void
+flow_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+             h2o_send_state_t state)
+{
+    struct flow *f = ((struct flow_ostream *)self)->flow;
+
+    if (flow_live(f)) {
+        if (f->reader == NULL) {
+            if (f->sock->_cb.read != NULL && f->sock->_cb.read != on_upstream_read) {
+                f->reader = f->sock->_cb.read;
+                h2o_socket_read_start(f->sock, on_upstream_read);
+            }
+        } else if (f->paused && f->sock->input->size < f->limit) {
+            /* The upstream's timeout counts from now again. */
+            f->paused = 0;
+            f->own.timeout = h2o_now(f->loop) - f->paused_at + f->timeout_ms;
+            h2o_socket_read_start(f->sock, on_upstream_read);
+        }
+    }
+    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
+}
+
+static void
+flow_setup_ostream(h2o_req_t *req, h2o_ostream_t ***slot)
+{
+    struct flow *f;
+    struct flow_ostream *o;
+
+    if (req->overrides == NULL || req->overrides->client_ctx == NULL)
+        return;
+    f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, req->overrides->client_ctx);
+    flow_attach(f, req);
+    if (f->client == NULL)
+        return;
+    o = (struct flow_ostream *)(void *)h2o_add_ostream(req, sizeof(*o), *slot);
+    o->super.do_send = flow_do_send;
+    o->flow = f;
+    *slot = &o->super.next;
 }
 
 static void
@@ -301,14 +676,14 @@ forward(struct attempt *a)
 
     memset(ov, 0, sizeof(*ov));
     ov->socketpool = &rt->pool;
-    ov->client_ctx = &a->h->client_ctx;
+    flow_init(&a->flow, req, a->h);
+    ov->client_ctx = &a->flow.ctx;
     ov->location_rewrite.match = &rt->url;
     ov->location_rewrite.path_prefix = req->pathconf->path;
     ov->headers_cmds = forwarded_cmds(req);
     authority = a->h->conf->preserve_host ? req->authority : rt->url.authority;
     h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
-                          h2o_build_destination(req, rt->url.path.base, rt->url.path.len, 0),
-                          ov, 0);
+                          upstream_path(req, rt->url.path), ov, 0);
 }
 
 static int
@@ -353,8 +728,14 @@ static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct proxy_handler *h = (struct proxy_handler *)self;
-    struct attempt *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
+    struct attempt *a;
 
+    if (has_dotdot(req->path_normalized)) {
+        h2o_send_error_400(req, "Bad Request", "path with a parent segment\n", 0);
+        return 0;
+    }
+    strip_headers(req);
+    a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
     memset(a, 0, sizeof(*a));
     a->req = req;
     a->h = h;
@@ -378,7 +759,7 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
 }
 
 /* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
- * 504 (its error is the request's last). */
+ * 504 (its error is the request's last). Proxied responses get the flow's ostream. */
 static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
@@ -390,6 +771,7 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
             req->res.reason = "Gateway Timeout";
         }
     }
+    flow_setup_ostream(req, &slot);
     h2o_setup_next_ostream(req, slot);
 }
 
@@ -403,6 +785,8 @@ proxy_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     h->super.on_req = on_req;
     h->super.on_context_init = on_context_init;
     h->conf = conf;
+    /* Via is set by forwarded_cmds, with percore's name rather than the client's Host. */
+    pc->global->proxy.emit_via_header = 0;
     h->rt = xcalloc(conf->nups, sizeof(*h->rt));
     for (size_t i = 0; i < conf->nups; i++) {
         const struct upstream_conf *u = &conf->ups[i];

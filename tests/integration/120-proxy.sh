@@ -67,7 +67,7 @@ expect_eq "preserve_host keeps the client's Host" \
 expect_eq "X-Forwarded-For" "$(curl -s "$URL/api/" | j xff)" "127.0.0.1"
 expect_eq "X-Forwarded-Proto" "$(curl -s "$URL/api/" | j xfp)" "http"
 expect_eq "Forwarded (RFC 7239)" "$(curl -s "$URL/api/" | j fwd)" \
-    "for=127.0.0.1;proto=http;host=127.0.0.1:$PORT"
+    "for=127.0.0.1;proto=http;host=\"127.0.0.1:$PORT\""
 expect_eq "Location from the upstream is rewritten to the route" \
     "$(curl -s -o /dev/null -w '%{redirect_url}' "$URL/api/redir")" "$URL/api/new"
 expect_eq "unix-socket upstream" "$(curl -s "$URL/unix/u" | j name)" "U"

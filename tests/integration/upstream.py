@@ -5,6 +5,10 @@ usage: upstream.py PORT|unix:/PATH NAME
 GET /hang sleeps 10 s; GET /redir answers 302 to its own absolute URL /v1/new;
 GET /conns answers how many distinct client connections it has seen; GET /stats answers
 how many connections it has accepted and requests it has read, in total.
+The JSON also carries the raw request line and header lines it received ("line",
+"headers": [[name, value], ...]). GET /big?mib=N answers N MiB of a fixed pattern
+(64 KiB blocks of bytes 0..255), counting what it has written; GET /sent answers that
+count as JSON ({"sent": BYTES, "done": 0|1}).
 """
 import http.server
 import json
@@ -16,6 +20,8 @@ import time
 
 where, name = sys.argv[1], sys.argv[2]
 seen = set()
+BLOCK = bytes(range(256)) * 256
+big = {"sent": 0, "done": 0}
 stats = {"accepted": 0, "requests": 0, "queries": 0}
 
 
@@ -26,12 +32,18 @@ class H(http.server.BaseHTTPRequestHandler):
         seen.add(id(self.connection))
         if self.path == "/stats":  # not counted: its own connection is taken off
             stats["queries"] += 1
-            self.answer(json.dumps({"accepted": stats["accepted"] - stats["queries"],
-                                    "requests": stats["requests"]}).encode() + b"\n")
+            self.send_json({"accepted": stats["accepted"] - stats["queries"],
+                            "requests": stats["requests"]})
             return
         stats["requests"] += 1
         if self.path.endswith("/hang"):
             time.sleep(10)
+        if "/big?mib=" in self.path:
+            self.send_big(int(self.path.split("=")[1]))
+            return
+        if self.path.endswith("/sent"):
+            self.send_json(dict(big))
+            return
         if self.path.endswith("/redir"):
             self.send_response(302)
             self.send_header("Location", f"http://{self.headers.get('Host')}/v1/new")
@@ -41,15 +53,30 @@ class H(http.server.BaseHTTPRequestHandler):
         info = {"name": name, "path": self.path, "host": self.headers.get("Host"),
                 "xff": self.headers.get("X-Forwarded-For"),
                 "xfp": self.headers.get("X-Forwarded-Proto"),
-                "fwd": self.headers.get("Forwarded"), "conns": len(seen)}
-        self.answer(json.dumps(info).encode() + b"\n")
+                "fwd": self.headers.get("Forwarded"), "conns": len(seen),
+                "line": self.requestline, "headers": [[k, v] for k, v in self.headers.items()]}
+        self.send_json(info)
 
-    def answer(self, body):
+    def send_json(self, info):
+        body = json.dumps(info).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_big(self, mib):
+        big["sent"], big["done"] = 0, 0
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(mib * 1024 * 1024))
+        self.end_headers()
+        try:
+            for _ in range(mib * 16):
+                self.wfile.write(BLOCK)
+                big["sent"] += len(BLOCK)
+        finally:
+            big["done"] = 1
 
     def log_message(self, *a):
         pass
