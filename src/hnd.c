@@ -56,49 +56,49 @@ static int
 path_char_ok(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           strchr("-._~!$&()*+,;=:@/", c) != NULL;
+           (c != '\0' && strchr("-._~!$&()*+,;=:@/", c) != NULL);
+}
+
+/* Bytes a query may keep: printable ASCII but for quotes, angle brackets, '\\' and '`'. */
+static int
+query_char_ok(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && strchr("\"<>\\`'", c) == NULL;
+}
+
+/* s percent-encoded where keep() says no, in pool; with one_slash, runs of '/' made one. */
+static char *
+encode(h2o_mem_pool_t *pool, const char *s, size_t len, int (*keep)(unsigned char),
+       int one_slash, size_t *outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (one_slash && c == '/' && p > out && p[-1] == '/')
+            continue;
+        if (keep(c)) {
+            *p++ = (char)c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
+    }
+    *p = '\0';
+    *outlen = (size_t)(p - out);
+    return out;
 }
 
 char *
 hnd_location_path(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '/' && p > out && p[-1] == '/')
-            continue;
-        if (c != '\0' && path_char_ok(c)) {
-            *p++ = (char)c;
-        } else {
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
-    }
-    *p = '\0';
-    *outlen = (size_t)(p - out);
-    return out;
+    return encode(pool, s, len, path_char_ok, 1, outlen);
 }
 
 char *
 hnd_location_query(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || strchr("\"<>\\`'", c) != NULL) {
-            *p++ = '%';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        } else {
-            *p++ = (char)c;
-        }
-    }
-    *p = '\0';
-    *outlen = (size_t)(p - out);
-    return out;
+    return encode(pool, s, len, query_char_ok, 0, outlen);
 }
