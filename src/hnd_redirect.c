@@ -41,6 +41,27 @@ has_space_or_ctl(const char *s)
     return 0;
 }
 
+/* 1 if target is an absolute or scheme-relative URL with no path ("https://a.example",
+ * "//a.example:8080"): the suffix would then extend its host ("a.example@evil" or
+ * "a.example.evil"), so such a target gets its root path "/". */
+static int
+lacks_path(const char *target)
+{
+    const char *p = target;
+
+    if (p[0] == '/' && p[1] == '/') {
+        p += 2;
+    } else {
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+               *p == '+' || *p == '-' || *p == '.')
+            p++;
+        if (p == target || strncmp(p, "://", 3) != 0)
+            return 0;
+        p += 3;
+    }
+    return strpbrk(p, "/?#") == NULL;
+}
+
 static int
 redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
@@ -66,7 +87,7 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     }
     rc = xcalloc(1, sizeof(*rc));
     rc->status = status;
-    rc->target = xstrdup(url->s);
+    rc->target = lacks_path(url->s) ? xasprintf("%s/", url->s) : xstrdup(url->s);
     rc->exact = n->nargs > 2;
     *out = rc;
     return 0;

@@ -11,13 +11,14 @@ SIZE=$((12 * 1024 * 1024))
 # A 12 MiB body fetched at 4 MiB/s by a client with a small receive buffer: a request in
 # flight for about 3 s, most of it still in the worker when the stop begins.
 SLOWGET=$(dirname "$0")/slowget.py
-python3 -c "print('respond 200 \"' + 'x' * $SIZE + '\";')" >"$T_DIR/big.inc"
+mkdir -p "$T_DIR/www"
+head -c "$SIZE" /dev/zero | tr '\0' x >"$T_DIR/www/big"
 big_conf() { # SHUTDOWN_TIMEOUT [SHUTDOWN_DELAY]
     {
         printf 'workers 2;\nshutdown_timeout %s;\n' "$1"
         [ -n "$2" ] && printf 'shutdown_delay %s;\n' "$2"
         printf 'service s {\n    listen 127.0.0.1:%s;\n' "$PORT"
-        printf '    route /big { include %s; }\n' "$T_DIR/big.inc"
+        printf '    route /big { files %s; }\n' "$T_DIR/www"
         printf '    route / { respond 200 "small\\n"; }\n}\n'
     } >"$CONF"
 }
@@ -35,7 +36,7 @@ stop_and_time() {
 big_conf 30s
 start_percore "$CONF"
 rm -f "$T_DIR/started"
-python3 "$SLOWGET" "$PORT" /big $((4 * 1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
+python3 "$SLOWGET" "$PORT" /big/big $((4 * 1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
 SLOW=$!
 wait_for test -e "$T_DIR/started" || not_ok "the slow request started"
 stop_and_time TERM
@@ -49,7 +50,7 @@ expect_eq "nothing listens after stop" "$(ss -Htln "sport = :$PORT" | wc -l)" "0
 big_conf 500ms
 start_percore "$CONF"
 rm -f "$T_DIR/started"
-python3 "$SLOWGET" "$PORT" /big $((1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
+python3 "$SLOWGET" "$PORT" /big/big $((1024 * 1024)) "$T_DIR/started" >"$T_DIR/slow" &
 SLOW=$!
 wait_for test -e "$T_DIR/started" || not_ok "the slow request started"
 stop_and_time TERM

@@ -27,6 +27,8 @@ service s {
     access_log $ALOG;
     route /old/ { redirect 301 /new/; }
     route /pre { redirect 302 /; }
+    route /go/ { redirect 301 https://example.com; }
+    route /gos/ { redirect 308 //example.com:8080; }
     route /count/ { respond 200 "counted\n"; }
     route /metrics { metrics; }
     route / { files $D/www; }
@@ -117,6 +119,20 @@ expect_eq "the files handler's 301 keeps the directory" "$(r 11 | location)" "/s
 expect_eq "a redirect keeps the path, encoded again" "$(r 13 | location)" \
     "/new/a%3Fb%22%3E%3Cx?q=1"
 expect_eq "and a plain one as it was" "$(r 14 | location)" "/new/caf%C3%A9/x"
+
+# A target without a path never has its host extended by the request's path.
+PATHS=('/go/@evil.example/' '/go/.evil.example/' '/go/x' '/go/:1@evil.example/'
+    '/go/%40evil.example' '/gos/@evil.example' '/gos/.evil.example')
+REQS=()
+for path in "${PATHS[@]}"; do REQS+=("GET $path HTTP/1.1$H"); done
+raw "${REQS[@]}"
+for k in "${!PATHS[@]}"; do
+    loc=$(r $((k + 1)) | location)
+    case $loc in
+    https://example.com/* | //example.com:8080/*) ok "GET ${PATHS[k]}: stays on the target's host ($loc)" ;;
+    *) not_ok "GET ${PATHS[k]}: stays on the target's host" "got: '$loc'" ;;
+    esac
+done
 
 # 2.3: framing that two parsers could read differently: 400, closed, the rest never run.
 HEADS=('Content-Length: 0\r\nContent-Length: 44' 'Content-Length: 0\r\nContent-Length: 0'
