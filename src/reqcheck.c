@@ -10,7 +10,8 @@
  *   Transfer-Encoding, more than one Transfer-Encoding, or one that is not `chunked`;
  * - an obsolete folded header line (libh2o keeps it as a header with an empty name);
  * - more than one Host, or a Host that is not host[:port]: a DNS name (letters, digits,
- *   '-', '.', '_', '~'), an IPv4 address or a bracketed IPv6 address, and 1-5 digits.
+ *   '-', '.', '_', '~'), an IPv4 address or a bracketed IPv6 address, and a port up to
+ *   65535; an HTTP/1.1 request without a Host.
  *
  * libh2o 2.2.5 keeps Content-Length, Transfer-Encoding and Host out of req->headers (the
  * first Content-Length, or the last Transfer-Encoding, frames the body; the last Host is
@@ -63,6 +64,7 @@ int
 reqcheck_host_valid(const char *s, size_t len)
 {
     size_t i = 0, end;
+    unsigned port;
 
     if (len > 0 && s[0] == '[') {
         char ip6[INET6_ADDRSTRLEN];
@@ -84,15 +86,17 @@ reqcheck_host_valid(const char *s, size_t len)
     }
     if (i == len)
         return 1;
-    if (s[i] != ':')
+    if (s[i] != ':' || i == 0) /* ":80" names no host */
         return 0;
     end = len - i - 1;
     if (end == 0 || end > 5)
         return 0;
-    for (i++; i < len; i++)
+    for (i++, port = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return 0;
-    return 1;
+        port = port * 10 + (unsigned)(s[i] - '0');
+    }
+    return port <= 65535;
 }
 
 static int
@@ -128,9 +132,10 @@ line_value(const char *colon, const char *eol)
     return h2o_iovec_init(v, (size_t)(eol - v));
 }
 
-/* What is wrong with the framing of an HTTP/1 request head in [p, end), or NULL. */
+/* What is wrong with the framing of an HTTP/1 request head in [p, end), or NULL; an
+ * HTTP/1.1 request must name its Host (RFC 9112 3.2). */
 static const char *
-check_head_lines(const char *p, const char *end)
+check_head_lines(const char *p, const char *end, int http11)
 {
     unsigned ncl = 0, nte = 0, nhost = 0;
     const char *eol;
@@ -171,6 +176,8 @@ check_head_lines(const char *p, const char *end)
     }
     if (ncl > 0 && nte > 0)
         return "content-length with transfer-encoding";
+    if (http11 && nhost == 0)
+        return "no host";
     return NULL;
 }
 
@@ -218,7 +225,7 @@ reqcheck_why(h2o_req_t *req)
     head = http1_head(req);
     if (head.base == NULL)
         return NULL;
-    return check_head_lines(head.base, head.base + head.len);
+    return check_head_lines(head.base, head.base + head.len, req->version >= 0x101);
 }
 
 static int

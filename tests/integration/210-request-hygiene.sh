@@ -155,8 +155,9 @@ for k in "${!HEADS[@]}"; do
 done
 HEADS=('Host: a\r\nX-A: b\r\n folded' 'Host: a\r\nX-A: b\r\n\tfolded' 'Host: a\r\nHost: b'
     'Host: a;for=198.51.100.8' 'Host: a:80x' 'Host: a:' 'Host: a:123456' 'Host: [zz]:80'
-    'Host: a/b' 'Host: a@b' 'Host: a,b' 'Host: %61' 'Host: a b')
-HOSTS=('example.com' 'a.b-c_d.example:8080' '127.0.0.1:80' '[::1]:8080' '[2001:db8::1]')
+    'Host: a/b' 'Host: a@b' 'Host: a,b' 'Host: %61' 'Host: a b' 'Host: :80' 'Host: a:65536'
+    'X-No-Host: 1')
+HOSTS=('example.com' 'a.b-c_d.example:8080' '127.0.0.1:80' '[::1]:8080' '[2001:db8::1]' 'a:65535')
 REQS=()
 for head in "${HEADS[@]}"; do
     REQS+=("GET /count/h HTTP/1.1\r\n$head\r\n\r\nGET /count/SMUGGLEDH HTTP/1.1\r\nHost: a\r\n\r\n")
