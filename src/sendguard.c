@@ -360,7 +360,9 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
         c = conn_of(req, &fd);
     if (c != NULL)
         c->timeout_ms = f->timeout_ms; /* SNI may have picked another service */
-    /* Registered first, so set up last: no filter comes after this one. */
+    /* Registered first, so set up last: no filter comes after this one, and none may (the
+     * watch stays at the chain's top after the final data, which a later filter's
+     * h2o_ostream_send_next asserts against). */
     if (c != NULL && req->version >= 0x200 && req->_generator != NULL)
         slot = add_watch(req, slot, fd, c->serial);
     h2o_setup_next_ostream(req, slot);
