@@ -8,10 +8,9 @@
  * - a write is pending on its socket and the client's TCP stack acknowledged none of it
  *   (TCP_INFO: below TLS, and through sendfile), nor did libh2o start another; or
  * - an HTTP/2 stream held data for it (from the moment the response handed libh2o data
- *   until libh2o asked for more, or the stream ended) and no stream of the connection took
- *   any. Frames other than DATA (PING, SETTINGS acknowledgements) are no progress here, so
- *   a client cannot keep a shut window open with them; a stream queued behind another
- *   that is being read (HTTP/2 priorities) is not cut.
+ *   until libh2o asked for more, or the stream ended). Neither frames other than DATA
+ *   (PING, SETTINGS acknowledgements) nor the data of its other streams are progress
+ *   here, so a client cannot keep one stream's window shut behind them.
  * A request waiting on its upstream has nothing waiting for the client, and is left alone.
  *
  * A connection's holding streams are linked in the order they began to hold, so the first
@@ -41,7 +40,6 @@ struct conn {
     h2o_socket_t *sock; /* NULL: the fd is not an open connection */
     uint64_t mark;      /* the progress counter as last seen */
     uint64_t since;     /* ms: a write pending with no progress since; 0 while none */
-    uint64_t taken;     /* ms: when a stream of it last took data */
     struct stream_watch *first, *last; /* its HTTP/2 streams holding data, oldest first */
     uint32_t timeout_ms;
     uint32_t serial; /* tells this connection from a later one on the same fd */
@@ -140,16 +138,11 @@ socket_stuck(struct conn *c, int fd, uint64_t now)
     return now - c->since >= c->timeout_ms;
 }
 
-/* Whether c's longest-holding stream, and every other, has taken nothing for the timeout. */
+/* Whether c's longest-holding stream has held its data for the timeout. */
 static int
 stream_stuck(const struct conn *c, uint64_t now)
 {
-    uint64_t since;
-
-    if (c->first == NULL)
-        return 0;
-    since = c->first->since > c->taken ? c->first->since : c->taken;
-    return now > since && now - since >= c->timeout_ms;
+    return c->first != NULL && now > c->first->since && now - c->first->since >= c->timeout_ms;
 }
 
 static void
@@ -311,10 +304,7 @@ static void
 on_watch_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
-    struct conn *c = conn_of_watch(sw);
 
-    if (c != NULL)
-        c->taken = h2o_now(sweep_loop);
     hold_end(sw);
     if (sw->orig->proceed != NULL)
         sw->orig->proceed(sw->orig, req);

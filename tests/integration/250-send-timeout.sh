@@ -147,18 +147,25 @@ $STALL slow "$PT" /f/big.bin tls 32768 10 >"$D/slow.tls" &
 S2=$!
 $STALL h2slow "$PT" /f/big.bin 65536 10 >"$D/slow.h2" &
 S3=$!
+# The same, and a second stream whose window the client never opens: the connection's
+# data flows, but that stream's waits for longer than send_timeout.
+$STALL h2slow "$PT" /f/big.bin 65536 10 /f/big.bin >"$D/slow.h2other" &
+S4=$!
 curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$P/up/drip" \
     >"$D/up.h1" &
 U1=$!
 curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
     "https://127.0.0.1:$PT/up/drip" >"$D/up.h2" &
 U2=$!
-wait $S1 $S2 $S3 $U1 $U2
+wait $S1 $S2 $S3 $S4 $U1 $U2
 for t in plain tls h2; do
     read -r state bytes _ <"$D/slow.$t"
     check "a slow reader over $t is not cut ($state, $bytes bytes in 10 s)" \
         test "$state" = open -a "$bytes" -ge 100000
 done
+read -r state bytes ms <"$D/slow.h2other"
+check "HTTP/2: a reader of one stream that keeps another's window shut is cut ($state \
+after ${ms:-?} ms)" test "$state" = closed -a "${ms:-0}" -ge 1900
 expect_eq "HTTP/1: a response waiting on its upstream is not cut" "$(cat "$D/up.h1")" \
     "200 131072"
 expect_eq "HTTP/2: a response waiting on its upstream is not cut" "$(cat "$D/up.h2")" \

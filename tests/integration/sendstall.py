@@ -17,9 +17,11 @@ usage: sendstall.py MODE PORT PATH [ARGS...]
   h2hold PORT PATH
       HTTP/2 over TLS: the zero-window GET; prints "STATUS" once the response headers
       came, then holds the connection, answering frames (until killed).
-  h2slow PORT PATH RATE SECONDS
+  h2slow PORT PATH RATE SECONDS [BEHIND]
       HTTP/2 over TLS: a GET whose stream window the client opens at RATE bytes/s (it
       acknowledges data no faster) for SECONDS. Prints "open DATA" or "closed DATA MS".
+      With OTHER, a GET of that path too, on a second stream whose window the client
+      never opens; "open" is then followed by the bytes that stream got.
   slow PORT PATH plain|tls RATE SECONDS
       HTTP/1.1 GET read at RATE bytes/s through a small receive buffer for SECONDS.
       Prints "open BYTES" if the connection was still open and the body still coming,
@@ -156,7 +158,7 @@ def h2hold(port, path):
             s.sendall(out)
 
 
-def h2slow(port, path, rate, seconds):
+def h2slow(port, path, rate, seconds, other_path=None):
     import h2.config
     import h2.connection
     import h2.events
@@ -168,9 +170,13 @@ def h2slow(port, path, rate, seconds):
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "https"),
                             (":authority", "localhost")], end_stream=True)
+    if other_path:
+        conn.send_headers(sid + 2, [(":method", "GET"), (":path", other_path),
+                                    (":scheme", "https"), (":authority", "localhost")],
+                          end_stream=True)
     s.sendall(conn.data_to_send())
     t0 = time.monotonic()
-    got, acked = 0, 0
+    got, acked, other = 0, 0, 0
     s.settimeout(0.1)
     while time.monotonic() - t0 < seconds:
         try:
@@ -183,8 +189,10 @@ def h2slow(port, path, rate, seconds):
             print("closed", got, int((time.monotonic() - t0) * 1000), flush=True)
             return
         for ev in conn.receive_data(chunk):
-            if isinstance(ev, h2.events.DataReceived):
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
                 got += ev.flow_controlled_length
+            elif isinstance(ev, h2.events.DataReceived):
+                other += ev.flow_controlled_length
         # Open the window no faster than RATE: acknowledge what arrived, paced.
         allowed = int(rate * (time.monotonic() - t0)) - acked
         n = min(got - acked, allowed)
@@ -194,7 +202,8 @@ def h2slow(port, path, rate, seconds):
         out = conn.data_to_send()
         if out:
             s.sendall(out)
-    print("open" if established(s) else "closed", got, flush=True)
+    print("open" if established(s) else "closed", got, *([other] if other_path else []),
+          flush=True)
 
 
 def slow(port, path, tls, rate, seconds):
