@@ -8,13 +8,15 @@
  * - a write is pending on its socket and the client's TCP stack acknowledged none of it
  *   (TCP_INFO: below TLS, and through sendfile), nor did libh2o start another; or
  * - an HTTP/2 stream held data for it (from the moment the response handed libh2o data
- *   until libh2o asked for more, or the stream ended). Neither frames other than DATA
- *   (PING, SETTINGS acknowledgements) nor the data of its other streams are progress
- *   here, so a client cannot keep one stream's window shut behind them.
+ *   until libh2o asked for more, or the stream ended) and sent none of it. Neither frames
+ *   other than DATA (PING, SETTINGS acknowledgements) nor the data of its other streams
+ *   are progress here, so a client cannot keep one stream's window shut behind them.
  * A request waiting on its upstream has nothing waiting for the client, and is left alone.
  *
  * A connection's holding streams are linked in the order they began to hold, so the first
- * is the one that has waited longest and the sweep looks at it alone.
+ * is the one that has waited longest and the sweep looks at it alone; one that sent some
+ * of its data by its deadline starts again at the end (so a stream is cut between one and
+ * two send_timeouts after its last DATA frame).
  *
  * Cost: a table store per connection; per HTTP/2 request, one watch from the request's
  * pool and a link and unlink per piece of the response; per sweep, a look at each
@@ -62,7 +64,8 @@ struct stream_watch {
     h2o_generator_t gen;
     h2o_generator_t *orig;
     struct stream_watch *prev, *next; /* in its connection's list while held */
-    uint64_t since; /* ms: holding since */
+    uint64_t since; /* ms: holding since, or since it last sent some */
+    size_t left;    /* what it held to send, then */
     int fd;
     uint32_t serial;
     int held; /* data handed to libh2o, not yet asked for again */
@@ -138,11 +141,64 @@ socket_stuck(struct conn *c, int fd, uint64_t now)
     return now - c->since >= c->timeout_ms;
 }
 
-/* Whether c's longest-holding stream has held its data for the timeout. */
-static int
-stream_stuck(const struct conn *c, uint64_t now)
+static void unlink_watch(struct conn *c, struct stream_watch *sw);
+static void link_watch(struct conn *c, struct stream_watch *sw, uint64_t now);
+
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+/* The head of libh2o 2.2.5's HTTP/2 stream (lib/http2/http2_internal.h,
+ * struct st_h2o_http2_stream_t, not installed usably): its final ostream, which the watch
+ * sends to, and the data it holds to send. */
+struct h2_stream_head {
+    uint32_t stream_id;
+    h2o_ostream_t ostr_final;
+    int state;
+    ssize_t output_window, input_window;
+    h2o_http2_priority_t received_priority;
+    void *req_body;
+    size_t expected_content_length;
+    H2O_VECTOR(h2o_iovec_t) data;
+};
+#endif
+
+/* The bytes libh2o still holds to send for sw's stream (it advances the stream's buffers
+ * as DATA frames go out), or SIZE_MAX if unknown. */
+static size_t
+left_to_send(const struct stream_watch *sw)
 {
-    return c->first != NULL && now > c->first->since && now - c->first->since >= c->timeout_ms;
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    const struct h2_stream_head *st =
+        H2O_STRUCT_FROM_MEMBER(struct h2_stream_head, ostr_final, sw->super.next);
+    size_t n = 0;
+
+    if (st->data.size > st->data.capacity)
+        return SIZE_MAX; /* not the layout this was written for */
+    for (size_t i = 0; i < st->data.size; i++)
+        n += st->data.entries[i].len;
+    return n;
+#else
+    (void)sw;
+    return SIZE_MAX;
+#endif
+}
+
+/* Whether one of c's streams has sent none of its data for the timeout. The list is in
+ * the order of since: only its head can be due. A stream that sent some since (or all,
+ * and waits for the socket, which socket_stuck watches) starts again, at the end. */
+static int
+stream_stuck(struct conn *c, uint64_t now)
+{
+    struct stream_watch *sw;
+    size_t left;
+
+    while ((sw = c->first) != NULL && now > sw->since && now - sw->since >= c->timeout_ms) {
+        left = left_to_send(sw);
+        if (left != 0 && left >= sw->left)
+            return 1; /* SIZE_MAX included: held for the timeout is enough */
+        sw->left = left;
+        unlink_watch(c, sw);
+        link_watch(c, sw, now);
+    }
+    return 0;
 }
 
 static void
@@ -245,16 +301,11 @@ conn_of_watch(const struct stream_watch *sw)
     return c->sock != NULL && c->serial == sw->serial ? c : NULL;
 }
 
-/* Links sw last in its connection's list: timestamps never decrease along it. */
+/* Links sw last in c's list: timestamps never decrease along it. */
 static void
-hold_start(struct stream_watch *sw)
+link_watch(struct conn *c, struct stream_watch *sw, uint64_t now)
 {
-    struct conn *c;
-
-    if (sw->held || (c = conn_of_watch(sw)) == NULL)
-        return;
-    sw->held = 1;
-    sw->since = h2o_now(sweep_loop);
+    sw->since = now;
     sw->prev = c->last;
     sw->next = NULL;
     if (c->last != NULL)
@@ -265,13 +316,8 @@ hold_start(struct stream_watch *sw)
 }
 
 static void
-hold_end(struct stream_watch *sw)
+unlink_watch(struct conn *c, struct stream_watch *sw)
 {
-    struct conn *c;
-
-    if (!sw->held || (c = conn_of_watch(sw)) == NULL)
-        return; /* never held, or dropped with its connection */
-    sw->held = 0;
     if (sw->prev != NULL)
         sw->prev->next = sw->next;
     else
@@ -283,13 +329,41 @@ hold_end(struct stream_watch *sw)
     sw->prev = sw->next = NULL;
 }
 
+/* sw's stream was handed len bytes: libh2o has sent none of them yet. */
+static void
+hold_start(struct stream_watch *sw, size_t len)
+{
+    struct conn *c;
+
+    if (sw->held || (c = conn_of_watch(sw)) == NULL)
+        return;
+    sw->held = 1;
+    sw->left = len;
+    link_watch(c, sw, h2o_now(sweep_loop));
+}
+
+static void
+hold_end(struct stream_watch *sw)
+{
+    struct conn *c;
+
+    if (!sw->held || (c = conn_of_watch(sw)) == NULL)
+        return; /* never held, or dropped with its connection */
+    sw->held = 0;
+    unlink_watch(c, sw);
+}
+
 /* Straight to libh2o's HTTP/2 stream, the watch staying in the chain even after the final
  * data, so that libh2o calls on_watch_stop when it disposes of the request. */
 static void
 on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
               h2o_send_state_t state)
 {
-    hold_start((struct stream_watch *)self);
+    size_t len = 0;
+
+    for (size_t i = 0; i < bufcnt; i++)
+        len += bufs[i].len;
+    hold_start((struct stream_watch *)self, len);
     self->next->do_send(self->next, req, bufs, bufcnt, state);
 }
 

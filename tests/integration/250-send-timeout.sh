@@ -151,18 +151,24 @@ S3=$!
 # data flows, but that stream's waits for longer than send_timeout.
 $STALL h2slow "$PT" /f/big.bin 65536 10 /f/big.bin >"$D/slow.h2other" &
 S4=$!
+# Slower than a piece of the file (64 KiB) per send_timeout: each DATA frame is progress.
+$STALL h2slow "$PT" /f/big.bin 16384 10 >"$D/slow.h2slower" &
+S5=$!
 curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$P/up/drip" \
     >"$D/up.h1" &
 U1=$!
 curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
     "https://127.0.0.1:$PT/up/drip" >"$D/up.h2" &
 U2=$!
-wait $S1 $S2 $S3 $S4 $U1 $U2
+wait $S1 $S2 $S3 $S4 $S5 $U1 $U2
 for t in plain tls h2; do
     read -r state bytes _ <"$D/slow.$t"
     check "a slow reader over $t is not cut ($state, $bytes bytes in 10 s)" \
         test "$state" = open -a "$bytes" -ge 100000
 done
+read -r state bytes _ <"$D/slow.h2slower"
+check "a slow reader over h2 at 16 KiB/s is not cut ($state, $bytes bytes in 10 s)" \
+    test "$state" = open -a "$bytes" -ge 100000
 read -r state bytes ms <"$D/slow.h2other"
 check "HTTP/2: a reader of one stream that keeps another's window shut is cut ($state \
 after ${ms:-?} ms)" test "$state" = closed -a "${ms:-0}" -ge 1900
