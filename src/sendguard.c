@@ -4,18 +4,24 @@
  * the response waiting for it, for ever (HTTP/1 with its socket full; HTTP/2 with a stream
  * or connection window it never opens), so max_connections such clients take a worker
  * out. The guard keeps a table of the worker's connections, by fd, and sweeps it once a
- * second. A connection with response bytes waiting for its client (a write pending on the
- * socket, or data an HTTP/2 stream holds back) that has made no progress for its service's
- * send_timeout is shut down. Progress is any byte the client's TCP stack acknowledged
- * (TCP_INFO: below TLS, and through sendfile) or any write libh2o started.
+ * second. A connection is shut down when, for its service's send_timeout:
+ * - a write is pending on its socket and the client's TCP stack acknowledged none of it
+ *   (TCP_INFO: below TLS, and through sendfile), nor did libh2o start another; or
+ * - an HTTP/2 stream held data for it (from the moment the response handed libh2o data
+ *   until libh2o asked for more, or the stream ended) and sent none of it. Neither frames
+ *   other than DATA (PING, SETTINGS acknowledgements) nor the data of its other streams
+ *   are progress here, so a client cannot keep one stream's window shut behind them.
+ * A request waiting on its upstream has nothing waiting for the client, and is left alone.
  *
- * What an HTTP/2 stream holds back is seen by a filter: from the moment its response hands
- * libh2o data until libh2o asks for more, or the stream ends. A request waiting on its
- * upstream has nothing waiting for the client, and is left alone.
+ * A connection's holding streams are linked in the order they began to hold, so the first
+ * is the one that has waited longest and the sweep looks at it alone; one that sent some
+ * of its data by its deadline starts again at the end (so a stream is cut between one and
+ * two send_timeouts after its last DATA frame).
  *
  * Cost: a table store per connection; per HTTP/2 request, one watch from the request's
- * pool; per sweep, a look at each connection and a getsockopt for those that wait. HTTP/1
- * requests do nothing. */
+ * pool and a link and unlink per piece of the response; per sweep, a look at each
+ * connection and a getsockopt for those with a pending write. HTTP/1 requests do
+ * nothing. */
 #include "config.h"
 
 #include <linux/tcp.h>
@@ -30,13 +36,15 @@
 #include "util.h"
 #include "worker.h"
 
+struct stream_watch;
+
 struct conn {
     h2o_socket_t *sock; /* NULL: the fd is not an open connection */
     uint64_t mark;      /* the progress counter as last seen */
-    uint64_t since;     /* ms: waiting with no progress since; 0 while not waiting */
+    uint64_t since;     /* ms: a write pending with no progress since; 0 while none */
+    struct stream_watch *first, *last; /* its HTTP/2 streams holding data, oldest first */
     uint32_t timeout_ms;
     uint32_t serial; /* tells this connection from a later one on the same fd */
-    uint32_t held;   /* HTTP/2 streams holding data back for the client */
     int cut;         /* shut down; libh2o is closing it */
 };
 
@@ -49,11 +57,15 @@ static h2o_timeout_t sweep_timeout;
 static h2o_timeout_entry_t sweep_entry;
 
 /* An HTTP/2 response's window on its data, in the request's pool. It stands in for the
- * response's generator, so it sees libh2o ask for more. */
+ * response's generator (once every other filter has seen the original), so it sees
+ * libh2o ask for more. */
 struct stream_watch {
     h2o_ostream_t super;
     h2o_generator_t gen;
     h2o_generator_t *orig;
+    struct stream_watch *prev, *next; /* in its connection's list while held */
+    uint64_t since; /* ms: holding since, or since it last sent some */
+    size_t left;    /* what it held to send, then */
     int fd;
     uint32_t serial;
     int held; /* data handed to libh2o, not yet asked for again */
@@ -79,7 +91,7 @@ acked(int fd)
 }
 
 static void
-log_cut(struct conn *c)
+log_cut(struct conn *c, const char *why)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -91,42 +103,111 @@ log_cut(struct conn *c)
     len = h2o_socket_getpeername(c->sock, (struct sockaddr *)&ss);
     if (len != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) != SIZE_MAX)
         port = h2o_socket_getport((struct sockaddr *)&ss);
-    log_warnx("closing connection from %s:%d: it took no response bytes for %u ms "
-              "(send_timeout)", host, (int)port, (unsigned)c->timeout_ms);
+    log_warnx("closing connection from %s:%d: %s for %u ms (send_timeout)", host, (int)port,
+              why, (unsigned)c->timeout_ms);
 }
 
 /* libh2o owns the socket and the connection on it: a shutdown makes its pending write fail
  * or its read see the end, and it closes the connection itself. */
 static void
-cut(struct conn *c, int fd)
+cut(struct conn *c, int fd, const char *why)
 {
     /* A reset, not a FIN behind bytes the client will never read: those would keep the
      * socket and its buffers in the kernel for minutes after the close. */
     static const struct linger reset = {1, 0};
 
-    log_cut(c);
+    log_cut(c, why);
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     (void)shutdown(fd, SHUT_RDWR);
     c->cut = 1;
 }
 
-static void
-sweep_one(struct conn *c, int fd, uint64_t now)
+/* Whether the pending write on c's socket has made no progress for the timeout. */
+static int
+socket_stuck(struct conn *c, int fd, uint64_t now)
 {
     uint64_t progress;
 
-    if (!h2o_socket_is_writing(c->sock) && c->held == 0) {
+    if (!h2o_socket_is_writing(c->sock)) {
         c->since = 0;
-        return;
+        return 0;
     }
     progress = c->sock->bytes_written + acked(fd);
     if (c->since == 0 || progress != c->mark) {
         c->mark = progress;
         c->since = now;
-        return;
+        return 0;
     }
-    if (now - c->since >= c->timeout_ms)
-        cut(c, fd);
+    return now - c->since >= c->timeout_ms;
+}
+
+static void unlink_watch(struct conn *c, struct stream_watch *sw);
+static void link_watch(struct conn *c, struct stream_watch *sw, uint64_t now);
+
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+/* The head of libh2o 2.2.5's HTTP/2 stream (lib/http2/http2_internal.h,
+ * struct st_h2o_http2_stream_t, not installed usably): its final ostream, which the watch
+ * sends to, and the data it holds to send. */
+struct h2_stream_head {
+    uint32_t stream_id;
+    h2o_ostream_t ostr_final;
+    int state;
+    ssize_t output_window, input_window;
+    h2o_http2_priority_t received_priority;
+    void *req_body;
+    size_t expected_content_length;
+    H2O_VECTOR(h2o_iovec_t) data;
+};
+#endif
+
+/* The bytes libh2o still holds to send for sw's stream (it advances the stream's buffers
+ * as DATA frames go out), or SIZE_MAX if unknown. */
+static size_t
+left_to_send(const struct stream_watch *sw)
+{
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    const struct h2_stream_head *st =
+        H2O_STRUCT_FROM_MEMBER(struct h2_stream_head, ostr_final, sw->super.next);
+    size_t n = 0;
+
+    if (st->data.size > st->data.capacity)
+        return SIZE_MAX; /* not the layout this was written for */
+    for (size_t i = 0; i < st->data.size; i++)
+        n += st->data.entries[i].len;
+    return n;
+#else
+    (void)sw;
+    return SIZE_MAX;
+#endif
+}
+
+/* Whether one of c's streams has sent none of its data for the timeout. The list is in
+ * the order of since: only its head can be due. A stream that sent some since (or all,
+ * and waits for the socket, which socket_stuck watches) starts again, at the end. */
+static int
+stream_stuck(struct conn *c, uint64_t now)
+{
+    struct stream_watch *sw;
+    size_t left;
+
+    while ((sw = c->first) != NULL && now > sw->since && now - sw->since >= c->timeout_ms) {
+        left = left_to_send(sw);
+        if (left != 0 && left >= sw->left)
+            return 1; /* SIZE_MAX included: held for the timeout is enough */
+        sw->left = left;
+        unlink_watch(c, sw);
+        link_watch(c, sw, now);
+    }
+    return 0;
+}
+
+static void
+sweep_one(struct conn *c, int fd, uint64_t now)
+{
+    if (socket_stuck(c, fd, now))
+        cut(c, fd, "it took no response bytes");
+    else if (stream_stuck(c, now))
+        cut(c, fd, "an HTTP/2 stream's window stayed shut, its data waiting,");
 }
 
 static void
@@ -149,6 +230,21 @@ sendguard_init(h2o_loop_t *loop)
     h2o_timeout_link(loop, &sweep_timeout, &sweep_entry);
 }
 
+/* The streams of c's connection are no longer its to watch (it closed, or its fd went to
+ * another): they may outlive it, unlinked. */
+static void
+drop_watches(struct conn *c)
+{
+    struct stream_watch *sw, *next;
+
+    for (sw = c->first; sw != NULL; sw = next) {
+        next = sw->next;
+        sw->prev = sw->next = NULL;
+        sw->held = 0;
+    }
+    c->first = c->last = NULL;
+}
+
 void
 sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms)
 {
@@ -162,6 +258,7 @@ sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms)
         memset(conns + nconns, 0, (n - nconns) * sizeof(*conns));
         nconns = n;
     }
+    drop_watches(&conns[fd]);
     conns[fd] = (struct conn){.sock = sock, .timeout_ms = (uint32_t)timeout_ms,
                               .serial = ++serials};
 }
@@ -169,8 +266,10 @@ sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms)
 void
 sendguard_forget(int fd)
 {
-    if (fd >= 0 && (size_t)fd < nconns)
+    if (fd >= 0 && (size_t)fd < nconns) {
+        drop_watches(&conns[fd]);
         conns[fd].sock = NULL;
+    }
 }
 
 /* The entry of req's connection, or NULL. */
@@ -190,23 +289,68 @@ conn_of(h2o_req_t *req, int *fd)
     return &conns[*fd];
 }
 
-static void
-hold(struct stream_watch *sw, int on)
+/* The entry of sw's connection, or NULL once it is gone. */
+static struct conn *
+conn_of_watch(const struct stream_watch *sw)
 {
     struct conn *c;
 
-    if (sw->held == on)
-        return;
-    sw->held = on;
     if ((size_t)sw->fd >= nconns)
-        return;
+        return NULL;
     c = &conns[sw->fd];
-    if (c->sock == NULL || c->serial != sw->serial)
-        return; /* the connection is gone */
-    if (on)
-        c->held++;
-    else if (c->held > 0)
-        c->held--;
+    return c->sock != NULL && c->serial == sw->serial ? c : NULL;
+}
+
+/* Links sw last in c's list: timestamps never decrease along it. */
+static void
+link_watch(struct conn *c, struct stream_watch *sw, uint64_t now)
+{
+    sw->since = now;
+    sw->prev = c->last;
+    sw->next = NULL;
+    if (c->last != NULL)
+        c->last->next = sw;
+    else
+        c->first = sw;
+    c->last = sw;
+}
+
+static void
+unlink_watch(struct conn *c, struct stream_watch *sw)
+{
+    if (sw->prev != NULL)
+        sw->prev->next = sw->next;
+    else
+        c->first = sw->next;
+    if (sw->next != NULL)
+        sw->next->prev = sw->prev;
+    else
+        c->last = sw->prev;
+    sw->prev = sw->next = NULL;
+}
+
+/* sw's stream was handed len bytes: libh2o has sent none of them yet. */
+static void
+hold_start(struct stream_watch *sw, size_t len)
+{
+    struct conn *c;
+
+    if (sw->held || (c = conn_of_watch(sw)) == NULL)
+        return;
+    sw->held = 1;
+    sw->left = len;
+    link_watch(c, sw, h2o_now(sweep_loop));
+}
+
+static void
+hold_end(struct stream_watch *sw)
+{
+    struct conn *c;
+
+    if (!sw->held || (c = conn_of_watch(sw)) == NULL)
+        return; /* never held, or dropped with its connection */
+    sw->held = 0;
+    unlink_watch(c, sw);
 }
 
 /* Straight to libh2o's HTTP/2 stream, the watch staying in the chain even after the final
@@ -215,7 +359,11 @@ static void
 on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
               h2o_send_state_t state)
 {
-    hold((struct stream_watch *)self, 1);
+    size_t len = 0;
+
+    for (size_t i = 0; i < bufcnt; i++)
+        len += bufs[i].len;
+    hold_start((struct stream_watch *)self, len);
     self->next->do_send(self->next, req, bufs, bufcnt, state);
 }
 
@@ -223,7 +371,7 @@ on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t buf
 static void
 on_watch_stop(h2o_ostream_t *self, h2o_req_t *req)
 {
-    hold((struct stream_watch *)self, 0);
+    hold_end((struct stream_watch *)self);
 }
 
 static void
@@ -231,7 +379,7 @@ on_watch_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
 
-    hold(sw, 0);
+    hold_end(sw);
     if (sw->orig->proceed != NULL)
         sw->orig->proceed(sw->orig, req);
 }
@@ -246,8 +394,10 @@ on_gen_stop(h2o_generator_t *gen, h2o_req_t *req)
 }
 
 /* Put a watch into the response's ostream chain at slot (the last filter's: next to
- * libh2o's stream), and in front of its generator. */
-static void
+ * libh2o's stream, so it sees what the stream gets), and in front of its generator: every
+ * other filter (the proxy's looks for its own generator) has been set up. Returns the
+ * watch's own slot. */
+static h2o_ostream_t **
 add_watch(h2o_req_t *req, h2o_ostream_t **slot, int fd, uint32_t serial)
 {
     struct stream_watch *sw = h2o_mem_alloc_pool(&req->pool, sizeof(*sw));
@@ -260,6 +410,7 @@ add_watch(h2o_req_t *req, h2o_ostream_t **slot, int fd, uint32_t serial)
                                 .serial = serial};
     *slot = &sw->super;
     req->_generator = &sw->gen;
+    return &sw->super.next;
 }
 
 static void
@@ -273,11 +424,12 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
         c = conn_of(req, &fd);
     if (c != NULL)
         c->timeout_ms = f->timeout_ms; /* SNI may have picked another service */
-    /* Registered last, so there is no filter after this one. */
+    /* Registered first, so set up last: no filter comes after this one, and none may (the
+     * watch stays at the chain's top after the final data, which a later filter's
+     * h2o_ostream_send_next asserts against). */
     if (c != NULL && req->version >= 0x200 && req->_generator != NULL)
-        add_watch(req, slot, fd, c->serial);
-    else
-        h2o_setup_next_ostream(req, slot);
+        slot = add_watch(req, slot, fd, c->serial);
+    h2o_setup_next_ostream(req, slot);
 }
 
 void

@@ -408,6 +408,8 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
         /* Finish each pathconf before registering the next: registering reallocs. */
         h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
         pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
+        /* First: its filter must be set up last, next to the connection. */
+        sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
         add_guards(pc, s);
         routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
         setup_headers(pc, routes[i]);
@@ -417,13 +419,12 @@ setup_service(const struct conf_service *s, struct service_rt *rt)
                                                .brotli = {.quality = -1}};
             h2o_compress_register(pc, &gzip);
         }
-        sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
         add_request_logger(pc, access, svc);
     }
     free(routes);
     /* Requests no route matched (404s) are limited, counted and logged too. */
-    add_guards(&host->fallback_path, s);
     sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);
+    add_guards(&host->fallback_path, s);
     add_request_logger(&host->fallback_path, access, svc);
     rt->hosts[0] = host;
     rt->hosts[1] = NULL;

@@ -3,6 +3,9 @@
 # socket full, HTTP/2 with a stream window it never opens) is cut after send_timeout and
 # logged by its address; a slow but steady reader and a response waiting on its upstream
 # are not; with max_connections held by such clients, new clients are served again.
+# Over HTTP/2, control frames the server answers (PING) do not keep a shut stream open,
+# and the guard leaves every other filter of the route in place (compress, the proxy's
+# 504 and its bound on what it buffers).
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
@@ -14,11 +17,15 @@ D=$T_DIR
 mkdir -p "$D/www"
 truncate -s 64M "$D/www/big.bin" # sparse: the socket buffers fill long before the end
 head -c 3000 /dev/zero >"$D/www/small.bin"
+"$PY" -c "print('compress me ' * 500)" >"$D/www/text.txt"
 make_cert localhost "$D/cert.pem" "$D/key.pem"
 P=$(free_port)
 PT=$(free_port)
 PP=$(free_port)
 UPP=$(free_port)
+PPT=$(free_port)
+UP2=$(free_port)
+"$PY" "$TOP_SRCDIR/tests/integration/upstream.py" "$UP2" U &
 
 # An upstream that sends half of its body, waits 6 s (3 send_timeouts), then the rest.
 "$PY" - "$UPP" <<'PY' &
@@ -62,16 +69,23 @@ service dl {
     send_timeout 2s;
     route /f/ { files $D/www; }
     route /up/ { proxy http://127.0.0.1:$UPP timeout=30s; }
+    route /z/ { files $D/www; compress on; }
+    route /late/ { proxy http://127.0.0.1:$UP2 timeout=1s; }
     route / { respond 200 "hello\n"; }
 }
 service patient {
     listen 127.0.0.1:$PP;
+    listen 127.0.0.1:$PPT tls http2;
+    tls_certificate $D/cert.pem;
+    tls_key $D/key.pem;
     send_timeout 5m;
     route /f/ { files $D/www; }
+    route /up/ { proxy http://127.0.0.1:$UP2 buffer_size=1m; }
 }
 CONF
 start_percore "$CONF"
 wait_for sh -c "curl -s -o /dev/null http://127.0.0.1:$UPP/" || bail "upstream did not start"
+wait_for sh -c "curl -s -o /dev/null http://127.0.0.1:$UP2/" || bail "upstream 2 did not start"
 
 established_to() { # PORT LPORT: the server still has the client's connection
     [ -n "$(ss -Htn state established "( sport = :$1 and dport = :$2 )")" ]
@@ -107,8 +121,10 @@ for tls in plain tls; do
 done
 
 # 2. HTTP/2 over TLS, the stream window never opened: shut from the start, or the default
-# 64 KiB used up; a large file and one that fits in a single final DATA frame.
-for c in "zero big" "noupdate big" "zero small"; do
+# 64 KiB used up; a large file and one that fits in a single final DATA frame; and shut
+# from the start while the client sends a PING every 500 ms (the server's answers are
+# bytes written and acknowledged, but no data of the stream).
+for c in "zero big" "noupdate big" "zero small" "ping big" "ping small"; do
     # shellcheck disable=SC2086 # split on purpose
     set -- $c
     R=$($STALL h2 "$PT" "/f/$2.bin" "$1" 20)
@@ -117,7 +133,10 @@ for c in "zero big" "noupdate big" "zero small"; do
         "$(echo "$R" | cut -d' ' -f3)" 200
 done
 check "HTTP/2: the log names the clients" log_count_at_least \
-    "closing connection from 127.0.0.1:[0-9]*: .*send_timeout" 5
+    "closing connection from 127.0.0.1:[0-9]*: .*send_timeout" 7
+check "HTTP/2: the log says a stream's window stayed shut" \
+    grep -q "closing connection from 127.0.0.1:[0-9]*: .*stream's window stayed shut" \
+    "$PC_LOG"
 
 # 3. Slow but steady readers for 5 timeouts: HTTP/1 at 32 KiB/s through a 16 KiB receive
 # buffer, HTTP/2 opening its window at 64 KiB/s; and responses that wait 6 s on their
@@ -128,24 +147,83 @@ $STALL slow "$PT" /f/big.bin tls 32768 10 >"$D/slow.tls" &
 S2=$!
 $STALL h2slow "$PT" /f/big.bin 65536 10 >"$D/slow.h2" &
 S3=$!
+# The same, and a second stream whose window the client never opens: the connection's
+# data flows, but that stream's waits for longer than send_timeout.
+$STALL h2slow "$PT" /f/big.bin 65536 10 /f/big.bin >"$D/slow.h2other" &
+S4=$!
+# Slower than a piece of the file (64 KiB) per send_timeout: each DATA frame is progress.
+$STALL h2slow "$PT" /f/big.bin 16384 10 >"$D/slow.h2slower" &
+S5=$!
 curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$P/up/drip" \
     >"$D/up.h1" &
 U1=$!
 curl -sk --http2 -o /dev/null -w '%{http_code} %{size_download} %{http_version}' \
     "https://127.0.0.1:$PT/up/drip" >"$D/up.h2" &
 U2=$!
-wait $S1 $S2 $S3 $U1 $U2
+wait $S1 $S2 $S3 $S4 $S5 $U1 $U2
 for t in plain tls h2; do
     read -r state bytes _ <"$D/slow.$t"
     check "a slow reader over $t is not cut ($state, $bytes bytes in 10 s)" \
         test "$state" = open -a "$bytes" -ge 100000
 done
+read -r state bytes _ <"$D/slow.h2slower"
+check "a slow reader over h2 at 16 KiB/s is not cut ($state, $bytes bytes in 10 s)" \
+    test "$state" = open -a "$bytes" -ge 100000
+read -r state bytes ms <"$D/slow.h2other"
+check "HTTP/2: a reader of one stream that keeps another's window shut is cut ($state \
+after ${ms:-?} ms)" test "$state" = closed -a "${ms:-0}" -ge 1900
 expect_eq "HTTP/1: a response waiting on its upstream is not cut" "$(cat "$D/up.h1")" \
     "200 131072"
 expect_eq "HTTP/2: a response waiting on its upstream is not cut" "$(cat "$D/up.h2")" \
     "200 131072 2"
 
-# 4. max_connections (6) filled by the holding client and five that read nothing: a new
+# 4. Over HTTP/2 as over HTTP/1, the route's other filters apply: compress, and the
+# proxy's 504 for an upstream that does not answer in time.
+for v in 1.1 2; do
+    if [ $v = 2 ]; then U="https://127.0.0.1:$PT"; else U="http://127.0.0.1:$P"; fi
+    expect_eq "HTTP/$v: a compress route answers gzip" \
+        "$(curl -sk --http$v -H 'Accept-Encoding: gzip' -o /dev/null \
+            -w '%{http_version} %{header_json}' "$U/z/text.txt" |
+            "$PY" -c 'import json, sys; v, h = sys.stdin.read().split(" ", 1)
+print(v, json.loads(h).get("content-encoding"))')" "$v ['gzip']"
+    expect_eq "HTTP/$v: an upstream that does not answer within the timeout is a 504" \
+        "$(curl -sk --http$v -o /dev/null -w '%{http_version} %{http_code}' "$U/late/hang")" \
+        "$v 504"
+done
+
+# 5. An HTTP/2 stream whose window stays shut (on a service with a long send_timeout) on a
+# 64 MiB proxied body: percore stops reading the upstream near buffer_size, and buffers
+# nothing in a temp file.
+$STALL h2hold "$PPT" "/up/big?mib=64" >"$D/h2hold" &
+H2HOLD=$!
+check "HTTP/2 zero window: the proxied response started" wait_for test -s "$D/h2hold"
+upstream_sent() { # prints "SENT DONE"
+    curl -s -m 10 "http://127.0.0.1:$UP2/sent" |
+        "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(d["sent"], d["done"])'
+}
+# Until the upstream made no progress for 2 s (it blocks on a full socket), or is done.
+last=-1
+since=$(date +%s%N)
+for _ in $(seq 300); do
+    read -r sent done < <(upstream_sent)
+    [ "$done" = 1 ] && break
+    if [ "$sent" != "$last" ]; then
+        last=$sent
+        since=$(date +%s%N)
+    elif [ $(($(date +%s%N) - since)) -gt 2000000000 ]; then
+        break
+    fi
+    sleep 0.2
+done
+check "HTTP/2 zero window: the upstream was read far from the end ($((sent >> 20)) MiB)" \
+    test "$done" = 0 -a "$sent" -lt $((24 << 20))
+W=$(workers)
+expect_eq "HTTP/2 zero window: no temp file for the response" \
+    "$(ls -l "/proc/$W/fd" | grep -c 'h2o\.b\.')" 0
+kill "$H2HOLD"
+wait "$H2HOLD" 2>/dev/null
+
+# 6. max_connections (6) filled by the holding client and five that read nothing: a new
 # client waits, and is served once send_timeout has cut them.
 N0=$(grep -c "closing connection from" "$PC_LOG")
 PIDS=

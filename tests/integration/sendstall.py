@@ -8,14 +8,20 @@ usage: sendstall.py MODE PORT PATH [ARGS...]
       is no longer ESTABLISHED), or "open MS LPORT" when BOUND seconds have passed.
   hold PORT PATH plain|tls
       The same request; prints "LPORT" at once, then holds the connection (until killed).
-  h2 PORT PATH zero|noupdate BOUND
+  h2 PORT PATH zero|noupdate|ping BOUND
       HTTP/2 over TLS: a GET whose stream window the client never opens (zero: a
       SETTINGS_INITIAL_WINDOW_SIZE of 0; noupdate: the default 64 KiB and no
-      WINDOW_UPDATE). Reads and answers every frame. Prints "closed MS STATUS DATA" or
+      WINDOW_UPDATE; ping: zero, and a PING every 500 ms, which the server answers).
+      Reads and answers every frame. Prints "closed MS STATUS DATA" or
       "open MS STATUS DATA" (STATUS of the response headers, DATA body bytes received).
-  h2slow PORT PATH RATE SECONDS
+  h2hold PORT PATH
+      HTTP/2 over TLS: the zero-window GET; prints "STATUS" once the response headers
+      came, then holds the connection, answering frames (until killed).
+  h2slow PORT PATH RATE SECONDS [BEHIND]
       HTTP/2 over TLS: a GET whose stream window the client opens at RATE bytes/s (it
       acknowledges data no faster) for SECONDS. Prints "open DATA" or "closed DATA MS".
+      With OTHER, a GET of that path too, on a second stream whose window the client
+      never opens; "open" is then followed by the bytes that stream got.
   slow PORT PATH plain|tls RATE SECONDS
       HTTP/1.1 GET read at RATE bytes/s through a small receive buffer for SECONDS.
       Prints "open BYTES" if the connection was still open and the body still coming,
@@ -76,25 +82,40 @@ def hold(port, path, tls):
         time.sleep(1)
 
 
-def h2_stall(port, path, mode, bound):
+def h2_get(port, path, mode):
     import h2.config
     import h2.connection
-    import h2.events
     import h2.settings
 
     s = connect(port, "tls", "h2")
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
-    if mode == "zero":
+    if mode in ("zero", "ping"):
         conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "https"),
                             (":authority", "localhost")], end_stream=True)
     s.sendall(conn.data_to_send())
+    return s, conn
+
+
+def h2_stall(port, path, mode, bound):
+    import h2.events
+
+    s, conn = h2_get(port, path, mode)
     t0 = time.monotonic()
     status, data, state = "-", 0, "open"
-    s.settimeout(0.2)
+    pinged = t0
+    s.settimeout(0.1)
     while time.monotonic() - t0 < float(bound):
+        if mode == "ping" and time.monotonic() - pinged >= 0.5:
+            pinged = time.monotonic()
+            conn.ping(b"percore!")
+            try:
+                s.sendall(conn.data_to_send())
+            except OSError:
+                state = "closed"
+                break
         try:
             chunk = s.recv(65536)
         except socket.timeout:
@@ -120,7 +141,24 @@ def h2_stall(port, path, mode, bound):
     print(state, int((time.monotonic() - t0) * 1000), status, data, flush=True)
 
 
-def h2slow(port, path, rate, seconds):
+def h2hold(port, path):
+    import h2.events
+
+    s, conn = h2_get(port, path, "zero")
+    s.settimeout(None)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.ResponseReceived):
+                print(dict(ev.headers).get(b":status", b"-").decode(), flush=True)
+        out = conn.data_to_send()
+        if out:
+            s.sendall(out)
+
+
+def h2slow(port, path, rate, seconds, other_path=None):
     import h2.config
     import h2.connection
     import h2.events
@@ -132,9 +170,13 @@ def h2slow(port, path, rate, seconds):
     sid = conn.get_next_available_stream_id()
     conn.send_headers(sid, [(":method", "GET"), (":path", path), (":scheme", "https"),
                             (":authority", "localhost")], end_stream=True)
+    if other_path:
+        conn.send_headers(sid + 2, [(":method", "GET"), (":path", other_path),
+                                    (":scheme", "https"), (":authority", "localhost")],
+                          end_stream=True)
     s.sendall(conn.data_to_send())
     t0 = time.monotonic()
-    got, acked = 0, 0
+    got, acked, other = 0, 0, 0
     s.settimeout(0.1)
     while time.monotonic() - t0 < seconds:
         try:
@@ -147,8 +189,10 @@ def h2slow(port, path, rate, seconds):
             print("closed", got, int((time.monotonic() - t0) * 1000), flush=True)
             return
         for ev in conn.receive_data(chunk):
-            if isinstance(ev, h2.events.DataReceived):
+            if isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
                 got += ev.flow_controlled_length
+            elif isinstance(ev, h2.events.DataReceived):
+                other += ev.flow_controlled_length
         # Open the window no faster than RATE: acknowledge what arrived, paced.
         allowed = int(rate * (time.monotonic() - t0)) - acked
         n = min(got - acked, allowed)
@@ -158,7 +202,8 @@ def h2slow(port, path, rate, seconds):
         out = conn.data_to_send()
         if out:
             s.sendall(out)
-    print("open" if established(s) else "closed", got, flush=True)
+    print("open" if established(s) else "closed", got, *([other] if other_path else []),
+          flush=True)
 
 
 def slow(port, path, tls, rate, seconds):
@@ -183,5 +228,5 @@ def slow(port, path, tls, rate, seconds):
     print("open" if established(s) else "closed", got, flush=True)
 
 
-modes = {"stall": stall, "hold": hold, "h2": h2_stall, "h2slow": h2slow, "slow": slow}
+modes = {"stall": stall, "hold": hold, "h2": h2_stall, "h2hold": h2hold, "h2slow": h2slow, "slow": slow}
 modes[sys.argv[1]](int(sys.argv[2]), *sys.argv[3:])
