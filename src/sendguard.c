@@ -43,6 +43,7 @@ struct conn {
     uint64_t mark;      /* the progress counter as last seen */
     uint64_t since;     /* ms: a write pending with no progress since; 0 while none */
     struct stream_watch *first, *last; /* its HTTP/2 streams holding data, oldest first */
+    uint64_t flowed;    /* ms: when one of those streams last sent some of its data */
     uint32_t timeout_ms;
     uint32_t serial; /* tells this connection from a later one on the same fd */
     int cut;         /* shut down; libh2o is closing it */
@@ -66,6 +67,8 @@ struct stream_watch {
     struct stream_watch *prev, *next; /* in its connection's list while held */
     uint64_t since; /* ms: holding since, or since it last sent some */
     size_t left;    /* what it held to send, then */
+    size_t seen;    /* what it held to send at the last sweep */
+    ssize_t win;    /* its stream window when linked */
     int fd;
     uint32_t serial;
     int held; /* data handed to libh2o, not yet asked for again */
@@ -181,18 +184,64 @@ left_to_send(const struct stream_watch *sw)
 #endif
 }
 
-/* Whether one of c's streams has sent none of its data for the timeout. The list is in
- * the order of since: only its head can be due. A stream that sent some since (or all,
- * and waits for the socket, which socket_stuck watches) starts again, at the end. */
+/* sw's own stream window as the client left it (0 if unknown). */
+static ssize_t
+window_of(const struct stream_watch *sw)
+{
+#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+    const struct h2_stream_head *st =
+        H2O_STRUCT_FROM_MEMBER(struct h2_stream_head, ostr_final, sw->super.next);
+
+    return st->output_window;
+#else
+    (void)sw;
+    return 0;
+#endif
+}
+
+/* Whether sw, which sent none of its data since it was last linked, is stuck: the client
+ * has not opened its window meanwhile, and either it is shut or no stream of the
+ * connection sent anything either (the connection's window is shut). An open window
+ * that waits its turn while others send is not stuck. */
+static int
+watch_stuck(const struct conn *c, const struct stream_watch *sw, uint64_t now)
+{
+    ssize_t win = window_of(sw);
+
+    if (win > sw->win)
+        return 0;
+    return win <= 0 || now - c->flowed >= c->timeout_ms;
+}
+
+/* Notes in c->flowed whether any of c's held streams sent some of its data since the last
+ * sweep: libh2o takes streams in turns, so with many of them one can wait its turn for
+ * longer than the timeout while the connection's data flows. */
+static void
+note_flow(struct conn *c, uint64_t now)
+{
+    for (struct stream_watch *sw = c->first; sw != NULL; sw = sw->next) {
+        size_t left = left_to_send(sw);
+        if (sw->seen != SIZE_MAX && left < sw->seen) /* SIZE_MAX: not seen yet */
+            c->flowed = now;
+        sw->seen = left;
+    }
+}
+
+/* Whether one of c's streams has sent none of its data for the timeout, with its own
+ * window shut, or with no stream of the connection sending either (its window shut). The
+ * list is in the order of since: only its head can be due. A stream that sent some since
+ * (or all, and waits for the socket, which socket_stuck watches), or that waits its turn
+ * while others send, starts again, at the end. */
 static int
 stream_stuck(struct conn *c, uint64_t now)
 {
     struct stream_watch *sw;
     size_t left;
 
+    note_flow(c, now);
     while ((sw = c->first) != NULL && now > sw->since && now - sw->since >= c->timeout_ms) {
         left = left_to_send(sw);
-        if (left != 0 && left >= sw->left)
+        if (left != 0 && left >= sw->left && watch_stuck(c, sw, now))
             return 1; /* SIZE_MAX included: held for the timeout is enough */
         sw->left = left;
         unlink_watch(c, sw);
@@ -306,6 +355,7 @@ static void
 link_watch(struct conn *c, struct stream_watch *sw, uint64_t now)
 {
     sw->since = now;
+    sw->win = window_of(sw);
     sw->prev = c->last;
     sw->next = NULL;
     if (c->last != NULL)
@@ -339,6 +389,7 @@ hold_start(struct stream_watch *sw, size_t len)
         return;
     sw->held = 1;
     sw->left = len;
+    sw->seen = SIZE_MAX;
     link_watch(c, sw, h2o_now(sweep_loop));
 }
 
@@ -351,6 +402,7 @@ hold_end(struct stream_watch *sw)
         return; /* never held, or dropped with its connection */
     sw->held = 0;
     unlink_watch(c, sw);
+    c->flowed = h2o_now(sweep_loop); /* all of its data went */
 }
 
 /* Straight to libh2o's HTTP/2 stream, the watch staying in the chain even after the final
