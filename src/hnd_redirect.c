@@ -62,11 +62,35 @@ lacks_path(const char *target)
     return strpbrk(p, "/?#") == NULL;
 }
 
+/* Why target cannot take a request's path after it, or NULL: it must be /PATH,
+ * //HOST[/PATH] or SCHEME://HOST[/PATH] ("https:example.com" or "mailto:a@b" would let
+ * the path extend a host, "\\" is a '/' to browsers), with no query or fragment (the
+ * path would land in them). */
+static const char *
+target_problem(const char *t)
+{
+    const char *p = t;
+
+    if (strchr(t, '\\') != NULL)
+        return "has a '\\'";
+    if (strpbrk(t, "?#") != NULL)
+        return "has a query or fragment (add 'exact', or drop them)";
+    if (p[0] == '/')
+        return NULL;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           *p == '+' || *p == '-' || *p == '.')
+        p++;
+    if (p == t || strncmp(p, "://", 3) != 0)
+        return "is not /PATH, //HOST/PATH or SCHEME://HOST/PATH (add 'exact' for others)";
+    return NULL;
+}
+
 static int
 redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
     const struct conf_arg *st = &n->args[0], *url = &n->args[1];
     struct redirect_conf *rc;
+    const char *why;
     int status;
 
     status = atoi(st->s);
@@ -83,6 +107,10 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     if (n->nargs > 2 && strcmp(n->args[2].s, "exact") != 0) {
         conf_diag_add(diag, &n->args[2].pos, "unknown redirect option '%s': expected 'exact'",
                       n->args[2].s);
+        return -1;
+    }
+    if (n->nargs == 2 && (why = target_problem(url->s)) != NULL) {
+        conf_diag_add(diag, &url->pos, "redirect target '%s' %s", url->s, why);
         return -1;
     }
     rc = xcalloc(1, sizeof(*rc));

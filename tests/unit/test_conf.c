@@ -385,6 +385,17 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:22: invalid status '200' for 'redirect': expected 301, 302, 303, 307 or 308"},
     {SVC_OPEN "  route / { redirect 301 https://x/ sometimes; }\n}\n",
      "t.conf:3:37: unknown redirect option 'sometimes': expected 'exact'"},
+    {SVC_OPEN "  route / { redirect 301 https:example.com; }\n}\n",
+     "t.conf:3:26: redirect target 'https:example.com' is not /PATH, //HOST/PATH or "
+     "SCHEME://HOST/PATH (add 'exact' for others)"},
+    {SVC_OPEN "  route / { redirect 302 mailto:a@b.example; }\n}\n",
+     "t.conf:3:26: redirect target 'mailto:a@b.example' is not /PATH, //HOST/PATH or "
+     "SCHEME://HOST/PATH (add 'exact' for others)"},
+    {SVC_OPEN "  route / { redirect 301 https://x/?a=1; }\n}\n",
+     "t.conf:3:26: redirect target 'https://x/?a=1' has a query or fragment (add 'exact', "
+     "or drop them)"},
+    {SVC_OPEN "  route / { redirect 301 '\\\\x/'; }\n}\n",
+     "t.conf:3:26: redirect target '\\\\x/' has a '\\'"},
     {SVC_OPEN "  route / { files /nonexistent-percore-root; }\n}\n",
      "t.conf:3:19: document root '/nonexistent-percore-root': No such file or directory"},
     {SVC_OPEN "  route / { files /etc/hostname; }\n}\n",
