@@ -16,7 +16,8 @@ MODE=${1:-}
 BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev"
 TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 python3-h2
-    nghttp2-client mandoc debootstrap systemd-container debhelper lintian dpkg-dev fakeroot rpm"
+    nghttp2-client mandoc shellcheck cppcheck debootstrap systemd-container debhelper
+    lintian dpkg-dev fakeroot rpm"
 
 need_packages() {
     missing=""
@@ -74,6 +75,7 @@ test)
         (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 make -s check) >"$dir/check.out" 2>&1 || rc=$?
         grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):' "$dir/check.out" |
             grep -v '^PASS' || true
+        # shellcheck disable=SC2046 # split on purpose: "PASSED FAILED"
         set -- $(count "$dir/test-suite.log")
         echo "quickstart: $variant: $1 passed, $2 failed"
         passed=$((passed + $1))

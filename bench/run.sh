@@ -119,6 +119,7 @@ stop_server() {
 server_ticks() {
     t=0
     for p in "$SERVER_PID" $(pgrep -P "$SERVER_PID"); do
+        # shellcheck disable=SC2046 # split on purpose: one positional per stat field
         set -- $(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null || echo)
         [ $# -ge 13 ] && t=$((t + ${12} + ${13}))
     done

@@ -26,7 +26,7 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; r
 for t in wrk h2load openssl "$NGINX" "$PERCORE"; do
     command -v "$t" >/dev/null || { echo "bench: $t is missing" >&2; exit 1; }
 done
-port() { while :; do p=$((RANDOM % 20000 + 30000)); [ -z "$(ss -Htln "sport = :$p")" ] && { echo $p; return; }; done; }
+port() { while :; do p=$((RANDOM % 20000 + 30000)); [ -z "$(ss -Htln "sport = :$p")" ] && { echo "$p"; return; }; done; }
 
 # nginx's and h2o's workers run as nobody when started as root: the files must be readable
 # to them (a 403 is much cheaper to send than a file, and would make the comparison
@@ -54,7 +54,9 @@ PIDS+=($!)
 # name plain-port tls-port, for each server.
 SERVERS=()
 start_percore() {
-    local p=$(port) t=$(port)
+    local p t
+    p=$(port)
+    t=$(port)
     cat >"$TMP/percore.conf" <<CONF
 workers 2;
 service bench {
@@ -71,7 +73,9 @@ CONF
     SERVERS+=("percore $p $t")
 }
 start_nginx() {
-    local p=$(port) t=$(port)
+    local p t
+    p=$(port)
+    t=$(port)
     cat >"$TMP/nginx.conf" <<CONF
 worker_processes 2; pid $TMP/nginx.pid; error_log $TMP/nginx.err warn;
 events { worker_connections 8192; }
@@ -88,7 +92,9 @@ CONF
     SERVERS+=("nginx $p $t")
 }
 start_h2o() {
-    local p=$(port) t=$(port)
+    local p t
+    p=$(port)
+    t=$(port)
     cat >"$TMP/h2o.conf" <<CONF
 num-threads: 2
 user: nobody
@@ -172,7 +178,7 @@ for sc in "static 4 KiB|http|/4k.bin" "static 64 KiB|http|/64k.bin" "proxy|http|
                 h2_run "https://127.0.0.1:$t$path" >>"$TMP/r"
             fi
         done
-        rps+=("$(cut -d' ' -f1 "$TMP/r" | median)$(grep -q '!' "$TMP/r" && echo '!' || true)")
+        rps+=("$(cut -d' ' -f1 "$TMP/r" | median)$(if grep -q '!' "$TMP/r"; then echo '!'; fi)")
         p99+=("$(cut -d' ' -f2 "$TMP/r" | tr -d '!' | sort -n | median)")
     done
     printf '%-20s' "$label"

@@ -5,6 +5,7 @@
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${2:-$TOP/_build/rpm}
+# shellcheck source=dist.sh
 . "$TOP/packaging/dist.sh"
 dist_tarball "${1:-}"
 NAME=$(basename "$TARBALL" .tar.gz)

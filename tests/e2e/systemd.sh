@@ -32,6 +32,7 @@ done
 RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3,man-db
 if [ ! -x "$TREE/usr/bin/wrk" ] || [ ! -x "$TREE/usr/bin/man" ] ||
     ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 >/dev/null 2>&1; then
+    # shellcheck disable=SC2016 # $(REPO_URI) is apt's format field, not a shell expansion
     MIRROR=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
              awk '$2=="bookworm"{print $1; exit}')
     rm -rf "$TREE"
@@ -50,7 +51,7 @@ if ls "$BUILD"/percore_*.deb >/dev/null 2>&1; then
     MODE=deb
     cp "$BUILD"/percore_*.deb "$INST"/
 else
-    MODE=make
+    MODE='make'
     make -s -C "$BUILD" install DESTDIR="$INST" >"$WORK/install.log" 2>&1 ||
         { echo "Bail out! make install failed"; cat "$WORK/install.log"; exit 99; }
 fi

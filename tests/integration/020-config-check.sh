@@ -1,5 +1,6 @@
 #!/bin/bash
 # The command line: -t, -h, -V, bad options, bad configs at start, a second instance.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 OUT=$T_DIR/out
@@ -46,7 +47,7 @@ timeout 10 "$PERCORE" -f -c "$CONF" -w 2 >"$OUT" 2>&1
 expect_eq "second instance refuses to start" "$?:$(head -n 1 "$OUT")" \
     "1:master: cannot listen: 127.0.0.1:$PORT: address already in use (is another percore or server running on it?)"
 expect_eq "only the first instance's 2 sockets listen" "$(ss -Htln "sport = :$PORT" | wc -l)" "2"
-expect_eq "the first instance still serves" "$(curl -s http://127.0.0.1:$PORT/)" "Hello, world!"
+expect_eq "the first instance still serves" "$(curl -s "http://127.0.0.1:$PORT/")" "Hello, world!"
 stop_percore
 
 # A port held by another program is reported the same way.

@@ -1,5 +1,6 @@
 #!/bin/bash
 # One worker per CPU, reuseport spreading, CPU pinning.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v wrk >/dev/null || skip_all "wrk not installed"
@@ -51,7 +52,7 @@ if [ "$NCPU" -ge 2 ]; then
         slot=$(ps -o comm= -p "$pid" | sed 's/percore-w//')
         got="$got w$slot:$(taskset -cp "$pid" | sed 's/.*: //')"
     done
-    expect_eq "cpu_affinity on pins each worker" "$(echo $got | tr ' ' '\n' | sort | tr '\n' ' ')" \
+    expect_eq "cpu_affinity on pins each worker" "$(echo "${got# }" | tr ' ' '\n' | sort | tr '\n' ' ')" \
         "w0:0 w1:1 "
     expect_eq "pinned workers serve" "$(curl -s "$URL")" "Hello, world!"
     stop_percore

@@ -1,6 +1,7 @@
 #!/bin/bash
 # SIGHUP: a good config starts a new generation without one failed request; a bad one is
 # reported with its position and the old generation keeps serving.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v wrk >/dev/null || skip_all "wrk not installed"

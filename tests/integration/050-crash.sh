@@ -1,6 +1,7 @@
 #!/bin/bash
 # A worker killed with SIGKILL is replaced in its slot at once; the service never stops
 # answering; a crash loop backs off.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v wrk >/dev/null || skip_all "wrk not installed"

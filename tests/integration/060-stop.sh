@@ -1,6 +1,7 @@
 #!/bin/bash
 # SIGTERM/SIGINT: stop accepting, let in-flight requests finish within shutdown_timeout,
 # honour shutdown_delay, exit 0.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PORT=$(free_port)

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The systemd units: `systemd-analyze verify` is clean and the service's exposure is at
 # most 1.5 (`systemd-analyze security`), checked offline against the built files.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v systemd-analyze >/dev/null || skip_all "systemd-analyze not installed"

@@ -10,9 +10,12 @@ if [ -z "${PERCORE_IN_NS:-}" ]; then
     export PERCORE_IN_NS=1
     exec unshare -m --propagation private bash "$0" "$@"
 fi
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-mount -t tmpfs tmpfs /run/systemd 2>/dev/null || mkdir -p /run/systemd && \
+if ! mount -t tmpfs tmpfs /run/systemd 2>/dev/null; then
+    mkdir -p /run/systemd
     mount -t tmpfs tmpfs /run/systemd || bail "cannot mount a tmpfs on /run/systemd"
+fi
 mkdir -p /run/systemd/journal
 JSON=$T_DIR/journal.json
 : >"$JSON"

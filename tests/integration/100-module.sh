@@ -1,6 +1,7 @@
 #!/bin/bash
 # C modules: loaded at config time (errors with their position), run per worker,
 # answering at once, later (percore_defer), or declining.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v cc >/dev/null || skip_all "no C compiler to build the test module"

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Serving handlers: files (index, MIME, conditional requests, ranges, traversal and
 # symlink guards, listings), redirect, response headers (set/add/unset) and gzip.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 ROOT=$T_DIR/www

@@ -2,6 +2,7 @@
 # Reverse proxy: round robin and least connections over keep-alive pools, path and
 # Location rewriting, forwarding headers, failover when an upstream dies, 502 when none
 # answers, the upstream and connect timeouts, unix-socket upstreams.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 UP="$(dirname "$0")/upstream.py"

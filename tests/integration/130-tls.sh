@@ -2,6 +2,7 @@
 # TLS: per-service certificate, TLS 1.2 and 1.3, ALPN http/1.1 by default, sessions resumed on
 # whichever worker a connection lands (keys made once in the master), never across
 # services, and bad key or certificate files as config errors with the path and reason.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
@@ -39,7 +40,7 @@ expect_eq "TLS 1.1 is refused" "$(curl -sk --tlsv1.1 --tls-max 1.1 -o /dev/null 
 expect_eq "ALPN offers no h2 unless the listen asks for it" \
     "$(curl -sk --http2 -o /dev/null -w '%{http_version}' "$U/")" "1.1"
 expect_eq "the certificate is the configured one" \
-    "$(openssl s_client -connect 127.0.0.1:$PORT </dev/null 2>/dev/null | openssl x509 -noout -subject 2>/dev/null | sed 's/ //g')" \
+    "$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -noout -subject 2>/dev/null | sed 's/ //g')" \
     "subject=CN=localhost"
 
 # Resumption: new connections land on either worker (reuseport hashes the source port).

@@ -2,6 +2,7 @@
 # Limits: max_connections per worker (new connections wait in the backlog, they are not
 # refused); per service: max_body_size (413), max_header_size (431), and the header,
 # keep-alive and TLS handshake timeouts, each service its own.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PORT=$(free_port)

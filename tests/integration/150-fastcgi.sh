@@ -1,6 +1,7 @@
 #!/bin/bash
 # FastCGI over a unix socket and TCP: CGI variables, request bodies, keep-alive, 502 when
 # the application is gone.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 APP="$(dirname "$0")/fcgi_app.py"

@@ -5,6 +5,7 @@
 # whichever way it gets its streams cancelled, before its requests reach an upstream,
 # while the same attack against a service with a huge budget runs every stream and
 # legitimate clients with thousands of requests on one connection are never cut.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"

@@ -2,6 +2,7 @@
 # Several TLS services on one address, picked by SNI: each with its own certificate,
 # ALPN and sessions; exact names before wildcards, the first service as the default; and
 # sharing mistakes as config errors.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"

@@ -2,6 +2,7 @@
 # Access logs: one combined-format line per request (plus the time taken) in the service's
 # file, hostile bytes escaped, SIGUSR1 reopening after rotation, and a log path the
 # workers could not write as a config error that percore -t reports without creating it.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PORT=$(free_port)
@@ -26,7 +27,7 @@ start_percore "$CONF"
 URL=http://127.0.0.1:$PORT
 
 curl -s -o /dev/null -A 'test/1.0' -e 'http://ref.example/' "$URL/a?b=1"
-curl -s -o /dev/null -A 'evil" agent\' "$URL/q"
+curl -s -o /dev/null -A "evil\" agent\\" "$URL/q"
 curl -s -o /dev/null -X POST --data-binary 'body' "$URL/post"
 curl -s -o /dev/null "http://127.0.0.1:$QUIET/"
 # Lines are written at the end of the worker's loop turn: wait for them, bounded.

@@ -2,6 +2,7 @@
 # The metrics handler: Prometheus text with requests by service and status class, summed
 # over all workers, kept across a reload and a worker that dies; a duration histogram
 # whose count is the number of requests.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PORT=$(free_port)

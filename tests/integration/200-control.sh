@@ -2,6 +2,7 @@
 # The control socket of `percore -s`: no other user can answer in percore's place, a taken
 # socket stops the start, a stale one is replaced, the client never dies of SIGPIPE and
 # trusts only the master, and a silent or slow client never holds up the master.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 PEER=$T_DIR/ctlpeer.py
@@ -145,7 +146,7 @@ check "the first one still answers" [ "$RC" -eq 0 ]
 
 # ---- one write, no SIGPIPE: 200 reloads and 100 status requests ----
 for cmd in reload status; do
-    bad=0 sig=0 first= runs=200
+    bad=0 sig=0 first='' runs=200
     [ "$cmd" = status ] && runs=100
     for i in $(seq 1 "$runs"); do
         ctl "$cmd"

@@ -4,6 +4,7 @@
 # header nor one that Connection names, forwarding headers that only percore writes
 # (Forwarded quoted, Via with percore's name), and a bounded read-ahead for a client that
 # does not read.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 UP="$(dirname "$0")/upstream.py"

@@ -4,6 +4,7 @@
 # ranges, conditional requests, index files); a NUL in the path is refused rather than
 # cutting the name opened short of the name that gives the type; Range headers are bounded
 # (too many or overlapping ranges get the whole file once, never a multiple of it).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"

@@ -3,6 +3,7 @@
 # every spelling), and header names with an underscore are dropped so that they cannot pose
 # as the dashed header they map to (X_Remote_User vs X-Remote-User), over HTTP/1.1 and
 # HTTP/2; other headers still arrive.
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"

@@ -6,6 +6,7 @@
 # Over HTTP/2, control frames the server answers (PING) do not keep a shut stream open,
 # and the guard leaves every other filter of the route in place (compress, the proxy's
 # 504 and its bound on what it buffers).
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || skip_all "openssl not installed"
@@ -205,8 +206,8 @@ upstream_sent() { # prints "SENT DONE"
 last=-1
 since=$(date +%s%N)
 for _ in $(seq 300); do
-    read -r sent done < <(upstream_sent)
-    [ "$done" = 1 ] && break
+    read -r sent ended < <(upstream_sent)
+    [ "$ended" = 1 ] && break
     if [ "$sent" != "$last" ]; then
         last=$sent
         since=$(date +%s%N)
@@ -216,8 +217,9 @@ for _ in $(seq 300); do
     sleep 0.2
 done
 check "HTTP/2 zero window: the upstream was read far from the end ($((sent >> 20)) MiB)" \
-    test "$done" = 0 -a "$sent" -lt $((24 << 20))
+    test "$ended" = 0 -a "$sent" -lt $((24 << 20))
 W=$(workers)
+# shellcheck disable=SC2010 # what is grepped is where each fd points, not a file name
 expect_eq "HTTP/2 zero window: no temp file for the response" \
     "$(ls -l "/proc/$W/fd" | grep -c 'h2o\.b\.')" 0
 kill "$H2HOLD"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for integration tests: TAP output, free loopback ports, starting and stopping
 # the real percore binary. Every wait is bounded; only processes started here are stopped.
 
