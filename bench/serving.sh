@@ -36,8 +36,9 @@ mkdir -p "$TMP/www"
 head -c 4096 /dev/urandom >"$TMP/www/4k.bin"
 head -c 65536 /dev/urandom >"$TMP/www/64k.bin"
 chmod 644 "$TMP/www"/*
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
+# shellcheck source=../tests/integration/cert.sh
+. "$TOP/tests/integration/cert.sh"
+self_signed_cert localhost "$TMP/cert.pem" "$TMP/key.pem"
 chmod 644 "$TMP/key.pem"
 UP=$(port)
 

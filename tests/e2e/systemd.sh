@@ -221,10 +221,15 @@ E systemctl reload percore
 E wrk -t2 -c20 -d5s http://127.0.0.1:8080/ >"$WORK/wrk.out" 2>&1 &
 WRK=$!
 # Restart once wrk's connections are all up (it runs 5 s; it has them within a fraction).
+LOADED=no
 for _ in $(seq 1 100); do
-    [ "$(E ss -Htn state established '( dport = :8080 )' | wc -l)" -ge 20 ] && break
+    if [ "$(E ss -Htn state established '( dport = :8080 )' | wc -l)" -ge 20 ]; then
+        LOADED=yes
+        break
+    fi
     sleep 0.05
 done
+expect_eq "wrk's 20 connections are up before the restart" "$LOADED" "yes"
 E systemctl restart percore
 wait $WRK
 if grep -q "requests in" "$WORK/wrk.out" && ! grep -q -e "Socket errors" -e "Non-2xx" "$WORK/wrk.out"; then
@@ -278,7 +283,8 @@ E systemctl daemon-reload
 
 E systemctl stop percore percore.socket
 expect_eq "systemctl stop: inactive" "$(E systemctl is-active percore)" "inactive"
-check "nothing left running" sh -c "! nsenter -t $L -a pgrep -x percore >/dev/null"
+# Negations run inside the container: nsenter failing must not pass for "nothing there".
+check "nothing left running" E sh -c '! pgrep -x percore >/dev/null'
 check "the master logged a clean stop" \
     sh -c "nsenter -t $L -a journalctl -u percore --no-pager -o cat | grep -q 'master: stopped'"
 
@@ -287,12 +293,12 @@ if [ "$MODE" = deb ]; then
     E systemctl start percore
     E apt-get purge -y percore >"$WORK/purge.out" 2>&1
     expect_eq "apt-get purge succeeds" "$?" "0"
-    check "purge leaves nothing running" sh -c "! nsenter -t $L -a pgrep -x percore >/dev/null"
-    check "purge removes /etc/percore" sh -c "! nsenter -t $L -a test -e /etc/percore"
-    check "purge removes the unit" sh -c "! nsenter -t $L -a test -e /lib/systemd/system/percore.service"
+    check "purge leaves nothing running" E sh -c '! pgrep -x percore >/dev/null'
+    check "purge removes /etc/percore" E test ! -e /etc/percore
+    check "purge removes the unit" E test ! -e /lib/systemd/system/percore.service
     check "purge removes the enablement" \
-        sh -c "! nsenter -t $L -a test -e /etc/systemd/system/multi-user.target.wants/percore.service"
-    check "purge removes the logs directory" sh -c "! nsenter -t $L -a test -e /var/log/percore"
+        E test ! -e /etc/systemd/system/multi-user.target.wants/percore.service
+    check "purge removes the logs directory" E test ! -e /var/log/percore
 fi
 
 echo "1..$N"

@@ -21,9 +21,16 @@ expect_eq "-t on a missing file" "$?:$(head -n 1 "$OUT")" \
     "1:$T_DIR/missing.conf: cannot read config: No such file or directory"
 
 "$PERCORE" -h >"$OUT" 2>&1
-check "-h prints usage and exits 0" grep -q "usage: percore \[-c FILE\] \[-t\] \[-f\] \[-w N\]" "$OUT"
+RC=$?
+# The exit status is part of the assertion, not only the text.
+if [ "$RC" -eq 0 ] && grep -q "usage: percore \[-c FILE\] \[-t\] \[-f\] \[-w N\]" "$OUT"; then
+    ok "-h prints usage and exits 0"
+else
+    not_ok "-h prints usage and exits 0" "exit $RC" "$(cat "$OUT")"
+fi
 check "-h names the default config path" grep -q "percore.conf" "$OUT"
 "$PERCORE" -V >"$OUT" 2>&1
+expect_eq "-V exits 0" "$?" "0"
 check "-V prints the version" grep -Eq "^percore [0-9]+\.[0-9]+\.[0-9]+$" "$OUT"
 "$PERCORE" -x >"$OUT" 2>&1
 expect_eq "unknown option exits 1" "$?" "1"

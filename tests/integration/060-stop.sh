@@ -58,7 +58,12 @@ stop_and_time TERM
 wait "$SLOW"
 check "shutdown_timeout cuts a request that would take too long ($(cat "$T_DIR/slow"))" \
     grep -q '^error ' "$T_DIR/slow"
-check "master exits 0 within shutdown_timeout plus grace (${MS} ms)" [ "$ST" = 0 ] && [ "$MS" -lt 3000 ]
+# Both conditions inside the one check: "check A && B" would assert A alone.
+if [ "$ST" = 0 ] && [ "$MS" -lt 3000 ]; then
+    ok "master exits 0 within shutdown_timeout plus grace (${MS} ms)"
+else
+    not_ok "master exits 0 within shutdown_timeout plus grace (${MS} ms)" "exit status $ST"
+fi
 
 # shutdown_delay keeps accepting new connections for a while.
 big_conf 5s 4s

@@ -32,10 +32,11 @@ mkdir -p "$ROOT$(dirname "$EXEC")"
 cp "$PERCORE" "$ROOT$EXEC"
 (cd "$UNITDIR" && systemd-analyze verify --man=no --root="$ROOT" percore.socket \
     percore.service) >"$OUT" 2>&1
-if [ ! -s "$OUT" ]; then
+ST=$?
+if [ "$ST" -eq 0 ] && [ ! -s "$OUT" ]; then
     ok "systemd-analyze verify is clean"
 else
-    not_ok "systemd-analyze verify is clean" "$(cat "$OUT")"
+    not_ok "systemd-analyze verify is clean" "exit $ST" "$(cat "$OUT")"
 fi
 
 check "service is Type=notify" grep -qx "Type=notify" "$SERVICE"

@@ -40,6 +40,10 @@ wait_for grep -q '"MESSAGE": "master: stopped"' "$JSON"
 kill "$RX"
 wait "$RX" 2>/dev/null
 
+# The generation the master announced; its workers' lines must carry the same.
+GEN=$(sed -n 's/.*"MESSAGE": "master: ready: [0-9]* workers serving generation \([0-9]*\)".*/\1/p' "$JSON" |
+    head -n 1)
+check "the ready line names the generation ($GEN)" test -n "$GEN"
 q() { # PYTHON-EXPRESSION over entries e: prints the matching entries' count
     python3 -c "
 import json, sys
@@ -52,7 +56,7 @@ expect_eq "master line with PRIORITY=6, PERCORE_ROLE=master and the master's pid
 expect_eq "crash report is a warning (PRIORITY=4)" \
     "$(q "'worker' in e.get('MESSAGE','') and 'died (signal 9' in e.get('MESSAGE','') and e.get('PRIORITY')=='4'")" "1"
 expect_eq "worker lines carry PERCORE_ROLE=worker, WORKER_SLOT and GENERATION" \
-    "$(q "e.get('PERCORE_ROLE')=='worker' and e.get('WORKER_SLOT') in ('0','1') and e.get('GENERATION')=='1' and e.get('_PID')!='$MASTER' and e.get('MESSAGE','').startswith('worker '+e.get('WORKER_SLOT')+':')" | awk '{print ($1 >= 2)}')" "1"
+    "$(q "e.get('PERCORE_ROLE')=='worker' and e.get('WORKER_SLOT') in ('0','1') and e.get('GENERATION')=='$GEN' and e.get('_PID')!='$MASTER' and e.get('MESSAGE','').startswith('worker '+e.get('WORKER_SLOT')+':')" | awk '{print ($1 >= 2)}')" "1"
 expect_eq "debug lines have PRIORITY=7" \
     "$(q "e.get('PRIORITY')=='7'" | awk '{print ($1 >= 1)}')" "1"
 

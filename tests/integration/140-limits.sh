@@ -9,7 +9,7 @@ PORT=$(free_port)
 PORT2=$(free_port)
 PORT3=$(free_port)
 PORT4=$(free_port)
-make_cert localhost "$T_DIR/cert.pem" "$T_DIR/key.pem"
+need_tls
 CONF=$T_DIR/percore.conf
 cat >"$CONF" <<CONF
 workers 1;
@@ -27,8 +27,7 @@ service big {
 service timed {
     listen 127.0.0.1:$PORT3;
     listen 127.0.0.1:$PORT4 tls http2;
-    tls_certificate $T_DIR/cert.pem;
-    tls_key $T_DIR/key.pem;
+    $TLS_FILES
     header_timeout 1s;
     idle_timeout 1200ms;
     handshake_timeout 1500ms;
@@ -123,6 +122,9 @@ PY
 )
     check "idle_timeout 1200ms: an idle HTTP/2 connection is closed ($MS ms)" \
         [ "$MS" -ge 1000 -a "$MS" -le 3500 ]
+else
+    # Said, not silently left out.
+    ok "idle_timeout 1200ms: an idle HTTP/2 connection is closed # SKIP python3-h2 not installed"
 fi
 MS=$(closed_after "$PORT" $'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
 check "another service keeps the default 10 s ($MS ms)" [ "$MS" -ge 5000 ]

@@ -8,9 +8,8 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v openssl >/dev/null || skip_all "openssl not installed"
+need_tls
 D=$T_DIR
-make_cert localhost "$D/cert.pem" "$D/key.pem"
 mkdir -p "$D/www/sub" "$D/www/evil.example"
 echo hi >"$D/www/a.txt"
 PORT=$(free_port)
@@ -23,8 +22,7 @@ shutdown_timeout 5s;
 service s {
     listen 127.0.0.1:$PORT;
     listen 127.0.0.1:$TLS tls http2;
-    tls_certificate $D/cert.pem;
-    tls_key $D/key.pem;
+    $TLS_FILES
     access_log $ALOG;
     route /old/ { redirect 301 /new/; }
     route /pre { redirect 302 /; }
@@ -181,7 +179,8 @@ done
 expect_eq "a chunked body and a pipelined request are still served" \
     "$(r $((${#REQS[@]} - 1)) | grep -c '^counted')" "2"
 expect_eq "so is a Content-Length body" "$(r ${#REQS[@]} | grep -c '^counted')" "2"
-wait_for grep -q '/count/l2' "$ALOG"
+# The access log has caught up with the last request, or the next count means nothing.
+wait_for grep -q '/count/l2' "$ALOG" || not_ok "the access log has the last request"
 expect_eq "no smuggled request ran" "$(grep -c SMUGGLED "$ALOG")" "0"
 expect_eq "every refused request is in the access log" \
     "$(grep -c '"POST /count/front[0-9]* HTTP/1.1" 400 ' "$ALOG")" "$NFRAMING"

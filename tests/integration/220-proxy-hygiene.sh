@@ -267,12 +267,19 @@ def slow():
 
 globals()[what]()
 PY
-# run_checks CLASS [ARG]: the class's checks as TAP lines.
+# run_checks CLASS [ARG]: the class's checks as TAP lines; check.py failing, or saying
+# nothing, is a failure too (a crash must not leave the checks it never ran unreported).
 run_checks() {
+    local out=$T_DIR/checks.out rc n=0
+    python3 "$T_DIR/check.py" "$PORT" "$PA" "$(workers)" "$@" >"$out" 2>&1
+    rc=$?
     while IFS=$'\t' read -r res name detail; do
+        n=$((n + 1))
         if [ "$res" = ok ]; then ok "$name"; else not_ok "$name" "$detail"; fi
-    done < <(python3 "$T_DIR/check.py" "$PORT" "$PA" "$(workers)" "$@" 2>&1 |
-        sed '/^\(ok\|not ok\)\t/!s/^/not ok\tcheck.py: /')
+    done < <(sed '/^\(ok\|not ok\)\t/!s/^/not ok\tcheck.py: /' "$out")
+    if [ "$rc" -ne 0 ] || [ "$n" -eq 0 ]; then
+        not_ok "check.py $1 ran to its end" "exit $rc, $n lines"
+    fi
 }
 
 # ---- 2.2: the path stays under the upstream's ----

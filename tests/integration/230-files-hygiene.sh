@@ -7,7 +7,7 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v openssl >/dev/null || skip_all "openssl not installed"
+need_tls
 HELPER="$(dirname "$0")/filerace.py"
 ROOT=$T_DIR/www
 mkdir -p "$ROOT/dir" "$ROOT/realdir" "$T_DIR/outside"
@@ -21,7 +21,6 @@ printf 'plain text\n' >"$ROOT/a.txt"
 mkdir -p "$ROOT/sub"
 printf 'sub index\n' >"$ROOT/sub/index.html"
 head -c 100000 /dev/urandom >"$ROOT/big.bin"
-make_cert localhost "$T_DIR/cert.pem" "$T_DIR/key.pem"
 
 PORT=$(free_port)
 TPORT=$(free_port)
@@ -31,8 +30,7 @@ workers 1;
 service s {
     listen 127.0.0.1:$PORT;
     listen 127.0.0.1:$TPORT tls http2;
-    tls_certificate $T_DIR/cert.pem;
-    tls_key $T_DIR/key.pem;
+    $TLS_FILES
     max_header_size 64k;
     route /l/ { files $ROOT listing; }
     route / { files $ROOT; }

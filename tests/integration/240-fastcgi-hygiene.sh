@@ -6,11 +6,10 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v openssl >/dev/null || skip_all "openssl not installed"
+need_tls
 APP="$(dirname "$0")/fcgi_app.py"
 D=$T_DIR
 SOCK=$D/app.sock
-make_cert localhost "$D/cert.pem" "$D/key.pem"
 python3 "$APP" "unix:$SOCK" & APP_PID=$!
 trap 'kill "$APP_PID" 2>/dev/null' EXIT
 wait_for test -S "$SOCK" || bail "FastCGI app did not start"
@@ -22,8 +21,7 @@ workers 1;
 service s {
     listen 127.0.0.1:$PORT;
     listen 127.0.0.1:$TPORT tls http2;
-    tls_certificate $D/cert.pem;
-    tls_key $D/key.pem;
+    $TLS_FILES
     route /app/ { fastcgi unix:$SOCK; }
 }
 CONF

@@ -9,7 +9,7 @@
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-command -v openssl >/dev/null || skip_all "openssl not installed"
+need_tls
 command -v ss >/dev/null || skip_all "ss (iproute2) not installed"
 PY=/usr/bin/python3 # Debian's python, for python3-h2
 "$PY" -c 'import h2' 2>/dev/null || skip_all "python3-h2 not installed"
@@ -19,7 +19,6 @@ mkdir -p "$D/www"
 truncate -s 64M "$D/www/big.bin" # sparse: the socket buffers fill long before the end
 head -c 3000 /dev/zero >"$D/www/small.bin"
 "$PY" -c "print('compress me ' * 500)" >"$D/www/text.txt"
-make_cert localhost "$D/cert.pem" "$D/key.pem"
 P=$(free_port)
 PT=$(free_port)
 PP=$(free_port)
@@ -65,8 +64,7 @@ shutdown_timeout 5s;
 service dl {
     listen 127.0.0.1:$P;
     listen 127.0.0.1:$PT tls http2;
-    tls_certificate $D/cert.pem;
-    tls_key $D/key.pem;
+    $TLS_FILES
     send_timeout 2s;
     route /f/ { files $D/www; }
     route /up/ { proxy http://127.0.0.1:$UPP timeout=30s; }
@@ -77,14 +75,14 @@ service dl {
 service patient {
     listen 127.0.0.1:$PP;
     listen 127.0.0.1:$PPT tls http2;
-    tls_certificate $D/cert.pem;
-    tls_key $D/key.pem;
+    $TLS_FILES
     send_timeout 5m;
     route /f/ { files $D/www; }
     route /up/ { proxy http://127.0.0.1:$UP2 buffer_size=1m; }
 }
 CONF
 start_percore "$CONF"
+W0=$(workers)
 wait_for sh -c "curl -s -o /dev/null http://127.0.0.1:$UPP/" || bail "upstream did not start"
 wait_for sh -c "curl -s -o /dev/null http://127.0.0.1:$UP2/" || bail "upstream 2 did not start"
 
@@ -110,12 +108,18 @@ expect_cut() {
     fi
 }
 
+# stalled NAME MODE PORT PATH ARG: a sendstall.py client of MODE that stops taking the
+# response (given 20 s at most) is cut after send_timeout; R holds its result line.
+stalled() {
+    R=$($STALL "$2" "$3" "$4" "$5" 20)
+    expect_cut "$1" "$R"
+}
+
 # 1. HTTP/1 clients that read nothing of a large file: cleartext (sendfile) and TLS.
 for tls in plain tls; do
     port=$P
     [ $tls = tls ] && port=$PT
-    R=$($STALL stall "$port" /f/big.bin $tls 20)
-    expect_cut "HTTP/1 $tls, a client that reads nothing" "$R"
+    stalled "HTTP/1 $tls, a client that reads nothing" stall "$port" /f/big.bin $tls
     LP=$(echo "$R" | cut -d' ' -f3)
     check "HTTP/1 $tls: the log names the client" wait_for grep -q \
         "closing connection from 127.0.0.1:$LP: .*send_timeout" "$PC_LOG"
@@ -128,8 +132,7 @@ done
 for c in "zero big" "noupdate big" "zero small" "ping big" "ping small"; do
     # shellcheck disable=SC2086 # split on purpose
     set -- $c
-    R=$($STALL h2 "$PT" "/f/$2.bin" "$1" 20)
-    expect_cut "HTTP/2, window $1, $2 file" "$R"
+    stalled "HTTP/2, window $1, $2 file" h2 "$PT" "/f/$2.bin" "$1"
     expect_eq "HTTP/2, window $1, $2 file: the response had started" \
         "$(echo "$R" | cut -d' ' -f3)" 200
 done
@@ -229,14 +232,10 @@ wait "$H2HOLD" 2>/dev/null
 # client waits, and is served once send_timeout has cut them.
 N0=$(grep -c "closing connection from" "$PC_LOG")
 PIDS=
-for m in "$P plain" "$P plain" "$PT tls"; do
+for m in "stall $P plain" "stall $P plain" "stall $PT tls" "h2 $PT zero" "h2 $PT noupdate"; do
     # shellcheck disable=SC2086 # split on purpose
     set -- $m
-    $STALL stall "$1" /f/big.bin "$2" 30 >/dev/null &
-    PIDS="$PIDS $!"
-done
-for w in zero noupdate; do
-    $STALL h2 "$PT" /f/big.bin $w 30 >/dev/null &
+    $STALL "$1" "$2" /f/big.bin "$3" 30 >/dev/null &
     PIDS="$PIDS $!"
 done
 filled() {
@@ -256,6 +255,7 @@ check "the other service's reader, stalled all along, is still connected" \
 kill "$HOLD_PID"
 wait "$HOLD_PID" 2>/dev/null
 
-expect_eq "no worker was lost" "$(grep -c 'exited\|killed' "$PC_LOG")" "0"
+expect_eq "no worker was lost" "$(worker_ends)" "0"
+expect_eq "the worker is still the first one" "$(workers)" "$W0"
 expect_eq "no sanitizer report" "$(grep -c 'runtime error\|Sanitizer' "$PC_LOG")" "0"
 finish

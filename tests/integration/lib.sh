@@ -123,6 +123,13 @@ accept_queue() {
     ss -Htln "sport = :$1" | awk '{n += $2} END {print n + 0}'
 }
 
+# worker_ends: how many times the log says a worker ended, whatever the way: an exit
+# status, a signal ("died"), killed by the master, respawned.
+worker_ends() {
+    grep -c -e 'exited\|killed\|respawning' -e 'worker [0-9]* (pid [0-9]*[^)]*) \(died\|ended\)' \
+        "$PC_LOG"
+}
+
 # Worker pids of the running master, sorted.
 workers() {
     pgrep -P "$PC_PID" | sort -n
@@ -137,11 +144,22 @@ log_count_at_least() {
     [ "$(grep -c -- "$1" "$PC_LOG")" -ge "$2" ]
 }
 
-# make_cert CN CERT KEY: a self-signed P-256 certificate for CN (also as its DNS name).
+# make_cert CN CERT KEY: a self-signed P-256 certificate for CN (also as its DNS name),
+# made by cert.sh (which the benchmarks share), or bail.
+# shellcheck source=cert.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cert.sh"
 make_cert() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
-        -addext "subjectAltName=DNS:$1" -keyout "$3" -out "$2" >/dev/null 2>&1 ||
-        bail "cannot make a certificate"
+    self_signed_cert "$@" || bail "cannot make a certificate"
+}
+
+# need_tls: skip the test without openssl; else a certificate for localhost in
+# $T_DIR/cert.pem and $T_DIR/key.pem, and TLS_FILES, the directives that name them for a
+# TLS service.
+need_tls() {
+    command -v openssl >/dev/null || skip_all "openssl not installed"
+    make_cert localhost "$T_DIR/cert.pem" "$T_DIR/key.pem"
+    # shellcheck disable=SC2034 # read by the tests' configurations
+    TLS_FILES="tls_certificate $T_DIR/cert.pem; tls_key $T_DIR/key.pem;"
 }
 
 # tls_session FILE PORT [S_CLIENT ARGS...]: save a session of 127.0.0.1:PORT in FILE,
