@@ -59,15 +59,18 @@ finish() {
 }
 
 # A loopback TCP port with nothing listening (checked with ss, then by binding it), below
-# the ephemeral range so that no client connection's local port can collide with it.
+# the ephemeral range so that no client connection's local port can collide with it, and
+# not one this test was given before (it runs in a subshell: $T_DIR/ports remembers).
 free_port() {
     low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
     [ "${low:-0}" -gt 11000 ] || low=32768
     for _ in $(seq 1 200); do
         p=$(( (RANDOM * 32768 + RANDOM) % (low - 10000) + 10000 ))
+        grep -qx "$p" "$T_DIR/ports" 2>/dev/null && continue
         if [ -z "$(ss -Htln "sport = :$p")" ] &&
             python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $p))" \
                 2>/dev/null; then
+            echo "$p" >>"$T_DIR/ports"
             echo "$p"
             return 0
         fi
@@ -174,12 +177,14 @@ tls_session() {
     ) | openssl s_client "$@" -connect "127.0.0.1:$p" -sess_out "$f" >/dev/null 2>&1
 }
 
-# resumed FILE PORT [S_CLIENT ARGS...]: 1 if a new connection resumed the session, else 0.
+# resumed FILE PORT [S_CLIENT ARGS...]: 1 if a new connection resumed the session, 0 if
+# it made a new one, "none" if there was no handshake at all (so that "0" never passes
+# for a server that is not there).
 resumed() {
     f=$1 p=$2
     shift 2
     openssl s_client "$@" -connect "127.0.0.1:$p" -sess_in "$f" </dev/null 2>/dev/null |
-        grep -c '^Reused,'
+        awk '/^Reused,/ { r = 1 } /^New,/ { n = 1 } END { print r ? 1 : n ? 0 : "none" }'
 }
 
 # hello_conf PORT [BODY]: a one-route service.
