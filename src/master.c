@@ -24,6 +24,7 @@
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
+#include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
 #include "util.h"
@@ -59,14 +60,6 @@ struct slot {
     int64_t respawn_at_ms;
 };
 
-/* A socket from the fd store, waiting to be claimed by a listener group. */
-struct kept_fd {
-    char addr[LISTEN_ADDR_TEXT];
-    size_t slot;
-    int fd;
-    char *name; /* its FDNAME= */
-};
-
 struct master {
     const struct master_opts *opts;
     enum mstate state;
@@ -80,12 +73,7 @@ struct master {
     int reload_pending;
     int64_t stop_at_ms; /* end of shutdown_delay */
     int drain_started;
-    struct listener *ls;
-    size_t nls;
-    struct kept_fd *kept;
-    size_t nkept;
-    char **sock_names; /* names of activated sockets, for conf_load */
-    size_t nsock_names;
+    struct sockets socks; /* the listeners every worker inherits */
     struct wproc *procs;
     size_t nprocs;
     int sigfd, notify_rd, notify_wr;
@@ -111,202 +99,13 @@ slots_for(const struct conf *c)
     return c->workers != 0 ? c->workers : cpus_auto();
 }
 
-static struct conf_sockets
-sockets_view(void)
-{
-    return (struct conf_sockets){(const char *const *)m.sock_names, m.nsock_names, 1};
-}
-
 /* ---- listeners ---- */
-
-static struct listener *
-find_group(const struct listen_addr *a)
-{
-    for (size_t i = 0; i < m.nls; i++)
-        if (!m.ls[i].activated && listener_addr_equal(&m.ls[i].addr, a))
-            return &m.ls[i];
-    return NULL;
-}
-
-static int
-take_kept(const struct listen_addr *a, size_t slot)
-{
-    for (size_t i = 0; i < m.nkept; i++) {
-        if (m.kept[i].slot == slot && strcmp(m.kept[i].addr, a->text) == 0) {
-            int fd = m.kept[i].fd;
-            free(m.kept[i].name);
-            m.kept[i] = m.kept[--m.nkept];
-            log_debug("reusing %s slot %zu from the fd store", a->text, slot);
-            return fd;
-        }
-    }
-    return -1;
-}
-
-static int
-kept_has(const struct listen_addr *a)
-{
-    for (size_t i = 0; i < m.nkept; i++)
-        if (strcmp(m.kept[i].addr, a->text) == 0)
-            return 1;
-    return 0;
-}
-
-/* Push sockets [from, nfds) of l to the fd store, so a restart finds them open. */
-static void
-store_fds(const struct listener *l, size_t from)
-{
-    char name[96];
-
-    for (size_t k = from; k < l->nfds; k++) {
-        listener_store_name(&l->addr, k, name, sizeof(name));
-        if (sysd_fdstore(l->fds[k], name) == -1)
-            log_warnx("cannot keep %s in the fd store (FileDescriptorStoreMax=?), ignoring",
-                      name);
-    }
-}
-
-static void
-unstore_fds(const struct listener *l, size_t from)
-{
-    char name[96];
-
-    for (size_t k = from; k < l->nfds; k++) {
-        listener_store_name(&l->addr, k, name, sizeof(name));
-        sysd_fdstore_remove(name);
-    }
-}
-
-static void
-set_owner(struct listener *l, const char *name)
-{
-    if (l->owner == NULL || strcmp(l->owner, name) != 0) {
-        free(l->owner);
-        l->owner = xstrdup(name);
-    }
-}
-
-/* Whether a service before index svc listens on a. */
-static int
-listened_before(const struct conf *c, size_t svc, const struct listen_addr *a)
-{
-    for (size_t i = 0; i < svc; i++)
-        for (size_t j = 0; j < c->services[i].nlistens; j++)
-            if (listener_addr_equal(&c->services[i].listens[j].addr, a))
-                return 1;
-    return 0;
-}
-
-/* Make sure every address of c has a group of at least nslots sockets. Groups that c does
- * not name keep used == 0; groups opened here get used == 2 so a failed reload can close
- * them again. Returns -1 with a message in err. */
-static int
-prepare_listeners(const struct conf *c, unsigned nslots, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = m.ls[i].activated; /* conf_load checked that a service claims them */
-    for (size_t i = 0; i < c->nservices; i++) {
-        for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            const struct listen_addr *a = &c->services[i].listens[j].addr;
-            struct listener *l = find_group(a);
-            size_t had;
-            if (l == NULL) {
-                if (!kept_has(a) && listener_probe(a, err, errlen) == -1)
-                    return -1;
-                m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
-                l = &m.ls[m.nls++];
-                memset(l, 0, sizeof(*l));
-                l->addr = *a;
-                l->used = 2;
-            } else if (l->used == 0) {
-                l->used = 1;
-            }
-            /* On an address services share (by SNI), the first is its owner. */
-            if (!listened_before(c, i, a))
-                set_owner(l, c->services[i].name);
-            had = l->nfds;
-            if (l->nfds < nslots && listener_resize(l, nslots, take_kept, err, errlen) == -1)
-                return -1;
-            store_fds(l, had);
-        }
-    }
-    return 0;
-}
-
-/* Close groups whose used mark is `mark`; compact the array. */
-static void
-close_groups(int mark)
-{
-    size_t k = 0;
-
-    for (size_t i = 0; i < m.nls; i++) {
-        if (m.ls[i].used == mark && !m.ls[i].activated) {
-            log_info("closing listener %s", m.ls[i].addr.text);
-            unstore_fds(&m.ls[i], 0);
-            listener_close(&m.ls[i]);
-        } else {
-            m.ls[k++] = m.ls[i];
-        }
-    }
-    m.nls = k;
-}
-
-/* Sockets left in the fd store that the config no longer names. */
-static void
-drop_stale_kept(void)
-{
-    for (size_t i = 0; i < m.nkept; i++) {
-        log_info("closing stale socket %s from the fd store", m.kept[i].addr);
-        sysd_fdstore_remove(m.kept[i].name);
-        close(m.kept[i].fd);
-        free(m.kept[i].name);
-    }
-    m.nkept = 0;
-}
 
 void
 master_adopt_sockets(struct conf_sockets *socks)
 {
-    struct sysd_fd *fds;
-    size_t n = sysd_listen_fds(&fds);
-
-    for (size_t i = 0; i < n; i++) {
-        struct listen_addr a;
-        char text[LISTEN_ADDR_TEXT];
-        size_t slot;
-
-        if (listener_addr_of_fd(fds[i].fd, &a) == -1)
-            fatalx("socket %d ('%s') passed by systemd is not a listening TCP socket",
-                   fds[i].fd, fds[i].name);
-        (void)fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
-        if (listener_parse_store_name(fds[i].name, text, sizeof(text), &slot) == 0) {
-            /* Ours, from the fd store: reused by address and slot. */
-            m.kept = xreallocarray(m.kept, m.nkept + 1, sizeof(*m.kept));
-            m.kept[m.nkept] = (struct kept_fd){.slot = slot, .fd = fds[i].fd,
-                                               .name = xstrdup(fds[i].name)};
-            snprintf(m.kept[m.nkept++].addr, LISTEN_ADDR_TEXT, "%s", text);
-        } else {
-            /* Socket activation: FileDescriptorName= names the service. */
-            struct listener *l;
-            m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
-            l = &m.ls[m.nls++];
-            memset(l, 0, sizeof(*l));
-            l->addr = a;
-            l->activated = 1;
-            l->used = 1;
-            l->owner = xstrdup(fds[i].name);
-            l->fds = xmalloc(sizeof(int));
-            l->fds[0] = fds[i].fd;
-            l->nfds = 1;
-            m.sock_names = xreallocarray(m.sock_names, m.nsock_names + 1, sizeof(char *));
-            m.sock_names[m.nsock_names++] = xstrdup(fds[i].name);
-            log_info("socket %s from systemd for service '%s' (shared by all workers)",
-                     a.text, fds[i].name);
-        }
-        free(fds[i].name);
-    }
-    free(fds);
-    *socks = sockets_view();
+    sockets_adopt(&m.socks);
+    *socks = sockets_names(&m.socks);
 }
 
 void
@@ -315,11 +114,8 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
     char err[512];
 
     m.opts = opts;
-    if (prepare_listeners(conf, slots_for(conf), err, sizeof(err)) == -1)
+    if (sockets_open(&m.socks, conf, slots_for(conf), err, sizeof(err)) == -1)
         fatalx("cannot listen: %s", err);
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = 1;
-    drop_stale_kept();
     /* Here, before detaching, so a taken control socket fails the start for the caller. */
     if (ctl_open(&m.ctl, opts->conf_path, err, sizeof(err)) == -1)
         fatalx("%s", err);
@@ -351,8 +147,8 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
     int mslot = metrics_claim();
     struct worker_args args = {
         .conf = c,
-        .listeners = m.ls,
-        .nlisteners = m.nls,
+        .listeners = m.socks.groups,
+        .nlisteners = m.socks.ngroups,
         .slot = slot,
         .gen = gen,
         .master_pid = getpid(),
@@ -521,9 +317,7 @@ abort_reload(const char *why)
             kill(p->pid, SIGKILL);
         }
     }
-    close_groups(2);
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = 1;
+    sockets_rollback(&m.socks);
     conf_free(m.next_conf);
     m.next_conf = NULL;
     m.state = M_RUNNING;
@@ -540,17 +334,7 @@ commit_reload(void)
     char line[128];
 
     drain_workers(m.next_gen, old_timeout);
-    /* Groups no longer named close now; the draining workers hold their own copies until
-     * they exit, and the new workers never poll them. */
-    close_groups(0);
-    for (size_t i = 0; i < m.nls; i++) {
-        char err[256];
-        if (!m.ls[i].activated && m.ls[i].nfds > m.next_nslots) {
-            unstore_fds(&m.ls[i], m.next_nslots);
-            (void)listener_resize(&m.ls[i], m.next_nslots, NULL, err, sizeof(err));
-        }
-        m.ls[i].used = 1;
-    }
+    sockets_commit(&m.socks, m.next_nslots);
     if (m.next_conf->log_target != m.conf->log_target ||
         (m.next_conf->log_path != NULL &&
          (m.conf->log_path == NULL || strcmp(m.conf->log_path, m.next_conf->log_path) != 0)))
@@ -575,7 +359,7 @@ static void
 start_reload(void)
 {
     struct conf_diag diag = {0};
-    struct conf_sockets socks = sockets_view();
+    struct conf_sockets socks = sockets_names(&m.socks);
     struct conf *c;
     unsigned n;
     char err[256], line[512];
@@ -609,10 +393,8 @@ start_reload(void)
         return;
     }
     n = slots_for(c);
-    if (prepare_listeners(c, n, err, sizeof(err)) == -1) {
-        close_groups(2);
-        for (size_t i = 0; i < m.nls; i++)
-            m.ls[i].used = 1;
+    if (sockets_prepare(&m.socks, c, n, err, sizeof(err)) == -1) {
+        sockets_rollback(&m.socks);
         conf_free(c);
         snprintf(line, sizeof(line), "reload failed: cannot listen: %s; generation %u keeps "
                  "serving", err, m.gen);
@@ -985,13 +767,7 @@ setup_signals(void)
 static void
 master_fini(void)
 {
-    for (size_t i = 0; i < m.nls; i++)
-        listener_close(&m.ls[i]);
-    free(m.ls);
-    for (size_t i = 0; i < m.nsock_names; i++)
-        free(m.sock_names[i]);
-    free(m.sock_names);
-    free(m.kept);
+    sockets_free(&m.socks);
     free(m.procs);
     free(m.slots);
     conf_free(m.conf);
