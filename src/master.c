@@ -48,7 +48,7 @@ struct wproc {
     int mslot; /* metrics slot */
     int ready;
     int draining;
-    int killed;
+    int sigkilled; /* SIGKILL sent: only waited for */
     int hung;
     int64_t started_ms;
     int64_t kill_at_ms;
@@ -195,11 +195,19 @@ schedule_respawn(unsigned slot, int64_t delay_ms)
     m.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
 }
 
+/* SIGKILL for a worker: from now on it is only waited for. */
+static void
+kill_worker(struct wproc *p)
+{
+    p->sigkilled = 1;
+    kill(p->pid, SIGKILL);
+}
+
 static void
 signal_workers(int signo)
 {
     for (size_t i = 0; i < m.nprocs; i++)
-        if (!m.procs[i].killed)
+        if (!m.procs[i].sigkilled)
             (void)kill(m.procs[i].pid, signo);
 }
 
@@ -304,17 +312,20 @@ reload_finished(int ok, const char *why)
     ctl_answer(m.ctl_now, &m.nctl_now, ok ? "ok" : "failed");
 }
 
+/* A reload failed, at whichever step: kill the workers it started, close the listeners it
+ * opened, drop its config, and tell the log, the waiting clients and systemd (status_why,
+ * when not NULL, instead of the line: the first config error says more). The serving
+ * generation goes on. */
 static void
-abort_reload(const char *why)
+reload_failed(const char *why, const char *status_why)
 {
     char line[512];
 
-    for (size_t i = 0; i < m.nprocs; i++) {
+    for (size_t i = 0; m.state == M_RELOADING && i < m.nprocs; i++) {
         struct wproc *p = &m.procs[i];
         if (p->gen == m.next_gen && !p->draining) {
             p->draining = 1;
-            p->killed = 1;
-            kill(p->pid, SIGKILL);
+            kill_worker(p);
         }
     }
     sockets_rollback(&m.socks);
@@ -324,7 +335,7 @@ abort_reload(const char *why)
     snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, m.gen);
     log_warnx("%s", line);
     ctl_send_all(m.ctl_now, m.nctl_now, line);
-    reload_finished(0, line);
+    reload_finished(0, status_why != NULL ? status_why : line);
 }
 
 static void
@@ -355,63 +366,63 @@ commit_reload(void)
     reload_finished(1, line);
 }
 
+/* Whether a reload may start now; if not, it waits for the one under way or the start, or
+ * its clients are told the master is stopping. */
+static int
+reload_may_start(void)
+{
+    switch (m.state) {
+    case M_STARTING:
+    case M_RELOADING:
+        m.reload_pending = 1;
+        return 0;
+    case M_STOPPING:
+        ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
+        return 0;
+    case M_RUNNING:
+        return 1;
+    }
+    return 0;
+}
+
 static void
 start_reload(void)
 {
     struct conf_diag diag = {0};
     struct conf_sockets socks = sockets_names(&m.socks);
-    struct conf *c;
-    unsigned n;
-    char err[256], line[512];
+    char err[256], why[300];
 
-    if (m.state == M_RELOADING || m.state == M_STARTING) {
-        m.reload_pending = 1;
+    if (!reload_may_start())
         return;
-    }
-    if (m.state == M_STOPPING) {
-        ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
-        return;
-    }
     /* Clients that asked while the last reload ran get this one's result. */
     for (int i = 0; i < m.nctl_next && m.nctl_now < CTL_CLIENTS_MAX; i++)
         m.ctl_now[m.nctl_now++] = m.ctl_next[i];
     m.nctl_next = 0;
     sysd_reloading();
     log_info("reloading %s", m.opts->conf_path);
-    c = conf_load(m.opts->conf_path, &socks, &diag);
-    if (c == NULL) {
+    m.next_conf = conf_load(m.opts->conf_path, &socks, &diag);
+    if (m.next_conf == NULL) {
         for (size_t i = 0; i < diag.n; i++) {
             log_warnx("%s", diag.msgs[i]);
             ctl_send_all(m.ctl_now, m.nctl_now, diag.msgs[i]);
         }
-        snprintf(line, sizeof(line), "reload failed: configuration has errors; generation %u "
-                 "keeps serving", m.gen);
-        log_warnx("%s", line);
-        ctl_send_all(m.ctl_now, m.nctl_now, line);
-        reload_finished(0, diag.n > 0 ? diag.msgs[0] : line);
+        reload_failed("configuration has errors", diag.n > 0 ? diag.msgs[0] : NULL);
         conf_diag_clear(&diag);
         return;
     }
-    n = slots_for(c);
-    if (sockets_prepare(&m.socks, c, n, err, sizeof(err)) == -1) {
-        sockets_rollback(&m.socks);
-        conf_free(c);
-        snprintf(line, sizeof(line), "reload failed: cannot listen: %s; generation %u keeps "
-                 "serving", err, m.gen);
-        log_warnx("%s", line);
-        ctl_send_all(m.ctl_now, m.nctl_now, line);
-        reload_finished(0, line);
+    m.next_nslots = slots_for(m.next_conf);
+    if (sockets_prepare(&m.socks, m.next_conf, m.next_nslots, err, sizeof(err)) == -1) {
+        snprintf(why, sizeof(why), "cannot listen: %s", err);
+        reload_failed(why, NULL);
         return;
     }
-    register_services(c);
-    m.next_conf = c;
-    m.next_nslots = n;
+    register_services(m.next_conf);
     m.next_gen = ++m.last_gen;
     m.state = M_RELOADING;
     m.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
-    for (unsigned i = 0; i < n; i++) {
-        if (spawn(i, m.next_gen, c) == -1) {
-            abort_reload("cannot start the new workers");
+    for (unsigned i = 0; i < m.next_nslots; i++) {
+        if (spawn(i, m.next_gen, m.next_conf) == -1) {
+            reload_failed("cannot start the new workers", NULL);
             return;
         }
     }
@@ -437,14 +448,12 @@ start_stop(int signo)
             return;
         }
         log_warnx("second %s: stopping now", strsignal(signo));
-        for (size_t i = 0; i < m.nprocs; i++) {
-            m.procs[i].killed = 1;
-            kill(m.procs[i].pid, SIGKILL);
-        }
+        for (size_t i = 0; i < m.nprocs; i++)
+            kill_worker(&m.procs[i]);
         return;
     }
     if (m.state == M_RELOADING)
-        abort_reload("stopping");
+        reload_failed("stopping", NULL);
     m.state = M_STOPPING;
     sysd_stopping();
     ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
@@ -480,7 +489,7 @@ on_worker_exit(struct wproc *p, int status)
 
     describe_status(status, what, sizeof(what));
     if (p->draining) {
-        if (p->killed || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        if (p->sigkilled || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
             log_debug("worker %u (pid %d, generation %u) %s", p->slot, (int)p->pid, p->gen,
                       what);
         else
@@ -494,7 +503,7 @@ on_worker_exit(struct wproc *p, int status)
         snprintf(why, sizeof(why), "new worker %u (pid %d) %s before it was ready", p->slot,
                  (int)p->pid, what);
         remove_proc(p);
-        abort_reload(why);
+        reload_failed(why, NULL);
         return;
     }
     if (m.state == M_STOPPING || p->gen != m.gen || p->slot >= m.nslots) {
@@ -597,6 +606,26 @@ on_notify(void)
     }
 }
 
+static void
+answer_close(int fd, const char *line)
+{
+    ctl_reply(fd, line);
+    close(fd);
+}
+
+/* fd waits for the next reload's result, unless too many already do: a busy master, which
+ * says so. */
+static void
+queue_reload(int fd)
+{
+    if (m.nctl_next == CTL_CLIENTS_MAX) {
+        answer_close(fd, "error: too many clients already wait for a reload");
+        return;
+    }
+    m.ctl_next[m.nctl_next++] = fd;
+    start_reload();
+}
+
 /* A control client's command line; fd is ours to answer and close. */
 static void
 on_command(int fd, const char *cmd)
@@ -606,17 +635,11 @@ on_command(int fd, const char *cmd)
     if (strcmp(cmd, "status") == 0) {
         status_line(status, sizeof(status));
         ctl_reply(fd, status);
-        ctl_reply(fd, "ok");
-        close(fd);
-    } else if (strcmp(cmd, "reload") == 0 && m.nctl_next < CTL_CLIENTS_MAX) {
-        m.ctl_next[m.nctl_next++] = fd;
-        start_reload();
+        answer_close(fd, "ok");
     } else if (strcmp(cmd, "reload") == 0) {
-        ctl_reply(fd, "error: too many clients already wait for a reload");
-        close(fd);
+        queue_reload(fd);
     } else {
-        ctl_reply(fd, "error: unknown command (expected 'reload' or 'status')");
-        close(fd);
+        answer_close(fd, "error: unknown command (expected 'reload' or 'status')");
     }
 }
 
@@ -627,14 +650,13 @@ check_hangs(int64_t now)
     for (size_t i = 0; i < m.nprocs; i++) {
         struct wproc *p = &m.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (!p->ready || p->killed || beat == 0 || now - beat < m.conf->worker_watchdog_ms)
+        if (!p->ready || p->sigkilled || beat == 0 || now - beat < m.conf->worker_watchdog_ms)
             continue;
         log_warnx("worker %u (pid %d) is stuck: its event loop has not turned for %lld ms "
                   "(worker_watchdog %lld ms), killing it", p->slot, (int)p->pid,
                   (long long)(now - beat), (long long)m.conf->worker_watchdog_ms);
         p->hung = 1;
-        p->killed = p->draining; /* a draining one is only reaped; others get respawned */
-        kill(p->pid, SIGKILL);
+        kill_worker(p); /* on_worker_exit respawns it unless it was draining */
     }
 }
 
@@ -645,7 +667,7 @@ watchdog_tick(int64_t now)
     for (size_t i = 0; i < m.nprocs; i++) {
         struct wproc *p = &m.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (p->ready && !p->killed && now - beat > HEARTBEAT_FRESH_MS) {
+        if (p->ready && !p->sigkilled && now - beat > HEARTBEAT_FRESH_MS) {
             log_debug("watchdog: worker %u heartbeat %lld ms old, not pinging", p->slot,
                       (long long)(now - beat));
             return;
@@ -662,14 +684,13 @@ run_timers(int64_t now)
     if (m.state == M_STOPPING && !m.drain_started && now >= m.stop_at_ms)
         begin_drain();
     if (m.state == M_RELOADING && now >= m.reload_deadline_ms)
-        abort_reload("new workers not ready in time");
+        reload_failed("new workers not ready in time", NULL);
     for (size_t i = 0; i < m.nprocs; i++) {
         struct wproc *p = &m.procs[i];
-        if (p->draining && !p->killed && now >= p->kill_at_ms) {
+        if (p->draining && !p->sigkilled && now >= p->kill_at_ms) {
             log_warnx("worker %u (pid %d) did not finish draining in time, killing it",
                       p->slot, (int)p->pid);
-            p->killed = 1;
-            kill(p->pid, SIGKILL);
+            kill_worker(p);
         }
     }
     ctl_expire(&m.ctl, now);
@@ -728,7 +749,7 @@ next_timeout(int64_t now)
     if (m.state == M_RELOADING)
         next = min64(next, m.reload_deadline_ms);
     for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].draining && !m.procs[i].killed)
+        if (m.procs[i].draining && !m.procs[i].sigkilled)
             next = min64(next, m.procs[i].kill_at_ms);
     for (unsigned i = 0; i < m.nslots; i++)
         if (m.slots[i].vacant)
