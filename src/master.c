@@ -88,14 +88,14 @@ struct master {
     double rps;
 };
 
-static struct master m = {
+static struct master master = {
     .sigfd = -1, .notify_rd = -1, .notify_wr = -1, .ctl = {.lfd = -1, .pidfd = -1}};
 
 static unsigned
 slots_for(const struct conf *c)
 {
-    if (m.opts->workers_override != 0)
-        return m.opts->workers_override;
+    if (master.opts->workers_override != 0)
+        return master.opts->workers_override;
     return c->workers != 0 ? c->workers : cpus_auto();
 }
 
@@ -104,8 +104,8 @@ slots_for(const struct conf *c)
 void
 master_adopt_sockets(struct conf_sockets *socks)
 {
-    sockets_adopt(&m.socks);
-    *socks = sockets_names(&m.socks);
+    sockets_adopt(&master.socks);
+    *socks = sockets_names(&master.socks);
 }
 
 void
@@ -113,11 +113,11 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
 {
     char err[512];
 
-    m.opts = opts;
-    if (sockets_open(&m.socks, conf, slots_for(conf), err, sizeof(err)) == -1)
+    master.opts = opts;
+    if (sockets_open(&master.socks, conf, slots_for(conf), err, sizeof(err)) == -1)
         fatalx("cannot listen: %s", err);
     /* Here, before detaching, so a taken control socket fails the start for the caller. */
-    if (ctl_open(&m.ctl, opts->conf_path, err, sizeof(err)) == -1)
+    if (ctl_open(&master.ctl, opts->conf_path, err, sizeof(err)) == -1)
         fatalx("%s", err);
 }
 
@@ -126,9 +126,9 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
 static struct wproc *
 find_proc(pid_t pid)
 {
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].pid == pid)
-            return &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].pid == pid)
+            return &master.procs[i];
     return NULL;
 }
 
@@ -136,7 +136,7 @@ static void
 remove_proc(struct wproc *p)
 {
     metrics_release(p->mslot);
-    *p = m.procs[--m.nprocs];
+    *p = master.procs[--master.nprocs];
 }
 
 static int
@@ -147,25 +147,25 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
     int mslot = metrics_claim();
     struct worker_args args = {
         .conf = c,
-        .listeners = m.socks.groups,
-        .nlisteners = m.socks.ngroups,
+        .listeners = master.socks.groups,
+        .nlisteners = master.socks.ngroups,
         .slot = slot,
         .gen = gen,
         .master_pid = getpid(),
         .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
-        .notify_fd = m.notify_wr,
+        .notify_fd = master.notify_wr,
         .metrics_idx = mslot,
         .master_fds = master_fds,
     };
     pid_t pid;
 
-    master_fds[nfds++] = m.sigfd;
-    master_fds[nfds++] = m.notify_rd;
-    nfds += (int)ctl_fds(&m.ctl, master_fds + nfds);
-    for (int i = 0; i < m.nctl_now; i++)
-        master_fds[nfds++] = m.ctl_now[i];
-    for (int i = 0; i < m.nctl_next; i++)
-        master_fds[nfds++] = m.ctl_next[i];
+    master_fds[nfds++] = master.sigfd;
+    master_fds[nfds++] = master.notify_rd;
+    nfds += (int)ctl_fds(&master.ctl, master_fds + nfds);
+    for (int i = 0; i < master.nctl_now; i++)
+        master_fds[nfds++] = master.ctl_now[i];
+    for (int i = 0; i < master.nctl_next; i++)
+        master_fds[nfds++] = master.ctl_next[i];
     args.nmaster_fds = (size_t)nfds;
 
     if (mslot == -1) {
@@ -181,8 +181,8 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
     if (pid == 0)
         worker_run(&args);
     metrics_slot(mslot)->pid = pid;
-    m.procs = xreallocarray(m.procs, m.nprocs + 1, sizeof(*m.procs));
-    m.procs[m.nprocs++] = (struct wproc){
+    master.procs = xreallocarray(master.procs, master.nprocs + 1, sizeof(*master.procs));
+    master.procs[master.nprocs++] = (struct wproc){
         .pid = pid, .slot = slot, .gen = gen, .mslot = mslot, .started_ms = util_now_ms()};
     log_debug("started worker %u (pid %d, generation %u)", slot, (int)pid, gen);
     return 0;
@@ -191,8 +191,8 @@ spawn(unsigned slot, unsigned gen, const struct conf *c)
 static void
 schedule_respawn(unsigned slot, int64_t delay_ms)
 {
-    m.slots[slot].vacant = 1;
-    m.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
+    master.slots[slot].vacant = 1;
+    master.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
 }
 
 /* SIGKILL for a worker: from now on it is only waited for. */
@@ -206,9 +206,9 @@ kill_worker(struct wproc *p)
 static void
 signal_workers(int signo)
 {
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (!m.procs[i].sigkilled)
-            (void)kill(m.procs[i].pid, signo);
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (!master.procs[i].sigkilled)
+            (void)kill(master.procs[i].pid, signo);
 }
 
 /* Send SIGTERM to every worker of generations other than keep_gen (0: all) and give them
@@ -218,8 +218,8 @@ drain_workers(unsigned keep_gen, int64_t timeout_ms)
 {
     int64_t kill_at = util_now_ms() + timeout_ms + KILL_GRACE_MS;
 
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         if (p->draining || (keep_gen != 0 && p->gen == keep_gen))
             continue;
         p->draining = 1;
@@ -234,8 +234,8 @@ count_ready(unsigned gen)
 {
     unsigned n = 0;
 
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].gen == gen && m.procs[i].ready && !m.procs[i].draining)
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].gen == gen && master.procs[i].ready && !master.procs[i].draining)
             n++;
     return n;
 }
@@ -257,8 +257,8 @@ status_line(char *buf, size_t len)
 
     metrics_sum(&t, NULL);
     snprintf(buf, len, "generation %u: %u/%u workers up, %.0f req/s, %llu connections%s%s",
-             m.gen, count_ready(m.gen), m.nslots, m.rps, (unsigned long long)t.conns,
-             m.last_reload[0] ? "; " : "", m.last_reload);
+             master.gen, count_ready(master.gen), master.nslots, master.rps,
+             (unsigned long long)t.conns, master.last_reload[0] ? "; " : "", master.last_reload);
 }
 
 static void
@@ -267,10 +267,11 @@ update_rate(int64_t now)
     struct metrics_totals t;
 
     metrics_sum(&t, NULL);
-    if (m.status_at_ms != 0 && now > m.status_at_ms)
-        m.rps = (double)(t.requests - m.status_requests) * 1000.0 / (double)(now - m.status_at_ms);
-    m.status_requests = t.requests;
-    m.status_at_ms = now;
+    if (master.status_at_ms != 0 && now > master.status_at_ms)
+        master.rps = (double)(t.requests - master.status_requests) * 1000.0 /
+                     (double)(now - master.status_at_ms);
+    master.status_requests = t.requests;
+    master.status_at_ms = now;
 }
 
 /* ---- reload ---- */
@@ -303,13 +304,13 @@ reload_finished(int ok, const char *why)
 
     strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&now, &tm));
     if (ok)
-        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s ok", when);
+        snprintf(master.last_reload, sizeof(master.last_reload), "last reload %s ok", when);
     else
-        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s failed, old config "
-                 "kept: %.180s", when, why);
+        snprintf(master.last_reload, sizeof(master.last_reload),
+                 "last reload %s failed, old config kept: %.180s", when, why);
     status_line(status, sizeof(status));
     sysd_ready(status);
-    ctl_answer(m.ctl_now, &m.nctl_now, ok ? "ok" : "failed");
+    ctl_answer(master.ctl_now, &master.nctl_now, ok ? "ok" : "failed");
 }
 
 /* A reload failed, at whichever step: kill the workers it started, close the listeners it
@@ -321,48 +322,56 @@ reload_failed(const char *why, const char *status_why)
 {
     char line[512];
 
-    for (size_t i = 0; m.state == M_RELOADING && i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
-        if (p->gen == m.next_gen && !p->draining) {
+    for (size_t i = 0; master.state == M_RELOADING && i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
+        if (p->gen == master.next_gen && !p->draining) {
             p->draining = 1;
             kill_worker(p);
         }
     }
-    sockets_rollback(&m.socks);
-    conf_free(m.next_conf);
-    m.next_conf = NULL;
-    m.state = M_RUNNING;
-    snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, m.gen);
+    sockets_rollback(&master.socks);
+    conf_free(master.next_conf);
+    master.next_conf = NULL;
+    master.state = M_RUNNING;
+    snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, master.gen);
     log_warnx("%s", line);
-    ctl_send_all(m.ctl_now, m.nctl_now, line);
+    ctl_send_all(master.ctl_now, master.nctl_now, line);
     reload_finished(0, status_why != NULL ? status_why : line);
+}
+
+/* Whether the master's log goes elsewhere under next than under cur. */
+static int
+log_changed(const struct conf *cur, const struct conf *next)
+{
+    if (next->log_target != cur->log_target)
+        return 1;
+    return next->log_path != NULL &&
+           (cur->log_path == NULL || strcmp(cur->log_path, next->log_path) != 0);
 }
 
 static void
 commit_reload(void)
 {
-    int64_t old_timeout = m.conf->shutdown_timeout_ms;
+    int64_t old_timeout = master.conf->shutdown_timeout_ms;
     char line[128];
 
-    drain_workers(m.next_gen, old_timeout);
-    sockets_commit(&m.socks, m.next_nslots);
-    if (m.next_conf->log_target != m.conf->log_target ||
-        (m.next_conf->log_path != NULL &&
-         (m.conf->log_path == NULL || strcmp(m.conf->log_path, m.next_conf->log_path) != 0)))
-        if (log_open(m.next_conf->log_target, m.next_conf->log_path) == -1)
-            log_warn("cannot open log '%s', keeping the current log", m.next_conf->log_path);
-    conf_free(m.conf);
-    m.conf = m.next_conf;
-    m.next_conf = NULL;
-    m.gen = m.next_gen;
-    free(m.slots);
-    m.nslots = m.next_nslots;
-    m.slots = xcalloc(m.nslots, sizeof(*m.slots));
-    m.state = M_RUNNING;
-    snprintf(line, sizeof(line), "reload done: generation %u serving with %u worker%s", m.gen,
-             m.nslots, m.nslots == 1 ? "" : "s");
+    drain_workers(master.next_gen, old_timeout);
+    sockets_commit(&master.socks, master.next_nslots);
+    if (log_changed(master.conf, master.next_conf) &&
+        log_open(master.next_conf->log_target, master.next_conf->log_path) == -1)
+        log_warn("cannot open log '%s', keeping the current log", master.next_conf->log_path);
+    conf_free(master.conf);
+    master.conf = master.next_conf;
+    master.next_conf = NULL;
+    master.gen = master.next_gen;
+    free(master.slots);
+    master.nslots = master.next_nslots;
+    master.slots = xcalloc(master.nslots, sizeof(*master.slots));
+    master.state = M_RUNNING;
+    snprintf(line, sizeof(line), "reload done: generation %u serving with %u worker%s", master.gen,
+             master.nslots, master.nslots == 1 ? "" : "s");
     log_info("%s", line);
-    ctl_send_all(m.ctl_now, m.nctl_now, line);
+    ctl_send_all(master.ctl_now, master.nctl_now, line);
     reload_finished(1, line);
 }
 
@@ -371,13 +380,13 @@ commit_reload(void)
 static int
 reload_may_start(void)
 {
-    switch (m.state) {
+    switch (master.state) {
     case M_STARTING:
     case M_RELOADING:
-        m.reload_pending = 1;
+        master.reload_pending = 1;
         return 0;
     case M_STOPPING:
-        ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
+        ctl_answer(master.ctl_next, &master.nctl_next, "failed: stopping");
         return 0;
     case M_RUNNING:
         return 1;
@@ -389,39 +398,40 @@ static void
 start_reload(void)
 {
     struct conf_diag diag = {0};
-    struct conf_sockets socks = sockets_names(&m.socks);
+    struct conf_sockets socks = sockets_names(&master.socks);
     char err[256], why[300];
 
     if (!reload_may_start())
         return;
     /* Clients that asked while the last reload ran get this one's result. */
-    for (int i = 0; i < m.nctl_next && m.nctl_now < CTL_CLIENTS_MAX; i++)
-        m.ctl_now[m.nctl_now++] = m.ctl_next[i];
-    m.nctl_next = 0;
+    for (int i = 0; i < master.nctl_next && master.nctl_now < CTL_CLIENTS_MAX; i++)
+        master.ctl_now[master.nctl_now++] = master.ctl_next[i];
+    master.nctl_next = 0;
     sysd_reloading();
-    log_info("reloading %s", m.opts->conf_path);
-    m.next_conf = conf_load(m.opts->conf_path, &socks, &diag);
-    if (m.next_conf == NULL) {
+    log_info("reloading %s", master.opts->conf_path);
+    master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
+    if (master.next_conf == NULL) {
         for (size_t i = 0; i < diag.n; i++) {
             log_warnx("%s", diag.msgs[i]);
-            ctl_send_all(m.ctl_now, m.nctl_now, diag.msgs[i]);
+            ctl_send_all(master.ctl_now, master.nctl_now, diag.msgs[i]);
         }
         reload_failed("configuration has errors", diag.n > 0 ? diag.msgs[0] : NULL);
         conf_diag_clear(&diag);
         return;
     }
-    m.next_nslots = slots_for(m.next_conf);
-    if (sockets_prepare(&m.socks, m.next_conf, m.next_nslots, err, sizeof(err)) == -1) {
+    master.next_nslots = slots_for(master.next_conf);
+    if (sockets_prepare(&master.socks, master.next_conf, master.next_nslots, err,
+                        sizeof(err)) == -1) {
         snprintf(why, sizeof(why), "cannot listen: %s", err);
         reload_failed(why, NULL);
         return;
     }
-    register_services(m.next_conf);
-    m.next_gen = ++m.last_gen;
-    m.state = M_RELOADING;
-    m.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
-    for (unsigned i = 0; i < m.next_nslots; i++) {
-        if (spawn(i, m.next_gen, m.next_conf) == -1) {
+    register_services(master.next_conf);
+    master.next_gen = ++master.last_gen;
+    master.state = M_RELOADING;
+    master.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
+    for (unsigned i = 0; i < master.next_nslots; i++) {
+        if (spawn(i, master.next_gen, master.next_conf) == -1) {
             reload_failed("cannot start the new workers", NULL);
             return;
         }
@@ -433,34 +443,34 @@ start_reload(void)
 static void
 begin_drain(void)
 {
-    m.drain_started = 1;
-    log_info("stopping: draining %zu workers (shutdown_timeout %lld ms)", m.nprocs,
-             (long long)m.conf->shutdown_timeout_ms);
-    drain_workers(0, m.conf->shutdown_timeout_ms);
+    master.drain_started = 1;
+    log_info("stopping: draining %zu workers (shutdown_timeout %lld ms)", master.nprocs,
+             (long long)master.conf->shutdown_timeout_ms);
+    drain_workers(0, master.conf->shutdown_timeout_ms);
 }
 
 static void
 start_stop(int signo)
 {
-    if (m.state == M_STOPPING) {
-        if (!m.drain_started) {
+    if (master.state == M_STOPPING) {
+        if (!master.drain_started) {
             begin_drain();
             return;
         }
         log_warnx("second %s: stopping now", strsignal(signo));
-        for (size_t i = 0; i < m.nprocs; i++)
-            kill_worker(&m.procs[i]);
+        for (size_t i = 0; i < master.nprocs; i++)
+            kill_worker(&master.procs[i]);
         return;
     }
-    if (m.state == M_RELOADING)
+    if (master.state == M_RELOADING)
         reload_failed("stopping", NULL);
-    m.state = M_STOPPING;
+    master.state = M_STOPPING;
     sysd_stopping();
-    ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
-    if (m.conf->shutdown_delay_ms > 0) {
+    ctl_answer(master.ctl_next, &master.nctl_next, "failed: stopping");
+    if (master.conf->shutdown_delay_ms > 0) {
         log_info("stopping after shutdown_delay of %lld ms; still accepting until then",
-                 (long long)m.conf->shutdown_delay_ms);
-        m.stop_at_ms = util_now_ms() + m.conf->shutdown_delay_ms;
+                 (long long)master.conf->shutdown_delay_ms);
+        master.stop_at_ms = util_now_ms() + master.conf->shutdown_delay_ms;
     } else {
         begin_drain();
     }
@@ -498,7 +508,7 @@ on_worker_exit(struct wproc *p, int status)
         remove_proc(p);
         return;
     }
-    if (m.state == M_RELOADING && p->gen == m.next_gen) {
+    if (master.state == M_RELOADING && p->gen == master.next_gen) {
         char why[160];
         snprintf(why, sizeof(why), "new worker %u (pid %d) %s before it was ready", p->slot,
                  (int)p->pid, what);
@@ -506,14 +516,14 @@ on_worker_exit(struct wproc *p, int status)
         reload_failed(why, NULL);
         return;
     }
-    if (m.state == M_STOPPING || p->gen != m.gen || p->slot >= m.nslots) {
+    if (master.state == M_STOPPING || p->gen != master.gen || p->slot >= master.nslots) {
         log_warnx("worker %u (pid %d) %s", p->slot, (int)p->pid, what);
         remove_proc(p);
         return;
     }
     /* A worker of the serving generation died: respawn at once, unless it keeps dying
      * young, then back off exponentially so a crash loop does not spin the CPU. */
-    s = &m.slots[p->slot];
+    s = &master.slots[p->slot];
     lived = util_now_ms() - p->started_ms;
     s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
     delay = 0;
@@ -550,7 +560,7 @@ on_signals(void)
 {
     struct signalfd_siginfo si;
 
-    while (read(m.sigfd, &si, sizeof(si)) == sizeof(si)) {
+    while (read(master.sigfd, &si, sizeof(si)) == sizeof(si)) {
         switch (si.ssi_signo) {
         case SIGCHLD:
             reap();
@@ -578,17 +588,18 @@ on_ready(struct wproc *p)
     char status[512];
 
     p->ready = 1;
-    if (m.state == M_STARTING && p->gen == m.gen && count_ready(m.gen) == m.nslots) {
-        m.state = M_RUNNING;
-        log_info("ready: %u worker%s serving generation %u", m.nslots, m.nslots == 1 ? "" : "s",
-                 m.gen);
+    if (master.state == M_STARTING && p->gen == master.gen &&
+        count_ready(master.gen) == master.nslots) {
+        master.state = M_RUNNING;
+        log_info("ready: %u worker%s serving generation %u", master.nslots,
+                 master.nslots == 1 ? "" : "s", master.gen);
         status_line(status, sizeof(status));
         sysd_ready(status);
-    } else if (m.state == M_RELOADING && p->gen == m.next_gen &&
-               count_ready(m.next_gen) == m.next_nslots) {
+    } else if (master.state == M_RELOADING && p->gen == master.next_gen &&
+               count_ready(master.next_gen) == master.next_nslots) {
         commit_reload();
-    } else if (p->gen == m.gen) {
-        m.slots[p->slot].vacant = 0;
+    } else if (p->gen == master.gen) {
+        master.slots[p->slot].vacant = 0;
         log_debug("worker %u (pid %d) ready", p->slot, (int)p->pid);
     }
 }
@@ -599,7 +610,7 @@ on_notify(void)
     struct wmsg msg;
     struct wproc *p;
 
-    while (read(m.notify_rd, &msg, sizeof(msg)) == sizeof(msg)) {
+    while (read(master.notify_rd, &msg, sizeof(msg)) == sizeof(msg)) {
         p = find_proc(msg.pid);
         if (p != NULL && msg.type == WMSG_READY)
             on_ready(p);
@@ -618,11 +629,11 @@ answer_close(int fd, const char *line)
 static void
 queue_reload(int fd)
 {
-    if (m.nctl_next == CTL_CLIENTS_MAX) {
+    if (master.nctl_next == CTL_CLIENTS_MAX) {
         answer_close(fd, "error: too many clients already wait for a reload");
         return;
     }
-    m.ctl_next[m.nctl_next++] = fd;
+    master.ctl_next[master.nctl_next++] = fd;
     start_reload();
 }
 
@@ -647,14 +658,14 @@ on_command(int fd, const char *cmd)
 static void
 check_hangs(int64_t now)
 {
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (!p->ready || p->sigkilled || beat == 0 || now - beat < m.conf->worker_watchdog_ms)
+        if (!p->ready || p->sigkilled || beat == 0 || now - beat < master.conf->worker_watchdog_ms)
             continue;
         log_warnx("worker %u (pid %d) is stuck: its event loop has not turned for %lld ms "
                   "(worker_watchdog %lld ms), killing it", p->slot, (int)p->pid,
-                  (long long)(now - beat), (long long)m.conf->worker_watchdog_ms);
+                  (long long)(now - beat), (long long)master.conf->worker_watchdog_ms);
         p->hung = 1;
         kill_worker(p); /* on_worker_exit respawns it unless it was draining */
     }
@@ -664,8 +675,8 @@ check_hangs(int64_t now)
 static void
 watchdog_tick(int64_t now)
 {
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
         if (p->ready && !p->sigkilled && now - beat > HEARTBEAT_FRESH_MS) {
             log_debug("watchdog: worker %u heartbeat %lld ms old, not pinging", p->slot,
@@ -681,50 +692,50 @@ run_timers(int64_t now)
 {
     char status[512];
 
-    if (m.state == M_STOPPING && !m.drain_started && now >= m.stop_at_ms)
+    if (master.state == M_STOPPING && !master.drain_started && now >= master.stop_at_ms)
         begin_drain();
-    if (m.state == M_RELOADING && now >= m.reload_deadline_ms)
+    if (master.state == M_RELOADING && now >= master.reload_deadline_ms)
         reload_failed("new workers not ready in time", NULL);
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         if (p->draining && !p->sigkilled && now >= p->kill_at_ms) {
             log_warnx("worker %u (pid %d) did not finish draining in time, killing it",
                       p->slot, (int)p->pid);
             kill_worker(p);
         }
     }
-    ctl_expire(&m.ctl, now);
-    if (now >= m.next_hang_check_ms) {
+    ctl_expire(&master.ctl, now);
+    if (now >= master.next_hang_check_ms) {
         check_hangs(now);
-        m.next_hang_check_ms = now + HANG_CHECK_MS;
+        master.next_hang_check_ms = now + HANG_CHECK_MS;
     }
-    if (m.watchdog_ms > 0 && now >= m.next_watchdog_ms) {
+    if (master.watchdog_ms > 0 && now >= master.next_watchdog_ms) {
         watchdog_tick(now);
-        m.next_watchdog_ms = now + m.watchdog_ms / 2;
+        master.next_watchdog_ms = now + master.watchdog_ms / 2;
     }
-    if (now >= m.next_ticket_rotation_ms) {
+    if (now >= master.next_ticket_rotation_ms) {
         tls_tickets_rotate();
-        m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
+        master.next_ticket_rotation_ms = now + master.conf->tls_ticket_rotation_ms;
     }
-    if (now >= m.next_status_ms) {
+    if (now >= master.next_status_ms) {
         update_rate(now);
-        if (m.state == M_RUNNING) {
+        if (master.state == M_RUNNING) {
             status_line(status, sizeof(status));
             sysd_status(status);
         }
-        m.next_status_ms = now + STATUS_INTERVAL_MS;
+        master.next_status_ms = now + STATUS_INTERVAL_MS;
     }
-    if (m.state == M_STOPPING)
+    if (master.state == M_STOPPING)
         return;
-    for (unsigned i = 0; i < m.nslots; i++) {
-        if (m.slots[i].vacant && now >= m.slots[i].respawn_at_ms) {
-            m.slots[i].vacant = 0;
-            if (spawn(i, m.gen, m.conf) == -1)
+    for (unsigned i = 0; i < master.nslots; i++) {
+        if (master.slots[i].vacant && now >= master.slots[i].respawn_at_ms) {
+            master.slots[i].vacant = 0;
+            if (spawn(i, master.gen, master.conf) == -1)
                 schedule_respawn(i, BACKOFF_MAX_MS);
         }
     }
-    if (m.reload_pending && m.state == M_RUNNING) {
-        m.reload_pending = 0;
+    if (master.reload_pending && master.state == M_RUNNING) {
+        master.reload_pending = 0;
         start_reload();
     }
 }
@@ -739,22 +750,22 @@ min64(int64_t a, int64_t b)
 static int
 next_timeout(int64_t now)
 {
-    int64_t next = min64(min64(m.next_status_ms, m.next_hang_check_ms),
-                         min64(m.next_ticket_rotation_ms, ctl_deadline(&m.ctl)));
+    int64_t next = min64(min64(master.next_status_ms, master.next_hang_check_ms),
+                         min64(master.next_ticket_rotation_ms, ctl_deadline(&master.ctl)));
 
-    if (m.watchdog_ms > 0)
-        next = min64(next, m.next_watchdog_ms);
-    if (m.state == M_STOPPING && !m.drain_started)
-        next = min64(next, m.stop_at_ms);
-    if (m.state == M_RELOADING)
-        next = min64(next, m.reload_deadline_ms);
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].draining && !m.procs[i].sigkilled)
-            next = min64(next, m.procs[i].kill_at_ms);
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (m.slots[i].vacant)
-            next = min64(next, m.slots[i].respawn_at_ms);
-    if (m.reload_pending && m.state == M_RUNNING)
+    if (master.watchdog_ms > 0)
+        next = min64(next, master.next_watchdog_ms);
+    if (master.state == M_STOPPING && !master.drain_started)
+        next = min64(next, master.stop_at_ms);
+    if (master.state == M_RELOADING)
+        next = min64(next, master.reload_deadline_ms);
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].draining && !master.procs[i].sigkilled)
+            next = min64(next, master.procs[i].kill_at_ms);
+    for (unsigned i = 0; i < master.nslots; i++)
+        if (master.slots[i].vacant)
+            next = min64(next, master.slots[i].respawn_at_ms);
+    if (master.reload_pending && master.state == M_RUNNING)
         next = now;
     return next <= now ? 0 : (int)min64(next - now, 60000);
 }
@@ -776,26 +787,26 @@ setup_signals(void)
     /* Blocked before any fork: workers inherit the mask and take theirs by signalfd. */
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
         fatal("sigprocmask");
-    m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (m.sigfd == -1)
+    master.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (master.sigfd == -1)
         fatal("signalfd");
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1)
         fatal("pipe2");
-    m.notify_rd = fds[0];
-    m.notify_wr = fds[1];
+    master.notify_rd = fds[0];
+    master.notify_wr = fds[1];
 }
 
 static void
 master_fini(void)
 {
-    sockets_free(&m.socks);
-    free(m.procs);
-    free(m.slots);
-    conf_free(m.conf);
-    close(m.sigfd);
-    close(m.notify_rd);
-    close(m.notify_wr);
-    ctl_close(&m.ctl);
+    sockets_free(&master.socks);
+    free(master.procs);
+    free(master.slots);
+    conf_free(master.conf);
+    close(master.sigfd);
+    close(master.notify_rd);
+    close(master.notify_wr);
+    ctl_close(&master.ctl);
 }
 
 int
@@ -806,41 +817,41 @@ master_run(struct conf *conf, const struct master_opts *opts)
     int64_t now;
     nfds_t n;
 
-    m.opts = opts;
-    m.conf = conf;
-    m.nslots = slots_for(conf);
-    m.gen = m.last_gen = 1;
-    m.slots = xcalloc(m.nslots, sizeof(*m.slots));
-    m.state = M_STARTING;
-    m.watchdog_ms = sysd_watchdog_ms();
+    master.opts = opts;
+    master.conf = conf;
+    master.nslots = slots_for(conf);
+    master.gen = master.last_gen = 1;
+    master.slots = xcalloc(master.nslots, sizeof(*master.slots));
+    master.state = M_STARTING;
+    master.watchdog_ms = sysd_watchdog_ms();
     log_set_role(-1, 0);
     /* Room for two full generations during a reload, plus stragglers. */
     metrics_init(2 * CONF_WORKERS_MAX + 64);
-    register_services(m.conf);
+    register_services(master.conf);
     setup_signals();
-    if (ctl_start(&m.ctl, err, sizeof(err)) == -1)
+    if (ctl_start(&master.ctl, err, sizeof(err)) == -1)
         fatalx("%s", err);
     now = util_now_ms();
-    m.next_status_ms = now + STATUS_INTERVAL_MS;
-    m.next_hang_check_ms = now + HANG_CHECK_MS;
-    m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
-    m.next_watchdog_ms = now;
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (spawn(i, m.gen, m.conf) == -1)
+    master.next_status_ms = now + STATUS_INTERVAL_MS;
+    master.next_hang_check_ms = now + HANG_CHECK_MS;
+    master.next_ticket_rotation_ms = now + master.conf->tls_ticket_rotation_ms;
+    master.next_watchdog_ms = now;
+    for (unsigned i = 0; i < master.nslots; i++)
+        if (spawn(i, master.gen, master.conf) == -1)
             schedule_respawn(i, BACKOFF_MIN_MS);
     for (;;) {
-        if (m.state == M_STOPPING && m.drain_started && m.nprocs == 0)
+        if (master.state == M_STOPPING && master.drain_started && master.nprocs == 0)
             break;
-        pfd[0] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
-        pfd[1] = (struct pollfd){.fd = m.notify_rd, .events = POLLIN};
-        n = 2 + ctl_pollfds(&m.ctl, &pfd[2]);
+        pfd[0] = (struct pollfd){.fd = master.sigfd, .events = POLLIN};
+        pfd[1] = (struct pollfd){.fd = master.notify_rd, .events = POLLIN};
+        n = 2 + ctl_pollfds(&master.ctl, &pfd[2]);
         if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
             fatal("poll");
         if (pfd[0].revents & POLLIN)
             on_signals();
         if (pfd[1].revents & POLLIN)
             on_notify();
-        ctl_on_events(&m.ctl, &pfd[2], util_now_ms(), on_command);
+        ctl_on_events(&master.ctl, &pfd[2], util_now_ms(), on_command);
         run_timers(util_now_ms());
     }
     log_info("stopped");

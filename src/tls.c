@@ -19,17 +19,18 @@
 #include "tls.h"
 #include "util.h"
 
-/* The reason of the last OpenSSL error, after "what: ". */
+/* "what: reason" in err, the reason being OpenSSL's first error queued: the cause (the
+ * later ones only say where it surfaced, such as "PEM lib"). Then the queue is cleared, so
+ * that it is empty for the next call to check. */
 static void
 ssl_error(char *err, size_t errlen, const char *what)
 {
     char reason[256] = "unknown error";
-    unsigned long e, last = 0;
+    unsigned long e = ERR_peek_error();
 
-    while ((e = ERR_get_error()) != 0)
-        last = e;
-    if (last != 0)
-        ERR_error_string_n(last, reason, sizeof(reason));
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
     snprintf(err, errlen, "%s: %s", what, reason);
 }
 
@@ -230,8 +231,8 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, c
 
     if (!readable(cert, err, errlen) || !readable(key, err, errlen))
         return NULL;
+    ERR_clear_error(); /* errors queued before are not this context's */
     ctx = SSL_CTX_new(TLS_server_method());
-    ERR_clear_error();
     if (ctx == NULL) {
         ssl_error(err, errlen, "SSL_CTX_new");
         return NULL;
