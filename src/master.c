@@ -5,6 +5,7 @@
  * each wakeup. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include "conf.h"
 #include "cpus.h"
 #include "ctl.h"
+#include "heritage.h"
 #include "listener.h"
 #include "log.h"
 #include "master.h"
@@ -39,6 +41,8 @@
 #define HANG_CHECK_MS 250
 #define HEARTBEAT_FRESH_MS 3000 /* a worker's loop turned this recently: fit for WATCHDOG=1 */
 #define CTL_CLIENTS_MAX 16
+/* The master's own fds: signalfd, the notify pipe, the control socket's and its clients. */
+#define MASTER_FDS_MAX (4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX)
 
 enum mstate { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING };
 
@@ -74,6 +78,7 @@ struct master {
     int64_t stop_at_ms; /* end of shutdown_delay */
     int drain_started;
     struct sockets socks; /* the listeners every worker inherits */
+    struct metrics_region *metrics;
     struct wproc *procs;
     size_t nprocs;
     int sigfd, notify_rd, notify_wr;
@@ -139,52 +144,75 @@ remove_proc(struct wproc *p)
     *p = master.procs[--master.nprocs];
 }
 
-static int
-spawn(unsigned slot, unsigned gen, const struct conf *c)
+/* Every fd of the master's own into fds (room for MASTER_FDS_MAX), so that a worker holds
+ * no control client open; returns how many. */
+static size_t
+master_fds(int *fds)
 {
-    /* Every fd of the master's own, so a worker holds no control client open. */
-    int master_fds[4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX], nfds = 0;
-    int mslot = metrics_claim();
-    struct worker_args args = {
+    size_t n = 0;
+
+    fds[n++] = master.sigfd;
+    fds[n++] = master.notify_rd;
+    n += ctl_fds(&master.ctl, fds + n);
+    for (int i = 0; i < master.nctl_now; i++)
+        fds[n++] = master.ctl_now[i];
+    for (int i = 0; i < master.nctl_next; i++)
+        fds[n++] = master.ctl_next[i];
+    assert(n <= MASTER_FDS_MAX);
+    return n;
+}
+
+/* Fork worker `slot` of generation gen, serving c, with metrics slot mslot (which it owns
+ * from then on). -1 if the fork failed. */
+static int
+spawn_worker(unsigned slot, unsigned gen, const struct conf *c, int mslot)
+{
+    int fds[MASTER_FDS_MAX];
+    struct heritage h = {
+        .slot = slot,
+        .gen = gen,
+        .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
+        .master_pid = getpid(),
         .conf = c,
         .listeners = master.socks.groups,
         .nlisteners = master.socks.ngroups,
-        .slot = slot,
-        .gen = gen,
-        .master_pid = getpid(),
-        .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
-        .notify_fd = master.notify_wr,
+        .metrics = master.metrics,
         .metrics_idx = mslot,
-        .master_fds = master_fds,
+        .tickets = tls_tickets(),
+        .notify_fd = master.notify_wr,
+        .master_fds = fds,
+        .nmaster_fds = master_fds(fds),
     };
-    pid_t pid;
+    pid_t pid = fork();
 
-    master_fds[nfds++] = master.sigfd;
-    master_fds[nfds++] = master.notify_rd;
-    nfds += (int)ctl_fds(&master.ctl, master_fds + nfds);
-    for (int i = 0; i < master.nctl_now; i++)
-        master_fds[nfds++] = master.ctl_now[i];
-    for (int i = 0; i < master.nctl_next; i++)
-        master_fds[nfds++] = master.ctl_next[i];
-    args.nmaster_fds = (size_t)nfds;
-
-    if (mslot == -1) {
-        log_warnx("no free metrics slot for worker %u", slot);
+    if (pid == -1)
         return -1;
+    if (pid == 0) {
+        process_role = ROLE_WORKER;
+        worker_run(&h);
     }
-    pid = fork();
-    if (pid == -1) {
-        log_warn("fork for worker %u", slot);
-        metrics_release(mslot);
-        return -1;
-    }
-    if (pid == 0)
-        worker_run(&args);
     metrics_slot(mslot)->pid = pid;
     master.procs = xreallocarray(master.procs, master.nprocs + 1, sizeof(*master.procs));
     master.procs[master.nprocs++] = (struct wproc){
         .pid = pid, .slot = slot, .gen = gen, .mslot = mslot, .started_ms = util_now_ms()};
     log_debug("started worker %u (pid %d, generation %u)", slot, (int)pid, gen);
+    return 0;
+}
+
+static int
+spawn(unsigned slot, unsigned gen, const struct conf *c)
+{
+    int mslot = metrics_claim();
+
+    if (mslot == -1) {
+        log_warnx("no free metrics slot for worker %u", slot);
+        return -1;
+    }
+    if (spawn_worker(slot, gen, c, mslot) == -1) {
+        log_warn("fork for worker %u", slot);
+        metrics_release(mslot);
+        return -1;
+    }
     return 0;
 }
 
@@ -826,7 +854,7 @@ master_run(struct conf *conf, const struct master_opts *opts)
     master.watchdog_ms = sysd_watchdog_ms();
     log_set_role(-1, 0);
     /* Room for two full generations during a reload, plus stragglers. */
-    metrics_init(2 * CONF_WORKERS_MAX + 64);
+    master.metrics = metrics_init(2 * CONF_WORKERS_MAX + 64);
     register_services(master.conf);
     setup_signals();
     if (ctl_start(&master.ctl, err, sizeof(err)) == -1)

@@ -11,30 +11,39 @@ const uint32_t metrics_bucket_us[METRICS_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 };
 
-struct region {
+struct metrics_region {
+    unsigned nslots;
     char names[METRICS_MAX_SERVICES][METRICS_NAME_MAX];
     _Atomic unsigned nnames;
     struct metrics_counts retired; /* workers that have exited */
     struct metrics_slot slots[];
 };
 
-static struct region *region;
-static unsigned nslots;
+/* This process's way to the region: the master's own mapping, made by metrics_init; a
+ * worker's, inherited by fork, is set again by metrics_attach from its heritage. */
+static struct metrics_region *region;
 
-void
+struct metrics_region *
 metrics_init(unsigned n)
 {
     region = mmap(NULL, sizeof(*region) + n * sizeof(region->slots[0]),
                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (region == MAP_FAILED)
         fatal("mmap of %u metrics slots", n);
-    nslots = n;
+    region->nslots = n;
+    return region;
+}
+
+void
+metrics_attach(struct metrics_region *r)
+{
+    region = r;
 }
 
 int
 metrics_claim(void)
 {
-    for (unsigned i = 0; i < nslots; i++) {
+    for (unsigned i = 0; i < region->nslots; i++) {
         if (region->slots[i].pid == 0) {
             memset(&region->slots[i], 0, sizeof(region->slots[i]));
             region->slots[i].pid = -1; /* reserved until the fork returns */
@@ -59,7 +68,7 @@ add_counts(struct metrics_counts *to, const struct metrics_counts *from)
 void
 metrics_release(int idx)
 {
-    if (idx < 0 || (unsigned)idx >= nslots)
+    if (idx < 0 || (unsigned)idx >= region->nslots)
         return;
     add_counts(&region->retired, &region->slots[idx].c);
     memset(&region->slots[idx], 0, sizeof(region->slots[idx]));
@@ -141,7 +150,7 @@ metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
         memset(c, 0, sizeof(*c));
         add_counts(c, &region->retired);
     }
-    for (unsigned i = 0; i < nslots; i++) {
+    for (unsigned i = 0; i < region->nslots; i++) {
         struct metrics_slot *s = &region->slots[i];
         if (s->pid <= 0)
             continue;

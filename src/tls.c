@@ -61,13 +61,17 @@ struct ticket_secret {
     uint8_t secret[32];
 };
 
-struct ticket_ring {
+struct tls_tickets {
     _Atomic uint32_t current;
     struct ticket_secret keys[TICKET_KEYS];
 };
 
-static struct ticket_ring *ring;
-static int ctx_index = -1; /* SSL_CTX ex_data: struct service_keys */
+/* This process's way to the secrets: the master's own mapping, made by tls_tickets_init; a
+ * worker's, inherited by fork, is set again by tls_tickets_attach from its heritage. */
+static struct tls_tickets *ring;
+/* SSL_CTX ex_data: struct service_keys. Taken by the master when it makes the first
+ * context; workers inherit it with the contexts. */
+static int ctx_index = -1;
 
 /* A service's keys derived from one secret; per process, refreshed when serial moves. */
 struct derived {
@@ -103,6 +107,18 @@ tls_tickets_init(void)
     memset(ring, 0, sizeof(*ring));
     if (new_secret(&ring->keys[0], 2) == -1)
         fatalx("no random bytes for session ticket keys");
+}
+
+struct tls_tickets *
+tls_tickets(void)
+{
+    return ring;
+}
+
+void
+tls_tickets_attach(struct tls_tickets *t)
+{
+    ring = t;
 }
 
 void
