@@ -1,6 +1,6 @@
 /* The master process: listeners, worker generations, respawn with back-off, reload on
- * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify,
- * watchdog and fd store. Single-threaded: one poll loop on a signalfd, the pipe on which
+ * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify
+ * and watchdog (the listeners and the fd store are sockets.c's). Single-threaded: one poll loop on a signalfd, the pipe on which
  * workers report readiness, and the control socket; timers are deadlines checked after
  * each wakeup. */
 #include "config.h"
@@ -109,6 +109,7 @@ slots_for(const struct conf *c)
 void
 master_adopt_sockets(struct conf_sockets *socks)
 {
+    ASSERT_MASTER();
     sockets_adopt(&master.socks);
     *socks = sockets_names(&master.socks);
 }
@@ -118,6 +119,7 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
 {
     char err[512];
 
+    ASSERT_MASTER();
     master.opts = opts;
     if (sockets_open(&master.socks, conf, slots_for(conf), err, sizeof(err)) == -1)
         fatalx("cannot listen: %s", err);
@@ -202,8 +204,10 @@ spawn_worker(unsigned slot, unsigned gen, const struct conf *c, int mslot)
 static int
 spawn(unsigned slot, unsigned gen, const struct conf *c)
 {
-    int mslot = metrics_claim();
+    int mslot;
 
+    ASSERT_MASTER(); /* a worker never forks */
+    mslot = metrics_claim();
     if (mslot == -1) {
         log_warnx("no free metrics slot for worker %u", slot);
         return -1;
@@ -227,6 +231,7 @@ schedule_respawn(unsigned slot, int64_t delay_ms)
 static void
 kill_worker(struct wproc *p)
 {
+    assert(p->pid > 0); /* never kill(0) or kill(-1) */
     p->sigkilled = 1;
     kill(p->pid, SIGKILL);
 }
@@ -341,6 +346,19 @@ reload_finished(int ok, const char *why)
     ctl_answer(master.ctl_now, &master.nctl_now, ok ? "ok" : "failed");
 }
 
+/* SIGKILL for the workers of generation gen: they are only waited for from now on. */
+static void
+kill_generation(unsigned gen)
+{
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
+        if (p->gen == gen && !p->draining) {
+            p->draining = 1;
+            kill_worker(p);
+        }
+    }
+}
+
 /* A reload failed, at whichever step: kill the workers it started, close the listeners it
  * opened, drop its config, and tell the log, the waiting clients and systemd (status_why,
  * when not NULL, instead of the line: the first config error says more). The serving
@@ -350,13 +368,10 @@ reload_failed(const char *why, const char *status_why)
 {
     char line[512];
 
-    for (size_t i = 0; master.state == M_RELOADING && i < master.nprocs; i++) {
-        struct wproc *p = &master.procs[i];
-        if (p->gen == master.next_gen && !p->draining) {
-            p->draining = 1;
-            kill_worker(p);
-        }
-    }
+    assert(master.state == M_RUNNING || master.state == M_RELOADING);
+    /* Before M_RELOADING, next_gen is still the last reload's: the serving one. */
+    if (master.state == M_RELOADING)
+        kill_generation(master.next_gen);
     sockets_rollback(&master.socks);
     conf_free(master.next_conf);
     master.next_conf = NULL;
@@ -383,6 +398,7 @@ commit_reload(void)
     int64_t old_timeout = master.conf->shutdown_timeout_ms;
     char line[128];
 
+    assert(master.state == M_RELOADING && master.next_conf != NULL);
     drain_workers(master.next_gen, old_timeout);
     sockets_commit(&master.socks, master.next_nslots);
     if (log_changed(master.conf, master.next_conf) &&
@@ -422,31 +438,43 @@ reload_may_start(void)
     return 0;
 }
 
-static void
-start_reload(void)
+/* Load the reload's config into master.next_conf; on errors, tell the log and the waiting
+ * clients each of them, fail the reload and return -1. */
+static int
+load_next_conf(void)
 {
     struct conf_diag diag = {0};
     struct conf_sockets socks = sockets_names(&master.socks);
+
+    master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
+    if (master.next_conf != NULL)
+        return 0;
+    for (size_t i = 0; i < diag.n; i++) {
+        log_warnx("%s", diag.msgs[i]);
+        ctl_send_all(master.ctl_now, master.nctl_now, diag.msgs[i]);
+    }
+    reload_failed("configuration has errors", diag.n > 0 ? diag.msgs[0] : NULL);
+    conf_diag_clear(&diag);
+    return -1;
+}
+
+static void
+start_reload(void)
+{
     char err[256], why[300];
 
     if (!reload_may_start())
         return;
-    /* Clients that asked while the last reload ran get this one's result. */
-    for (int i = 0; i < master.nctl_next && master.nctl_now < CTL_CLIENTS_MAX; i++)
+    /* Clients that asked while the last reload ran get this one's result; those of the
+     * last one have theirs (reload_finished). */
+    assert(master.nctl_now == 0 && master.next_conf == NULL);
+    for (int i = 0; i < master.nctl_next; i++)
         master.ctl_now[master.nctl_now++] = master.ctl_next[i];
     master.nctl_next = 0;
     sysd_reloading();
     log_info("reloading %s", master.opts->conf_path);
-    master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
-    if (master.next_conf == NULL) {
-        for (size_t i = 0; i < diag.n; i++) {
-            log_warnx("%s", diag.msgs[i]);
-            ctl_send_all(master.ctl_now, master.nctl_now, diag.msgs[i]);
-        }
-        reload_failed("configuration has errors", diag.n > 0 ? diag.msgs[0] : NULL);
-        conf_diag_clear(&diag);
+    if (load_next_conf() == -1)
         return;
-    }
     master.next_nslots = slots_for(master.next_conf);
     if (sockets_prepare(&master.socks, master.next_conf, master.next_nslots, err,
                         sizeof(err)) == -1) {
@@ -518,12 +546,27 @@ describe_status(int status, char *buf, size_t len)
         snprintf(buf, len, "ended (status 0x%x)", status);
 }
 
+/* How long slot s waits to respawn after its worker p died: at once, unless it keeps
+ * dying young, then with an exponential back-off so a crash loop does not spin the CPU. */
+static int64_t
+crash_backoff_ms(struct slot *s, const struct wproc *p)
+{
+    int64_t lived = util_now_ms() - p->started_ms, delay = 0;
+
+    s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
+    if (s->failures > 1) {
+        delay = BACKOFF_MIN_MS << (s->failures - 2 < 7 ? s->failures - 2 : 7);
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+    }
+    return delay;
+}
+
 static void
 on_worker_exit(struct wproc *p, int status)
 {
     char what[96];
-    struct slot *s;
-    int64_t lived, delay;
+    int64_t delay;
 
     describe_status(status, what, sizeof(what));
     if (p->draining) {
@@ -549,17 +592,8 @@ on_worker_exit(struct wproc *p, int status)
         remove_proc(p);
         return;
     }
-    /* A worker of the serving generation died: respawn at once, unless it keeps dying
-     * young, then back off exponentially so a crash loop does not spin the CPU. */
-    s = &master.slots[p->slot];
-    lived = util_now_ms() - p->started_ms;
-    s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
-    delay = 0;
-    if (s->failures > 1) {
-        delay = BACKOFF_MIN_MS << (s->failures - 2 < 7 ? s->failures - 2 : 7);
-        if (delay > BACKOFF_MAX_MS)
-            delay = BACKOFF_MAX_MS;
-    }
+    /* A worker of the serving generation died. */
+    delay = crash_backoff_ms(&master.slots[p->slot], p);
     if (delay == 0)
         log_warnx("worker %u (pid %d) %s, respawning", p->slot, (int)p->pid, what);
     else
@@ -657,6 +691,7 @@ answer_close(int fd, const char *line)
 static void
 queue_reload(int fd)
 {
+    assert(master.nctl_next <= CTL_CLIENTS_MAX);
     if (master.nctl_next == CTL_CLIENTS_MAX) {
         answer_close(fd, "error: too many clients already wait for a reload");
         return;
@@ -716,14 +751,8 @@ watchdog_tick(int64_t now)
 }
 
 static void
-run_timers(int64_t now)
+kill_late_drainers(int64_t now)
 {
-    char status[512];
-
-    if (master.state == M_STOPPING && !master.drain_started && now >= master.stop_at_ms)
-        begin_drain();
-    if (master.state == M_RELOADING && now >= master.reload_deadline_ms)
-        reload_failed("new workers not ready in time", NULL);
     for (size_t i = 0; i < master.nprocs; i++) {
         struct wproc *p = &master.procs[i];
         if (p->draining && !p->sigkilled && now >= p->kill_at_ms) {
@@ -732,6 +761,30 @@ run_timers(int64_t now)
             kill_worker(p);
         }
     }
+}
+
+static void
+respawn_vacant(int64_t now)
+{
+    for (unsigned i = 0; i < master.nslots; i++) {
+        if (master.slots[i].vacant && now >= master.slots[i].respawn_at_ms) {
+            master.slots[i].vacant = 0;
+            if (spawn(i, master.gen, master.conf) == -1)
+                schedule_respawn(i, BACKOFF_MAX_MS);
+        }
+    }
+}
+
+static void
+run_timers(int64_t now)
+{
+    char status[512];
+
+    if (master.state == M_STOPPING && !master.drain_started && now >= master.stop_at_ms)
+        begin_drain();
+    if (master.state == M_RELOADING && now >= master.reload_deadline_ms)
+        reload_failed("new workers not ready in time", NULL);
+    kill_late_drainers(now);
     ctl_expire(&master.ctl, now);
     if (now >= master.next_hang_check_ms) {
         check_hangs(now);
@@ -755,13 +808,7 @@ run_timers(int64_t now)
     }
     if (master.state == M_STOPPING)
         return;
-    for (unsigned i = 0; i < master.nslots; i++) {
-        if (master.slots[i].vacant && now >= master.slots[i].respawn_at_ms) {
-            master.slots[i].vacant = 0;
-            if (spawn(i, master.gen, master.conf) == -1)
-                schedule_respawn(i, BACKOFF_MAX_MS);
-        }
-    }
+    respawn_vacant(now);
     if (master.reload_pending && master.state == M_RUNNING) {
         master.reload_pending = 0;
         start_reload();
@@ -837,13 +884,12 @@ master_fini(void)
     ctl_close(&master.ctl);
 }
 
-int
-master_run(struct conf *conf, const struct master_opts *opts)
+/* Everything master_run needs before its first worker. */
+static void
+master_init(struct conf *conf, const struct master_opts *opts)
 {
-    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
     char err[512];
     int64_t now;
-    nfds_t n;
 
     master.opts = opts;
     master.conf = conf;
@@ -864,24 +910,39 @@ master_run(struct conf *conf, const struct master_opts *opts)
     master.next_hang_check_ms = now + HANG_CHECK_MS;
     master.next_ticket_rotation_ms = now + master.conf->tls_ticket_rotation_ms;
     master.next_watchdog_ms = now;
+}
+
+/* One turn of the loop: wait for a signal, a worker's message, a control client or the
+ * next timer, and act on it. */
+static void
+master_turn(void)
+{
+    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
+    nfds_t n;
+
+    pfd[0] = (struct pollfd){.fd = master.sigfd, .events = POLLIN};
+    pfd[1] = (struct pollfd){.fd = master.notify_rd, .events = POLLIN};
+    n = 2 + ctl_pollfds(&master.ctl, &pfd[2]);
+    if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
+        fatal("poll");
+    if (pfd[0].revents & POLLIN)
+        on_signals();
+    if (pfd[1].revents & POLLIN)
+        on_notify();
+    ctl_on_events(&master.ctl, &pfd[2], util_now_ms(), on_command);
+    run_timers(util_now_ms());
+}
+
+int
+master_run(struct conf *conf, const struct master_opts *opts)
+{
+    ASSERT_MASTER();
+    master_init(conf, opts);
     for (unsigned i = 0; i < master.nslots; i++)
         if (spawn(i, master.gen, master.conf) == -1)
             schedule_respawn(i, BACKOFF_MIN_MS);
-    for (;;) {
-        if (master.state == M_STOPPING && master.drain_started && master.nprocs == 0)
-            break;
-        pfd[0] = (struct pollfd){.fd = master.sigfd, .events = POLLIN};
-        pfd[1] = (struct pollfd){.fd = master.notify_rd, .events = POLLIN};
-        n = 2 + ctl_pollfds(&master.ctl, &pfd[2]);
-        if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
-            fatal("poll");
-        if (pfd[0].revents & POLLIN)
-            on_signals();
-        if (pfd[1].revents & POLLIN)
-            on_notify();
-        ctl_on_events(&master.ctl, &pfd[2], util_now_ms(), on_command);
-        run_timers(util_now_ms());
-    }
+    while (!(master.state == M_STOPPING && master.drain_started && master.nprocs == 0))
+        master_turn();
     log_info("stopped");
     master_fini();
     return 0;

@@ -1,9 +1,11 @@
 /* Shared per-worker counters and heartbeats (mapped by the master, written by workers). */
 #include "config.h"
 
+#include <assert.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "heritage.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -26,6 +28,8 @@ static struct metrics_region *region;
 struct metrics_region *
 metrics_init(unsigned n)
 {
+    ASSERT_MASTER();
+    assert(region == NULL); /* once: workers of every generation share this one */
     region = mmap(NULL, sizeof(*region) + n * sizeof(region->slots[0]),
                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (region == MAP_FAILED)
@@ -37,12 +41,15 @@ metrics_init(unsigned n)
 void
 metrics_attach(struct metrics_region *r)
 {
+    ASSERT_WORKER();
+    assert(r != NULL);
     region = r;
 }
 
 int
 metrics_claim(void)
 {
+    ASSERT_MASTER();
     for (unsigned i = 0; i < region->nslots; i++) {
         if (region->slots[i].pid == 0) {
             memset(&region->slots[i], 0, sizeof(region->slots[i]));
@@ -68,6 +75,7 @@ add_counts(struct metrics_counts *to, const struct metrics_counts *from)
 void
 metrics_release(int idx)
 {
+    ASSERT_MASTER();
     if (idx < 0 || (unsigned)idx >= region->nslots)
         return;
     add_counts(&region->retired, &region->slots[idx].c);
@@ -77,6 +85,7 @@ metrics_release(int idx)
 struct metrics_slot *
 metrics_slot(int idx)
 {
+    assert(idx >= 0 && (unsigned)idx < region->nslots);
     return &region->slots[idx];
 }
 
@@ -96,6 +105,7 @@ metrics_register_service(const char *name)
 {
     unsigned n = atomic_load(&region->nnames);
 
+    ASSERT_MASTER(); /* the only writer of the names */
     if (metrics_service_index(name) != -1)
         return;
     if (n == METRICS_MAX_SERVICES || strlen(name) >= METRICS_NAME_MAX) {
@@ -129,6 +139,7 @@ metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes, 
     int class = status / 100 - 1;
     size_t b = 0;
 
+    ASSERT_WORKER(); /* a slot's only writer is its worker */
     bump(&c->requests, 1);
     if (svc >= 0 && class >= 0 && class < METRICS_CLASSES)
         bump(&c->by_class[svc][class], 1);

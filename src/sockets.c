@@ -2,12 +2,14 @@
  * from socket activation. Runs in the master only. */
 #include "config.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "heritage.h"
 #include "log.h"
 #include "sockets.h"
 #include "sysd.h"
@@ -144,9 +146,12 @@ int
 sockets_prepare(struct sockets *s, const struct conf *c, unsigned nslots, char *err,
                 size_t errlen)
 {
+    ASSERT_MASTER();
     /* conf_load checked that a service claims every activated socket. */
-    for (size_t i = 0; i < s->ngroups; i++)
+    for (size_t i = 0; i < s->ngroups; i++) {
+        assert(s->groups[i].mark == LISTENER_NAMED); /* no other reload is under way */
         s->groups[i].mark = s->groups[i].activated ? LISTENER_NAMED : LISTENER_UNNAMED;
+    }
     for (size_t i = 0; i < c->nservices; i++)
         for (size_t j = 0; j < c->services[i].nlistens; j++)
             if (prepare_group(s, c, i, &c->services[i].listens[j].addr, nslots, err,
@@ -179,6 +184,7 @@ close_marked(struct sockets *s, enum listener_mark mark)
 void
 sockets_rollback(struct sockets *s)
 {
+    ASSERT_MASTER();
     close_marked(s, LISTENER_OPENED);
 }
 
@@ -187,6 +193,7 @@ sockets_commit(struct sockets *s, unsigned nslots)
 {
     char err[256];
 
+    ASSERT_MASTER();
     /* Workers that still drain hold their own copies until they exit, and the new
      * workers never poll what closes here. */
     close_marked(s, LISTENER_UNNAMED);
@@ -216,6 +223,7 @@ int
 sockets_open(struct sockets *s, const struct conf *c, unsigned nslots, char *err,
              size_t errlen)
 {
+    ASSERT_MASTER();
     if (sockets_prepare(s, c, nslots, err, errlen) == -1)
         return -1;
     for (size_t i = 0; i < s->ngroups; i++)
@@ -253,8 +261,10 @@ void
 sockets_adopt(struct sockets *s)
 {
     struct sysd_fd *fds;
-    size_t n = sysd_listen_fds(&fds);
+    size_t n;
 
+    ASSERT_MASTER();
+    n = sysd_listen_fds(&fds);
     for (size_t i = 0; i < n; i++) {
         struct listen_addr a;
         char text[LISTEN_ADDR_TEXT];

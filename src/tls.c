@@ -1,6 +1,7 @@
 /* TLS contexts, made by the master and inherited by workers. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -15,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "h2o_inc.h"
+#include "heritage.h"
 #include "log.h"
 #include "tls.h"
 #include "util.h"
@@ -101,6 +103,8 @@ new_secret(struct ticket_secret *k, uint64_t serial)
 void
 tls_tickets_init(void)
 {
+    ASSERT_MASTER();
+    assert(ring == NULL); /* once: sessions outlive generations */
     ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (ring == MAP_FAILED)
         fatal("mmap of the session ticket keys");
@@ -112,20 +116,26 @@ tls_tickets_init(void)
 struct tls_tickets *
 tls_tickets(void)
 {
+    ASSERT_MASTER();
     return ring;
 }
 
 void
 tls_tickets_attach(struct tls_tickets *t)
 {
+    ASSERT_WORKER();
     ring = t;
 }
 
 void
 tls_tickets_rotate(void)
 {
-    uint32_t cur = atomic_load(&ring->current), next = (cur + 1) % TICKET_KEYS;
+    uint32_t cur, next;
 
+    ASSERT_MASTER(); /* the only writer of the secrets */
+    assert(ring != NULL);
+    cur = atomic_load(&ring->current);
+    next = (cur + 1) % TICKET_KEYS;
     if (new_secret(&ring->keys[next], atomic_load(&ring->keys[cur].serial) + 2) == -1) {
         log_warnx("no random bytes: session ticket keys not rotated");
         return;
