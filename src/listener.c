@@ -236,15 +236,15 @@ listener_probe(const struct listen_addr *addr, char *err, size_t errlen)
 }
 
 int
-listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, char *err,
-                size_t errlen)
+listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, void *arg,
+                char *err, size_t errlen)
 {
     int fd;
 
     if (nslots > l->nfds)
         l->fds = xreallocarray(l->fds, nslots, sizeof(*l->fds));
     while (l->nfds < nslots) {
-        fd = take != NULL ? take(&l->addr, l->nfds) : -1;
+        fd = take != NULL ? take(arg, &l->addr, l->nfds) : -1;
         if (fd != -1) {
             l->fds[l->nfds++] = fd;
             continue;

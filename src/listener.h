@@ -24,13 +24,20 @@ int listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, c
 int listener_addr_overlaps(const struct listen_addr *a, const struct listen_addr *b);
 int listener_addr_equal(const struct listen_addr *a, const struct listen_addr *b);
 
+/* Where a group stands while a config is applied (see sockets.c). */
+enum listener_mark {
+    LISTENER_UNNAMED, /* the config being applied does not name it: closed if it commits */
+    LISTENER_NAMED,   /* named by the config being applied, or by the serving one */
+    LISTENER_OPENED,  /* opened for the config being applied: closed again if it fails */
+};
+
 /* A reuseport group: nfds sockets bound to one address, fds[i] polled by worker slot i.
  * Owned by the master for its whole life, so no socket closes under a reload or crash. */
 struct listener {
     struct listen_addr addr;
     int *fds;
     size_t nfds;
-    int used;      /* mark for reload: still named by the config being applied */
+    enum listener_mark mark;
     int activated; /* passed by systemd: one socket that every worker polls */
     char *owner;   /* name of the service it serves */
 };
@@ -52,12 +59,13 @@ int listener_parse_store_name(const char *name, char *addrtext, size_t len, size
 /* Fail with a message if another process already listens on addr (a same-uid process with
  * SO_REUSEPORT would otherwise silently share the port). */
 int listener_probe(const struct listen_addr *addr, char *err, size_t errlen);
-/* A socket kept from an earlier run for (addr, slot), or -1 to open a new one. */
-typedef int listener_take_fn(const struct listen_addr *a, size_t slot);
+/* A socket kept from an earlier run for (addr, slot), or -1 to open a new one; arg is the
+ * one given to listener_resize. */
+typedef int listener_take_fn(void *arg, const struct listen_addr *a, size_t slot);
 /* Grow or shrink the group to nslots sockets, taking kept ones from take (may be NULL)
  * before opening new ones; -1 with a message in err (the sockets opened so far stay). */
-int listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, char *err,
-                    size_t errlen);
+int listener_resize(struct listener *l, size_t nslots, listener_take_fn *take, void *arg,
+                    char *err, size_t errlen);
 void listener_close(struct listener *l);
 
 #endif

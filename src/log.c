@@ -14,6 +14,9 @@
 #include "log.h"
 #include "sysd.h"
 
+/* A worker inherits these from the master by fork and sets them again from its heritage
+ * at start (log_set_role from its slot and generation, log_open from its config), all but
+ * log_verbose, which -v set for both. */
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_fd = STDERR_FILENO;
 static char *log_path;

@@ -1,10 +1,11 @@
 /* The master process: listeners, worker generations, respawn with back-off, reload on
- * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify,
- * watchdog and fd store. Single-threaded: one poll loop on a signalfd, the pipe on which
+ * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify
+ * and watchdog (the listeners and the fd store are sockets.c's). Single-threaded: one poll loop on a signalfd, the pipe on which
  * workers report readiness, and the control socket; timers are deadlines checked after
  * each wakeup. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -20,10 +21,12 @@
 #include "conf.h"
 #include "cpus.h"
 #include "ctl.h"
+#include "heritage.h"
 #include "listener.h"
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
+#include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
 #include "util.h"
@@ -38,6 +41,8 @@
 #define HANG_CHECK_MS 250
 #define HEARTBEAT_FRESH_MS 3000 /* a worker's loop turned this recently: fit for WATCHDOG=1 */
 #define CTL_CLIENTS_MAX 16
+/* The master's own fds: signalfd, the notify pipe, the control socket's and its clients. */
+#define MASTER_FDS_MAX (4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX)
 
 enum mstate { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING };
 
@@ -47,7 +52,7 @@ struct wproc {
     int mslot; /* metrics slot */
     int ready;
     int draining;
-    int killed;
+    int sigkilled; /* SIGKILL sent: only waited for */
     int hung;
     int64_t started_ms;
     int64_t kill_at_ms;
@@ -57,14 +62,6 @@ struct slot {
     int vacant;
     unsigned failures;
     int64_t respawn_at_ms;
-};
-
-/* A socket from the fd store, waiting to be claimed by a listener group. */
-struct kept_fd {
-    char addr[LISTEN_ADDR_TEXT];
-    size_t slot;
-    int fd;
-    char *name; /* its FDNAME= */
 };
 
 struct master {
@@ -80,12 +77,8 @@ struct master {
     int reload_pending;
     int64_t stop_at_ms; /* end of shutdown_delay */
     int drain_started;
-    struct listener *ls;
-    size_t nls;
-    struct kept_fd *kept;
-    size_t nkept;
-    char **sock_names; /* names of activated sockets, for conf_load */
-    size_t nsock_names;
+    struct sockets socks; /* the listeners every worker inherits */
+    struct metrics_region *metrics;
     struct wproc *procs;
     size_t nprocs;
     int sigfd, notify_rd, notify_wr;
@@ -100,213 +93,25 @@ struct master {
     double rps;
 };
 
-static struct master m = {
+static struct master master = {
     .sigfd = -1, .notify_rd = -1, .notify_wr = -1, .ctl = {.lfd = -1, .pidfd = -1}};
 
 static unsigned
 slots_for(const struct conf *c)
 {
-    if (m.opts->workers_override != 0)
-        return m.opts->workers_override;
+    if (master.opts->workers_override != 0)
+        return master.opts->workers_override;
     return c->workers != 0 ? c->workers : cpus_auto();
-}
-
-static struct conf_sockets
-sockets_view(void)
-{
-    return (struct conf_sockets){(const char *const *)m.sock_names, m.nsock_names, 1};
 }
 
 /* ---- listeners ---- */
 
-static struct listener *
-find_group(const struct listen_addr *a)
-{
-    for (size_t i = 0; i < m.nls; i++)
-        if (!m.ls[i].activated && listener_addr_equal(&m.ls[i].addr, a))
-            return &m.ls[i];
-    return NULL;
-}
-
-static int
-take_kept(const struct listen_addr *a, size_t slot)
-{
-    for (size_t i = 0; i < m.nkept; i++) {
-        if (m.kept[i].slot == slot && strcmp(m.kept[i].addr, a->text) == 0) {
-            int fd = m.kept[i].fd;
-            free(m.kept[i].name);
-            m.kept[i] = m.kept[--m.nkept];
-            log_debug("reusing %s slot %zu from the fd store", a->text, slot);
-            return fd;
-        }
-    }
-    return -1;
-}
-
-static int
-kept_has(const struct listen_addr *a)
-{
-    for (size_t i = 0; i < m.nkept; i++)
-        if (strcmp(m.kept[i].addr, a->text) == 0)
-            return 1;
-    return 0;
-}
-
-/* Push sockets [from, nfds) of l to the fd store, so a restart finds them open. */
-static void
-store_fds(const struct listener *l, size_t from)
-{
-    char name[96];
-
-    for (size_t k = from; k < l->nfds; k++) {
-        listener_store_name(&l->addr, k, name, sizeof(name));
-        if (sysd_fdstore(l->fds[k], name) == -1)
-            log_warnx("cannot keep %s in the fd store (FileDescriptorStoreMax=?), ignoring",
-                      name);
-    }
-}
-
-static void
-unstore_fds(const struct listener *l, size_t from)
-{
-    char name[96];
-
-    for (size_t k = from; k < l->nfds; k++) {
-        listener_store_name(&l->addr, k, name, sizeof(name));
-        sysd_fdstore_remove(name);
-    }
-}
-
-static void
-set_owner(struct listener *l, const char *name)
-{
-    if (l->owner == NULL || strcmp(l->owner, name) != 0) {
-        free(l->owner);
-        l->owner = xstrdup(name);
-    }
-}
-
-/* Whether a service before index svc listens on a. */
-static int
-listened_before(const struct conf *c, size_t svc, const struct listen_addr *a)
-{
-    for (size_t i = 0; i < svc; i++)
-        for (size_t j = 0; j < c->services[i].nlistens; j++)
-            if (listener_addr_equal(&c->services[i].listens[j].addr, a))
-                return 1;
-    return 0;
-}
-
-/* Make sure every address of c has a group of at least nslots sockets. Groups that c does
- * not name keep used == 0; groups opened here get used == 2 so a failed reload can close
- * them again. Returns -1 with a message in err. */
-static int
-prepare_listeners(const struct conf *c, unsigned nslots, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = m.ls[i].activated; /* conf_load checked that a service claims them */
-    for (size_t i = 0; i < c->nservices; i++) {
-        for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            const struct listen_addr *a = &c->services[i].listens[j].addr;
-            struct listener *l = find_group(a);
-            size_t had;
-            if (l == NULL) {
-                if (!kept_has(a) && listener_probe(a, err, errlen) == -1)
-                    return -1;
-                m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
-                l = &m.ls[m.nls++];
-                memset(l, 0, sizeof(*l));
-                l->addr = *a;
-                l->used = 2;
-            } else if (l->used == 0) {
-                l->used = 1;
-            }
-            /* On an address services share (by SNI), the first is its owner. */
-            if (!listened_before(c, i, a))
-                set_owner(l, c->services[i].name);
-            had = l->nfds;
-            if (l->nfds < nslots && listener_resize(l, nslots, take_kept, err, errlen) == -1)
-                return -1;
-            store_fds(l, had);
-        }
-    }
-    return 0;
-}
-
-/* Close groups whose used mark is `mark`; compact the array. */
-static void
-close_groups(int mark)
-{
-    size_t k = 0;
-
-    for (size_t i = 0; i < m.nls; i++) {
-        if (m.ls[i].used == mark && !m.ls[i].activated) {
-            log_info("closing listener %s", m.ls[i].addr.text);
-            unstore_fds(&m.ls[i], 0);
-            listener_close(&m.ls[i]);
-        } else {
-            m.ls[k++] = m.ls[i];
-        }
-    }
-    m.nls = k;
-}
-
-/* Sockets left in the fd store that the config no longer names. */
-static void
-drop_stale_kept(void)
-{
-    for (size_t i = 0; i < m.nkept; i++) {
-        log_info("closing stale socket %s from the fd store", m.kept[i].addr);
-        sysd_fdstore_remove(m.kept[i].name);
-        close(m.kept[i].fd);
-        free(m.kept[i].name);
-    }
-    m.nkept = 0;
-}
-
 void
 master_adopt_sockets(struct conf_sockets *socks)
 {
-    struct sysd_fd *fds;
-    size_t n = sysd_listen_fds(&fds);
-
-    for (size_t i = 0; i < n; i++) {
-        struct listen_addr a;
-        char text[LISTEN_ADDR_TEXT];
-        size_t slot;
-
-        if (listener_addr_of_fd(fds[i].fd, &a) == -1)
-            fatalx("socket %d ('%s') passed by systemd is not a listening TCP socket",
-                   fds[i].fd, fds[i].name);
-        (void)fcntl(fds[i].fd, F_SETFD, FD_CLOEXEC);
-        if (listener_parse_store_name(fds[i].name, text, sizeof(text), &slot) == 0) {
-            /* Ours, from the fd store: reused by address and slot. */
-            m.kept = xreallocarray(m.kept, m.nkept + 1, sizeof(*m.kept));
-            m.kept[m.nkept] = (struct kept_fd){.slot = slot, .fd = fds[i].fd,
-                                               .name = xstrdup(fds[i].name)};
-            snprintf(m.kept[m.nkept++].addr, LISTEN_ADDR_TEXT, "%s", text);
-        } else {
-            /* Socket activation: FileDescriptorName= names the service. */
-            struct listener *l;
-            m.ls = xreallocarray(m.ls, m.nls + 1, sizeof(*m.ls));
-            l = &m.ls[m.nls++];
-            memset(l, 0, sizeof(*l));
-            l->addr = a;
-            l->activated = 1;
-            l->used = 1;
-            l->owner = xstrdup(fds[i].name);
-            l->fds = xmalloc(sizeof(int));
-            l->fds[0] = fds[i].fd;
-            l->nfds = 1;
-            m.sock_names = xreallocarray(m.sock_names, m.nsock_names + 1, sizeof(char *));
-            m.sock_names[m.nsock_names++] = xstrdup(fds[i].name);
-            log_info("socket %s from systemd for service '%s' (shared by all workers)",
-                     a.text, fds[i].name);
-        }
-        free(fds[i].name);
-    }
-    free(fds);
-    *socks = sockets_view();
+    ASSERT_MASTER();
+    sockets_adopt(&master.socks);
+    *socks = sockets_names(&master.socks);
 }
 
 void
@@ -314,14 +119,12 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
 {
     char err[512];
 
-    m.opts = opts;
-    if (prepare_listeners(conf, slots_for(conf), err, sizeof(err)) == -1)
+    ASSERT_MASTER();
+    master.opts = opts;
+    if (sockets_open(&master.socks, conf, slots_for(conf), err, sizeof(err)) == -1)
         fatalx("cannot listen: %s", err);
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = 1;
-    drop_stale_kept();
     /* Here, before detaching, so a taken control socket fails the start for the caller. */
-    if (ctl_open(&m.ctl, opts->conf_path, err, sizeof(err)) == -1)
+    if (ctl_open(&master.ctl, opts->conf_path, err, sizeof(err)) == -1)
         fatalx("%s", err);
 }
 
@@ -330,9 +133,9 @@ master_open_listeners(struct conf *conf, const struct master_opts *opts)
 static struct wproc *
 find_proc(pid_t pid)
 {
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].pid == pid)
-            return &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].pid == pid)
+            return &master.procs[i];
     return NULL;
 }
 
@@ -340,71 +143,105 @@ static void
 remove_proc(struct wproc *p)
 {
     metrics_release(p->mslot);
-    *p = m.procs[--m.nprocs];
+    *p = master.procs[--master.nprocs];
+}
+
+/* Every fd of the master's own into fds (room for MASTER_FDS_MAX), so that a worker holds
+ * no control client open; returns how many. */
+static size_t
+master_fds(int *fds)
+{
+    size_t n = 0;
+
+    fds[n++] = master.sigfd;
+    fds[n++] = master.notify_rd;
+    n += ctl_fds(&master.ctl, fds + n);
+    for (int i = 0; i < master.nctl_now; i++)
+        fds[n++] = master.ctl_now[i];
+    for (int i = 0; i < master.nctl_next; i++)
+        fds[n++] = master.ctl_next[i];
+    assert(n <= MASTER_FDS_MAX);
+    return n;
+}
+
+/* Fork worker `slot` of generation gen, serving c, with metrics slot mslot (which it owns
+ * from then on). -1 if the fork failed. */
+static int
+spawn_worker(unsigned slot, unsigned gen, const struct conf *c, int mslot)
+{
+    int fds[MASTER_FDS_MAX];
+    struct heritage h = {
+        .slot = slot,
+        .gen = gen,
+        .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
+        .master_pid = getpid(),
+        .conf = c,
+        .listeners = master.socks.groups,
+        .nlisteners = master.socks.ngroups,
+        .metrics = master.metrics,
+        .metrics_idx = mslot,
+        .tickets = tls_tickets(),
+        .notify_fd = master.notify_wr,
+        .master_fds = fds,
+        .nmaster_fds = master_fds(fds),
+    };
+    pid_t pid = fork();
+
+    if (pid == -1)
+        return -1;
+    if (pid == 0) {
+        process_role = ROLE_WORKER;
+        worker_run(&h);
+    }
+    metrics_slot(mslot)->pid = pid;
+    master.procs = xreallocarray(master.procs, master.nprocs + 1, sizeof(*master.procs));
+    master.procs[master.nprocs++] = (struct wproc){
+        .pid = pid, .slot = slot, .gen = gen, .mslot = mslot, .started_ms = util_now_ms()};
+    log_debug("started worker %u (pid %d, generation %u)", slot, (int)pid, gen);
+    return 0;
 }
 
 static int
 spawn(unsigned slot, unsigned gen, const struct conf *c)
 {
-    /* Every fd of the master's own, so a worker holds no control client open. */
-    int master_fds[4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX], nfds = 0;
-    int mslot = metrics_claim();
-    struct worker_args args = {
-        .conf = c,
-        .listeners = m.ls,
-        .nlisteners = m.nls,
-        .slot = slot,
-        .gen = gen,
-        .master_pid = getpid(),
-        .cpu = c->cpu_affinity ? cpus_nth_allowed(slot) : -1,
-        .notify_fd = m.notify_wr,
-        .metrics_idx = mslot,
-        .master_fds = master_fds,
-    };
-    pid_t pid;
+    int mslot;
 
-    master_fds[nfds++] = m.sigfd;
-    master_fds[nfds++] = m.notify_rd;
-    nfds += (int)ctl_fds(&m.ctl, master_fds + nfds);
-    for (int i = 0; i < m.nctl_now; i++)
-        master_fds[nfds++] = m.ctl_now[i];
-    for (int i = 0; i < m.nctl_next; i++)
-        master_fds[nfds++] = m.ctl_next[i];
-    args.nmaster_fds = (size_t)nfds;
-
+    ASSERT_MASTER(); /* a worker never forks */
+    mslot = metrics_claim();
     if (mslot == -1) {
         log_warnx("no free metrics slot for worker %u", slot);
         return -1;
     }
-    pid = fork();
-    if (pid == -1) {
+    if (spawn_worker(slot, gen, c, mslot) == -1) {
         log_warn("fork for worker %u", slot);
         metrics_release(mslot);
         return -1;
     }
-    if (pid == 0)
-        worker_run(&args);
-    metrics_slot(mslot)->pid = pid;
-    m.procs = xreallocarray(m.procs, m.nprocs + 1, sizeof(*m.procs));
-    m.procs[m.nprocs++] = (struct wproc){
-        .pid = pid, .slot = slot, .gen = gen, .mslot = mslot, .started_ms = util_now_ms()};
-    log_debug("started worker %u (pid %d, generation %u)", slot, (int)pid, gen);
     return 0;
 }
 
 static void
 schedule_respawn(unsigned slot, int64_t delay_ms)
 {
-    m.slots[slot].vacant = 1;
-    m.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
+    master.slots[slot].vacant = 1;
+    master.slots[slot].respawn_at_ms = util_now_ms() + delay_ms;
+}
+
+/* SIGKILL for a worker: from now on it is only waited for. */
+static void
+kill_worker(struct wproc *p)
+{
+    assert(p->pid > 0); /* never kill(0) or kill(-1) */
+    p->sigkilled = 1;
+    kill(p->pid, SIGKILL);
 }
 
 static void
 signal_workers(int signo)
 {
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (!m.procs[i].killed)
-            (void)kill(m.procs[i].pid, signo);
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (!master.procs[i].sigkilled)
+            (void)kill(master.procs[i].pid, signo);
 }
 
 /* Send SIGTERM to every worker of generations other than keep_gen (0: all) and give them
@@ -414,8 +251,8 @@ drain_workers(unsigned keep_gen, int64_t timeout_ms)
 {
     int64_t kill_at = util_now_ms() + timeout_ms + KILL_GRACE_MS;
 
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         if (p->draining || (keep_gen != 0 && p->gen == keep_gen))
             continue;
         p->draining = 1;
@@ -430,8 +267,8 @@ count_ready(unsigned gen)
 {
     unsigned n = 0;
 
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].gen == gen && m.procs[i].ready && !m.procs[i].draining)
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].gen == gen && master.procs[i].ready && !master.procs[i].draining)
             n++;
     return n;
 }
@@ -453,8 +290,8 @@ status_line(char *buf, size_t len)
 
     metrics_sum(&t, NULL);
     snprintf(buf, len, "generation %u: %u/%u workers up, %.0f req/s, %llu connections%s%s",
-             m.gen, count_ready(m.gen), m.nslots, m.rps, (unsigned long long)t.conns,
-             m.last_reload[0] ? "; " : "", m.last_reload);
+             master.gen, count_ready(master.gen), master.nslots, master.rps,
+             (unsigned long long)t.conns, master.last_reload[0] ? "; " : "", master.last_reload);
 }
 
 static void
@@ -463,10 +300,11 @@ update_rate(int64_t now)
     struct metrics_totals t;
 
     metrics_sum(&t, NULL);
-    if (m.status_at_ms != 0 && now > m.status_at_ms)
-        m.rps = (double)(t.requests - m.status_requests) * 1000.0 / (double)(now - m.status_at_ms);
-    m.status_requests = t.requests;
-    m.status_at_ms = now;
+    if (master.status_at_ms != 0 && now > master.status_at_ms)
+        master.rps = (double)(t.requests - master.status_requests) * 1000.0 /
+                     (double)(now - master.status_at_ms);
+    master.status_requests = t.requests;
+    master.status_at_ms = now;
 }
 
 /* ---- reload ---- */
@@ -499,137 +337,158 @@ reload_finished(int ok, const char *why)
 
     strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&now, &tm));
     if (ok)
-        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s ok", when);
+        snprintf(master.last_reload, sizeof(master.last_reload), "last reload %s ok", when);
     else
-        snprintf(m.last_reload, sizeof(m.last_reload), "last reload %s failed, old config "
-                 "kept: %.180s", when, why);
+        snprintf(master.last_reload, sizeof(master.last_reload),
+                 "last reload %s failed, old config kept: %.180s", when, why);
     status_line(status, sizeof(status));
     sysd_ready(status);
-    ctl_answer(m.ctl_now, &m.nctl_now, ok ? "ok" : "failed");
+    ctl_answer(master.ctl_now, &master.nctl_now, ok ? "ok" : "failed");
 }
 
+/* SIGKILL for the workers of generation gen: they are only waited for from now on. */
 static void
-abort_reload(const char *why)
+kill_generation(unsigned gen)
+{
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
+        if (p->gen == gen && !p->draining) {
+            p->draining = 1;
+            kill_worker(p);
+        }
+    }
+}
+
+/* A reload failed, at whichever step: kill the workers it started, close the listeners it
+ * opened, drop its config, and tell the log, the waiting clients and systemd (status_why,
+ * when not NULL, instead of the line: the first config error says more). The serving
+ * generation goes on. */
+static void
+reload_failed(const char *why, const char *status_why)
 {
     char line[512];
 
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
-        if (p->gen == m.next_gen && !p->draining) {
-            p->draining = 1;
-            p->killed = 1;
-            kill(p->pid, SIGKILL);
-        }
-    }
-    close_groups(2);
-    for (size_t i = 0; i < m.nls; i++)
-        m.ls[i].used = 1;
-    conf_free(m.next_conf);
-    m.next_conf = NULL;
-    m.state = M_RUNNING;
-    snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, m.gen);
+    assert(master.state == M_RUNNING || master.state == M_RELOADING);
+    /* Before M_RELOADING, next_gen is still the last reload's: the serving one. */
+    if (master.state == M_RELOADING)
+        kill_generation(master.next_gen);
+    sockets_rollback(&master.socks);
+    conf_free(master.next_conf);
+    master.next_conf = NULL;
+    master.state = M_RUNNING;
+    snprintf(line, sizeof(line), "reload failed: %s; generation %u keeps serving", why, master.gen);
     log_warnx("%s", line);
-    ctl_send_all(m.ctl_now, m.nctl_now, line);
-    reload_finished(0, line);
+    ctl_send_all(master.ctl_now, master.nctl_now, line);
+    reload_finished(0, status_why != NULL ? status_why : line);
+}
+
+/* Whether the master's log goes elsewhere under next than under cur. */
+static int
+log_changed(const struct conf *cur, const struct conf *next)
+{
+    if (next->log_target != cur->log_target)
+        return 1;
+    return next->log_path != NULL &&
+           (cur->log_path == NULL || strcmp(cur->log_path, next->log_path) != 0);
 }
 
 static void
 commit_reload(void)
 {
-    int64_t old_timeout = m.conf->shutdown_timeout_ms;
+    int64_t old_timeout = master.conf->shutdown_timeout_ms;
     char line[128];
 
-    drain_workers(m.next_gen, old_timeout);
-    /* Groups no longer named close now; the draining workers hold their own copies until
-     * they exit, and the new workers never poll them. */
-    close_groups(0);
-    for (size_t i = 0; i < m.nls; i++) {
-        char err[256];
-        if (!m.ls[i].activated && m.ls[i].nfds > m.next_nslots) {
-            unstore_fds(&m.ls[i], m.next_nslots);
-            (void)listener_resize(&m.ls[i], m.next_nslots, NULL, err, sizeof(err));
-        }
-        m.ls[i].used = 1;
-    }
-    if (m.next_conf->log_target != m.conf->log_target ||
-        (m.next_conf->log_path != NULL &&
-         (m.conf->log_path == NULL || strcmp(m.conf->log_path, m.next_conf->log_path) != 0)))
-        if (log_open(m.next_conf->log_target, m.next_conf->log_path) == -1)
-            log_warn("cannot open log '%s', keeping the current log", m.next_conf->log_path);
-    conf_free(m.conf);
-    m.conf = m.next_conf;
-    m.next_conf = NULL;
-    m.gen = m.next_gen;
-    free(m.slots);
-    m.nslots = m.next_nslots;
-    m.slots = xcalloc(m.nslots, sizeof(*m.slots));
-    m.state = M_RUNNING;
-    snprintf(line, sizeof(line), "reload done: generation %u serving with %u worker%s", m.gen,
-             m.nslots, m.nslots == 1 ? "" : "s");
+    assert(master.state == M_RELOADING && master.next_conf != NULL);
+    drain_workers(master.next_gen, old_timeout);
+    sockets_commit(&master.socks, master.next_nslots);
+    if (log_changed(master.conf, master.next_conf) &&
+        log_open(master.next_conf->log_target, master.next_conf->log_path) == -1)
+        log_warn("cannot open log '%s', keeping the current log", master.next_conf->log_path);
+    conf_free(master.conf);
+    master.conf = master.next_conf;
+    master.next_conf = NULL;
+    master.gen = master.next_gen;
+    free(master.slots);
+    master.nslots = master.next_nslots;
+    master.slots = xcalloc(master.nslots, sizeof(*master.slots));
+    master.state = M_RUNNING;
+    snprintf(line, sizeof(line), "reload done: generation %u serving with %u worker%s", master.gen,
+             master.nslots, master.nslots == 1 ? "" : "s");
     log_info("%s", line);
-    ctl_send_all(m.ctl_now, m.nctl_now, line);
+    ctl_send_all(master.ctl_now, master.nctl_now, line);
     reload_finished(1, line);
+}
+
+/* Whether a reload may start now; if not, it waits for the one under way or the start, or
+ * its clients are told the master is stopping. */
+static int
+reload_may_start(void)
+{
+    switch (master.state) {
+    case M_STARTING:
+    case M_RELOADING:
+        master.reload_pending = 1;
+        return 0;
+    case M_STOPPING:
+        ctl_answer(master.ctl_next, &master.nctl_next, "failed: stopping");
+        return 0;
+    case M_RUNNING:
+        return 1;
+    }
+    return 0;
+}
+
+/* Load the reload's config into master.next_conf; on errors, tell the log and the waiting
+ * clients each of them, fail the reload and return -1. */
+static int
+load_next_conf(void)
+{
+    struct conf_diag diag = {0};
+    struct conf_sockets socks = sockets_names(&master.socks);
+
+    master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
+    if (master.next_conf != NULL)
+        return 0;
+    for (size_t i = 0; i < diag.n; i++) {
+        log_warnx("%s", diag.msgs[i]);
+        ctl_send_all(master.ctl_now, master.nctl_now, diag.msgs[i]);
+    }
+    reload_failed("configuration has errors", diag.n > 0 ? diag.msgs[0] : NULL);
+    conf_diag_clear(&diag);
+    return -1;
 }
 
 static void
 start_reload(void)
 {
-    struct conf_diag diag = {0};
-    struct conf_sockets socks = sockets_view();
-    struct conf *c;
-    unsigned n;
-    char err[256], line[512];
+    char err[256], why[300];
 
-    if (m.state == M_RELOADING || m.state == M_STARTING) {
-        m.reload_pending = 1;
+    if (!reload_may_start())
         return;
-    }
-    if (m.state == M_STOPPING) {
-        ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
-        return;
-    }
-    /* Clients that asked while the last reload ran get this one's result. */
-    for (int i = 0; i < m.nctl_next && m.nctl_now < CTL_CLIENTS_MAX; i++)
-        m.ctl_now[m.nctl_now++] = m.ctl_next[i];
-    m.nctl_next = 0;
+    /* Clients that asked while the last reload ran get this one's result; those of the
+     * last one have theirs (reload_finished). */
+    assert(master.nctl_now == 0 && master.next_conf == NULL);
+    for (int i = 0; i < master.nctl_next; i++)
+        master.ctl_now[master.nctl_now++] = master.ctl_next[i];
+    master.nctl_next = 0;
     sysd_reloading();
-    log_info("reloading %s", m.opts->conf_path);
-    c = conf_load(m.opts->conf_path, &socks, &diag);
-    if (c == NULL) {
-        for (size_t i = 0; i < diag.n; i++) {
-            log_warnx("%s", diag.msgs[i]);
-            ctl_send_all(m.ctl_now, m.nctl_now, diag.msgs[i]);
-        }
-        snprintf(line, sizeof(line), "reload failed: configuration has errors; generation %u "
-                 "keeps serving", m.gen);
-        log_warnx("%s", line);
-        ctl_send_all(m.ctl_now, m.nctl_now, line);
-        reload_finished(0, diag.n > 0 ? diag.msgs[0] : line);
-        conf_diag_clear(&diag);
+    log_info("reloading %s", master.opts->conf_path);
+    if (load_next_conf() == -1)
+        return;
+    master.next_nslots = slots_for(master.next_conf);
+    if (sockets_prepare(&master.socks, master.next_conf, master.next_nslots, err,
+                        sizeof(err)) == -1) {
+        snprintf(why, sizeof(why), "cannot listen: %s", err);
+        reload_failed(why, NULL);
         return;
     }
-    n = slots_for(c);
-    if (prepare_listeners(c, n, err, sizeof(err)) == -1) {
-        close_groups(2);
-        for (size_t i = 0; i < m.nls; i++)
-            m.ls[i].used = 1;
-        conf_free(c);
-        snprintf(line, sizeof(line), "reload failed: cannot listen: %s; generation %u keeps "
-                 "serving", err, m.gen);
-        log_warnx("%s", line);
-        ctl_send_all(m.ctl_now, m.nctl_now, line);
-        reload_finished(0, line);
-        return;
-    }
-    register_services(c);
-    m.next_conf = c;
-    m.next_nslots = n;
-    m.next_gen = ++m.last_gen;
-    m.state = M_RELOADING;
-    m.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
-    for (unsigned i = 0; i < n; i++) {
-        if (spawn(i, m.next_gen, c) == -1) {
-            abort_reload("cannot start the new workers");
+    register_services(master.next_conf);
+    master.next_gen = ++master.last_gen;
+    master.state = M_RELOADING;
+    master.reload_deadline_ms = util_now_ms() + RELOAD_READY_TIMEOUT_MS;
+    for (unsigned i = 0; i < master.next_nslots; i++) {
+        if (spawn(i, master.next_gen, master.next_conf) == -1) {
+            reload_failed("cannot start the new workers", NULL);
             return;
         }
     }
@@ -640,36 +499,34 @@ start_reload(void)
 static void
 begin_drain(void)
 {
-    m.drain_started = 1;
-    log_info("stopping: draining %zu workers (shutdown_timeout %lld ms)", m.nprocs,
-             (long long)m.conf->shutdown_timeout_ms);
-    drain_workers(0, m.conf->shutdown_timeout_ms);
+    master.drain_started = 1;
+    log_info("stopping: draining %zu workers (shutdown_timeout %lld ms)", master.nprocs,
+             (long long)master.conf->shutdown_timeout_ms);
+    drain_workers(0, master.conf->shutdown_timeout_ms);
 }
 
 static void
 start_stop(int signo)
 {
-    if (m.state == M_STOPPING) {
-        if (!m.drain_started) {
+    if (master.state == M_STOPPING) {
+        if (!master.drain_started) {
             begin_drain();
             return;
         }
         log_warnx("second %s: stopping now", strsignal(signo));
-        for (size_t i = 0; i < m.nprocs; i++) {
-            m.procs[i].killed = 1;
-            kill(m.procs[i].pid, SIGKILL);
-        }
+        for (size_t i = 0; i < master.nprocs; i++)
+            kill_worker(&master.procs[i]);
         return;
     }
-    if (m.state == M_RELOADING)
-        abort_reload("stopping");
-    m.state = M_STOPPING;
+    if (master.state == M_RELOADING)
+        reload_failed("stopping", NULL);
+    master.state = M_STOPPING;
     sysd_stopping();
-    ctl_answer(m.ctl_next, &m.nctl_next, "failed: stopping");
-    if (m.conf->shutdown_delay_ms > 0) {
+    ctl_answer(master.ctl_next, &master.nctl_next, "failed: stopping");
+    if (master.conf->shutdown_delay_ms > 0) {
         log_info("stopping after shutdown_delay of %lld ms; still accepting until then",
-                 (long long)m.conf->shutdown_delay_ms);
-        m.stop_at_ms = util_now_ms() + m.conf->shutdown_delay_ms;
+                 (long long)master.conf->shutdown_delay_ms);
+        master.stop_at_ms = util_now_ms() + master.conf->shutdown_delay_ms;
     } else {
         begin_drain();
     }
@@ -689,16 +546,31 @@ describe_status(int status, char *buf, size_t len)
         snprintf(buf, len, "ended (status 0x%x)", status);
 }
 
+/* How long slot s waits to respawn after its worker p died: at once, unless it keeps
+ * dying young, then with an exponential back-off so a crash loop does not spin the CPU. */
+static int64_t
+crash_backoff_ms(struct slot *s, const struct wproc *p)
+{
+    int64_t lived = util_now_ms() - p->started_ms, delay = 0;
+
+    s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
+    if (s->failures > 1) {
+        delay = BACKOFF_MIN_MS << (s->failures - 2 < 7 ? s->failures - 2 : 7);
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+    }
+    return delay;
+}
+
 static void
 on_worker_exit(struct wproc *p, int status)
 {
     char what[96];
-    struct slot *s;
-    int64_t lived, delay;
+    int64_t delay;
 
     describe_status(status, what, sizeof(what));
     if (p->draining) {
-        if (p->killed || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        if (p->sigkilled || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
             log_debug("worker %u (pid %d, generation %u) %s", p->slot, (int)p->pid, p->gen,
                       what);
         else
@@ -707,30 +579,21 @@ on_worker_exit(struct wproc *p, int status)
         remove_proc(p);
         return;
     }
-    if (m.state == M_RELOADING && p->gen == m.next_gen) {
+    if (master.state == M_RELOADING && p->gen == master.next_gen) {
         char why[160];
         snprintf(why, sizeof(why), "new worker %u (pid %d) %s before it was ready", p->slot,
                  (int)p->pid, what);
         remove_proc(p);
-        abort_reload(why);
+        reload_failed(why, NULL);
         return;
     }
-    if (m.state == M_STOPPING || p->gen != m.gen || p->slot >= m.nslots) {
+    if (master.state == M_STOPPING || p->gen != master.gen || p->slot >= master.nslots) {
         log_warnx("worker %u (pid %d) %s", p->slot, (int)p->pid, what);
         remove_proc(p);
         return;
     }
-    /* A worker of the serving generation died: respawn at once, unless it keeps dying
-     * young, then back off exponentially so a crash loop does not spin the CPU. */
-    s = &m.slots[p->slot];
-    lived = util_now_ms() - p->started_ms;
-    s->failures = lived < CRASH_FAST_MS && !p->hung ? s->failures + 1 : 0;
-    delay = 0;
-    if (s->failures > 1) {
-        delay = BACKOFF_MIN_MS << (s->failures - 2 < 7 ? s->failures - 2 : 7);
-        if (delay > BACKOFF_MAX_MS)
-            delay = BACKOFF_MAX_MS;
-    }
+    /* A worker of the serving generation died. */
+    delay = crash_backoff_ms(&master.slots[p->slot], p);
     if (delay == 0)
         log_warnx("worker %u (pid %d) %s, respawning", p->slot, (int)p->pid, what);
     else
@@ -759,7 +622,7 @@ on_signals(void)
 {
     struct signalfd_siginfo si;
 
-    while (read(m.sigfd, &si, sizeof(si)) == sizeof(si)) {
+    while (read(master.sigfd, &si, sizeof(si)) == sizeof(si)) {
         switch (si.ssi_signo) {
         case SIGCHLD:
             reap();
@@ -787,17 +650,18 @@ on_ready(struct wproc *p)
     char status[512];
 
     p->ready = 1;
-    if (m.state == M_STARTING && p->gen == m.gen && count_ready(m.gen) == m.nslots) {
-        m.state = M_RUNNING;
-        log_info("ready: %u worker%s serving generation %u", m.nslots, m.nslots == 1 ? "" : "s",
-                 m.gen);
+    if (master.state == M_STARTING && p->gen == master.gen &&
+        count_ready(master.gen) == master.nslots) {
+        master.state = M_RUNNING;
+        log_info("ready: %u worker%s serving generation %u", master.nslots,
+                 master.nslots == 1 ? "" : "s", master.gen);
         status_line(status, sizeof(status));
         sysd_ready(status);
-    } else if (m.state == M_RELOADING && p->gen == m.next_gen &&
-               count_ready(m.next_gen) == m.next_nslots) {
+    } else if (master.state == M_RELOADING && p->gen == master.next_gen &&
+               count_ready(master.next_gen) == master.next_nslots) {
         commit_reload();
-    } else if (p->gen == m.gen) {
-        m.slots[p->slot].vacant = 0;
+    } else if (p->gen == master.gen) {
+        master.slots[p->slot].vacant = 0;
         log_debug("worker %u (pid %d) ready", p->slot, (int)p->pid);
     }
 }
@@ -808,11 +672,32 @@ on_notify(void)
     struct wmsg msg;
     struct wproc *p;
 
-    while (read(m.notify_rd, &msg, sizeof(msg)) == sizeof(msg)) {
+    while (read(master.notify_rd, &msg, sizeof(msg)) == sizeof(msg)) {
         p = find_proc(msg.pid);
         if (p != NULL && msg.type == WMSG_READY)
             on_ready(p);
     }
+}
+
+static void
+answer_close(int fd, const char *line)
+{
+    ctl_reply(fd, line);
+    close(fd);
+}
+
+/* fd waits for the next reload's result, unless too many already do: a busy master, which
+ * says so. */
+static void
+queue_reload(int fd)
+{
+    assert(master.nctl_next <= CTL_CLIENTS_MAX);
+    if (master.nctl_next == CTL_CLIENTS_MAX) {
+        answer_close(fd, "error: too many clients already wait for a reload");
+        return;
+    }
+    master.ctl_next[master.nctl_next++] = fd;
+    start_reload();
 }
 
 /* A control client's command line; fd is ours to answer and close. */
@@ -824,17 +709,11 @@ on_command(int fd, const char *cmd)
     if (strcmp(cmd, "status") == 0) {
         status_line(status, sizeof(status));
         ctl_reply(fd, status);
-        ctl_reply(fd, "ok");
-        close(fd);
-    } else if (strcmp(cmd, "reload") == 0 && m.nctl_next < CTL_CLIENTS_MAX) {
-        m.ctl_next[m.nctl_next++] = fd;
-        start_reload();
+        answer_close(fd, "ok");
     } else if (strcmp(cmd, "reload") == 0) {
-        ctl_reply(fd, "error: too many clients already wait for a reload");
-        close(fd);
+        queue_reload(fd);
     } else {
-        ctl_reply(fd, "error: unknown command (expected 'reload' or 'status')");
-        close(fd);
+        answer_close(fd, "error: unknown command (expected 'reload' or 'status')");
     }
 }
 
@@ -842,17 +721,16 @@ on_command(int fd, const char *cmd)
 static void
 check_hangs(int64_t now)
 {
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (!p->ready || p->killed || beat == 0 || now - beat < m.conf->worker_watchdog_ms)
+        if (!p->ready || p->sigkilled || beat == 0 || now - beat < master.conf->worker_watchdog_ms)
             continue;
         log_warnx("worker %u (pid %d) is stuck: its event loop has not turned for %lld ms "
                   "(worker_watchdog %lld ms), killing it", p->slot, (int)p->pid,
-                  (long long)(now - beat), (long long)m.conf->worker_watchdog_ms);
+                  (long long)(now - beat), (long long)master.conf->worker_watchdog_ms);
         p->hung = 1;
-        p->killed = p->draining; /* a draining one is only reaped; others get respawned */
-        kill(p->pid, SIGKILL);
+        kill_worker(p); /* on_worker_exit respawns it unless it was draining */
     }
 }
 
@@ -860,10 +738,10 @@ check_hangs(int64_t now)
 static void
 watchdog_tick(int64_t now)
 {
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (p->ready && !p->killed && now - beat > HEARTBEAT_FRESH_MS) {
+        if (p->ready && !p->sigkilled && now - beat > HEARTBEAT_FRESH_MS) {
             log_debug("watchdog: worker %u heartbeat %lld ms old, not pinging", p->slot,
                       (long long)(now - beat));
             return;
@@ -873,55 +751,66 @@ watchdog_tick(int64_t now)
 }
 
 static void
+kill_late_drainers(int64_t now)
+{
+    for (size_t i = 0; i < master.nprocs; i++) {
+        struct wproc *p = &master.procs[i];
+        if (p->draining && !p->sigkilled && now >= p->kill_at_ms) {
+            log_warnx("worker %u (pid %d) did not finish draining in time, killing it",
+                      p->slot, (int)p->pid);
+            kill_worker(p);
+        }
+    }
+}
+
+static void
+respawn_vacant(int64_t now)
+{
+    for (unsigned i = 0; i < master.nslots; i++) {
+        if (master.slots[i].vacant && now >= master.slots[i].respawn_at_ms) {
+            master.slots[i].vacant = 0;
+            if (spawn(i, master.gen, master.conf) == -1)
+                schedule_respawn(i, BACKOFF_MAX_MS);
+        }
+    }
+}
+
+static void
 run_timers(int64_t now)
 {
     char status[512];
 
-    if (m.state == M_STOPPING && !m.drain_started && now >= m.stop_at_ms)
+    if (master.state == M_STOPPING && !master.drain_started && now >= master.stop_at_ms)
         begin_drain();
-    if (m.state == M_RELOADING && now >= m.reload_deadline_ms)
-        abort_reload("new workers not ready in time");
-    for (size_t i = 0; i < m.nprocs; i++) {
-        struct wproc *p = &m.procs[i];
-        if (p->draining && !p->killed && now >= p->kill_at_ms) {
-            log_warnx("worker %u (pid %d) did not finish draining in time, killing it",
-                      p->slot, (int)p->pid);
-            p->killed = 1;
-            kill(p->pid, SIGKILL);
-        }
-    }
-    ctl_expire(&m.ctl, now);
-    if (now >= m.next_hang_check_ms) {
+    if (master.state == M_RELOADING && now >= master.reload_deadline_ms)
+        reload_failed("new workers not ready in time", NULL);
+    kill_late_drainers(now);
+    ctl_expire(&master.ctl, now);
+    if (now >= master.next_hang_check_ms) {
         check_hangs(now);
-        m.next_hang_check_ms = now + HANG_CHECK_MS;
+        master.next_hang_check_ms = now + HANG_CHECK_MS;
     }
-    if (m.watchdog_ms > 0 && now >= m.next_watchdog_ms) {
+    if (master.watchdog_ms > 0 && now >= master.next_watchdog_ms) {
         watchdog_tick(now);
-        m.next_watchdog_ms = now + m.watchdog_ms / 2;
+        master.next_watchdog_ms = now + master.watchdog_ms / 2;
     }
-    if (now >= m.next_ticket_rotation_ms) {
+    if (now >= master.next_ticket_rotation_ms) {
         tls_tickets_rotate();
-        m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
+        master.next_ticket_rotation_ms = now + master.conf->tls_ticket_rotation_ms;
     }
-    if (now >= m.next_status_ms) {
+    if (now >= master.next_status_ms) {
         update_rate(now);
-        if (m.state == M_RUNNING) {
+        if (master.state == M_RUNNING) {
             status_line(status, sizeof(status));
             sysd_status(status);
         }
-        m.next_status_ms = now + STATUS_INTERVAL_MS;
+        master.next_status_ms = now + STATUS_INTERVAL_MS;
     }
-    if (m.state == M_STOPPING)
+    if (master.state == M_STOPPING)
         return;
-    for (unsigned i = 0; i < m.nslots; i++) {
-        if (m.slots[i].vacant && now >= m.slots[i].respawn_at_ms) {
-            m.slots[i].vacant = 0;
-            if (spawn(i, m.gen, m.conf) == -1)
-                schedule_respawn(i, BACKOFF_MAX_MS);
-        }
-    }
-    if (m.reload_pending && m.state == M_RUNNING) {
-        m.reload_pending = 0;
+    respawn_vacant(now);
+    if (master.reload_pending && master.state == M_RUNNING) {
+        master.reload_pending = 0;
         start_reload();
     }
 }
@@ -936,22 +825,22 @@ min64(int64_t a, int64_t b)
 static int
 next_timeout(int64_t now)
 {
-    int64_t next = min64(min64(m.next_status_ms, m.next_hang_check_ms),
-                         min64(m.next_ticket_rotation_ms, ctl_deadline(&m.ctl)));
+    int64_t next = min64(min64(master.next_status_ms, master.next_hang_check_ms),
+                         min64(master.next_ticket_rotation_ms, ctl_deadline(&master.ctl)));
 
-    if (m.watchdog_ms > 0)
-        next = min64(next, m.next_watchdog_ms);
-    if (m.state == M_STOPPING && !m.drain_started)
-        next = min64(next, m.stop_at_ms);
-    if (m.state == M_RELOADING)
-        next = min64(next, m.reload_deadline_ms);
-    for (size_t i = 0; i < m.nprocs; i++)
-        if (m.procs[i].draining && !m.procs[i].killed)
-            next = min64(next, m.procs[i].kill_at_ms);
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (m.slots[i].vacant)
-            next = min64(next, m.slots[i].respawn_at_ms);
-    if (m.reload_pending && m.state == M_RUNNING)
+    if (master.watchdog_ms > 0)
+        next = min64(next, master.next_watchdog_ms);
+    if (master.state == M_STOPPING && !master.drain_started)
+        next = min64(next, master.stop_at_ms);
+    if (master.state == M_RELOADING)
+        next = min64(next, master.reload_deadline_ms);
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].draining && !master.procs[i].sigkilled)
+            next = min64(next, master.procs[i].kill_at_ms);
+    for (unsigned i = 0; i < master.nslots; i++)
+        if (master.slots[i].vacant)
+            next = min64(next, master.slots[i].respawn_at_ms);
+    if (master.reload_pending && master.state == M_RUNNING)
         next = now;
     return next <= now ? 0 : (int)min64(next - now, 60000);
 }
@@ -973,79 +862,87 @@ setup_signals(void)
     /* Blocked before any fork: workers inherit the mask and take theirs by signalfd. */
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
         fatal("sigprocmask");
-    m.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (m.sigfd == -1)
+    master.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (master.sigfd == -1)
         fatal("signalfd");
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) == -1)
         fatal("pipe2");
-    m.notify_rd = fds[0];
-    m.notify_wr = fds[1];
+    master.notify_rd = fds[0];
+    master.notify_wr = fds[1];
 }
 
 static void
 master_fini(void)
 {
-    for (size_t i = 0; i < m.nls; i++)
-        listener_close(&m.ls[i]);
-    free(m.ls);
-    for (size_t i = 0; i < m.nsock_names; i++)
-        free(m.sock_names[i]);
-    free(m.sock_names);
-    free(m.kept);
-    free(m.procs);
-    free(m.slots);
-    conf_free(m.conf);
-    close(m.sigfd);
-    close(m.notify_rd);
-    close(m.notify_wr);
-    ctl_close(&m.ctl);
+    sockets_free(&master.socks);
+    free(master.procs);
+    free(master.slots);
+    conf_free(master.conf);
+    close(master.sigfd);
+    close(master.notify_rd);
+    close(master.notify_wr);
+    ctl_close(&master.ctl);
+}
+
+/* Everything master_run needs before its first worker. */
+static void
+master_init(struct conf *conf, const struct master_opts *opts)
+{
+    char err[512];
+    int64_t now;
+
+    master.opts = opts;
+    master.conf = conf;
+    master.nslots = slots_for(conf);
+    master.gen = master.last_gen = 1;
+    master.slots = xcalloc(master.nslots, sizeof(*master.slots));
+    master.state = M_STARTING;
+    master.watchdog_ms = sysd_watchdog_ms();
+    log_set_role(-1, 0);
+    /* Room for two full generations during a reload, plus stragglers. */
+    master.metrics = metrics_init(2 * CONF_WORKERS_MAX + 64);
+    register_services(master.conf);
+    setup_signals();
+    if (ctl_start(&master.ctl, err, sizeof(err)) == -1)
+        fatalx("%s", err);
+    now = util_now_ms();
+    master.next_status_ms = now + STATUS_INTERVAL_MS;
+    master.next_hang_check_ms = now + HANG_CHECK_MS;
+    master.next_ticket_rotation_ms = now + master.conf->tls_ticket_rotation_ms;
+    master.next_watchdog_ms = now;
+}
+
+/* One turn of the loop: wait for a signal, a worker's message, a control client or the
+ * next timer, and act on it. */
+static void
+master_turn(void)
+{
+    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
+    nfds_t n;
+
+    pfd[0] = (struct pollfd){.fd = master.sigfd, .events = POLLIN};
+    pfd[1] = (struct pollfd){.fd = master.notify_rd, .events = POLLIN};
+    n = 2 + ctl_pollfds(&master.ctl, &pfd[2]);
+    if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
+        fatal("poll");
+    if (pfd[0].revents & POLLIN)
+        on_signals();
+    if (pfd[1].revents & POLLIN)
+        on_notify();
+    ctl_on_events(&master.ctl, &pfd[2], util_now_ms(), on_command);
+    run_timers(util_now_ms());
 }
 
 int
 master_run(struct conf *conf, const struct master_opts *opts)
 {
-    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
-    char err[512];
-    int64_t now;
-    nfds_t n;
-
-    m.opts = opts;
-    m.conf = conf;
-    m.nslots = slots_for(conf);
-    m.gen = m.last_gen = 1;
-    m.slots = xcalloc(m.nslots, sizeof(*m.slots));
-    m.state = M_STARTING;
-    m.watchdog_ms = sysd_watchdog_ms();
-    log_set_role(-1, 0);
-    /* Room for two full generations during a reload, plus stragglers. */
-    metrics_init(2 * CONF_WORKERS_MAX + 64);
-    register_services(m.conf);
-    setup_signals();
-    if (ctl_start(&m.ctl, err, sizeof(err)) == -1)
-        fatalx("%s", err);
-    now = util_now_ms();
-    m.next_status_ms = now + STATUS_INTERVAL_MS;
-    m.next_hang_check_ms = now + HANG_CHECK_MS;
-    m.next_ticket_rotation_ms = now + m.conf->tls_ticket_rotation_ms;
-    m.next_watchdog_ms = now;
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (spawn(i, m.gen, m.conf) == -1)
+    ASSERT_MASTER();
+    master_init(conf, opts);
+    for (unsigned i = 0; i < master.nslots; i++)
+        if (spawn(i, master.gen, master.conf) == -1)
             schedule_respawn(i, BACKOFF_MIN_MS);
-    for (;;) {
-        if (m.state == M_STOPPING && m.drain_started && m.nprocs == 0)
-            break;
-        pfd[0] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
-        pfd[1] = (struct pollfd){.fd = m.notify_rd, .events = POLLIN};
-        n = 2 + ctl_pollfds(&m.ctl, &pfd[2]);
-        if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
-            fatal("poll");
-        if (pfd[0].revents & POLLIN)
-            on_signals();
-        if (pfd[1].revents & POLLIN)
-            on_notify();
-        ctl_on_events(&m.ctl, &pfd[2], util_now_ms(), on_command);
-        run_timers(util_now_ms());
-    }
+    while (!(master.state == M_STOPPING && master.drain_started && master.nprocs == 0))
+        master_turn();
     log_info("stopped");
     master_fini();
     return 0;

@@ -1,9 +1,11 @@
 /* Shared per-worker counters and heartbeats (mapped by the master, written by workers). */
 #include "config.h"
 
+#include <assert.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "heritage.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -11,30 +13,44 @@ const uint32_t metrics_bucket_us[METRICS_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 };
 
-struct region {
+struct metrics_region {
+    unsigned nslots;
     char names[METRICS_MAX_SERVICES][METRICS_NAME_MAX];
     _Atomic unsigned nnames;
     struct metrics_counts retired; /* workers that have exited */
     struct metrics_slot slots[];
 };
 
-static struct region *region;
-static unsigned nslots;
+/* This process's way to the region: the master's own mapping, made by metrics_init; a
+ * worker's, inherited by fork, is set again by metrics_attach from its heritage. */
+static struct metrics_region *region;
 
-void
+struct metrics_region *
 metrics_init(unsigned n)
 {
+    ASSERT_MASTER();
+    assert(region == NULL); /* once: workers of every generation share this one */
     region = mmap(NULL, sizeof(*region) + n * sizeof(region->slots[0]),
                   PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (region == MAP_FAILED)
         fatal("mmap of %u metrics slots", n);
-    nslots = n;
+    region->nslots = n;
+    return region;
+}
+
+void
+metrics_attach(struct metrics_region *r)
+{
+    ASSERT_WORKER();
+    assert(r != NULL);
+    region = r;
 }
 
 int
 metrics_claim(void)
 {
-    for (unsigned i = 0; i < nslots; i++) {
+    ASSERT_MASTER();
+    for (unsigned i = 0; i < region->nslots; i++) {
         if (region->slots[i].pid == 0) {
             memset(&region->slots[i], 0, sizeof(region->slots[i]));
             region->slots[i].pid = -1; /* reserved until the fork returns */
@@ -59,7 +75,8 @@ add_counts(struct metrics_counts *to, const struct metrics_counts *from)
 void
 metrics_release(int idx)
 {
-    if (idx < 0 || (unsigned)idx >= nslots)
+    ASSERT_MASTER();
+    if (idx < 0 || (unsigned)idx >= region->nslots)
         return;
     add_counts(&region->retired, &region->slots[idx].c);
     memset(&region->slots[idx], 0, sizeof(region->slots[idx]));
@@ -68,6 +85,7 @@ metrics_release(int idx)
 struct metrics_slot *
 metrics_slot(int idx)
 {
+    assert(idx >= 0 && (unsigned)idx < region->nslots);
     return &region->slots[idx];
 }
 
@@ -87,6 +105,7 @@ metrics_register_service(const char *name)
 {
     unsigned n = atomic_load(&region->nnames);
 
+    ASSERT_MASTER(); /* the only writer of the names */
     if (metrics_service_index(name) != -1)
         return;
     if (n == METRICS_MAX_SERVICES || strlen(name) >= METRICS_NAME_MAX) {
@@ -120,6 +139,7 @@ metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes, 
     int class = status / 100 - 1;
     size_t b = 0;
 
+    ASSERT_WORKER(); /* a slot's only writer is its worker */
     bump(&c->requests, 1);
     if (svc >= 0 && class >= 0 && class < METRICS_CLASSES)
         bump(&c->by_class[svc][class], 1);
@@ -141,7 +161,7 @@ metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
         memset(c, 0, sizeof(*c));
         add_counts(c, &region->retired);
     }
-    for (unsigned i = 0; i < nslots; i++) {
+    for (unsigned i = 0; i < region->nslots; i++) {
         struct metrics_slot *s = &region->slots[i];
         if (s->pid <= 0)
             continue;

@@ -31,8 +31,14 @@ struct metrics_slot {
     struct metrics_counts c;
 };
 
-/* Master: map room for n slots (never unmapped: workers of every generation use it). */
-void metrics_init(unsigned n);
+/* The shared region. */
+struct metrics_region;
+
+/* Master: map room for n slots (never unmapped: workers of every generation use it); the
+ * region goes to each worker in its heritage. */
+struct metrics_region *metrics_init(unsigned n);
+/* Worker, at start: use the region it inherited (the master's mapping, by fork). */
+void metrics_attach(struct metrics_region *r);
 /* Master: claim a free slot for a worker about to be forked; -1 if none is free. */
 int metrics_claim(void);
 /* Master: a worker has exited; fold its counts into the retired totals, free the slot. */

@@ -1,6 +1,7 @@
 /* TLS contexts, made by the master and inherited by workers. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -15,21 +16,23 @@
 #include <sys/mman.h>
 
 #include "h2o_inc.h"
+#include "heritage.h"
 #include "log.h"
 #include "tls.h"
 #include "util.h"
 
-/* The reason of the last OpenSSL error, after "what: ". */
+/* "what: reason" in err, the reason being OpenSSL's first error queued: the cause (the
+ * later ones only say where it surfaced, such as "PEM lib"). Then the queue is cleared, so
+ * that it is empty for the next call to check. */
 static void
 ssl_error(char *err, size_t errlen, const char *what)
 {
     char reason[256] = "unknown error";
-    unsigned long e, last = 0;
+    unsigned long e = ERR_peek_error();
 
-    while ((e = ERR_get_error()) != 0)
-        last = e;
-    if (last != 0)
-        ERR_error_string_n(last, reason, sizeof(reason));
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
     snprintf(err, errlen, "%s: %s", what, reason);
 }
 
@@ -60,13 +63,17 @@ struct ticket_secret {
     uint8_t secret[32];
 };
 
-struct ticket_ring {
+struct tls_tickets {
     _Atomic uint32_t current;
     struct ticket_secret keys[TICKET_KEYS];
 };
 
-static struct ticket_ring *ring;
-static int ctx_index = -1; /* SSL_CTX ex_data: struct service_keys */
+/* This process's way to the secrets: the master's own mapping, made by tls_tickets_init; a
+ * worker's, inherited by fork, is set again by tls_tickets_attach from its heritage. */
+static struct tls_tickets *ring;
+/* SSL_CTX ex_data: struct service_keys. Taken by the master when it makes the first
+ * context; workers inherit it with the contexts. */
+static int ctx_index = -1;
 
 /* A service's keys derived from one secret; per process, refreshed when serial moves. */
 struct derived {
@@ -96,6 +103,8 @@ new_secret(struct ticket_secret *k, uint64_t serial)
 void
 tls_tickets_init(void)
 {
+    ASSERT_MASTER();
+    assert(ring == NULL); /* once: sessions outlive generations */
     ring = mmap(NULL, sizeof(*ring), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (ring == MAP_FAILED)
         fatal("mmap of the session ticket keys");
@@ -104,11 +113,29 @@ tls_tickets_init(void)
         fatalx("no random bytes for session ticket keys");
 }
 
+struct tls_tickets *
+tls_tickets(void)
+{
+    ASSERT_MASTER();
+    return ring;
+}
+
+void
+tls_tickets_attach(struct tls_tickets *t)
+{
+    ASSERT_WORKER();
+    ring = t;
+}
+
 void
 tls_tickets_rotate(void)
 {
-    uint32_t cur = atomic_load(&ring->current), next = (cur + 1) % TICKET_KEYS;
+    uint32_t cur, next;
 
+    ASSERT_MASTER(); /* the only writer of the secrets */
+    assert(ring != NULL);
+    cur = atomic_load(&ring->current);
+    next = (cur + 1) % TICKET_KEYS;
     if (new_secret(&ring->keys[next], atomic_load(&ring->keys[cur].serial) + 2) == -1) {
         log_warnx("no random bytes: session ticket keys not rotated");
         return;
@@ -230,8 +257,8 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, c
 
     if (!readable(cert, err, errlen) || !readable(key, err, errlen))
         return NULL;
+    ERR_clear_error(); /* errors queued before are not this context's */
     ctx = SSL_CTX_new(TLS_server_method());
-    ERR_clear_error();
     if (ctx == NULL) {
         ssl_error(err, errlen, "SSL_CTX_new");
         return NULL;

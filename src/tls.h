@@ -14,11 +14,18 @@ void *tls_ctx_new(const char *service, const char *cert, const char *key, int ht
                   char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
 
+/* The session ticket secrets, in memory shared by the master and all workers. */
+struct tls_tickets;
+
 /* Master, before the first config is read: the shared session ticket keys. Contexts made
  * afterwards issue and accept tickets with them (each service its own keys derived from
  * them), in every worker and generation. Without it (percore -t), each context has its
- * own keys. */
+ * own keys. Never unmapped. */
 void tls_tickets_init(void);
+/* Master: the keys tls_tickets_init made, for a worker's heritage; NULL if none. */
+struct tls_tickets *tls_tickets(void);
+/* Worker, at start: use the keys it inherited (the master's mapping, by fork). */
+void tls_tickets_attach(struct tls_tickets *t);
 /* Master: a new current key; tickets of the previous ones are still accepted (and renewed)
  * until they have been rotated out. */
 void tls_tickets_rotate(void);

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "reqcheck.h"
 #include "sendguard.h"
+#include "tls.h"
 #include "tlsaccept.h"
 #include "util.h"
 #include "worker.h"
@@ -52,7 +53,7 @@ struct lsn_rt {
 };
 
 struct worker {
-    const struct worker_args *args;
+    const struct heritage *args; /* what it inherited from the master */
     h2o_evloop_t *loop;
     struct service_rt *services;
     h2o_socket_t **lsocks;
@@ -613,12 +614,15 @@ drain_and_exit(void)
 }
 
 void
-worker_run(const struct worker_args *args)
+worker_run(const struct heritage *h)
 {
-    const struct conf *c = args->conf;
+    const struct conf *c = h->conf;
 
-    w.args = args;
-    w.metrics = metrics_slot(args->metrics_idx);
+    ASSERT_WORKER();
+    w.args = h;
+    metrics_attach(h->metrics);
+    tls_tickets_attach(h->tickets);
+    w.metrics = metrics_slot(h->metrics_idx);
     reqcheck_init(w.metrics, on_conn_close);
     w.loop = h2o_evloop_create();
     w.services = xcalloc(c->nservices, sizeof(*w.services));
@@ -637,7 +641,7 @@ worker_run(const struct worker_args *args)
                 tlsaccept_prepare(ssl[k]);
     }
     setup_process();
-    if (getppid() != args->master_pid)
+    if (getppid() != h->master_pid)
         _exit(0); /* the master died before PDEATHSIG was armed */
     start_listening();
     h2o_timeout_init(w.loop, &w.heartbeat_timeout, HEARTBEAT_MS);

@@ -96,6 +96,16 @@ printf 'not a key\n' >"$D/bad.pem"
 sed -i "s|tls_key $D/key2.pem;|tls_key $D/bad.pem;|" "$CONF"
 "$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
 check "unreadable key: names the key file" grep -q "service 'a': $D/bad.pem: " "$D/out"
+# The first error OpenSSL queued is the cause; the last one only says where it surfaced.
+check "unreadable key: OpenSSL's reason is the cause, not 'PEM lib'" \
+    sh -c "grep -q \"service 'a': $D/bad.pem: error:[0-9A-F]*:[A-Za-z0-9 ]* routines:\" '$D/out' &&
+        ! grep -q 'PEM lib' '$D/out'"
+sed -i "s|tls_certificate $D/cert.pem;|tls_certificate $D/bad.pem;|; s|tls_key $D/bad.pem;|tls_key $D/key.pem;|" \
+    "$CONF"
+"$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
+check "a certificate file that is not PEM: names the file and OpenSSL's reason" \
+    grep -q "service 'a': $D/bad.pem: error:[0-9A-F]*:PEM routines:.*no start line" "$D/out"
+sed -i "s|tls_certificate $D/bad.pem;|tls_certificate $D/cert.pem;|" "$CONF"
 sed -i "s|tls_certificate $D/cert.pem;|tls_certificate $D/missing.pem;|" "$CONF"
 "$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
 check "missing certificate: names the file" grep -q "service 'a': $D/missing.pem: .*No such file" "$D/out"

@@ -169,6 +169,25 @@ for cmd in reload status; do
 done
 check "the master still runs" kill -0 "$PC_PID"
 
+# ---- a full reload queue: the master says it is busy ----
+# While the master is stopped, a SIGHUP and 17 reload commands wait for it. Once it goes
+# on, it starts the SIGHUP's reload first, then reads one batch of 16 commands, which all
+# wait for the next reload: the queue is full, and the 17th is told so.
+kill -STOP "$PC_PID"
+wait_for grep -q '^State:[[:space:]]*T' "/proc/$PC_PID/status" || not_ok "the master stops"
+kill -HUP "$PC_PID"
+"$PY" "$PEER" reloads "$CONF" "$SOCK" "$T_DIR/reloads" 17 >"$T_DIR/answers" \
+    2>>"$T_DIR/helper.err" &
+RELOADS=$!
+HELPERS="$HELPERS $RELOADS"
+wait_for grep -q "^sent 17" "$T_DIR/reloads" || not_ok "17 reload commands are sent"
+kill -CONT "$PC_PID"
+wait "$RELOADS"
+expect_eq "a reload command beyond 16 waiting is told the master is busy" \
+    "$(grep -c '^error: too many clients already wait for a reload$' "$T_DIR/answers")" "1"
+expect_eq "and the 16 waiting get the next reload's result" \
+    "$(grep -c '^ok$' "$T_DIR/answers")" "16"
+
 # ---- a silent client does not hold up a reload ----
 helper silent "$SOCK" "$T_DIR/silent"
 HELPERS="$HELPERS $!"

@@ -11,6 +11,8 @@ percore once used, "\\0percore/<fnv1a-64 of the config's real path>", is tried).
   silent CONF SOCK OUT     connect and send nothing; OUT gets "connected", then
                            "closed: <what the master sent>" when the master drops it
   send CONF SOCK PART...   send each PART 0.3 s apart (\\r and \\n escapes), print the answer
+  reloads CONF SOCK OUT N  connect N times and send "reload" on each; OUT gets "sent N",
+                           then print the last line of each answer
 """
 import os
 import socket
@@ -126,3 +128,29 @@ elif mode == "send":
     except OSError:
         pass
     sys.stdout.write(got.decode(errors="replace"))
+elif mode == "reloads":
+    import select
+    conns = []
+    for _ in range(int(args[1])):
+        c = connect()
+        c.sendall(b"reload\n")
+        conns.append(c)
+    with open(args[0] + ".tmp", "w") as f:
+        f.write(f"sent {len(conns)}\n")
+    os.rename(args[0] + ".tmp", args[0])
+    got = {c: b"" for c in conns}
+    open_ = list(conns)
+    end = time.monotonic() + 50
+    while open_ and time.monotonic() < end:
+        r, _, _ = select.select(open_, [], [], 1)
+        for c in r:
+            try:
+                b = c.recv(4096)
+            except OSError:
+                b = b""
+            got[c] += b
+            if not b:
+                open_.remove(c)
+    for c in conns:
+        lines = got[c].decode(errors="replace").strip().splitlines()
+        print(lines[-1] if lines else "(no answer)")

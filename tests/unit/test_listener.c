@@ -89,9 +89,9 @@ Test(listener, group_of_reuseport_sockets)
     snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
     l.addr = one_addr(spec);
     cr_assert_eq(listener_probe(&l.addr, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(listener_resize(&l, 3, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 3, NULL, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(l.nfds, 3);
-    cr_assert_eq(listener_resize(&l, 1, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 1, NULL, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(l.nfds, 1);
     listener_close(&l);
 }
@@ -103,7 +103,7 @@ Test(listener, probe_refuses_a_port_in_use)
 
     snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
     l.addr = one_addr(spec);
-    cr_assert_eq(listener_resize(&l, 2, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 2, NULL, NULL, err, sizeof(err)), 0, "%s", err);
     /* A second instance must not silently join the reuseport group. */
     cr_assert_eq(listener_probe(&l.addr, err, sizeof(err)), -1);
     snprintf(want, sizeof(want), "%s: address already in use", spec);
@@ -139,7 +139,7 @@ Test(listener, addr_of_a_listening_fd)
 
     snprintf(spec, sizeof(spec), "127.0.0.1:%u", free_port());
     l.addr = one_addr(spec);
-    cr_assert_eq(listener_resize(&l, 1, NULL, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_resize(&l, 1, NULL, NULL, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(listener_addr_of_fd(l.fds[0], &got), 0);
     cr_assert_str_eq(got.text, spec);
     cr_assert(listener_addr_equal(&got, &l.addr));

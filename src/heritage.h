@@ -1,0 +1,56 @@
+/* What a worker inherits from the master, all in one place (as Varnish's heritage.h): the
+ * master fills one in for each worker just before the fork, and worker_run takes it. Read
+ * only in the worker, which frees nothing in it: its memory stays the master's (the
+ * worker's copy of it goes with the worker). Of the fds, a worker keeps its slot's socket
+ * of each group it serves and notify_fd, and closes all others first thing. */
+#ifndef PERCORE_HERITAGE_H
+#define PERCORE_HERITAGE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct conf;
+struct listener;
+struct metrics_region;
+struct tls_tickets;
+
+struct heritage {
+    /* Who the worker is. */
+    unsigned slot;    /* which socket of each group it polls; "worker N" in the log */
+    unsigned gen;     /* the config generation it serves */
+    int cpu;          /* the CPU to pin itself to, or -1 */
+    pid_t master_pid; /* its parent: a worker whose parent is another has lost its master */
+
+    /* What it serves: the generation's config tree (immutable after load: workers never
+     * write to it; the TLS contexts in it carry the session ticket callbacks) and every
+     * listener group the master holds, of which it polls those its config names. */
+    const struct conf *conf;
+    const struct listener *listeners;
+    size_t nlisteners;
+
+    /* Shared memory, mapped by the master before the first fork and never unmapped: the
+     * workers' counters and heartbeats (metrics.c; the worker writes only slot
+     * metrics_idx), and the session ticket secrets (tls.c; NULL if never made). A worker
+     * attaches to both at start, before it makes any use of them. */
+    struct metrics_region *metrics;
+    int metrics_idx;
+    struct tls_tickets *tickets;
+
+    /* fds: the write end of the master's worker-message pipe (struct wmsg, worker.h), and
+     * the master's own (signalfd, that pipe's read end, the control socket, its clients),
+     * which the worker closes. */
+    int notify_fd;
+    const int *master_fds;
+    size_t nmaster_fds;
+};
+
+/* Which process runs: the master (also before it forks, and percore -t), or a worker,
+ * from the fork on. Functions of one process only assert it. */
+enum process_role { ROLE_MASTER, ROLE_WORKER };
+extern enum process_role process_role;
+
+#define ASSERT_MASTER() assert(process_role == ROLE_MASTER)
+#define ASSERT_WORKER() assert(process_role == ROLE_WORKER)
+
+#endif
