@@ -10,6 +10,7 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "conn.h"
 #include "h2guard.h"
 #include "h2o_inc.h"
 #include "hnd.h"
@@ -63,6 +64,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
 {
     struct request_logger *rl = (struct request_logger *)self;
     struct access_log *al = rl->access;
+    struct conn *c = worker_conn_of_req(req);
     struct timeval now = *h2o_get_timestamp(req->conn->ctx, NULL, NULL);
     int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
                  (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
@@ -70,10 +72,10 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     if (us < 0)
         us = 0;
     metrics_count(rl->metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
-    h2guard_request_done(req);
+    h2guard_request_done(c, req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
-    reqcheck_conn_logged(req, al, rl->svc);
+    reqcheck_conn_logged(c, req, al, rl->svc);
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         if (worker_error_line_allowed())

@@ -3,6 +3,7 @@
  * heartbeat, and drains gracefully on SIGTERM. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "conn.h"
+#include "h2guard.h"
 #include "h2o_inc.h"
 #include "hnd.h"
 #include "listener.h"
@@ -64,11 +67,23 @@ set_paused(int paused)
     }
 }
 
-/* fd: the connection's, which the socket no longer has. */
+/* The one close hook of every accepted connection: each module drops its part of the
+ * record, then the record goes. libh2o has closed the fd, but frees the socket only at the
+ * end of the loop turn, so the modules may still read it. */
 static void
-on_conn_close(int fd)
+on_conn_close(void *data)
 {
-    sendguard_forget(fd);
+    struct conn *c = data;
+
+    assert(c->sock->on_close.data == c);
+    /* Whatever runs later in this turn (an HTTP/2 stream's disposal) finds no record. */
+    c->sock->on_close.cb = NULL;
+    c->sock->on_close.data = NULL;
+    reqcheck_conn_closed(c);
+    sendguard_conn_closed(c);
+    h2guard_conn_closed(c);
+    free(c);
+    assert(this_worker.conns > 0);
     this_worker.conns--;
     atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
     if (this_worker.paused && this_worker.conns < this_worker.args->conf->max_connections)
@@ -129,6 +144,35 @@ worker_error_line_allowed(void)
     return 0;
 }
 
+/* The record of an accepted connection on a socket served as lr says; freed by its close
+ * hook. */
+static void
+conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+
+    c->sock = sock;
+    c->fd = h2o_socket_get_fd(sock);
+    sock->on_close.cb = on_conn_close;
+    sock->on_close.data = c;
+    reqcheck_conn_open(c, lr->owner->access, lr->owner->svc);
+    sendguard_conn_open(c, lr->send_timeout_ms);
+}
+
+struct conn *
+worker_conn(h2o_socket_t *sock)
+{
+    return sock != NULL && sock->on_close.cb == on_conn_close ? sock->on_close.data : NULL;
+}
+
+struct conn *
+worker_conn_of_req(h2o_req_t *req)
+{
+    if (req->conn->callbacks->get_socket == NULL)
+        return NULL;
+    return worker_conn(req->conn->callbacks->get_socket(req->conn));
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -148,8 +192,7 @@ on_accept(h2o_socket_t *listener, const char *err)
             break;
         this_worker.conns++;
         atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
-        reqcheck_conn_track(sock, lr->owner->access, lr->owner->svc); /* owns on_close */
-        sendguard_watch(sock, lr->send_timeout_ms);
+        conn_open(sock, lr);
         if (lr->nsites == 0)
             h2o_accept(lr->actx, sock);
         else
@@ -298,7 +341,7 @@ worker_run(const struct worker_args *args)
 {
     this_worker.args = args;
     this_worker.metrics = metrics_slot(args->metrics_idx);
-    reqcheck_init(this_worker.metrics, on_conn_close);
+    reqcheck_init(this_worker.metrics);
     this_worker.loop = h2o_evloop_create();
     this_worker.services = service_rt_setup(args->conf, this_worker.loop, this_worker.metrics);
     setup_process();
