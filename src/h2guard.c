@@ -14,11 +14,13 @@
  * libh2o's own counters after the read. */
 #include "config.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include "conn.h"
 #include "h2guard.h"
 #include "log.h"
 #include "util.h"
@@ -43,12 +45,11 @@
 #define MAX_BODIES 128
 #define MAX_STREAMS 100 /* the SETTINGS_MAX_CONCURRENT_STREAMS libh2o announces */
 
-/* One per HTTP/2 connection, owned by its socket (freed on close). */
-struct meter {
+/* One per HTTP/2 connection, in its record (conn.h); freed when it closes, or, if that
+ * happens inside libh2o's callback, when the callback returns. */
+struct h2meter {
     h2o_socket_cb read;  /* libh2o's HTTP/2 reader */
     h2o_socket_cb write; /* libh2o's write callback in flight, when wrapped */
-    void (*prev_close)(void *);
-    void *prev_close_data;
     h2o_context_t *ctx;
     size_t left; /* input bytes already metered when the reader last returned */
 
@@ -79,7 +80,7 @@ struct meter {
 };
 
 static void
-refill(struct meter *m)
+refill(struct h2meter *m)
 {
     uint64_t now = h2o_now(m->ctx->loop);
     double more = (double)(now - m->refilled_at) * m->max / H2GUARD_PERIOD_MS;
@@ -96,7 +97,7 @@ refill(struct meter *m)
 /* A frame libh2o will answer with a stream reset; counted_by_h2o when it shows up in
  * libh2o's counters too. -1 when that spends more than the budget. */
 static int
-charge(struct meter *m, int counted_by_h2o)
+charge(struct h2meter *m, int counted_by_h2o)
 {
     m->resets++;
     m->budget -= 1;
@@ -106,7 +107,7 @@ charge(struct meter *m, int counted_by_h2o)
 }
 
 static int
-body_find(const struct meter *m, uint32_t sid)
+body_find(const struct h2meter *m, uint32_t sid)
 {
     for (unsigned i = m->nbodies; i-- > 0;)
         if (m->bodies[i] == sid)
@@ -115,7 +116,7 @@ body_find(const struct meter *m, uint32_t sid)
 }
 
 static void
-body_drop(struct meter *m, uint32_t sid)
+body_drop(struct h2meter *m, uint32_t sid)
 {
     int i = body_find(m, sid);
 
@@ -124,7 +125,7 @@ body_drop(struct meter *m, uint32_t sid)
 }
 
 static void
-body_add(struct meter *m, uint32_t sid)
+body_add(struct h2meter *m, uint32_t sid)
 {
     unsigned oldest = 0;
 
@@ -141,13 +142,13 @@ body_add(struct meter *m, uint32_t sid)
 /* A frame that completes a request (HEADERS with END_STREAM or before a body, DATA with
  * END_STREAM, trailers): it runs only if a reset of it could still be paid for. */
 static int
-start_request(struct meter *m)
+start_request(struct h2meter *m)
 {
     return m->budget < 1 ? -1 : 0;
 }
 
 static int
-on_headers(struct meter *m)
+on_headers(struct h2meter *m)
 {
     uint32_t sid = m->sid;
     int es = (m->flags & FLAG_END_STREAM) != 0;
@@ -176,7 +177,7 @@ on_headers(struct meter *m)
 /* DATA is accepted only on a stream still sending its body; on any other stream libh2o
  * has opened, it resets the stream, cancelling the request that runs there. */
 static int
-on_data(struct meter *m)
+on_data(struct h2meter *m)
 {
     if (m->sid == 0 || m->sid > m->max_id)
         return 0; /* a connection error libh2o reports */
@@ -200,7 +201,7 @@ get32(const uint8_t *p)
  * have filled a window from the largest initial size. Ordinary downloads pay one token
  * per 2 GiB or so. */
 static int
-on_window_update(struct meter *m, uint32_t inc)
+on_window_update(struct h2meter *m, uint32_t inc)
 {
     inc &= WINDOW_MAX;
     if (m->sid == 0)
@@ -219,7 +220,7 @@ on_window_update(struct meter *m, uint32_t inc)
 
 /* The leading payload bytes a frame is judged on are in m->pl. */
 static int
-on_payload(struct meter *m)
+on_payload(struct h2meter *m)
 {
     uint32_t dep;
 
@@ -253,7 +254,7 @@ on_payload(struct meter *m)
 
 /* A frame header is complete: act on what it shows, and say which payload bytes to read. */
 static int
-on_frame(struct meter *m)
+on_frame(struct h2meter *m)
 {
     uint32_t len = (uint32_t)m->hdr[0] << 16 | (uint32_t)m->hdr[1] << 8 | m->hdr[2];
 
@@ -295,7 +296,7 @@ on_frame(struct meter *m)
  * budget, start a request the budget cannot cover, or break a rule libh2o closes the
  * connection for (then m->violation says which). */
 static int
-walk(struct meter *m, const uint8_t *p, size_t n)
+walk(struct h2meter *m, const uint8_t *p, size_t n)
 {
     size_t k;
 
@@ -349,7 +350,7 @@ refused_streams(h2o_context_t *ctx)
 /* Charge the resets libh2o made during one call of the reader, less those already
  * charged when their frames were metered. */
 static int
-spend_refused(struct meter *m, uint64_t before)
+spend_refused(struct h2meter *m, uint64_t before)
 {
     uint64_t n = refused_streams(m->ctx) - before;
 
@@ -366,7 +367,7 @@ spend_refused(struct meter *m, uint64_t before)
 }
 
 static int
-meter_input(struct meter *m, h2o_socket_t *sock)
+meter_input(struct h2meter *m, h2o_socket_t *sock)
 {
     size_t size = sock->input->size;
     int r = 0;
@@ -379,7 +380,7 @@ meter_input(struct meter *m, h2o_socket_t *sock)
 }
 
 static void
-log_trip(struct meter *m, h2o_socket_t *sock)
+log_trip(struct h2meter *m, h2o_socket_t *sock)
 {
     struct sockaddr_storage ss;
     socklen_t len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
@@ -396,13 +397,14 @@ log_trip(struct meter *m, h2o_socket_t *sock)
                   H2GUARD_PERIOD_MS / 1000);
 }
 
-static void
-on_guarded_close(void *data)
+void
+h2guard_conn_closed(struct conn *c)
 {
-    struct meter *m = data;
+    struct h2meter *m = c->h2;
 
-    if (m->prev_close != NULL)
-        m->prev_close(m->prev_close_data);
+    if (m == NULL)
+        return;
+    c->h2 = NULL;
     if (m->in_cb)
         m->closed = 1; /* the wrapper that runs libh2o frees it when libh2o returns */
     else
@@ -416,7 +418,7 @@ static void guarded_write(h2o_socket_t *sock, const char *err);
  * when a write completes: put the guard back in front of it, and see every write
  * complete. */
 static void
-rewrap(struct meter *m, h2o_socket_t *sock)
+rewrap(struct h2meter *m, h2o_socket_t *sock)
 {
     if (sock->_cb.read == m->read)
         sock->_cb.read = guarded_read;
@@ -428,7 +430,7 @@ rewrap(struct meter *m, h2o_socket_t *sock)
 
 /* Runs one of libh2o's callbacks; 0 when the connection is still open afterwards. */
 static int
-run_h2o(struct meter *m, h2o_socket_cb cb, h2o_socket_t *sock, const char *err)
+run_h2o(struct h2meter *m, h2o_socket_cb cb, h2o_socket_t *sock, const char *err)
 {
     m->in_cb = 1;
     cb(sock, err);
@@ -441,10 +443,20 @@ run_h2o(struct meter *m, h2o_socket_cb cb, h2o_socket_t *sock, const char *err)
     return 0;
 }
 
+/* The meter of sock, which the guard wrapped: open, so its record is there. */
+static struct h2meter *
+meter_of(h2o_socket_t *sock)
+{
+    struct conn *c = worker_conn(sock);
+
+    assert(c != NULL && c->h2 != NULL);
+    return c->h2;
+}
+
 static void
 guarded_write(h2o_socket_t *sock, const char *err)
 {
-    struct meter *m = sock->on_close.data;
+    struct h2meter *m = meter_of(sock);
     h2o_socket_cb cb = m->write;
 
     m->write = NULL;
@@ -454,7 +466,7 @@ guarded_write(h2o_socket_t *sock, const char *err)
 /* Closes the connection for the guard: through libh2o's reader while it is reading (it
  * closes as on a read error), else on the next read. */
 static void
-trip(struct meter *m, h2o_socket_t *sock)
+trip(struct h2meter *m, h2o_socket_t *sock)
 {
     log_trip(m, sock);
     if (sock->_cb.read == guarded_read)
@@ -466,7 +478,7 @@ trip(struct meter *m, h2o_socket_t *sock)
 static void
 guarded_read(h2o_socket_t *sock, const char *err)
 {
-    struct meter *m = sock->on_close.data;
+    struct h2meter *m = meter_of(sock);
     uint64_t before = refused_streams(m->ctx);
 
     /* Over the budget: libh2o closes the connection as on a read error, and never parses
@@ -487,8 +499,9 @@ void
 h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connected_at,
                unsigned max_resets)
 {
-    struct meter *m = xcalloc(1, sizeof(*m));
+    struct h2meter *m = xcalloc(1, sizeof(*m));
     uint64_t before = refused_streams(actx->ctx);
+    struct conn *c;
 
     m->ctx = actx->ctx;
     m->max = max_resets;
@@ -505,15 +518,13 @@ h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connec
         return;
     }
     h2o_http2_accept(actx, sock, connected_at);
-    if (!h2o_socket_is_reading(sock)) {
+    c = worker_conn(sock);
+    if (c == NULL || !h2o_socket_is_reading(sock)) {
         free(m); /* closed already */
         return;
     }
     m->read = sock->_cb.read;
-    m->prev_close = sock->on_close.cb;
-    m->prev_close_data = sock->on_close.data;
-    sock->on_close.cb = on_guarded_close;
-    sock->on_close.data = m;
+    c->h2 = m;
     rewrap(m, sock);
     m->left = sock->input->size;
     if (spend_refused(m, before) == -1)
@@ -524,23 +535,19 @@ h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connec
  * requests ended unanswered than the budget plus those running at once. libh2o is in the
  * middle of the connection here, so it is closed at its next read. */
 void
-h2guard_request_done(h2o_req_t *req)
+h2guard_request_done(struct conn *c, h2o_req_t *req)
 {
-    h2o_socket_t *sock;
-    struct meter *m;
+    struct h2meter *m;
 
-    if (req->res.status != 0 || req->version < 0x200 || req->conn->callbacks->get_socket == NULL)
+    if (c == NULL || c->h2 == NULL || req->res.status != 0 || req->version < 0x200)
         return;
-    sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL || sock->on_close.cb != on_guarded_close)
-        return;
-    m = sock->on_close.data;
+    m = c->h2;
     refill(m);
     m->cancels -= 1;
     if (m->cancels >= 0 || m->tripped)
         return;
     m->violation = "more requests ended unanswered than http2_max_resets and the streams "
                    "running at once";
-    log_trip(m, sock);
+    log_trip(m, c->sock);
     m->tripped = 1;
 }

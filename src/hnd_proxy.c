@@ -14,6 +14,7 @@
 
 #include "conf.h"
 #include "h2o_inc.h"
+#include "h2o_private.h"
 #include "hnd.h"
 #include "log.h"
 #include "util.h"
@@ -95,15 +96,6 @@ struct attempt {
     h2o_socketpool_connect_request_t *creq;
     h2o_timeout_entry_t timer; /* while creq is pending */
     struct flow flow;
-};
-
-/* The head of libh2o 2.2.5's proxy generator (lib/core/proxy.c, struct rp_generator_t),
- * which holds the client it reads the upstream with. Only used after checks that it is one
- * (flow_attach). */
-struct rp_generator_head {
-    h2o_generator_t super;
-    h2o_req_t *src_req;
-    h2o_http1client_t *client;
 };
 
 struct flow_ostream {
@@ -606,7 +598,7 @@ on_upstream_read(h2o_socket_t *sock, const char *err)
 static void
 flow_attach(struct flow *f, h2o_req_t *req)
 {
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+#ifdef PERCORE_H2O_PRIVATE
     struct rp_generator_head *g = (void *)req->_generator;
 
     /* Error responses have libh2o's static generator, without callbacks. */

@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "accesslog.h"
+#include "conn.h"
 #include "h2o_inc.h"
 #include "metrics.h"
 #include "reqcheck.h"
@@ -258,85 +259,53 @@ static const char parser_400[] = "HTTP/1.1 400 Bad Request\r\n"
                                  "Bad Request";
 #define PARSER_400_LEN (sizeof(parser_400) - 1)
 
-/* One per tracked connection: owned by the socket's on_close, freed when it runs. */
-struct conn {
-    h2o_socket_t *sock;
-    int fd;         /* gone from sock by the time it closes */
-    size_t written; /* sock->bytes_written when its last request was logged */
-    struct access_log *al;
-    int svc;
-    int http2;
-    struct sockaddr_storage peer;
-    socklen_t peerlen;
-};
-
-static struct {
-    struct metrics_slot *slot;
-    void (*closed)(int fd);
-} rc;
+static struct metrics_slot *refused_slot;
 
 void
-reqcheck_init(struct metrics_slot *slot, void (*closed)(int fd))
+reqcheck_init(struct metrics_slot *slot)
 {
-    rc.slot = slot;
-    rc.closed = closed;
+    refused_slot = slot;
 }
 
 /* libh2o disposes of the socket's buffers and fd before on_close, but frees the socket
  * itself only at the end of the loop turn, so its byte count can still be read here. */
-static void
-on_tracked_close(void *data)
+void
+reqcheck_conn_closed(struct conn *c)
 {
-    struct conn *c = data;
-    int fd;
+    struct reqcheck_conn *rc = &c->check;
 
-    if (!c->http2 && c->sock->bytes_written - c->written == PARSER_400_LEN) {
-        metrics_count(rc.slot, c->svc, 400, 11, 0);
-        if (c->al != NULL)
-            accesslog_write_refused(c->al, (struct sockaddr *)&c->peer, c->peerlen, 400, 11);
+    if (!rc->http2 && c->sock->bytes_written - rc->written == PARSER_400_LEN) {
+        metrics_count(refused_slot, rc->svc, 400, 11, 0);
+        if (rc->al != NULL)
+            accesslog_write_refused(rc->al, (struct sockaddr *)&rc->peer, rc->peerlen, 400, 11);
     }
-    fd = c->fd;
-    free(c);
-    rc.closed(fd);
 }
 
 void
-reqcheck_conn_track(h2o_socket_t *sock, struct access_log *al, int svc)
+reqcheck_conn_open(struct conn *c, struct access_log *al, int svc)
 {
-    struct conn *c = xcalloc(1, sizeof(*c));
+    struct reqcheck_conn *rc = &c->check;
 
-    c->sock = sock;
-    c->fd = h2o_socket_get_fd(sock);
-    c->al = al;
-    c->svc = svc;
+    rc->al = al;
+    rc->svc = svc;
     /* The address is gone by the time the socket closes. libh2o caches it, so the access
      * log's lookup of each request costs nothing more. */
     if (al != NULL)
-        c->peerlen = h2o_socket_getpeername(sock, (struct sockaddr *)&c->peer);
-    sock->on_close.cb = on_tracked_close;
-    sock->on_close.data = c;
+        rc->peerlen = h2o_socket_getpeername(c->sock, (struct sockaddr *)&rc->peer);
 }
 
 void
-reqcheck_conn_http2(h2o_socket_t *sock)
+reqcheck_conn_http2(struct conn *c)
 {
-    if (sock->on_close.cb == on_tracked_close)
-        ((struct conn *)sock->on_close.data)->http2 = 1;
+    c->check.http2 = 1;
 }
 
 void
-reqcheck_conn_logged(h2o_req_t *req, struct access_log *al, int svc)
+reqcheck_conn_logged(struct conn *c, h2o_req_t *req, struct access_log *al, int svc)
 {
-    h2o_socket_t *sock;
-    struct conn *c;
-
-    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+    if (c == NULL || req->version >= 0x200)
         return;
-    sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL || sock->on_close.cb != on_tracked_close)
-        return;
-    c = sock->on_close.data;
-    c->written = sock->bytes_written;
-    c->al = al;
-    c->svc = svc;
+    c->check.written = c->sock->bytes_written;
+    c->check.al = al;
+    c->check.svc = svc;
 }

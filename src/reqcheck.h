@@ -3,6 +3,7 @@
 #define PERCORE_REQCHECK_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct st_h2o_req_t;
 struct st_h2o_pathconf_t;
@@ -15,23 +16,35 @@ const char *reqcheck_why(struct st_h2o_req_t *req);
 int reqcheck_host_valid(const char *s, size_t len);
 
 struct access_log;
+struct conn;
 struct metrics_slot;
-struct st_h2o_socket_t;
 
 /* Requests libh2o's HTTP/1 parser refuses (a request line or header it cannot parse, a
  * head larger than it reads) are answered by libh2o with a fixed 400 on the socket, with
- * no request that handlers or loggers see. Connections are tracked so that such a 400
- * still gets an access log line and a count in the metrics. */
+ * no request that handlers or loggers see. Each connection's record keeps what it takes
+ * to see such a 400 when the connection closes, so that it still gets an access log line
+ * and a count in the metrics. */
+struct reqcheck_conn {
+    size_t written; /* sock->bytes_written when its last request was logged */
+    struct access_log *al;
+    int svc;
+    int http2;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+};
 
-/* Worker, at start: the metrics slot refused requests are counted in, and what to call
- * (with the connection's former fd) after a tracked connection has closed. */
-void reqcheck_init(struct metrics_slot *slot, void (*closed)(int fd));
-/* Worker, at accept: track sock (this sets its on_close), a connection of the service
- * whose access log is al (or NULL) and metrics index svc. */
-void reqcheck_conn_track(struct st_h2o_socket_t *sock, struct access_log *al, int svc);
-/* Worker: sock (tracked) speaks HTTP/2, which libh2o never answers with that 400. */
-void reqcheck_conn_http2(struct st_h2o_socket_t *sock);
-/* Worker, from the request logger: req was logged to al and counted under svc. */
-void reqcheck_conn_logged(struct st_h2o_req_t *req, struct access_log *al, int svc);
+/* Worker, at start: the metrics slot refused requests are counted in. */
+void reqcheck_init(struct metrics_slot *slot);
+/* Worker, at accept: c is a connection of the service whose access log is al (or NULL)
+ * and metrics index svc. */
+void reqcheck_conn_open(struct conn *c, struct access_log *al, int svc);
+/* Worker: c speaks HTTP/2, which libh2o never answers with that 400. */
+void reqcheck_conn_http2(struct conn *c);
+/* Worker, from the request logger: req, of connection c (or NULL), was logged to al and
+ * counted under svc. */
+void reqcheck_conn_logged(struct conn *c, struct st_h2o_req_t *req, struct access_log *al,
+                          int svc);
+/* Worker, from c's close hook: counts and logs the 400 libh2o's parser answered last. */
+void reqcheck_conn_closed(struct conn *c);
 
 #endif

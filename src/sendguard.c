@@ -3,8 +3,9 @@
  * libh2o 2.2.5 has no write timeout: a client that stops reading keeps its connection, and
  * the response waiting for it, for ever (HTTP/1 with its socket full; HTTP/2 with a stream
  * or connection window it never opens), so max_connections such clients take a worker
- * out. The guard keeps a table of the worker's connections, by fd, and sweeps it once a
- * second. A connection is shut down when, for its service's send_timeout:
+ * out. The guard keeps a list of the worker's connections (its part of each connection's
+ * record) and sweeps it once a second. A connection is shut down when, for its service's
+ * send_timeout:
  * - a write is pending on its socket and the client's TCP stack acknowledged none of it
  *   (TCP_INFO: below TLS, and through sendfile), nor did libh2o start another; or
  * - an HTTP/2 stream held data for it (from the moment the response handed libh2o data
@@ -18,7 +19,7 @@
  * of its data by its deadline starts again at the end (so a stream is cut between one and
  * two send_timeouts after its last DATA frame).
  *
- * Cost: a table store per connection; per HTTP/2 request, one watch from the request's
+ * Cost: a link and unlink per connection; per HTTP/2 request, one watch from the request's
  * pool and a link and unlink per piece of the response; per sweep, a look at each
  * connection and a getsockopt for those with a pending write. HTTP/1 requests do
  * nothing. */
@@ -31,28 +32,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "conn.h"
+#include "h2o_private.h"
 #include "log.h"
 #include "sendguard.h"
 #include "util.h"
 #include "worker.h"
 
-struct stream_watch;
-
-struct conn {
-    h2o_socket_t *sock; /* NULL: the fd is not an open connection */
-    uint64_t mark;      /* the progress counter as last seen */
-    uint64_t since;     /* ms: a write pending with no progress since; 0 while none */
-    struct stream_watch *first, *last; /* its HTTP/2 streams holding data, oldest first */
-    uint64_t flowed;    /* ms: when one of those streams last sent some of its data */
-    uint32_t timeout_ms;
-    uint32_t serial; /* tells this connection from a later one on the same fd */
-    int cut;         /* shut down; libh2o is closing it */
-};
-
-/* This worker's connections, by fd. */
-static struct conn *conns;
-static size_t nconns;
-static uint32_t serials;
+/* This worker's open connections, in the order they were accepted. */
+static h2o_linklist_t conns = {&conns, &conns};
 static h2o_loop_t *sweep_loop;
 static h2o_timeout_t sweep_timeout;
 static h2o_timeout_entry_t sweep_entry;
@@ -69,9 +57,8 @@ struct stream_watch {
     size_t left;    /* what it held to send, then */
     size_t seen;    /* what it held to send at the last sweep */
     ssize_t win;    /* its stream window when linked */
-    int fd;
-    uint32_t serial;
-    int held; /* data handed to libh2o, not yet asked for again */
+    int held; /* data handed to libh2o, not yet asked for again; linked in its connection's
+               * list (unless the connection closed meanwhile) */
 };
 
 struct route_filter {
@@ -93,8 +80,15 @@ acked(int fd)
     return ti.tcpi_bytes_acked;
 }
 
+/* The connection whose part c is. */
+static struct conn *
+record_of(struct sendguard_conn *c)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct conn, send, c);
+}
+
 static void
-log_cut(struct conn *c, const char *why)
+log_cut(struct sendguard_conn *c, const char *why)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -103,7 +97,7 @@ log_cut(struct conn *c, const char *why)
 
     if (!worker_error_line_allowed())
         return;
-    len = h2o_socket_getpeername(c->sock, (struct sockaddr *)&ss);
+    len = h2o_socket_getpeername(record_of(c)->sock, (struct sockaddr *)&ss);
     if (len != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, len, host) != SIZE_MAX)
         port = h2o_socket_getport((struct sockaddr *)&ss);
     log_warnx("closing connection from %s:%d: %s for %u ms (send_timeout)", host, (int)port,
@@ -113,7 +107,7 @@ log_cut(struct conn *c, const char *why)
 /* libh2o owns the socket and the connection on it: a shutdown makes its pending write fail
  * or its read see the end, and it closes the connection itself. */
 static void
-cut(struct conn *c, int fd, const char *why)
+cut(struct sendguard_conn *c, int fd, const char *why)
 {
     /* A reset, not a FIN behind bytes the client will never read: those would keep the
      * socket and its buffers in the kernel for minutes after the close. */
@@ -127,15 +121,16 @@ cut(struct conn *c, int fd, const char *why)
 
 /* Whether the pending write on c's socket has made no progress for the timeout. */
 static int
-socket_stuck(struct conn *c, int fd, uint64_t now)
+socket_stuck(struct sendguard_conn *c, int fd, uint64_t now)
 {
+    h2o_socket_t *sock = record_of(c)->sock;
     uint64_t progress;
 
-    if (!h2o_socket_is_writing(c->sock)) {
+    if (!h2o_socket_is_writing(sock)) {
         c->since = 0;
         return 0;
     }
-    progress = c->sock->bytes_written + acked(fd);
+    progress = sock->bytes_written + acked(fd);
     if (c->since == 0 || progress != c->mark) {
         c->mark = progress;
         c->since = now;
@@ -144,31 +139,15 @@ socket_stuck(struct conn *c, int fd, uint64_t now)
     return now - c->since >= c->timeout_ms;
 }
 
-static void unlink_watch(struct conn *c, struct stream_watch *sw);
-static void link_watch(struct conn *c, struct stream_watch *sw, uint64_t now);
-
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
-/* The head of libh2o 2.2.5's HTTP/2 stream (lib/http2/http2_internal.h,
- * struct st_h2o_http2_stream_t, not installed usably): its final ostream, which the watch
- * sends to, and the data it holds to send. */
-struct h2_stream_head {
-    uint32_t stream_id;
-    h2o_ostream_t ostr_final;
-    int state;
-    ssize_t output_window, input_window;
-    h2o_http2_priority_t received_priority;
-    void *req_body;
-    size_t expected_content_length;
-    H2O_VECTOR(h2o_iovec_t) data;
-};
-#endif
+static void unlink_watch(struct sendguard_conn *c, struct stream_watch *sw);
+static void link_watch(struct sendguard_conn *c, struct stream_watch *sw, uint64_t now);
 
 /* The bytes libh2o still holds to send for sw's stream (it advances the stream's buffers
  * as DATA frames go out), or SIZE_MAX if unknown. */
 static size_t
 left_to_send(const struct stream_watch *sw)
 {
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+#ifdef PERCORE_H2O_PRIVATE
     const struct h2_stream_head *st =
         H2O_STRUCT_FROM_MEMBER(struct h2_stream_head, ostr_final, sw->super.next);
     size_t n = 0;
@@ -188,7 +167,7 @@ left_to_send(const struct stream_watch *sw)
 static ssize_t
 window_of(const struct stream_watch *sw)
 {
-#if H2O_VERSION_MAJOR == 2 && H2O_VERSION_MINOR == 2
+#ifdef PERCORE_H2O_PRIVATE
     const struct h2_stream_head *st =
         H2O_STRUCT_FROM_MEMBER(struct h2_stream_head, ostr_final, sw->super.next);
 
@@ -204,7 +183,7 @@ window_of(const struct stream_watch *sw)
  * connection sent anything either (the connection's window is shut). An open window
  * that waits its turn while others send is not stuck. */
 static int
-watch_stuck(const struct conn *c, const struct stream_watch *sw, uint64_t now)
+watch_stuck(const struct sendguard_conn *c, const struct stream_watch *sw, uint64_t now)
 {
     ssize_t win = window_of(sw);
 
@@ -217,7 +196,7 @@ watch_stuck(const struct conn *c, const struct stream_watch *sw, uint64_t now)
  * sweep: libh2o takes streams in turns, so with many of them one can wait its turn for
  * longer than the timeout while the connection's data flows. */
 static void
-note_flow(struct conn *c, uint64_t now)
+note_flow(struct sendguard_conn *c, uint64_t now)
 {
     for (struct stream_watch *sw = c->first; sw != NULL; sw = sw->next) {
         size_t left = left_to_send(sw);
@@ -233,7 +212,7 @@ note_flow(struct conn *c, uint64_t now)
  * (or all, and waits for the socket, which socket_stuck watches), or that waits its turn
  * while others send, starts again, at the end. */
 static int
-stream_stuck(struct conn *c, uint64_t now)
+stream_stuck(struct sendguard_conn *c, uint64_t now)
 {
     struct stream_watch *sw;
     size_t left;
@@ -251,7 +230,7 @@ stream_stuck(struct conn *c, uint64_t now)
 }
 
 static void
-sweep_one(struct conn *c, int fd, uint64_t now)
+sweep_one(struct sendguard_conn *c, int fd, uint64_t now)
 {
     if (socket_stuck(c, fd, now))
         cut(c, fd, "it took no response bytes");
@@ -264,9 +243,11 @@ on_sweep(h2o_timeout_entry_t *entry)
 {
     uint64_t now = h2o_now(sweep_loop);
 
-    for (size_t fd = 0; fd < nconns; fd++)
-        if (conns[fd].sock != NULL && !conns[fd].cut)
-            sweep_one(&conns[fd], (int)fd, now);
+    for (h2o_linklist_t *l = conns.next; l != &conns; l = l->next) {
+        struct sendguard_conn *c = H2O_STRUCT_FROM_MEMBER(struct sendguard_conn, link, l);
+        if (!c->cut)
+            sweep_one(c, record_of(c)->fd, now);
+    }
     h2o_timeout_link(sweep_loop, &sweep_timeout, &sweep_entry);
 }
 
@@ -279,10 +260,10 @@ sendguard_init(h2o_loop_t *loop)
     h2o_timeout_link(loop, &sweep_timeout, &sweep_entry);
 }
 
-/* The streams of c's connection are no longer its to watch (it closed, or its fd went to
- * another): they may outlive it, unlinked. */
+/* The streams of c's connection are no longer its to watch (it closed): they may outlive
+ * it, unlinked. */
 static void
-drop_watches(struct conn *c)
+drop_watches(struct sendguard_conn *c)
 {
     struct stream_watch *sw, *next;
 
@@ -295,64 +276,35 @@ drop_watches(struct conn *c)
 }
 
 void
-sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms)
+sendguard_conn_open(struct conn *rec, int64_t timeout_ms)
 {
-    int fd = h2o_socket_get_fd(sock);
+    struct sendguard_conn *c = &rec->send;
 
-    if (fd < 0)
-        return;
-    if ((size_t)fd >= nconns) {
-        size_t n = (size_t)fd + 256;
-        conns = xreallocarray(conns, n, sizeof(*conns));
-        memset(conns + nconns, 0, (n - nconns) * sizeof(*conns));
-        nconns = n;
-    }
-    drop_watches(&conns[fd]);
-    conns[fd] = (struct conn){.sock = sock, .timeout_ms = (uint32_t)timeout_ms,
-                              .serial = ++serials};
+    *c = (struct sendguard_conn){.timeout_ms = (uint32_t)timeout_ms};
+    h2o_linklist_insert(&conns, &c->link);
 }
 
 void
-sendguard_forget(int fd)
+sendguard_conn_closed(struct conn *rec)
 {
-    if (fd >= 0 && (size_t)fd < nconns) {
-        drop_watches(&conns[fd]);
-        conns[fd].sock = NULL;
-    }
+    struct sendguard_conn *c = &rec->send;
+
+    drop_watches(c);
+    h2o_linklist_unlink(&c->link);
 }
 
-/* The entry of req's connection, or NULL. */
-static struct conn *
-conn_of(h2o_req_t *req, int *fd)
+/* The guard's part of req's connection, or NULL once it has closed. */
+static struct sendguard_conn *
+conn_of(h2o_req_t *req)
 {
-    h2o_socket_t *sock;
+    struct conn *rec = worker_conn_of_req(req);
 
-    if (req->conn->callbacks->get_socket == NULL)
-        return NULL;
-    sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL)
-        return NULL;
-    *fd = h2o_socket_get_fd(sock);
-    if (*fd < 0 || (size_t)*fd >= nconns || conns[*fd].sock != sock)
-        return NULL;
-    return &conns[*fd];
-}
-
-/* The entry of sw's connection, or NULL once it is gone. */
-static struct conn *
-conn_of_watch(const struct stream_watch *sw)
-{
-    struct conn *c;
-
-    if ((size_t)sw->fd >= nconns)
-        return NULL;
-    c = &conns[sw->fd];
-    return c->sock != NULL && c->serial == sw->serial ? c : NULL;
+    return rec != NULL ? &rec->send : NULL;
 }
 
 /* Links sw last in c's list: timestamps never decrease along it. */
 static void
-link_watch(struct conn *c, struct stream_watch *sw, uint64_t now)
+link_watch(struct sendguard_conn *c, struct stream_watch *sw, uint64_t now)
 {
     sw->since = now;
     sw->win = window_of(sw);
@@ -366,7 +318,7 @@ link_watch(struct conn *c, struct stream_watch *sw, uint64_t now)
 }
 
 static void
-unlink_watch(struct conn *c, struct stream_watch *sw)
+unlink_watch(struct sendguard_conn *c, struct stream_watch *sw)
 {
     if (sw->prev != NULL)
         sw->prev->next = sw->next;
@@ -379,13 +331,13 @@ unlink_watch(struct conn *c, struct stream_watch *sw)
     sw->prev = sw->next = NULL;
 }
 
-/* sw's stream was handed len bytes: libh2o has sent none of them yet. */
+/* sw's stream (of req) was handed len bytes: libh2o has sent none of them yet. */
 static void
-hold_start(struct stream_watch *sw, size_t len)
+hold_start(struct stream_watch *sw, h2o_req_t *req, size_t len)
 {
-    struct conn *c;
+    struct sendguard_conn *c;
 
-    if (sw->held || (c = conn_of_watch(sw)) == NULL)
+    if (sw->held || (c = conn_of(req)) == NULL)
         return;
     sw->held = 1;
     sw->left = len;
@@ -394,11 +346,11 @@ hold_start(struct stream_watch *sw, size_t len)
 }
 
 static void
-hold_end(struct stream_watch *sw)
+hold_end(struct stream_watch *sw, h2o_req_t *req)
 {
-    struct conn *c;
+    struct sendguard_conn *c;
 
-    if (!sw->held || (c = conn_of_watch(sw)) == NULL)
+    if (!sw->held || (c = conn_of(req)) == NULL)
         return; /* never held, or dropped with its connection */
     sw->held = 0;
     unlink_watch(c, sw);
@@ -415,7 +367,7 @@ on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t buf
 
     for (size_t i = 0; i < bufcnt; i++)
         len += bufs[i].len;
-    hold_start((struct stream_watch *)self, len);
+    hold_start((struct stream_watch *)self, req, len);
     self->next->do_send(self->next, req, bufs, bufcnt, state);
 }
 
@@ -423,7 +375,7 @@ on_watch_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t buf
 static void
 on_watch_stop(h2o_ostream_t *self, h2o_req_t *req)
 {
-    hold_end((struct stream_watch *)self);
+    hold_end((struct stream_watch *)self, req);
 }
 
 static void
@@ -431,7 +383,7 @@ on_watch_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct stream_watch *sw = H2O_STRUCT_FROM_MEMBER(struct stream_watch, gen, gen);
 
-    hold_end(sw);
+    hold_end(sw, req);
     if (sw->orig->proceed != NULL)
         sw->orig->proceed(sw->orig, req);
 }
@@ -450,16 +402,14 @@ on_gen_stop(h2o_generator_t *gen, h2o_req_t *req)
  * other filter (the proxy's looks for its own generator) has been set up. Returns the
  * watch's own slot. */
 static h2o_ostream_t **
-add_watch(h2o_req_t *req, h2o_ostream_t **slot, int fd, uint32_t serial)
+add_watch(h2o_req_t *req, h2o_ostream_t **slot)
 {
     struct stream_watch *sw = h2o_mem_alloc_pool(&req->pool, sizeof(*sw));
 
     *sw = (struct stream_watch){.super = {.next = *slot, .do_send = on_watch_send,
                                           .stop = on_watch_stop},
                                 .gen = {on_watch_proceed, on_gen_stop},
-                                .orig = req->_generator,
-                                .fd = fd,
-                                .serial = serial};
+                                .orig = req->_generator};
     *slot = &sw->super;
     req->_generator = &sw->gen;
     return &sw->super.next;
@@ -469,18 +419,17 @@ static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     struct route_filter *f = (struct route_filter *)self;
-    struct conn *c = NULL;
-    int fd = -1;
+    struct sendguard_conn *c = NULL;
 
     if (req->version >= 0x200 || f->shared)
-        c = conn_of(req, &fd);
+        c = conn_of(req);
     if (c != NULL)
         c->timeout_ms = f->timeout_ms; /* SNI may have picked another service */
     /* Registered first, so set up last: no filter comes after this one, and none may (the
      * watch stays at the chain's top after the final data, which a later filter's
      * h2o_ostream_send_next asserts against). */
     if (c != NULL && req->version >= 0x200 && req->_generator != NULL)
-        slot = add_watch(req, slot, fd, c->serial);
+        slot = add_watch(req, slot);
     h2o_setup_next_ostream(req, slot);
 }
 

@@ -13,10 +13,24 @@
 /* Start the once-a-second sweep on the worker's loop. */
 void sendguard_init(h2o_loop_t *loop);
 
-/* Watch an accepted connection, with the send timeout of the service it was accepted for.
- * Its on_close callback must call sendguard_forget with the socket's fd. */
-void sendguard_watch(h2o_socket_t *sock, int64_t timeout_ms);
-void sendguard_forget(int fd);
+struct conn;
+struct stream_watch;
+
+/* The guard's part of a connection's record (conn.h). */
+struct sendguard_conn {
+    h2o_linklist_t link; /* in the guard's list of open connections */
+    uint64_t mark;       /* the progress counter as last seen */
+    uint64_t since;      /* ms: a write pending with no progress since; 0 while none */
+    struct stream_watch *first, *last; /* its HTTP/2 streams holding data, oldest first */
+    uint64_t flowed;     /* ms: when one of those streams last sent some of its data */
+    uint32_t timeout_ms;
+    int cut; /* shut down; libh2o is closing it */
+};
+
+/* Watch an accepted connection, with the send timeout of the service it was accepted
+ * for; from accept until sendguard_conn_closed, which its close hook calls. */
+void sendguard_conn_open(struct conn *c, int64_t timeout_ms);
+void sendguard_conn_closed(struct conn *c);
 
 /* Add the guard's filter to a route of a service, BEFORE any other filter: libh2o 2.2.5
  * puts each new filter in front of the route's others, so the first registered is set up

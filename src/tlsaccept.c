@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conn.h"
 #include "h2guard.h"
 #include "reqcheck.h"
 #include "tlsaccept.h"
@@ -24,28 +25,6 @@ struct handshake {
     struct timeval connected_at;
 };
 
-/* The site each TLS connection was given, by socket fd (per worker; set at every TLS
- * handshake, so an entry is never read for a connection it does not describe). */
-struct conn_site {
-    const struct tls_site *sites, *site;
-    size_t nsites;
-};
-static struct conn_site *conn_sites;
-static size_t nconn_sites;
-
-static void
-remember_site(int fd, const struct handshake *h)
-{
-    if (fd < 0)
-        return;
-    if ((size_t)fd >= nconn_sites) {
-        size_t n = (size_t)fd + 256;
-        conn_sites = xreallocarray(conn_sites, n, sizeof(*conn_sites));
-        memset(conn_sites + nconn_sites, 0, (n - nconn_sites) * sizeof(*conn_sites));
-        nconn_sites = n;
-    }
-    conn_sites[fd] = (struct conn_site){h->sites, h->site, h->nsites};
-}
 
 static int
 name_matches(const char *pattern, const char *name, size_t nlen)
@@ -128,6 +107,7 @@ on_handshake(h2o_socket_t *sock, const char *err)
 {
     struct handshake *h = sock->data;
     const struct tls_site *site = h->site;
+    struct conn *c;
     h2o_iovec_t proto;
 
     sock->data = NULL;
@@ -136,10 +116,13 @@ on_handshake(h2o_socket_t *sock, const char *err)
         h2o_socket_close(sock);
         goto done;
     }
-    remember_site(h2o_socket_get_fd(sock), h);
+    c = worker_conn(sock);
+    if (c != NULL)
+        c->tls = (struct tls_conn){h->sites, h->site, h->nsites};
     proto = h2o_socket_ssl_get_selected_protocol(sock);
     if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0) {
-        reqcheck_conn_http2(sock);
+        if (c != NULL)
+            reqcheck_conn_http2(c);
         h2guard_accept(site->actx, sock, h->connected_at, site->http2_max_resets);
     } else {
         h2o_http1_accept(site->actx, sock, h->connected_at);
@@ -185,19 +168,16 @@ tlsaccept(h2o_socket_t *sock, const struct tls_site *sites, size_t nsites)
 int
 tlsaccept_misdirected(h2o_req_t *req)
 {
-    h2o_socket_t *sock;
-    const struct conn_site *cs;
+    const struct conn *c;
+    const struct tls_conn *cs;
     const struct tls_site *want;
     h2o_iovec_t host;
     uint16_t port;
     char name[256];
-    int fd;
 
-    if (req->scheme != &H2O_URL_SCHEME_HTTPS || req->conn->callbacks->get_socket == NULL ||
-        (sock = req->conn->callbacks->get_socket(req->conn)) == NULL ||
-        (fd = h2o_socket_get_fd(sock)) < 0 || (size_t)fd >= nconn_sites)
+    if (req->scheme != &H2O_URL_SCHEME_HTTPS || (c = worker_conn_of_req(req)) == NULL)
         return 0;
-    cs = &conn_sites[fd];
+    cs = &c->tls;
     if (cs->nsites < 2)
         return 0;
     if (h2o_url_parse_hostport(req->authority.base, req->authority.len, &host, &port) == NULL ||

@@ -14,6 +14,13 @@ struct tls_site {
     unsigned http2_max_resets;
 };
 
+/* The site a TLS connection was given at its handshake, in its record (conn.h); zero for
+ * a connection that is not TLS. */
+struct tls_conn {
+    const struct tls_site *sites, *site;
+    size_t nsites;
+};
+
 /* Install the SNI callback on an SSL_CTX this worker accepts with; once per context. */
 void tlsaccept_prepare(void *ssl_ctx);
 
