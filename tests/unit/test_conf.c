@@ -8,6 +8,7 @@
 
 #include "conf.h"
 #include "hnd.h"
+#include "util.h"
 
 /* As when percore runs outside systemd: no sockets passed. */
 static const struct conf_sockets no_sockets = {NULL, 0, 1};
@@ -197,17 +198,17 @@ Test(conf, time_units)
 {
     int64_t ms;
 
-    cr_assert_eq(conf_parse_time_ms("250ms", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("250ms", 0, &ms), 0);
     cr_assert_eq(ms, 250);
-    cr_assert_eq(conf_parse_time_ms("30", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("30", 0, &ms), 0);
     cr_assert_eq(ms, 30000);
-    cr_assert_eq(conf_parse_time_ms("2m", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("2m", 0, &ms), 0);
     cr_assert_eq(ms, 120000);
-    cr_assert_eq(conf_parse_time_ms("1h", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("1h", 0, &ms), 0);
     cr_assert_eq(ms, 3600000);
-    cr_assert_eq(conf_parse_time_ms("1x", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("-1s", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1x", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("-1s", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("", 0, &ms), -1);
 }
 
 Test(conf, size_units)
@@ -1017,23 +1018,23 @@ Test(hostile, time_and_size_bounds)
     int64_t ms;
     uint64_t b;
 
-    cr_assert_eq(conf_parse_time_ms("24h", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("24h", 0, &ms), 0);
     cr_assert_eq(ms, 86400000);
-    cr_assert_eq(conf_parse_time_ms("86400000ms", &ms), 0);
-    cr_assert_eq(conf_parse_time_ms("86400001ms", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("25h", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("1441m", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("9223372036854775807", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("86400000ms", 0, &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("86400001ms", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("25h", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1441m", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("9223372036854775807", 0, &ms), -1);
     cr_assert_eq(conf_parse_size("8589934591g", &b), 0);
     cr_assert_eq(conf_parse_size("8589934592g", &b), -1);
     cr_assert_eq(conf_parse_size("9007199254740992k", &b), -1);
     cr_assert_eq(conf_parse_size("9223372036854775808", &b), -1);
-    cr_assert_eq(conf_parse_port("65535"), 65535);
-    cr_assert_eq(conf_parse_port("65536"), -1);
-    cr_assert_eq(conf_parse_port("4294967377"), -1);
-    cr_assert_eq(conf_parse_port("0"), -1);
-    cr_assert_eq(conf_parse_port("+80"), -1);
-    cr_assert_eq(conf_parse_port(""), -1);
+    cr_assert_eq(util_parse_port("65535"), 65535);
+    cr_assert_eq(util_parse_port("65536"), -1);
+    cr_assert_eq(util_parse_port("4294967377"), -1);
+    cr_assert_eq(util_parse_port("0"), -1);
+    cr_assert_eq(util_parse_port("+80"), -1);
+    cr_assert_eq(util_parse_port(""), -1);
 }
 
 Test(hostile, errors_are_capped)
