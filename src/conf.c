@@ -47,10 +47,15 @@ enum {
                       count and usage (the handler's parse relies on them) */
 };
 
+/* The type of a field a generic setter writes (F_NONE: a custom setter's own business). */
+enum ftype { F_NONE, F_INT, F_UNSIGNED, F_U64, F_I64 };
+
 struct directive {
     const char *name;
     unsigned ctx;           /* the CTX_ where it may stand */
     size_t off;             /* of the field it sets in that context's object */
+    enum ftype type;        /* of that field; not F_NONE: it gets dflt when the object is made */
+    int64_t dflt;
     int min_args, max_args; /* max -1: unbounded */
     unsigned flags;
     dir_fn *set;
@@ -80,72 +85,81 @@ static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unse
 #define FIELD(ctx, f, t)                                                                      \
     (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
 
+/* Generic rows: the field, its default, the bounds of its value. Flags are off unless set. */
 #define FLAG(name, ctx, f)                                                                    \
-    {name, CTX_##ctx, FIELD(ctx, f, int), 1, 1, 0, set_enum, 0, 0, on_off, name " on|off"}
-#define NUMBER(name, ctx, f, min, max)                                                        \
-    {name, CTX_##ctx, FIELD(ctx, f, unsigned), 1, 1, 0, set_number, min, max, NULL,           \
-     name " NUMBER"}
-#define SIZE(name, ctx, f, min, max)                                                          \
-    {name, CTX_##ctx, FIELD(ctx, f, uint64_t), 1, 1, 0, set_size, min, max, NULL, name " SIZE"}
-#define TIME(name, ctx, f, min)                                                               \
-    {name, CTX_##ctx, FIELD(ctx, f, int64_t), 1, 1, 0, set_time, min, CONF_TIME_MAX_MS, NULL, \
-     name " TIME"}
-#define HANDLER(name, ops) {name, CTX_ROUTE, 0, 0, 0, D_HANDLER, set_handler, 0, 0, &ops, NULL}
+    {name, CTX_##ctx, FIELD(ctx, f, int), F_INT, 0, 1, 1, 0, set_enum, 0, 0, on_off,          \
+     name " on|off"}
+#define NUMBER(name, ctx, f, dflt, min, max)                                                  \
+    {name, CTX_##ctx, FIELD(ctx, f, unsigned), F_UNSIGNED, dflt, 1, 1, 0, set_number, min,    \
+     max, NULL, name " NUMBER"}
+#define SIZE(name, ctx, f, dflt, min, max)                                                    \
+    {name, CTX_##ctx, FIELD(ctx, f, uint64_t), F_U64, dflt, 1, 1, 0, set_size, min, max, NULL, \
+     name " SIZE"}
+#define TIME(name, ctx, f, dflt, min)                                                         \
+    {name, CTX_##ctx, FIELD(ctx, f, int64_t), F_I64, dflt, 1, 1, 0, set_time, min,            \
+     CONF_TIME_MAX_MS, NULL, name " TIME"}
+#define HANDLER(name, ops)                                                                    \
+    {name, CTX_ROUTE, 0, F_NONE, 0, 0, 0, D_HANDLER, set_handler, 0, 0, &ops, NULL}
+/* Custom rows: the setter finds its own place. */
+#define CUSTOM(name, ctx, min_args, max_args, flags, set, data, usage)                        \
+    {name, CTX_##ctx, 0, F_NONE, 0, min_args, max_args, flags, set, 0, 0, data, usage}
 
-/* Every directive, one row each, sorted by name for bsearch. Adding a directive is one row
- * here (a generic setter when one fits: FLAG, NUMBER, SIZE, TIME, or set_enum with its
- * keywords), one row in tests/unit/test_conf.c (dir_cases, or bad_inputs for a custom
- * setter) and its entry in man/percore.conf.5. A handler adds its struct hnd_ops in hnd.c
- * and a HANDLER row. */
+/* Every directive, one row each, sorted by name for bsearch: where it may stand, the field
+ * it sets with its default and bounds, its arguments. Adding a directive is one row here (a
+ * generic one when it fits: FLAG, NUMBER, SIZE, TIME), one row in tests/unit/test_conf.c
+ * (dir_cases, or bad_inputs for a custom setter) and its entry in man/percore.conf.5, plus
+ * the field itself in conf.h. A handler is a HANDLER row and its struct hnd_ops (hnd.c
+ * lists it), which states its arguments. */
 static const struct directive directives[] = {
-    {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), 1, 1, 0, set_access_log, 0,
-     0, NULL, "access_log /PATH|off"},
+    {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), F_NONE, 0, 1, 1, 0,
+     set_access_log, 0, 0, NULL, "access_log /PATH|off"},
     FLAG("compress", ROUTE, compress),
     FLAG("cpu_affinity", MAIN, cpu_affinity),
     HANDLER("fastcgi", hnd_fastcgi_ops),
     HANDLER("files", hnd_files_ops),
-    TIME("handshake_timeout", SERVICE, handshake_timeout_ms, 100),
-    {"header", CTX_ROUTE, 0, 2, 2, D_REPEAT, set_header, 0, 0, &hdr_set, "header NAME VALUE"},
-    {"header_add", CTX_ROUTE, 0, 2, 2, D_REPEAT, set_header, 0, 0, &hdr_add,
-     "header_add NAME VALUE"},
-    TIME("header_timeout", SERVICE, header_timeout_ms, 100),
-    {"header_unset", CTX_ROUTE, 0, 1, 1, D_REPEAT, set_header, 0, 0, &hdr_unset,
-     "header_unset NAME"},
-    {"http2", CTX_SERVICE, FIELD(SERVICE, http2, int), 1, 1, 0, set_http2, 0, 0, on_off,
-     "http2 on|off"},
+    TIME("handshake_timeout", SERVICE, handshake_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("header", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_set, "header NAME VALUE"),
+    CUSTOM("header_add", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_add, "header_add NAME VALUE"),
+    TIME("header_timeout", SERVICE, header_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("header_unset", ROUTE, 1, 1, D_REPEAT, set_header, &hdr_unset, "header_unset NAME"),
+    {"http2", CTX_SERVICE, FIELD(SERVICE, http2, int), F_INT, 0, 1, 1, 0, set_http2, 0, 0,
+     on_off, "http2 on|off"},
     /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
-    NUMBER("http2_max_concurrent_requests", MAIN, http2_max_requests, 1, CONF_HTTP2_MAX_STREAMS),
-    NUMBER("http2_max_resets", SERVICE, http2_max_resets, 1, 1000000),
-    TIME("idle_timeout", SERVICE, idle_timeout_ms, 100),
-    {"listen", CTX_SERVICE, 0, 1, 3, D_REPEAT, set_listen, 0, 0, NULL,
-     "listen ADDRESS:PORT [tls] [http2]"},
-    {"log", CTX_MAIN, 0, 1, 1, 0, set_log, 0, 0, NULL, "log journal|stderr|/PATH"},
-    SIZE("max_body_size", SERVICE, max_body, 0, 1024 * 1024 * 1024),
-    NUMBER("max_connections", MAIN, max_connections, 1, CONF_MAX_CONNECTIONS_MAX),
-    SIZE("max_header_size", SERVICE, max_header_size, 1024, CONF_MAX_HEADER_SIZE_MAX),
+    NUMBER("http2_max_concurrent_requests", MAIN, http2_max_requests,
+           CONF_DEFAULT_HTTP2_MAX_REQUESTS, 1, CONF_HTTP2_MAX_STREAMS),
+    NUMBER("http2_max_resets", SERVICE, http2_max_resets, CONF_DEFAULT_HTTP2_MAX_RESETS, 1,
+           1000000),
+    TIME("idle_timeout", SERVICE, idle_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("listen", SERVICE, 1, 3, D_REPEAT, set_listen, NULL,
+           "listen ADDRESS:PORT [tls] [http2]"),
+    CUSTOM("log", MAIN, 1, 1, 0, set_log, NULL, "log journal|stderr|/PATH"),
+    SIZE("max_body_size", SERVICE, max_body, CONF_DEFAULT_MAX_BODY, 0, 1024 * 1024 * 1024),
+    NUMBER("max_connections", MAIN, max_connections, CONF_DEFAULT_MAX_CONNECTIONS, 1,
+           CONF_MAX_CONNECTIONS_MAX),
+    SIZE("max_header_size", SERVICE, max_header_size, CONF_DEFAULT_MAX_HEADER_SIZE, 1024,
+         CONF_MAX_HEADER_SIZE_MAX),
     HANDLER("metrics", hnd_metrics_ops),
     HANDLER("module", hnd_module_ops),
     HANDLER("proxy", hnd_proxy_ops),
     HANDLER("redirect", hnd_redirect_ops),
     HANDLER("respond", hnd_respond_ops),
-    {"route", CTX_SERVICE, 0, 1, 1, D_BLOCK | D_REPEAT, set_route, 0, 0, NULL,
-     "route PREFIX { ... }"},
+    CUSTOM("route", SERVICE, 1, 1, D_BLOCK | D_REPEAT, set_route, NULL, "route PREFIX { ... }"),
     /* Connections are swept once a second: less could not be kept. */
-    TIME("send_timeout", SERVICE, send_timeout_ms, 1000),
-    {"server_name", CTX_SERVICE, 0, 1, 64, D_REPEAT, set_server_name, 0, 0, NULL,
-     "server_name NAME..."},
-    {"service", CTX_MAIN, 0, 1, 1, D_BLOCK | D_REPEAT, set_service, 0, 0, NULL,
-     "service NAME { ... }"},
-    TIME("shutdown_delay", MAIN, shutdown_delay_ms, 0),
-    TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, 0),
-    {"tls_certificate", CTX_SERVICE, FIELD(SERVICE, tls_cert, char *), 1, 1, 0, set_tls_file, 0,
-     0, NULL, "tls_certificate /PATH.pem"},
-    {"tls_key", CTX_SERVICE, FIELD(SERVICE, tls_key, char *), 1, 1, 0, set_tls_file, 0, 0, NULL,
-     "tls_key /PATH.key"},
-    TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, 1000),
+    TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
+    CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
+    CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
+    TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
+    TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    {"tls_certificate", CTX_SERVICE, FIELD(SERVICE, tls_cert, char *), F_NONE, 0, 1, 1, 0,
+     set_tls_file, 0, 0, NULL, "tls_certificate /PATH.pem"},
+    {"tls_key", CTX_SERVICE, FIELD(SERVICE, tls_key, char *), F_NONE, 0, 1, 1, 0, set_tls_file,
+     0, 0, NULL, "tls_key /PATH.key"},
+    TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
+         1000),
     /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
-    TIME("worker_watchdog", MAIN, worker_watchdog_ms, 1000),
-    {"workers", CTX_MAIN, FIELD(MAIN, workers, unsigned), 1, 1, 0, set_workers, 1,
+    TIME("worker_watchdog", MAIN, worker_watchdog_ms, CONF_DEFAULT_WORKER_WATCHDOG_MS, 1000),
+    /* 0: auto, one per CPU the process may use. */
+    {"workers", CTX_MAIN, FIELD(MAIN, workers, unsigned), F_UNSIGNED, 0, 1, 1, 0, set_workers, 1,
      CONF_WORKERS_MAX, NULL, "workers auto|NUMBER"},
 };
 
@@ -234,6 +248,29 @@ static void *
 field(const struct directive *d, void *obj)
 {
     return (char *)obj + d->off;
+}
+
+/* Store v, in range for the field's type (the row's bounds say so), in the field d sets. */
+static void
+store(const struct directive *d, void *obj, int64_t v)
+{
+    switch (d->type) {
+    case F_INT: *(int *)field(d, obj) = (int)v; break;
+    case F_UNSIGNED: *(unsigned *)field(d, obj) = (unsigned)v; break;
+    case F_U64: *(uint64_t *)field(d, obj) = (uint64_t)v; break;
+    case F_I64: *(int64_t *)field(d, obj) = v; break;
+    default: assert(!"a custom row has no generic field"); /* NOTREACHED */
+    }
+}
+
+/* Every field of a context's new object that has a row gets the row's default: the one
+ * place each default is written. */
+static void
+set_defaults(unsigned ctx, void *obj)
+{
+    for (size_t i = 0; i < NELEMS(directives); i++)
+        if (directives[i].ctx == ctx && directives[i].type != F_NONE)
+            store(&directives[i], obj, directives[i].dflt);
 }
 
 static int
@@ -405,7 +442,7 @@ set_enum(struct loader *ld, const struct directive *d, const struct conf_node *n
 
     for (i = 0; k[i].name != NULL; i++) {
         if (strcmp(a->s, k[i].name) == 0) {
-            *(int *)field(d, obj) = k[i].value;
+            store(d, obj, k[i].value);
             return 0;
         }
     }
@@ -439,7 +476,12 @@ parse_number(struct loader *ld, const struct directive *d, const struct conf_arg
 static int
 set_number(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
-    return parse_number(ld, d, &n->args[0], "", field(d, obj));
+    unsigned v;
+
+    if (parse_number(ld, d, &n->args[0], "", &v) == -1)
+        return -1;
+    store(d, obj, v);
+    return 0;
 }
 
 /* A size from d->min to d->max; the message names the bounds the way a user writes them. */
@@ -451,7 +493,7 @@ set_size(struct loader *ld, const struct directive *d, const struct conf_node *n
     uint64_t v;
 
     if (conf_parse_size(a->s, &v) == 0 && v >= (uint64_t)d->min && v <= (uint64_t)d->max) {
-        *(uint64_t *)field(d, obj) = v;
+        store(d, obj, (int64_t)v);
         return 0;
     }
     fmt_scaled(d->max, size_units, NELEMS(size_units), hi, sizeof(hi));
@@ -473,7 +515,7 @@ set_time(struct loader *ld, const struct directive *d, const struct conf_node *n
     assert(d->max == CONF_TIME_MAX_MS);
     switch (conf_parse_time_ms(a->s, d->min, &ms)) {
     case 0:
-        *(int64_t *)field(d, obj) = ms;
+        store(d, obj, ms);
         return 0;
     case -2:
         return err_at(ld, &a->pos, "'%s' must be at least %s, got '%s'", d->name,
@@ -489,11 +531,13 @@ set_time(struct loader *ld, const struct directive *d, const struct conf_node *n
 static int
 set_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
-    if (strcmp(n->args[0].s, "auto") == 0) {
-        *(unsigned *)field(d, obj) = 0;
-        return 0;
-    }
-    return parse_number(ld, d, &n->args[0], "'auto' or ", field(d, obj));
+    unsigned v = 0;
+
+    if (strcmp(n->args[0].s, "auto") != 0 &&
+        parse_number(ld, d, &n->args[0], "'auto' or ", &v) == -1)
+        return -1;
+    store(d, obj, v);
+    return 0;
 }
 
 static int
@@ -657,6 +701,7 @@ check_shared(struct loader *ld, struct conf_service *svc)
     for (size_t j = 0; j < svc->nlistens; j++) {
         const struct conf_listen *l = &svc->listens[j];
         uint64_t key = addr_key(&l->addr);
+        size_t last = SIZE_MAX;
         /* Earlier services in their order; each has at most one listen equal to l, as a
          * second would have clashed with its first. */
         for (size_t e = util_hmap_first(&ld->listens, key); e != SIZE_MAX;
@@ -665,6 +710,8 @@ check_shared(struct loader *ld, struct conf_service *svc)
             if (ld->listens.ents[e].a >= self ||
                 !listener_addr_equal(&o->listens[ld->listens.ents[e].b].addr, &l->addr))
                 continue;
+            assert(ld->listens.ents[e].a != last);
+            last = ld->listens.ents[e].a;
             svc->shared = o->shared = 1;
             if (svc->nserver_names == 0) {
                 err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
@@ -707,12 +754,7 @@ service_new(struct loader *ld, const char *name, const struct conf_pos *pos)
     memset(svc, 0, sizeof(*svc));
     svc->name = xstrdup(name);
     svc->pos = *pos;
-    svc->max_body = CONF_DEFAULT_MAX_BODY;
-    svc->http2_max_resets = CONF_DEFAULT_HTTP2_MAX_RESETS;
-    svc->max_header_size = CONF_DEFAULT_MAX_HEADER_SIZE;
-    svc->header_timeout_ms = svc->idle_timeout_ms = svc->handshake_timeout_ms =
-        CONF_DEFAULT_CONN_TIMEOUT_MS;
-    svc->send_timeout_ms = CONF_DEFAULT_SEND_TIMEOUT_MS;
+    set_defaults(CTX_SERVICE, svc);
     return svc;
 }
 
@@ -925,6 +967,7 @@ set_route(struct loader *ld, const struct directive *d, const struct conf_node *
     memset(r, 0, sizeof(*r));
     r->prefix = xstrdup(a->s);
     r->pos = n->pos;
+    set_defaults(CTX_ROUTE, r);
     load_block(ld, n, CTX_ROUTE, r);
     if (r->hnd == NULL)
         err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", r->prefix, hnd_names());
@@ -1030,12 +1073,7 @@ conf_new(const char *path)
 
     c->path = xstrdup(path);
     c->log_target = LOG_TARGET_AUTO;
-    c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
-    c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
-    c->tls_ticket_rotation_ms = CONF_DEFAULT_TICKET_ROTATION_MS;
-    c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
-    c->max_connections = CONF_DEFAULT_MAX_CONNECTIONS;
-    c->http2_max_requests = CONF_DEFAULT_HTTP2_MAX_REQUESTS;
+    set_defaults(CTX_MAIN, c);
     return c;
 }
 

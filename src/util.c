@@ -1,6 +1,7 @@
 /* Small pure helpers shared by master and workers. */
 #include "config.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,7 @@ hmap_link(struct util_hmap *m, size_t i)
 {
     size_t b = (size_t)(m->ents[i].hash & (m->nbuckets - 1));
 
+    assert(m->nbuckets > 0 && (m->nbuckets & (m->nbuckets - 1)) == 0);
     m->ents[i].next = SIZE_MAX;
     if (m->tails[b] == SIZE_MAX)
         m->heads[b] = i;

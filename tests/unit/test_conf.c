@@ -1297,7 +1297,44 @@ ParameterizedTest(size_t *i, table, generic_directive)
     free(msg);
 }
 
-Test(table, http2_on_with_tls_listen, .init = NULL)
+/* Each row's default, when the directive is not given. */
+static const struct {
+    const char *name;
+    int64_t dflt;
+} dir_defaults[] = {
+    {"compress", 0},
+    {"cpu_affinity", 0},
+    {"handshake_timeout", 10000},
+    {"header_timeout", 10000},
+    {"http2", 0},
+    {"http2_max_concurrent_requests", 100},
+    {"http2_max_resets", 100},
+    {"idle_timeout", 10000},
+    {"max_body_size", 1024 * 1024},
+    {"max_connections", 16384},
+    {"max_header_size", 32 * 1024},
+    {"send_timeout", 60000},
+    {"shutdown_delay", 0},
+    {"shutdown_timeout", 30000},
+    {"tls_ticket_rotation", 3600 * 1000},
+    {"worker_watchdog", 10000},
+    {"workers", 0},
+};
+
+Test(table, defaults)
+{
+    struct conf *c = load_ok(HELLO);
+
+    cr_assert_eq(NELEMS(dir_defaults), NELEMS(dir_cases));
+    for (size_t i = 0; i < NELEMS(dir_cases); i++) {
+        cr_assert_str_eq(dir_defaults[i].name, dir_cases[i].name);
+        cr_assert_eq(field_value(c, &dir_cases[i]), dir_defaults[i].dflt, "%s: %lld",
+                     dir_cases[i].name, (long long)field_value(c, &dir_cases[i]));
+    }
+    conf_free(c);
+}
+
+Test(table, http2_on_with_tls_listen)
 {
     struct conf_diag d = {0};
     struct conf *c = conf_load_string("t.conf", "service s { listen 127.0.0.1:8443 tls; http2 on;"
