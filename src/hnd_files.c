@@ -700,7 +700,9 @@ send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime, 
 /* Without openat2 (or for an absolute symbolic link landing inside the root): rel is
  * opened once, then the realpath of its name must lie inside the root and be the very
  * file opened (device and inode), so a link swapped between the open and the check is
- * caught. -1 with errno EXDEV when it leads out. */
+ * caught. The realpath is looked up without following a last link: one swapped in after
+ * realpath would otherwise lead stat to the outside file just opened. -1 with errno
+ * EXDEV when it leads out. */
 static int
 open_checked(const struct files_front *f, const char *rel, int flags)
 {
@@ -716,7 +718,7 @@ open_checked(const struct files_front *f, const char *rel, int flags)
         realpath(path, real) == NULL || strncmp(real, root, rlen) != 0 ||
         (real[rlen] != '/' && real[rlen] != '\0'))
         goto fail;
-    if (fstat(fd, &opened) == -1 || stat(real, &named) == -1 ||
+    if (fstat(fd, &opened) == -1 || lstat(real, &named) == -1 ||
         opened.st_dev != named.st_dev || opened.st_ino != named.st_ino)
         goto fail;
     return fd;
