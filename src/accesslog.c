@@ -173,7 +173,7 @@ accesslog_write(struct access_log *al, h2o_req_t *req, uint64_t us)
     char *p = line;
 
     if (sslen != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, sslen, addr) == SIZE_MAX)
-        strcpy(addr, "-");
+        memcpy(addr, "-", sizeof("-"));
     /* Each escaped byte takes 4: the fields' caps keep the line under LINE_MAX_LEN. */
     p += snprintf(p, 128, "%s - - [%s] \"", addr,
                   req->processed_at.str != NULL ? req->processed_at.str->log : "-");
@@ -204,7 +204,7 @@ accesslog_write_refused(struct access_log *al, const struct sockaddr *sa, unsign
     int n;
 
     if (salen != 0 && h2o_socket_getnumerichost((struct sockaddr *)sa, salen, addr) == SIZE_MAX)
-        strcpy(addr, "-");
+        memcpy(addr, "-", sizeof("-"));
     strftime(ts, sizeof(ts), "%d/%b/%Y:%H:%M:%S %z", localtime_r(&now, &tm));
     n = snprintf(line, sizeof(line), "%s - - [%s] \"-\" %d %zu \"-\" \"-\" 0.000\n", addr, ts,
                  status, bytes);

@@ -3,8 +3,11 @@
  * and loading goes on, so one run of `percore -t` shows them all. */
 #include "config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -24,68 +27,140 @@ struct loader {
     struct conf *conf;
     const struct conf_sockets *socks;
     struct conf_diag *diag;
+    unsigned failed;           /* directives whose setter failed */
+    struct util_hmap services; /* by name: index in conf->services */
+    struct util_hmap listens;  /* by family and port: service index, listen index */
+    struct util_hmap routes;   /* of the service being loaded, by prefix: route index */
 };
 
 struct directive;
+/* Apply directive n (its argument count and block already checked against d) to obj, the
+ * object of the block it stands in (struct conf, conf_service or conf_route). 0, or -1
+ * once the problem is in ld->diag. */
 typedef int dir_fn(struct loader *ld, const struct directive *d, const struct conf_node *n,
                    void *obj);
 
+enum {
+    D_BLOCK = 1,   /* takes a { } block */
+    D_REPEAT = 2,  /* may appear more than once in a block */
+    D_HANDLER = 4, /* a route's handler: data is its struct hnd_ops, which gives the argument
+                      count and usage (the handler's parse relies on them) */
+};
+
+/* The type of a field a generic setter writes (F_NONE: a custom setter's own business). */
+enum ftype { F_NONE, F_INT, F_UNSIGNED, F_U64, F_I64 };
+
 struct directive {
     const char *name;
-    unsigned ctx;
+    unsigned ctx;           /* the CTX_ where it may stand */
+    size_t off;             /* of the field it sets in that context's object */
+    enum ftype type;        /* of that field; not F_NONE: it gets dflt when the object is made */
+    int64_t dflt;
     int min_args, max_args; /* max -1: unbounded */
-    int block;              /* takes a { } block */
-    int repeat;             /* may appear more than once in a block */
-    dir_fn *fn;
+    unsigned flags;
+    dir_fn *set;
+    int64_t min, max;       /* bounds for set_number, set_size and set_time */
+    const void *data;       /* set_enum: its keywords; set_header: its command; D_HANDLER */
     const char *usage;
 };
 
-static dir_fn dir_workers, dir_cpu_affinity, dir_time, dir_service, dir_listen, dir_route,
-    dir_handler, dir_header, dir_log, dir_compress, dir_tls_file, dir_max_connections,
-    dir_max_body_size, dir_http2, dir_http2_count, dir_server_name, dir_max_header_size,
-    dir_access_log;
+/* A keyword of an enum directive and the value it stores (an int). */
+struct keyword {
+    const char *name;
+    int value;
+};
 
-/* Sorted by name for bsearch. */
+static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
+    set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
+    set_handler, set_header;
+
+static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
+
+/* The offset of field f in the object of context ctx, which must have type t (or the build
+ * fails): a generic setter writes it through that type. */
+#define OBJ_MAIN struct conf
+#define OBJ_SERVICE struct conf_service
+#define OBJ_ROUTE struct conf_route
+#define FIELD(ctx, f, t)                                                                      \
+    (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
+
+/* Generic rows: the field, its default, the bounds of its value. Flags are off unless set. */
+#define FLAG(name, ctx, f)                                                                    \
+    {name, CTX_##ctx, FIELD(ctx, f, int), F_INT, 0, 1, 1, 0, set_enum, 0, 0, on_off,          \
+     name " on|off"}
+#define NUMBER(name, ctx, f, dflt, min, max)                                                  \
+    {name, CTX_##ctx, FIELD(ctx, f, unsigned), F_UNSIGNED, dflt, 1, 1, 0, set_number, min,    \
+     max, NULL, name " NUMBER"}
+#define SIZE(name, ctx, f, dflt, min, max)                                                    \
+    {name, CTX_##ctx, FIELD(ctx, f, uint64_t), F_U64, dflt, 1, 1, 0, set_size, min, max, NULL, \
+     name " SIZE"}
+#define TIME(name, ctx, f, dflt, min)                                                         \
+    {name, CTX_##ctx, FIELD(ctx, f, int64_t), F_I64, dflt, 1, 1, 0, set_time, min,            \
+     CONF_TIME_MAX_MS, NULL, name " TIME"}
+#define HANDLER(name, ops)                                                                    \
+    {name, CTX_ROUTE, 0, F_NONE, 0, 0, 0, D_HANDLER, set_handler, 0, 0, &ops, NULL}
+/* Custom rows: the setter finds its own place. */
+#define CUSTOM(name, ctx, min_args, max_args, flags, set, data, usage)                        \
+    {name, CTX_##ctx, 0, F_NONE, 0, min_args, max_args, flags, set, 0, 0, data, usage}
+
+/* Every directive, one row each, sorted by name for bsearch: where it may stand, the field
+ * it sets with its default and bounds, its arguments. Adding a directive is one row here (a
+ * generic one when it fits: FLAG, NUMBER, SIZE, TIME), one row in tests/unit/test_conf.c
+ * (dir_cases, or bad_inputs for a custom setter) and its entry in man/percore.conf.5, plus
+ * the field itself in conf.h. A handler is a HANDLER row and its struct hnd_ops (hnd.c
+ * lists it), which states its arguments. */
 static const struct directive directives[] = {
-    {"access_log", CTX_SERVICE, 1, 1, 0, 0, dir_access_log, "access_log /PATH|off"},
-    {"compress", CTX_ROUTE, 1, 1, 0, 0, dir_compress, "compress on|off"},
-    {"cpu_affinity", CTX_MAIN, 1, 1, 0, 0, dir_cpu_affinity, "cpu_affinity on|off"},
-    {"fastcgi", CTX_ROUTE, 1, 3, 0, 0, dir_handler,
-     "fastcgi unix:/PATH|HOST:PORT [timeout=TIME] [root=/PATH]"},
-    {"files", CTX_ROUTE, 1, 3, 0, 0, dir_handler, "files /ROOT [listing] [symlinks]"},
-    {"handshake_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "handshake_timeout TIME"},
-    {"header", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header NAME VALUE"},
-    {"header_add", CTX_ROUTE, 2, 2, 0, 1, dir_header, "header_add NAME VALUE"},
-    {"header_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "header_timeout TIME"},
-    {"header_unset", CTX_ROUTE, 1, 1, 0, 1, dir_header, "header_unset NAME"},
-    {"http2", CTX_SERVICE, 1, 1, 0, 0, dir_http2, "http2 on|off"},
-    {"http2_max_concurrent_requests", CTX_MAIN, 1, 1, 0, 0, dir_http2_count,
-     "http2_max_concurrent_requests NUMBER"},
-    {"http2_max_resets", CTX_SERVICE, 1, 1, 0, 0, dir_http2_count, "http2_max_resets NUMBER"},
-    {"idle_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "idle_timeout TIME"},
-    {"listen", CTX_SERVICE, 1, 3, 0, 1, dir_listen, "listen ADDRESS:PORT [tls] [http2]"},
-    {"log", CTX_MAIN, 1, 1, 0, 0, dir_log, "log journal|stderr|/PATH"},
-    {"max_body_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_body_size, "max_body_size SIZE"},
-    {"max_connections", CTX_MAIN, 1, 1, 0, 0, dir_max_connections, "max_connections NUMBER"},
-    {"max_header_size", CTX_SERVICE, 1, 1, 0, 0, dir_max_header_size, "max_header_size SIZE"},
-    {"metrics", CTX_ROUTE, 0, 0, 0, 0, dir_handler, "metrics"},
-    {"module", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "module /PATH/TO/MODULE.so [ARGUMENT]"},
-    {"proxy", CTX_ROUTE, 1, 64, 0, 0, dir_handler,
-     "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME] "
-     "[connect_timeout=TIME]"},
-    {"redirect", CTX_ROUTE, 2, 3, 0, 0, dir_handler, "redirect STATUS URL [exact]"},
-    {"respond", CTX_ROUTE, 1, 2, 0, 0, dir_handler, "respond STATUS [BODY]"},
-    {"route", CTX_SERVICE, 1, 1, 1, 1, dir_route, "route PREFIX { ... }"},
-    {"send_timeout", CTX_SERVICE, 1, 1, 0, 0, dir_time, "send_timeout TIME"},
-    {"server_name", CTX_SERVICE, 1, 64, 0, 1, dir_server_name, "server_name NAME..."},
-    {"service", CTX_MAIN, 1, 1, 1, 1, dir_service, "service NAME { ... }"},
-    {"shutdown_delay", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_delay TIME"},
-    {"shutdown_timeout", CTX_MAIN, 1, 1, 0, 0, dir_time, "shutdown_timeout TIME"},
-    {"tls_certificate", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_certificate /PATH.pem"},
-    {"tls_key", CTX_SERVICE, 1, 1, 0, 0, dir_tls_file, "tls_key /PATH.key"},
-    {"tls_ticket_rotation", CTX_MAIN, 1, 1, 0, 0, dir_time, "tls_ticket_rotation TIME"},
-    {"worker_watchdog", CTX_MAIN, 1, 1, 0, 0, dir_time, "worker_watchdog TIME"},
-    {"workers", CTX_MAIN, 1, 1, 0, 0, dir_workers, "workers auto|NUMBER"},
+    {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), F_NONE, 0, 1, 1, 0,
+     set_access_log, 0, 0, NULL, "access_log /PATH|off"},
+    FLAG("compress", ROUTE, compress),
+    FLAG("cpu_affinity", MAIN, cpu_affinity),
+    HANDLER("fastcgi", hnd_fastcgi_ops),
+    HANDLER("files", hnd_files_ops),
+    TIME("handshake_timeout", SERVICE, handshake_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("header", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_set, "header NAME VALUE"),
+    CUSTOM("header_add", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_add, "header_add NAME VALUE"),
+    TIME("header_timeout", SERVICE, header_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("header_unset", ROUTE, 1, 1, D_REPEAT, set_header, &hdr_unset, "header_unset NAME"),
+    {"http2", CTX_SERVICE, FIELD(SERVICE, http2, int), F_INT, 0, 1, 1, 0, set_http2, 0, 0,
+     on_off, "http2 on|off"},
+    /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
+    NUMBER("http2_max_concurrent_requests", MAIN, http2_max_requests,
+           CONF_DEFAULT_HTTP2_MAX_REQUESTS, 1, CONF_HTTP2_MAX_STREAMS),
+    NUMBER("http2_max_resets", SERVICE, http2_max_resets, CONF_DEFAULT_HTTP2_MAX_RESETS, 1,
+           1000000),
+    TIME("idle_timeout", SERVICE, idle_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    CUSTOM("listen", SERVICE, 1, 3, D_REPEAT, set_listen, NULL,
+           "listen ADDRESS:PORT [tls] [http2]"),
+    CUSTOM("log", MAIN, 1, 1, 0, set_log, NULL, "log journal|stderr|/PATH"),
+    SIZE("max_body_size", SERVICE, max_body, CONF_DEFAULT_MAX_BODY, 0, 1024 * 1024 * 1024),
+    NUMBER("max_connections", MAIN, max_connections, CONF_DEFAULT_MAX_CONNECTIONS, 1,
+           CONF_MAX_CONNECTIONS_MAX),
+    SIZE("max_header_size", SERVICE, max_header_size, CONF_DEFAULT_MAX_HEADER_SIZE, 1024,
+         CONF_MAX_HEADER_SIZE_MAX),
+    HANDLER("metrics", hnd_metrics_ops),
+    HANDLER("module", hnd_module_ops),
+    HANDLER("proxy", hnd_proxy_ops),
+    HANDLER("redirect", hnd_redirect_ops),
+    HANDLER("respond", hnd_respond_ops),
+    CUSTOM("route", SERVICE, 1, 1, D_BLOCK | D_REPEAT, set_route, NULL, "route PREFIX { ... }"),
+    /* Connections are swept once a second: less could not be kept. */
+    TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
+    CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
+    CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
+    TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
+    TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    {"tls_certificate", CTX_SERVICE, FIELD(SERVICE, tls_cert, char *), F_NONE, 0, 1, 1, 0,
+     set_tls_file, 0, 0, NULL, "tls_certificate /PATH.pem"},
+    {"tls_key", CTX_SERVICE, FIELD(SERVICE, tls_key, char *), F_NONE, 0, 1, 1, 0, set_tls_file,
+     0, 0, NULL, "tls_key /PATH.key"},
+    TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
+         1000),
+    /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
+    TIME("worker_watchdog", MAIN, worker_watchdog_ms, CONF_DEFAULT_WORKER_WATCHDOG_MS, 1000),
+    /* 0: auto, one per CPU the process may use. */
+    {"workers", CTX_MAIN, FIELD(MAIN, workers, unsigned), F_UNSIGNED, 0, 1, 1, 0, set_workers, 1,
+     CONF_WORKERS_MAX, NULL, "workers auto|NUMBER"},
 };
 
 static const char *
@@ -108,6 +183,21 @@ static const struct directive *
 dir_find(const char *name)
 {
     return bsearch(name, directives, NELEMS(directives), sizeof(directives[0]), dir_cmp);
+}
+
+/* What bsearch and the rows' contract need: sorted names, and a handler row named as its
+ * handler. */
+static int
+table_ok(void)
+{
+    for (size_t i = 0; i < NELEMS(directives); i++) {
+        const struct directive *d = &directives[i];
+        if (i > 0 && strcmp(directives[i - 1].name, d->name) >= 0)
+            return 0;
+        if ((d->flags & D_HANDLER) && strcmp(((const struct hnd_ops *)d->data)->name, d->name))
+            return 0;
+    }
+    return 1;
 }
 
 /* The known name closest to an unknown one, if it is close enough to be a typo. */
@@ -153,88 +243,134 @@ err_at(struct loader *ld, const struct conf_pos *pos, const char *fmt, ...)
     return -1;
 }
 
+/* The field of obj that d sets. */
+static void *
+field(const struct directive *d, void *obj)
+{
+    return (char *)obj + d->off;
+}
+
+/* Store v, in range for the field's type (the row's bounds say so), in the field d sets. */
+static void
+store(const struct directive *d, void *obj, int64_t v)
+{
+    switch (d->type) {
+    case F_INT: *(int *)field(d, obj) = (int)v; break;
+    case F_UNSIGNED: *(unsigned *)field(d, obj) = (unsigned)v; break;
+    case F_U64: *(uint64_t *)field(d, obj) = (uint64_t)v; break;
+    case F_I64: *(int64_t *)field(d, obj) = v; break;
+    default: assert(!"a custom row has no generic field"); /* NOTREACHED */
+    }
+}
+
+/* Every field of a context's new object that has a row gets the row's default: the one
+ * place each default is written. */
+static void
+set_defaults(unsigned ctx, void *obj)
+{
+    for (size_t i = 0; i < NELEMS(directives); i++)
+        if (directives[i].ctx == ctx && directives[i].type != F_NONE)
+            store(&directives[i], obj, directives[i].dflt);
+}
+
 static int
 check_shape(struct loader *ld, const struct directive *d, const struct conf_node *n)
 {
+    const struct hnd_ops *h = d->flags & D_HANDLER ? d->data : NULL;
+    int min = h != NULL ? h->min_args : d->min_args, max = h != NULL ? h->max_args : d->max_args;
+    const char *usage = h != NULL ? h->usage : d->usage;
     int nargs = (int)n->nargs;
 
-    if (nargs < d->min_args || (d->max_args >= 0 && nargs > d->max_args)) {
-        const struct conf_pos *at = nargs > d->max_args && d->max_args >= 0
-                                        ? &n->args[d->max_args].pos
-                                        : &n->pos;
-        return err_at(ld, at, "wrong number of arguments for '%s'; usage: %s", d->name,
-                      d->usage);
-    }
-    if (d->block && !n->has_block)
-        return err_at(ld, &n->pos, "'%s' needs a block; usage: %s", d->name, d->usage);
-    if (!d->block && n->has_block)
-        return err_at(ld, &n->pos, "'%s' does not take a block; usage: %s;", d->name, d->usage);
+    if (nargs < min || (max >= 0 && nargs > max))
+        return err_at(ld, max >= 0 && nargs > max ? &n->args[max].pos : &n->pos,
+                      "wrong number of arguments for '%s'; usage: %s", d->name, usage);
+    if ((d->flags & D_BLOCK) && !n->has_block)
+        return err_at(ld, &n->pos, "'%s' needs a block; usage: %s", d->name, usage);
+    if (!(d->flags & D_BLOCK) && n->has_block)
+        return err_at(ld, &n->pos, "'%s' does not take a block; usage: %s;", d->name, usage);
     return 0;
 }
 
-static int
-dir_max_header_size(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                    void *obj)
+/* The row for n if it may stand here (in ctx, and once unless it repeats; seen holds the
+ * first use of each row in this block), or NULL once the problem is reported. */
+static const struct directive *
+dir_lookup(struct loader *ld, const struct conf_node *n, unsigned ctx,
+           const struct conf_node **seen)
 {
-    const struct conf_arg *a = &n->args[0];
-    uint64_t v;
+    const struct directive *d = dir_find(n->name);
+    const char *hint;
+    size_t idx;
 
-    if (conf_parse_size(a->s, &v) == -1 || v < 1024 || v > CONF_MAX_HEADER_SIZE_MAX)
-        return err_at(ld, &a->pos, "invalid size '%s' for 'max_header_size': expected 1k to "
-                      "%dk", a->s, CONF_MAX_HEADER_SIZE_MAX / 1024);
-    ((struct conf_service *)obj)->max_header_size = v;
-    return 0;
+    if (d == NULL) {
+        hint = dir_suggest(n->name);
+        if (hint != NULL)
+            err_at(ld, &n->pos, "unknown directive '%s'; did you mean '%s'?", n->name, hint);
+        else
+            err_at(ld, &n->pos, "unknown directive '%s'", n->name);
+        return NULL;
+    }
+    if (!(d->ctx & ctx)) {
+        unsigned want = d->ctx & CTX_MAIN ? CTX_MAIN : d->ctx & CTX_SERVICE ? CTX_SERVICE
+                                                                            : CTX_ROUTE;
+        err_at(ld, &n->pos, "'%s' is not allowed in %s; it belongs in %s", n->name,
+               ctx_name(ctx), ctx_name(want));
+        return NULL;
+    }
+    idx = (size_t)(d - directives);
+    if (!(d->flags & D_REPEAT) && seen[idx] != NULL) {
+        err_at(ld, &n->pos, "duplicate '%s' (first set at %s:%d:%d)", n->name,
+               seen[idx]->pos.file, seen[idx]->pos.line, seen[idx]->pos.col);
+        return NULL;
+    }
+    seen[idx] = n;
+    return check_shape(ld, d, n) == 0 ? d : NULL;
 }
 
-/* Apply the directives of one block (ctx) to obj. */
+/* Apply the directives of one block (ctx) to obj, counting those that fail in ld->failed. */
 static void
 load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void *obj)
 {
     const struct conf_node **seen = xcalloc(NELEMS(directives), sizeof(*seen));
 
+    assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE);
     for (size_t i = 0; i < block->nchildren; i++) {
         const struct conf_node *n = &block->children[i];
-        const struct directive *d = dir_find(n->name);
-        const char *hint;
-        size_t idx;
+        const struct directive *d = dir_lookup(ld, n, ctx, seen);
+        size_t before = ld->diag->n;
 
         if (d == NULL) {
-            hint = dir_suggest(n->name);
-            if (hint != NULL)
-                err_at(ld, &n->pos, "unknown directive '%s'; did you mean '%s'?", n->name, hint);
-            else
-                err_at(ld, &n->pos, "unknown directive '%s'", n->name);
+            ld->failed++;
             continue;
         }
-        if (!(d->ctx & ctx)) {
-            unsigned want = d->ctx & CTX_MAIN ? CTX_MAIN : d->ctx & CTX_SERVICE ? CTX_SERVICE
-                                                                                : CTX_ROUTE;
-            err_at(ld, &n->pos, "'%s' is not allowed in %s; it belongs in %s", n->name,
-                   ctx_name(ctx), ctx_name(want));
-            continue;
+        if (d->set(ld, d, n, obj) == -1) {
+            /* A setter that fails has said why (unless the messages were cut). */
+            assert(ld->diag->n > before || ld->diag->n > CONF_DIAG_MAX);
+            ld->failed++;
         }
-        idx = (size_t)(d - directives);
-        if (!d->repeat && seen[idx] != NULL) {
-            err_at(ld, &n->pos, "duplicate '%s' (first set at %s:%d:%d)", n->name,
-                   seen[idx]->pos.file, seen[idx]->pos.line, seen[idx]->pos.col);
-            continue;
-        }
-        seen[idx] = n;
-        if (check_shape(ld, d, n) == -1)
-            continue;
-        d->fn(ld, d, n, obj);
     }
     free(seen);
 }
 
 /* ---- value parsers ---- */
 
+struct unit {
+    const char *name;
+    int64_t scale;
+};
+
+/* Largest first, for writing a value back with the largest unit that keeps it whole. */
+static const struct unit time_units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+static const struct unit size_units[] = {
+    {"g", 1024 * 1024 * 1024}, {"m", 1024 * 1024}, {"k", 1024}, {"", 1}};
+
+/* A number in plain digits with one of units after it, or none (then times bare). */
 static int
-parse_scaled(const char *s, const char *const *units, const int64_t *scale, size_t nunits,
-             int64_t dflt_scale, int64_t *out)
+parse_scaled(const char *s, const struct unit *units, size_t nunits, int64_t bare,
+             int64_t *out)
 {
     char *end;
     long long v;
+    int64_t scale = bare;
 
     if (!isdigit((unsigned char)*s))
         return -1;
@@ -242,200 +378,187 @@ parse_scaled(const char *s, const char *const *units, const int64_t *scale, size
     v = strtoll(s, &end, 10);
     if (errno != 0)
         return -1;
-    if (*end == '\0') {
-        if (v > INT64_MAX / dflt_scale)
+    if (*end != '\0') {
+        size_t i;
+        for (i = 0; i < nunits && (units[i].name[0] == '\0' || strcasecmp(end, units[i].name));
+             i++)
+            ;
+        if (i == nunits)
             return -1;
-        *out = v * dflt_scale;
-        return 0;
+        scale = units[i].scale;
     }
-    for (size_t i = 0; i < nunits; i++) {
-        if (strcasecmp(end, units[i]) == 0) {
-            if (v > INT64_MAX / scale[i])
-                return -1;
-            *out = v * scale[i];
-            return 0;
-        }
-    }
-    return -1;
+    if (v > INT64_MAX / scale)
+        return -1;
+    *out = v * scale;
+    return 0;
+}
+
+/* v written with the largest of units that divides it ("100ms", "1s", "400k"). */
+static const char *
+fmt_scaled(int64_t v, const struct unit *units, size_t nunits, char *buf, size_t len)
+{
+    size_t i = 0;
+
+    while (i + 1 < nunits && v % units[i].scale != 0)
+        i++;
+    snprintf(buf, len, "%lld%s", (long long)(v / units[i].scale), units[i].name);
+    return buf;
 }
 
 int
-conf_parse_time_ms(const char *s, int64_t *ms)
+conf_parse_time_ms(const char *s, int64_t min_ms, int64_t *ms)
 {
-    static const char *const units[] = {"ms", "s", "m", "h"};
-    static const int64_t scale[] = {1, 1000, 60000, 3600000};
     int64_t v;
 
-    if (parse_scaled(s, units, scale, NELEMS(units), 1000, &v) == -1 || v > CONF_TIME_MAX_MS)
+    assert(min_ms >= 0 && min_ms <= CONF_TIME_MAX_MS);
+    if (parse_scaled(s, time_units, NELEMS(time_units), 1000, &v) == -1 ||
+        v > CONF_TIME_MAX_MS)
         return -1;
     *ms = v;
-    return 0;
+    return v < min_ms ? -2 : 0;
 }
 
 int
 conf_parse_size(const char *s, uint64_t *bytes)
 {
-    static const char *const units[] = {"k", "m", "g"};
-    static const int64_t scale[] = {1024, 1024 * 1024, 1024 * 1024 * 1024};
     int64_t v;
 
-    if (parse_scaled(s, units, scale, NELEMS(units), 1, &v) == -1)
+    if (parse_scaled(s, size_units, NELEMS(size_units), 1, &v) == -1)
         return -1;
     *bytes = (uint64_t)v;
     return 0;
 }
 
-int
-conf_parse_port(const char *s)
-{
-    int v = 0;
+/* ---- generic setters ---- */
 
-    if (*s == '\0' || strlen(s) > 5)
-        return -1;
-    for (; *s != '\0'; s++) {
-        if (!isdigit((unsigned char)*s))
-            return -1;
-        v = v * 10 + (*s - '0');
+/* One of the keywords in d->data, stored as its value (an int). */
+static int
+set_enum(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    const struct keyword *k = d->data;
+    const struct conf_arg *a = &n->args[0];
+    char expect[200] = "";
+    size_t i, len = 0;
+
+    for (i = 0; k[i].name != NULL; i++) {
+        if (strcmp(a->s, k[i].name) == 0) {
+            store(d, obj, k[i].value);
+            return 0;
+        }
     }
-    return v >= 1 && v <= 65535 ? v : -1;
+    /* "'a', 'b' or 'c'" */
+    for (size_t j = 0; j < i && len < sizeof(expect); j++)
+        len += (size_t)snprintf(expect + len, sizeof(expect) - len, "%s'%s'",
+                                j == 0 ? "" : j + 1 == i ? " or " : ", ", k[j].name);
+    return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected %s", a->s, d->name,
+                  expect);
 }
 
-/* ---- main context ---- */
-
-/* A whole number from 1 to max for directive `name`, or an error at the argument. */
+/* A whole number from d->min to d->max; alt names a keyword the directive also takes. */
 static int
-parse_count(struct loader *ld, const struct conf_arg *a, const char *name, const char *alt,
-            unsigned long max, unsigned *out)
+parse_number(struct loader *ld, const struct directive *d, const struct conf_arg *a,
+             const char *alt, unsigned *out)
 {
     char *end;
     unsigned long v;
 
+    assert(d->min >= 0 && d->max <= UINT_MAX && d->min <= d->max);
     errno = 0;
     v = strtoul(a->s, &end, 10);
-    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 || v < 1 || v > max)
-        return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected %sa number from 1 "
-                      "to %lu", a->s, name, alt, max);
+    if (!isdigit((unsigned char)a->s[0]) || *end != '\0' || errno != 0 ||
+        v < (unsigned long)d->min || v > (unsigned long)d->max)
+        return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected %sa number from "
+                      "%lld to %lld", a->s, d->name, alt, (long long)d->min, (long long)d->max);
     *out = (unsigned)v;
     return 0;
 }
 
 static int
-dir_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+set_number(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
-    if (strcmp(n->args[0].s, "auto") == 0) {
-        ld->conf->workers = 0;
-        return 0;
-    }
-    return parse_count(ld, &n->args[0], "workers", "'auto' or ", CONF_WORKERS_MAX,
-                       &ld->conf->workers);
+    unsigned v;
+
+    if (parse_number(ld, d, &n->args[0], "", &v) == -1)
+        return -1;
+    store(d, obj, v);
+    return 0;
 }
 
+/* A size from d->min to d->max; the message names the bounds the way a user writes them. */
 static int
-dir_max_connections(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                    void *obj)
-{
-    return parse_count(ld, &n->args[0], "max_connections", "", CONF_MAX_CONNECTIONS_MAX,
-                       &ld->conf->max_connections);
-}
-
-static int
-dir_max_body_size(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                  void *obj)
+set_size(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
+    char lo[32], hi[32];
     uint64_t v;
 
-    if (conf_parse_size(a->s, &v) == -1 || v > (uint64_t)1024 * 1024 * 1024)
-        return err_at(ld, &a->pos, "invalid size '%s' for 'max_body_size': expected a number "
-                      "with unit k, m or g, at most 1g", a->s);
-    ((struct conf_service *)obj)->max_body = v;
-    return 0;
+    if (conf_parse_size(a->s, &v) == 0 && v >= (uint64_t)d->min && v <= (uint64_t)d->max) {
+        store(d, obj, (int64_t)v);
+        return 0;
+    }
+    fmt_scaled(d->max, size_units, NELEMS(size_units), hi, sizeof(hi));
+    if (d->min == 0)
+        return err_at(ld, &a->pos, "invalid size '%s' for '%s': expected a number with unit "
+                      "k, m or g, at most %s", a->s, d->name, hi);
+    return err_at(ld, &a->pos, "invalid size '%s' for '%s': expected %s to %s", a->s, d->name,
+                  fmt_scaled(d->min, size_units, NELEMS(size_units), lo, sizeof(lo)), hi);
 }
 
+/* A time from d->min to CONF_TIME_MAX_MS, stored as milliseconds. */
 static int
-parse_flag(struct loader *ld, const struct conf_node *n, int *out)
+set_time(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     const struct conf_arg *a = &n->args[0];
-
-    if (strcmp(a->s, "on") == 0)
-        *out = 1;
-    else if (strcmp(a->s, "off") == 0)
-        *out = 0;
-    else
-        return err_at(ld, &a->pos, "invalid value '%s' for '%s': expected 'on' or 'off'", a->s,
-                      n->name);
-    return 0;
-}
-
-static int
-dir_cpu_affinity(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                 void *obj)
-{
-    return parse_flag(ld, n, &ld->conf->cpu_affinity);
-}
-
-static int
-dir_compress(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
-{
-    return parse_flag(ld, n, &((struct conf_route *)obj)->compress);
-}
-
-/* Where each time directive goes (in the object of its block) and its least value. */
-static const struct {
-    const char *name;
-    size_t off;
-    int64_t min_ms;
-    const char *min; /* as the error says it */
-} times[] = {
-    {"handshake_timeout", offsetof(struct conf_service, handshake_timeout_ms), 100, "100ms"},
-    {"header_timeout", offsetof(struct conf_service, header_timeout_ms), 100, "100ms"},
-    {"idle_timeout", offsetof(struct conf_service, idle_timeout_ms), 100, "100ms"},
-    /* Connections are swept once a second: less could not be kept. */
-    {"send_timeout", offsetof(struct conf_service, send_timeout_ms), 1000, "1s"},
-    {"shutdown_delay", offsetof(struct conf, shutdown_delay_ms), 0, NULL},
-    {"shutdown_timeout", offsetof(struct conf, shutdown_timeout_ms), 0, NULL},
-    {"tls_ticket_rotation", offsetof(struct conf, tls_ticket_rotation_ms), 1000, "1s"},
-    /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
-    {"worker_watchdog", offsetof(struct conf, worker_watchdog_ms), 1000, "1s"},
-};
-
-static int
-dir_time(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
-{
-    const struct conf_arg *a = &n->args[0];
+    char lo[32];
     int64_t ms;
-    size_t i;
 
-    if (conf_parse_time_ms(a->s, &ms) == -1)
+    assert(d->max == CONF_TIME_MAX_MS);
+    switch (conf_parse_time_ms(a->s, d->min, &ms)) {
+    case 0:
+        store(d, obj, ms);
+        return 0;
+    case -2:
+        return err_at(ld, &a->pos, "'%s' must be at least %s, got '%s'", d->name,
+                      fmt_scaled(d->min, time_units, NELEMS(time_units), lo, sizeof(lo)), a->s);
+    default:
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
-                      "ms, s, m or h, at most " CONF_TIME_MAX, a->s, n->name);
-    for (i = 0; strcmp(times[i].name, n->name) != 0; i++)
-        ;
-    if (ms < times[i].min_ms)
-        return err_at(ld, &a->pos, "'%s' must be at least %s, got '%s'", n->name, times[i].min,
-                      a->s);
-    *(int64_t *)((char *)obj + times[i].off) = ms;
+                      "ms, s, m or h, at most " CONF_TIME_MAX, a->s, d->name);
+    }
+}
+
+/* ---- main context ---- */
+
+static int
+set_workers(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    unsigned v = 0;
+
+    if (strcmp(n->args[0].s, "auto") != 0 &&
+        parse_number(ld, d, &n->args[0], "'auto' or ", &v) == -1)
+        return -1;
+    store(d, obj, v);
     return 0;
 }
 
 static int
-dir_log(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+set_log(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
+    struct conf *c = obj;
     const struct conf_arg *a = &n->args[0];
     const char *kind;
 
     if (strcmp(a->s, "journal") == 0) {
-        ld->conf->log_target = LOG_TARGET_JOURNAL;
+        c->log_target = LOG_TARGET_JOURNAL;
     } else if (strcmp(a->s, "stderr") == 0) {
-        ld->conf->log_target = LOG_TARGET_STDERR;
+        c->log_target = LOG_TARGET_STDERR;
     } else if (a->s[0] == '/') {
         /* The master opens it for writing: a FIFO would block it. */
         kind = conf_path_kind(a->s);
         if (kind != NULL && strcmp(kind, "a device") != 0)
             return err_at(ld, &a->pos, "log %s is %s, not a regular file", a->s, kind);
-        ld->conf->log_target = LOG_TARGET_FILE;
-        free(ld->conf->log_path);
-        ld->conf->log_path = xstrdup(a->s);
+        c->log_target = LOG_TARGET_FILE;
+        free(c->log_path);
+        c->log_path = xstrdup(a->s);
     } else {
         return err_at(ld, &a->pos, "invalid value '%s' for 'log': expected 'journal', "
                       "'stderr' or an absolute file path", a->s);
@@ -493,6 +616,8 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
                svc->tls_cert == NULL ? "tls_certificate" : "tls_key");
         return;
     }
+    /* Every tls listen offers h2 or not: one of the two contexts at least is wanted. */
+    assert(plain_listens + h2_listens == tls_listens);
     if (plain_listens > 0)
         svc->ssl_ctx = tls_ctx_new(svc->name, svc->tls_cert, svc->tls_key, 0, err, sizeof(err));
     if ((plain_listens == 0 || svc->ssl_ctx != NULL) && h2_listens > 0)
@@ -503,10 +628,9 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
 }
 
 static int
-dir_access_log(struct loader *ld, const struct directive *d, const struct conf_node *n,
+set_access_log(struct loader *ld, const struct directive *d, const struct conf_node *n,
                void *obj)
 {
-    struct conf_service *svc = obj;
     const struct conf_arg *a = &n->args[0];
     const char *kind;
     char err[512];
@@ -521,24 +645,24 @@ dir_access_log(struct loader *ld, const struct directive *d, const struct conf_n
         return err_at(ld, &a->pos, "access log %s is %s, not a regular file", a->s, kind);
     if (accesslog_check(a->s, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "access log %s", err);
-    svc->access_log = xstrdup(a->s);
+    *(char **)field(d, obj) = xstrdup(a->s);
     return 0;
 }
 
+/* tls_certificate and tls_key: an absolute path to a regular file, in the field d names;
+ * the first one's position stands for both in errors. */
 static int
-dir_tls_file(struct loader *ld, const struct directive *d, const struct conf_node *n,
-             void *obj)
+set_tls_file(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf_service *svc = obj;
-    char **slot = strcmp(n->name, "tls_certificate") == 0 ? &svc->tls_cert : &svc->tls_key;
-    const char *kind = conf_path_kind(n->args[0].s);
+    const struct conf_arg *a = &n->args[0];
+    const char *kind = conf_path_kind(a->s);
 
-    if (n->args[0].s[0] != '/')
-        return err_at(ld, &n->args[0].pos, "'%s' needs an absolute path", n->name);
+    if (a->s[0] != '/')
+        return err_at(ld, &a->pos, "'%s' needs an absolute path", d->name);
     if (kind != NULL)
-        return err_at(ld, &n->args[0].pos, "'%s' %s is %s, not a regular file", n->name,
-                      n->args[0].s, kind);
-    *slot = xstrdup(n->args[0].s);
+        return err_at(ld, &a->pos, "'%s' %s is %s, not a regular file", d->name, a->s, kind);
+    *(char **)field(d, obj) = xstrdup(a->s);
     if (svc->tls_pos.file == NULL)
         svc->tls_pos = n->pos;
     return 0;
@@ -553,23 +677,41 @@ has_server_name(const struct conf_service *s, const char *name)
     return 0;
 }
 
+/* Where addresses can clash in ld->listens: only within one family and port (see
+ * listener_addr_overlaps). */
+static uint64_t
+addr_key(const struct listen_addr *a)
+{
+    in_port_t port = a->ss.ss_family == AF_INET6
+                         ? ((const struct sockaddr_in6 *)&a->ss)->sin6_port
+                         : ((const struct sockaddr_in *)&a->ss)->sin_port;
+
+    assert(a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6);
+    return (uint64_t)a->ss.ss_family << 16 | port;
+}
+
 /* A service that shares an address with earlier ones needs names to be picked by (the
  * first on an address is its default), and no name may be claimed twice there. */
 static void
 check_shared(struct loader *ld, struct conf_service *svc)
 {
     struct conf *c = ld->conf;
+    size_t self = (size_t)(svc - c->services);
 
     for (size_t j = 0; j < svc->nlistens; j++) {
         const struct conf_listen *l = &svc->listens[j];
-        for (size_t i = 0; i < c->nservices && &c->services[i] != svc; i++) {
-            struct conf_service *o = &c->services[i];
-            size_t k;
-            for (k = 0; k < o->nlistens; k++)
-                if (listener_addr_equal(&o->listens[k].addr, &l->addr))
-                    break;
-            if (k == o->nlistens)
+        uint64_t key = addr_key(&l->addr);
+        size_t last = SIZE_MAX;
+        /* Earlier services in their order; each has at most one listen equal to l, as a
+         * second would have clashed with its first. */
+        for (size_t e = util_hmap_first(&ld->listens, key); e != SIZE_MAX;
+             e = util_hmap_next(&ld->listens, e)) {
+            struct conf_service *o = &c->services[ld->listens.ents[e].a];
+            if (ld->listens.ents[e].a >= self ||
+                !listener_addr_equal(&o->listens[ld->listens.ents[e].b].addr, &l->addr))
                 continue;
+            assert(ld->listens.ents[e].a != last);
+            last = ld->listens.ents[e].a;
             svc->shared = o->shared = 1;
             if (svc->nserver_names == 0) {
                 err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
@@ -586,32 +728,54 @@ check_shared(struct loader *ld, struct conf_service *svc)
     }
 }
 
-static int
-dir_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+/* The earlier service called name, or NULL. */
+static const struct conf_service *
+find_service(struct loader *ld, const char *name)
+{
+    uint64_t h = util_hash_str(name);
+
+    for (size_t e = util_hmap_first(&ld->services, h); e != SIZE_MAX;
+         e = util_hmap_next(&ld->services, e))
+        if (strcmp(ld->conf->services[ld->services.ents[e].a].name, name) == 0)
+            return &ld->conf->services[ld->services.ents[e].a];
+    return NULL;
+}
+
+/* A new service in c with every default; the pointer lasts until the next one. */
+static struct conf_service *
+service_new(struct loader *ld, const char *name, const struct conf_pos *pos)
 {
     struct conf *c = ld->conf;
-    const struct conf_arg *a = &n->args[0];
     struct conf_service *svc;
+
+    util_hmap_add(&ld->services, util_hash_str(name), c->nservices, 0);
+    c->services = xreallocarray(c->services, c->nservices + 1, sizeof(*c->services));
+    svc = &c->services[c->nservices++];
+    memset(svc, 0, sizeof(*svc));
+    svc->name = xstrdup(name);
+    svc->pos = *pos;
+    set_defaults(CTX_SERVICE, svc);
+    return svc;
+}
+
+/* A service block: fails when anything in it did. */
+static int
+set_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    const struct conf_service *dup = find_service(ld, a->s);
+    struct conf_service *svc;
+    size_t before = ld->diag->n;
 
     if (!valid_service_name(a->s))
         return err_at(ld, &a->pos, "invalid service name '%s': use a letter followed by "
                       "letters, digits, '_', '-' or '.'", a->s);
-    for (size_t i = 0; i < c->nservices; i++)
-        if (strcmp(c->services[i].name, a->s) == 0)
-            return err_at(ld, &a->pos, "duplicate service '%s' (first defined at %s:%d:%d)",
-                          a->s, c->services[i].pos.file, c->services[i].pos.line,
-                          c->services[i].pos.col);
-    c->services = xreallocarray(c->services, c->nservices + 1, sizeof(*c->services));
-    svc = &c->services[c->nservices++];
-    memset(svc, 0, sizeof(*svc));
-    svc->name = xstrdup(a->s);
-    svc->pos = n->pos;
-    svc->max_body = CONF_DEFAULT_MAX_BODY;
-    svc->http2_max_resets = CONF_DEFAULT_HTTP2_MAX_RESETS;
-    svc->max_header_size = CONF_DEFAULT_MAX_HEADER_SIZE;
-    svc->header_timeout_ms = svc->idle_timeout_ms = svc->handshake_timeout_ms =
-        CONF_DEFAULT_CONN_TIMEOUT_MS;
-    svc->send_timeout_ms = CONF_DEFAULT_SEND_TIMEOUT_MS;
+    if (dup != NULL)
+        return err_at(ld, &a->pos, "duplicate service '%s' (first defined at %s:%d:%d)", a->s,
+                      dup->pos.file, dup->pos.line, dup->pos.col);
+    svc = service_new(ld, a->s, &n->pos);
+    /* Route prefixes are unique within a service. */
+    util_hmap_clear(&ld->routes);
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     check_shared(ld, svc);
@@ -621,44 +785,38 @@ dir_service(struct loader *ld, const struct directive *d, const struct conf_node
                "'%s'", svc->name, svc->name);
     if (svc->nroutes == 0)
         err_at(ld, &n->pos, "service '%s' has no 'route'", svc->name);
-    return 0;
+    return ld->diag->n == before ? 0 : -1;
 }
 
 /* ---- service context ---- */
 
-/* An address already claimed by this or an earlier service, or NULL. */
+/* An address already claimed by this or an earlier service (the first in their order), or
+ * NULL. */
 static const struct conf_listen *
 listen_conflict(struct loader *ld, const struct listen_addr *a, const char **owner)
 {
     struct conf *c = ld->conf;
 
-    for (size_t i = 0; i < c->nservices; i++) {
-        for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            if (listener_addr_overlaps(&c->services[i].listens[j].addr, a)) {
-                *owner = c->services[i].name;
-                return &c->services[i].listens[j];
-            }
+    for (size_t e = util_hmap_first(&ld->listens, addr_key(a)); e != SIZE_MAX;
+         e = util_hmap_next(&ld->listens, e)) {
+        const struct conf_service *s = &c->services[ld->listens.ents[e].a];
+        const struct conf_listen *l = &s->listens[ld->listens.ents[e].b];
+        if (listener_addr_overlaps(&l->addr, a)) {
+            *owner = s->name;
+            return l;
         }
     }
     return NULL;
 }
 
+/* The options after a listen's address: `tls`, `http2`, each at most once. */
 static int
-dir_listen(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+listen_options(struct loader *ld, const struct conf_node *n, int *tls, int *http2)
 {
-    struct conf_service *svc = obj;
-    const struct conf_arg *a = &n->args[0];
-    const struct conf_listen *other;
-    const char *owner;
-    struct listen_addr *addrs;
-    size_t naddrs;
-    char err[256];
-
-    int tls = 0, http2 = 0;
-
+    *tls = *http2 = 0;
     for (size_t i = 1; i < n->nargs; i++) {
         const struct conf_arg *o = &n->args[i];
-        int *flag = strcmp(o->s, "tls") == 0 ? &tls : strcmp(o->s, "http2") == 0 ? &http2 : NULL;
+        int *flag = strcmp(o->s, "tls") == 0 ? tls : strcmp(o->s, "http2") == 0 ? http2 : NULL;
 
         if (flag == NULL)
             return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls' or 'http2'",
@@ -668,9 +826,28 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
         *flag = 1;
     }
     /* Cleartext h2c would bypass the reset guard, which sits where ALPN picks h2. */
-    if (http2 && !tls)
+    if (*http2 && !*tls)
         return err_at(ld, &n->args[n->nargs - 1].pos, "'http2' needs 'tls': percore serves "
                       "HTTP/2 over TLS only (ALPN h2), not as cleartext h2c");
+    return 0;
+}
+
+static int
+set_listen(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_service *svc = obj;
+    size_t self = (size_t)(svc - ld->conf->services);
+    const struct conf_arg *a = &n->args[0];
+    const struct conf_listen *other;
+    const char *owner;
+    struct listen_addr *addrs;
+    size_t naddrs;
+    char err[256];
+    int tls, http2, rc = 0;
+
+    assert(self < ld->conf->nservices);
+    if (listen_options(ld, n, &tls, &http2) == -1)
+        return -1;
     if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "%s", err);
     for (size_t i = 0; i < naddrs; i++) {
@@ -678,39 +855,27 @@ dir_listen(struct loader *ld, const struct directive *d, const struct conf_node 
         /* TLS services may share an address; clients pick one by SNI (see check_shared). */
         if (other != NULL && !(tls && other->tls && strcmp(owner, svc->name) != 0 &&
                                listener_addr_equal(&other->addr, &addrs[i]))) {
-            err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at %s:%d:%d)%s",
-                   addrs[i].text, owner, other->addr.text, other->pos.file, other->pos.line,
-                   other->pos.col, strcmp(owner, svc->name) == 0 ? "" :
-                   "; services can share an address only when each listens on exactly it "
-                   "with 'tls' and has a 'server_name'");
+            rc = err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at "
+                        "%s:%d:%d)%s", addrs[i].text, owner, other->addr.text,
+                        other->pos.file, other->pos.line, other->pos.col,
+                        strcmp(owner, svc->name) == 0 ? "" :
+                        "; services can share an address only when each listens on exactly "
+                        "it with 'tls' and has a 'server_name'");
             continue;
         }
+        util_hmap_add(&ld->listens, addr_key(&addrs[i]), self, svc->nlistens);
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
         svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2};
     }
     free(addrs);
-    return 0;
+    return rc;
 }
 
 static int
-dir_http2(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+set_http2(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
-    struct conf_service *svc = obj;
-
-    svc->http2_pos = n->pos;
-    return parse_flag(ld, n, &svc->http2);
-}
-
-static int
-dir_http2_count(struct loader *ld, const struct directive *d, const struct conf_node *n,
-                void *obj)
-{
-    if (strcmp(n->name, "http2_max_resets") == 0)
-        return parse_count(ld, &n->args[0], n->name, "", 1000000,
-                           &((struct conf_service *)obj)->http2_max_resets);
-    /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
-    return parse_count(ld, &n->args[0], n->name, "", CONF_HTTP2_MAX_STREAMS,
-                       &ld->conf->http2_max_requests);
+    ((struct conf_service *)obj)->http2_pos = n->pos;
+    return set_enum(ld, d, n, obj);
 }
 
 /* A DNS name, or "*." and one: letters, digits, '-' and '.', no empty label. */
@@ -738,17 +903,18 @@ valid_server_name(const char *s)
 }
 
 static int
-dir_server_name(struct loader *ld, const struct directive *d, const struct conf_node *n,
+set_server_name(struct loader *ld, const struct directive *d, const struct conf_node *n,
                 void *obj)
 {
     struct conf_service *svc = obj;
+    int rc = 0;
 
     for (size_t i = 0; i < n->nargs; i++) {
         const struct conf_arg *a = &n->args[i];
         char *name;
         if (!valid_server_name(a->s)) {
-            err_at(ld, &a->pos, "invalid server_name '%s': expected a host name such as "
-                   "'example.com' or '*.example.com'", a->s);
+            rc = err_at(ld, &a->pos, "invalid server_name '%s': expected a host name such as "
+                        "'example.com' or '*.example.com'", a->s);
             continue;
         }
         name = xstrdup(a->s);
@@ -760,45 +926,65 @@ dir_server_name(struct loader *ld, const struct directive *d, const struct conf_
     }
     if (svc->server_name_pos.file == NULL)
         svc->server_name_pos = n->pos;
-    return 0;
+    return rc;
 }
 
+/* The earlier route of the service being loaded with this prefix, or NULL. */
+static const struct conf_route *
+find_route(struct loader *ld, const struct conf_service *svc, const char *prefix)
+{
+    uint64_t h = util_hash_str(prefix);
+
+    for (size_t e = util_hmap_first(&ld->routes, h); e != SIZE_MAX;
+         e = util_hmap_next(&ld->routes, e))
+        if (strcmp(svc->routes[ld->routes.ents[e].a].prefix, prefix) == 0)
+            return &svc->routes[ld->routes.ents[e].a];
+    return NULL;
+}
+
+/* A route block: fails when anything in it did. */
 static int
-dir_route(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+set_route(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf_service *svc = obj;
     const struct conf_arg *a = &n->args[0];
+    const struct conf_route *dup;
     struct conf_route *r;
+    size_t before = ld->diag->n;
 
     if (a->s[0] != '/')
         return err_at(ld, &a->pos, "route prefix '%s' must start with '/'", a->s);
     if (strpbrk(a->s, "?#") != NULL)
         return err_at(ld, &a->pos, "route prefix '%s' must be a path, without '?' or '#'", a->s);
-    for (size_t i = 0; i < svc->nroutes; i++)
-        if (strcmp(svc->routes[i].prefix, a->s) == 0)
-            return err_at(ld, &a->pos, "duplicate route '%s' in service '%s' (first at "
-                          "%s:%d:%d)", a->s, svc->name, svc->routes[i].pos.file,
-                          svc->routes[i].pos.line, svc->routes[i].pos.col);
+    dup = find_route(ld, svc, a->s);
+    if (dup != NULL)
+        return err_at(ld, &a->pos, "duplicate route '%s' in service '%s' (first at "
+                      "%s:%d:%d)", a->s, svc->name, dup->pos.file, dup->pos.line,
+                      dup->pos.col);
+    util_hmap_add(&ld->routes, util_hash_str(a->s), svc->nroutes, 0);
     svc->routes = xreallocarray(svc->routes, svc->nroutes + 1, sizeof(*svc->routes));
     r = &svc->routes[svc->nroutes++];
     memset(r, 0, sizeof(*r));
     r->prefix = xstrdup(a->s);
     r->pos = n->pos;
+    set_defaults(CTX_ROUTE, r);
     load_block(ld, n, CTX_ROUTE, r);
     if (r->hnd == NULL)
         err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", r->prefix, hnd_names());
-    return 0;
+    return ld->diag->n == before ? 0 : -1;
 }
 
 /* ---- route context ---- */
 
+/* The route's one handler: its hnd_ops (d->data) parses the arguments into its config. */
 static int
-dir_handler(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+set_handler(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf_route *r = obj;
-    const struct hnd_ops *ops = hnd_find(n->name);
+    const struct hnd_ops *ops = d->data;
     void *hconf = NULL;
 
+    assert(strcmp(ops->name, d->name) == 0);
     if (r->hnd != NULL)
         return err_at(ld, &n->pos, "route '%s' already has a handler ('%s' at %d:%d); a route "
                       "has exactly one", r->prefix, r->hnd->name, r->hnd_pos.line,
@@ -822,16 +1008,12 @@ valid_header_name(const char *s)
     return 1;
 }
 
+/* Why a header line cannot be configured, reported; or 0. */
 static int
-dir_header(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+header_problem(struct loader *ld, const struct conf_arg *name, const struct conf_arg *value)
 {
     static const char *const managed[] = {"content-length", "transfer-encoding", "connection",
                                           "date", "server"};
-    struct conf_route *r = obj;
-    const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
-    enum conf_header_cmd cmd = strcmp(n->name, "header") == 0       ? HDR_SET
-                               : strcmp(n->name, "header_add") == 0 ? HDR_ADD
-                                                                    : HDR_UNSET;
 
     if (!valid_header_name(name->s))
         return err_at(ld, &name->pos, "invalid header name '%s'", name->s);
@@ -844,11 +1026,26 @@ dir_header(struct loader *ld, const struct directive *d, const struct conf_node 
             *p == 0x7f)
             return err_at(ld, &value->pos, "header value for '%s' contains a control "
                           "character", name->s);
+    return 0;
+}
+
+/* header, header_add and header_unset: the command is the row's (d->data). */
+static int
+set_header(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_route *r = obj;
+    const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
+    enum conf_header_cmd cmd = *(const enum conf_header_cmd *)d->data;
+
+    /* The rows' argument counts: a value for set and add, none for unset. */
+    assert((cmd == HDR_UNSET) == (value == NULL));
+    if (header_problem(ld, name, value) == -1)
+        return -1;
     for (size_t i = 0; i < r->nheaders; i++)
         if (strcasecmp(r->headers[i].name, name->s) == 0 && r->headers[i].cmd != HDR_ADD &&
             cmd != HDR_ADD)
             return err_at(ld, &n->pos, "'%s' conflicts with an earlier line for header '%s'; "
-                          "use header_add to send it more than once", n->name, name->s);
+                          "use header_add to send it more than once", d->name, name->s);
     r->headers = xreallocarray(r->headers, r->nheaders + 1, sizeof(*r->headers));
     r->headers[r->nheaders++] =
         (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL};
@@ -861,34 +1058,34 @@ dir_header(struct loader *ld, const struct directive *d, const struct conf_node 
 static void
 check_sockets_claimed(struct loader *ld, const char *path)
 {
-    for (size_t i = 0; ld->socks != NULL && i < ld->socks->n; i++) {
-        size_t j;
-        for (j = 0; j < ld->conf->nservices; j++)
-            if (strcmp(ld->conf->services[j].name, ld->socks->names[i]) == 0)
-                break;
-        if (j == ld->conf->nservices)
+    for (size_t i = 0; ld->socks != NULL && i < ld->socks->n; i++)
+        if (find_service(ld, ld->socks->names[i]) == NULL)
             conf_diag_add(ld->diag, NULL, "%s: systemd passed a socket named '%s' "
                           "(FileDescriptorName=) but no service has that name", path,
                           ld->socks->names[i]);
-    }
+}
+
+/* A tree with every default, before any directive. */
+static struct conf *
+conf_new(const char *path)
+{
+    struct conf *c = xcalloc(1, sizeof(*c));
+
+    c->path = xstrdup(path);
+    c->log_target = LOG_TARGET_AUTO;
+    set_defaults(CTX_MAIN, c);
+    return c;
 }
 
 static struct conf *
 conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
               const struct conf_sockets *socks, struct conf_diag *diag)
 {
-    struct conf *c = xcalloc(1, sizeof(*c));
+    struct conf *c = conf_new(path);
     struct loader ld = {.conf = c, .socks = socks, .diag = diag};
     size_t before = diag->n;
 
-    c->path = xstrdup(path);
-    c->log_target = LOG_TARGET_AUTO;
-    c->shutdown_timeout_ms = CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS;
-    c->shutdown_delay_ms = CONF_DEFAULT_SHUTDOWN_DELAY_MS;
-    c->tls_ticket_rotation_ms = CONF_DEFAULT_TICKET_ROTATION_MS;
-    c->worker_watchdog_ms = CONF_DEFAULT_WORKER_WATCHDOG_MS;
-    c->max_connections = CONF_DEFAULT_MAX_CONNECTIONS;
-    c->http2_max_requests = CONF_DEFAULT_HTTP2_MAX_REQUESTS;
+    assert(table_ok());
     c->files = conf_doc_steal_files(doc, &c->nfiles);
     if (parsed == 0) {
         load_block(&ld, &doc->root, CTX_MAIN, c);
@@ -896,8 +1093,11 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
     }
+    util_hmap_clear(&ld.services);
+    util_hmap_clear(&ld.listens);
+    util_hmap_clear(&ld.routes);
     conf_doc_free(doc);
-    if (parsed != 0 || diag->n != before) {
+    if (parsed != 0 || ld.failed > 0 || diag->n != before) {
         conf_free(c);
         return NULL;
     }
@@ -936,29 +1136,33 @@ route_clear(struct conf_route *r)
     free(r->prefix);
 }
 
+static void
+service_clear(struct conf_service *s)
+{
+    for (size_t j = 0; j < s->nroutes; j++)
+        route_clear(&s->routes[j]);
+    free(s->routes);
+    free(s->listens);
+    for (size_t j = 0; j < s->nserver_names; j++)
+        free(s->server_names[j]);
+    free(s->server_names);
+    free(s->name);
+    free(s->access_log);
+    free(s->tls_cert);
+    free(s->tls_key);
+    if (s->ssl_ctx != NULL)
+        tls_ctx_free(s->ssl_ctx);
+    if (s->ssl_ctx_h2 != NULL)
+        tls_ctx_free(s->ssl_ctx_h2);
+}
+
 void
 conf_free(struct conf *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < c->nservices; i++) {
-        struct conf_service *s = &c->services[i];
-        for (size_t j = 0; j < s->nroutes; j++)
-            route_clear(&s->routes[j]);
-        free(s->routes);
-        free(s->listens);
-        for (size_t j = 0; j < s->nserver_names; j++)
-            free(s->server_names[j]);
-        free(s->server_names);
-        free(s->name);
-        free(s->access_log);
-        free(s->tls_cert);
-        free(s->tls_key);
-        if (s->ssl_ctx != NULL)
-            tls_ctx_free(s->ssl_ctx);
-        if (s->ssl_ctx_h2 != NULL)
-            tls_ctx_free(s->ssl_ctx_h2);
-    }
+    for (size_t i = 0; i < c->nservices; i++)
+        service_clear(&c->services[i]);
     free(c->services);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);

@@ -119,12 +119,12 @@ void conf_free(struct conf *c);
 #define CONF_TIME_MAX_MS (24 * 3600 * 1000)
 #define CONF_TIME_MAX "24h" /* as errors say it */
 
-/* Parse helpers, exposed for tests: "30s", "500ms", "2m", "1h" (a bare number is seconds),
- * at most CONF_TIME_MAX_MS; "4k", "1m", "1g" (a bare number is bytes). -1 when malformed
- * or out of range. */
-int conf_parse_time_ms(const char *s, int64_t *ms);
+/* The one time parser, for directives and handler options alike: "30s", "500ms", "2m", "1h"
+ * (a bare number is seconds) into *ms. 0 when from min_ms to CONF_TIME_MAX_MS; -1 when
+ * malformed or above CONF_TIME_MAX_MS; -2 when below min_ms (*ms is then set). */
+int conf_parse_time_ms(const char *s, int64_t min_ms, int64_t *ms);
+/* "4k", "1m", "1g" (a bare number is bytes) into *bytes; -1 when malformed or too large for
+ * 63 bits. Callers check their own bounds. */
 int conf_parse_size(const char *s, uint64_t *bytes);
-/* A TCP port from 1 to 65535 in plain digits, or -1. */
-int conf_parse_port(const char *s);
 
 #endif

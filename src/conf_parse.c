@@ -35,15 +35,16 @@ struct parser {
 static char *
 escape_controls(const char *s)
 {
+    /* An escape is 4 bytes at most: with the NUL, each snprintf stays within out. */
     char *out = xmalloc(strlen(s) * 4 + 1), *o = out;
 
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
         if (*p >= 0x20 && *p != 0x7f)
             *o++ = (char)*p;
         else if (*p == '\n' || *p == '\t' || *p == '\r')
-            o += sprintf(o, "\\%c", *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
+            o += snprintf(o, 5, "\\%c", *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
         else
-            o += sprintf(o, "\\x%02x", *p);
+            o += snprintf(o, 5, "\\x%02x", *p);
     }
     *o = '\0';
     return out;

@@ -1,6 +1,7 @@
 /* CPU discovery for `workers auto` and `cpu_affinity`, run by the master. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +24,20 @@ static long long
 read_number(const char *dir, const char *name, long long *second)
 {
     FILE *f = open_in(dir, name);
-    char first[32];
-    long long v = -1;
+    char first[32], *end;
+    long long v;
     int n;
 
     if (f == NULL)
         return -1;
     n = second != NULL ? fscanf(f, "%31s %lld", first, second) : fscanf(f, "%31s", first);
-    if (n >= 1 && strcmp(first, "max") != 0)
-        v = atoll(first);
     fclose(f);
-    return v;
+    if (n < 1 || strcmp(first, "max") == 0)
+        return -1;
+    errno = 0;
+    v = strtoll(first, &end, 10);
+    /* Anything but a whole number is no quota we can read: none, as for "max". */
+    return errno != 0 || end == first || *end != '\0' ? -1 : v;
 }
 
 /* Quota from one cgroup directory: v2 "cpu.max" ("max 100000" or "150000 100000") or v1

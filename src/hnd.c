@@ -2,39 +2,90 @@
  * handlers share. */
 #include "config.h"
 
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "h2o_inc.h"
 #include "hnd.h"
 #include "util.h"
 
+/* In the order error messages list them; conf.c's table has a HANDLER row for each. */
 static const struct hnd_ops *const hnd_all[] = {
     &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops, &hnd_proxy_ops,
     &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_module_ops,
 };
 
-const struct hnd_ops *
-hnd_find(const char *name)
-{
-    for (size_t i = 0; i < NELEMS(hnd_all); i++)
-        if (strcmp(hnd_all[i]->name, name) == 0)
-            return hnd_all[i];
-    return NULL;
-}
-
 const char *
 hnd_names(void)
 {
     static char names[128];
+    size_t len = 0;
+    int n;
 
-    if (names[0] == '\0') {
-        for (size_t i = 0; i < NELEMS(hnd_all); i++) {
-            if (i > 0)
-                strncat(names, ", ", sizeof(names) - strlen(names) - 1);
-            strncat(names, hnd_all[i]->name, sizeof(names) - strlen(names) - 1);
-        }
+    if (names[0] != '\0')
+        return names;
+    for (size_t i = 0; i < NELEMS(hnd_all); i++) {
+        n = snprintf(names + len, sizeof(names) - len, "%s%s", i > 0 ? ", " : "",
+                     hnd_all[i]->name);
+        /* The names are ours and fixed: they fit, or the buffer is too small. */
+        assert(n > 0 && (size_t)n < sizeof(names) - len);
+        len += (size_t)n;
     }
     return names;
+}
+
+/* Sorted by status, for bsearch. */
+static const struct reason {
+    int status;
+    const char *phrase;
+} reasons[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {410, "Gone"},
+    {416, "Range Not Satisfiable"},
+    {421, "Misdirected Request"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
+static int
+reason_cmp(const void *key, const void *elem)
+{
+    int status = *(const int *)key, other = ((const struct reason *)elem)->status;
+
+    return (status > other) - (status < other);
+}
+
+const char *
+hnd_reason(int status)
+{
+    const struct reason *r = bsearch(&status, reasons, NELEMS(reasons), sizeof(reasons[0]),
+                                     reason_cmp);
+
+    if (r != NULL)
+        return r->phrase;
+    return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error"
+                                                                          : "Server Error";
 }
 
 void

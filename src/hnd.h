@@ -7,8 +7,11 @@
 struct st_h2o_pathconf_t;
 
 struct hnd_ops {
-    const char *name;
+    const char *name; /* the directive, which has a HANDLER row in conf.c's table */
+    /* The one statement of the directive's arguments: the loader checks their count before
+     * parse is called, so parse may rely on it; usage is shown when it is wrong. */
     int min_args, max_args;
+    const char *usage;
     /* Master: validate the directive's arguments into a handler config (*out, freed with
      * free_conf). Errors go to diag with the argument's position; returns -1 then. */
     int (*parse)(const struct conf_node *n, void **out, struct conf_diag *diag);
@@ -25,10 +28,12 @@ extern const struct hnd_ops hnd_proxy_ops;
 extern const struct hnd_ops hnd_fastcgi_ops;
 extern const struct hnd_ops hnd_metrics_ops;
 
-/* The handler kind called name, or NULL. */
-const struct hnd_ops *hnd_find(const char *name);
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);
+
+/* The HTTP/1 reason phrase of a status: the standard one when known, else a generic word
+ * for its class. */
+const char *hnd_reason(int status);
 
 /* Worker: after each event loop turn; drops what the files handler kept open for it. */
 void hnd_files_turn_end(void);

@@ -49,7 +49,7 @@ parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
     }
     colon = strrchr(s, ':');
     if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(host) ||
-        conf_parse_port(colon + 1) == -1) {
+        util_parse_port(colon + 1) == -1) {
         snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/PATH or HOST:PORT",
                  s);
         return -1;
@@ -92,7 +92,7 @@ fastcgi_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     for (size_t i = 1; i < n->nargs; i++) {
         const struct conf_arg *a = &n->args[i];
         if (strncmp(a->s, "timeout=", 8) == 0) {
-            if (conf_parse_time_ms(a->s + 8, &fc->timeout_ms) == -1 || fc->timeout_ms < 1) {
+            if (conf_parse_time_ms(a->s + 8, 1, &fc->timeout_ms) != 0) {
                 conf_diag_add(diag, &a->pos, "invalid FastCGI timeout '%s': expected a time "
                               "from 1ms to " CONF_TIME_MAX, a->s + 8);
                 goto fail;
@@ -161,6 +161,7 @@ const struct hnd_ops hnd_fastcgi_ops = {
     .name = "fastcgi",
     .min_args = 1,
     .max_args = 3,
+    .usage = "fastcgi unix:/PATH|HOST:PORT [timeout=TIME] [root=/PATH]",
     .parse = fastcgi_parse,
     .setup = fastcgi_setup,
     .free_conf = fastcgi_free,

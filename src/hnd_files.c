@@ -14,6 +14,7 @@
  * are off unless `listing` is given. */
 #include "config.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +45,10 @@
 
 struct files_conf {
     char *root; /* realpath, no trailing slash */
+    /* The root, O_PATH: opened by the master at load, so that a root the master cannot
+     * open is a config error (a failed reload keeps the old one serving), and inherited by
+     * the workers, which never open it themselves. Closed by files_free. */
+    int rootfd;
     int listing;
     int symlinks_out;
 };
@@ -51,7 +56,7 @@ struct files_conf {
 struct files_front {
     h2o_handler_t super;
     const struct files_conf *conf;
-    int rootfd;             /* O_PATH, per worker */
+    int rootfd;             /* the config's (files_conf), not closed here */
     h2o_mimemap_t *mimemap; /* libh2o's default types */
 };
 
@@ -97,6 +102,7 @@ files_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     struct files_conf *fc;
     char real[PATH_MAX];
     struct stat st;
+    int fd;
 
     if (realpath(root->s, real) == NULL) {
         conf_diag_add(diag, &root->pos, "document root '%s': %s", root->s, strerror(errno));
@@ -119,6 +125,13 @@ files_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
             return -1;
         }
     }
+    fd = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) {
+        conf_diag_add(diag, &root->pos, "document root '%s': %s", root->s, strerror(errno));
+        free(fc);
+        return -1;
+    }
+    fc->rootfd = fd;
     fc->root = xstrdup(strcmp(real, "/") == 0 ? "" : real);
     *out = fc;
     return 0;
@@ -131,6 +144,7 @@ files_free(void *p)
 
     if (fc == NULL)
         return;
+    close(fc->rootfd);
     free(fc->root);
     free(fc);
 }
@@ -599,7 +613,7 @@ send_ranges(h2o_req_t *req, struct open_file *of, h2o_iovec_t type, struct part 
     size_t total = 0;
 
     req->res.status = 206;
-    req->res.reason = "Partial Content";
+    req->res.reason = hnd_reason(206);
     req->res.mime_attr = &h2o_mime_attributes_as_is; /* never gzip a part */
     add_validators(req, &of->st);
     if (n == 1) {
@@ -652,7 +666,7 @@ send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime, 
                    H2O_STRLIT("bytes"));
     if (not_modified(req, st)) {
         req->res.status = 304;
-        req->res.reason = "Not Modified";
+        req->res.reason = hnd_reason(304);
         add_validators(req, st);
         of_put(of);
         h2o_start_response(req, &none);
@@ -665,7 +679,7 @@ send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime, 
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_RANGE, NULL, cr,
                        (size_t)snprintf(cr, 32, "bytes */%jd", (intmax_t)st->st_size));
         of_put(of);
-        h2o_send_error_416(req, "Range Not Satisfiable", "range not satisfiable",
+        h2o_send_error_416(req, hnd_reason(416), "range not satisfiable",
                            H2O_SEND_ERROR_KEEP_HEADERS);
         return;
     }
@@ -674,7 +688,7 @@ send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime, 
         return;
     }
     req->res.status = 200;
-    req->res.reason = "OK";
+    req->res.reason = hnd_reason(200);
     req->res.content_length = (size_t)st->st_size;
     req->res.mime_attr = (h2o_mime_attributes_t *)&mime->data.attr;
     add_content_type(req, mime->data.mimetype);
@@ -686,7 +700,9 @@ send_file(h2o_req_t *req, struct open_file *of, const h2o_mimemap_type_t *mime, 
 /* Without openat2 (or for an absolute symbolic link landing inside the root): rel is
  * opened once, then the realpath of its name must lie inside the root and be the very
  * file opened (device and inode), so a link swapped between the open and the check is
- * caught. -1 with errno EXDEV when it leads out. */
+ * caught. The realpath is looked up without following a last link: one swapped in after
+ * realpath would otherwise lead stat to the outside file just opened. -1 with errno
+ * EXDEV when it leads out. */
 static int
 open_checked(const struct files_front *f, const char *rel, int flags)
 {
@@ -702,7 +718,7 @@ open_checked(const struct files_front *f, const char *rel, int flags)
         realpath(path, real) == NULL || strncmp(real, root, rlen) != 0 ||
         (real[rlen] != '/' && real[rlen] != '\0'))
         goto fail;
-    if (fstat(fd, &opened) == -1 || stat(real, &named) == -1 ||
+    if (fstat(fd, &opened) == -1 || lstat(real, &named) == -1 ||
         opened.st_dev != named.st_dev || opened.st_ino != named.st_ino)
         goto fail;
     return fd;
@@ -758,7 +774,7 @@ send_open_error(h2o_req_t *req, int err)
     if (err == EACCES || err == EPERM)
         h2o_send_error_403(req, "Access Forbidden", "access forbidden", 0);
     else if (err == EMFILE || err == ENFILE)
-        h2o_send_error_503(req, "Service Unavailable", "please try again later", 0);
+        h2o_send_error_503(req, hnd_reason(503), "please try again later", 0);
     else
         h2o_send_error_404(req, "File Not Found", "not found", 0);
 }
@@ -826,7 +842,7 @@ send_listing(h2o_req_t *req, struct open_file *dir)
     out.entries[out.size++] = h2o_iovec_init(H2O_STRLIT("</ul>\n"));
     body = h2o_concat_list(&req->pool, out.entries, out.size);
     req->res.status = 200;
-    req->res.reason = "OK";
+    req->res.reason = hnd_reason(200);
     req->res.content_length = body.len;
     add_content_type(req, h2o_iovec_init(H2O_STRLIT("text/html; charset=utf-8")));
     h2o_start_response(req, &none);
@@ -849,7 +865,7 @@ redirect_to_dir(h2o_req_t *req)
         query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
                                         req->path.len - req->query_at, &query.len);
     dest = h2o_concat(&req->pool, path, h2o_iovec_init(H2O_STRLIT("/")), query);
-    h2o_send_redirect(req, 301, "Moved Permanently", dest.base, dest.len);
+    h2o_send_redirect(req, 301, hnd_reason(301), dest.base, dest.len);
 }
 
 /* A directory open as dir, at rel below the root: its index file, else its listing when
@@ -910,7 +926,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     /* The name opened and the name that gives the MIME type must be one string: a NUL
      * would cut the first short ("a.txt%00.html"). */
     if (memchr(rel.base, '\0', rel.len) != NULL) {
-        h2o_send_error_400(req, "Bad Request", "bad request", 0);
+        h2o_send_error_400(req, hnd_reason(400), "bad request", 0);
         return 0;
     }
     relz = h2o_concat(&req->pool, rel.len ? rel : h2o_iovec_init(H2O_STRLIT(".")),
@@ -931,7 +947,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         of_put(of);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL,
                        H2O_STRLIT("GET, HEAD"));
-        h2o_send_error_405(req, "Method Not Allowed", "method not allowed",
+        h2o_send_error_405(req, hnd_reason(405), "method not allowed",
                            H2O_SEND_ERROR_KEEP_HEADERS);
         return 0;
     }
@@ -952,7 +968,6 @@ on_dispose(h2o_handler_t *self)
     struct files_front *f = (struct files_front *)self;
 
     h2o_mem_release_shared(f->mimemap);
-    close(f->rootfd);
 }
 
 static void
@@ -964,9 +979,9 @@ files_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     f->super.on_req = on_req;
     f->super.dispose = on_dispose;
     f->conf = fc;
-    f->rootfd = open(fc->root[0] ? fc->root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (f->rootfd == -1)
-        fatal("document root %s", fc->root[0] ? fc->root : "/");
+    /* Opened by the master at load: a worker finds no config problem of its own. */
+    assert(fc->rootfd >= 0);
+    f->rootfd = fc->rootfd;
     f->mimemap = h2o_mimemap_create();
 }
 
@@ -974,6 +989,7 @@ const struct hnd_ops hnd_files_ops = {
     .name = "files",
     .min_args = 1,
     .max_args = 3,
+    .usage = "files /ROOT [listing] [symlinks]",
     .parse = files_parse,
     .setup = files_setup,
     .free_conf = files_free,

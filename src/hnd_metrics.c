@@ -88,7 +88,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
             "percore_workers %u\n",
         (unsigned long long)t.conns, t.workers);
     req->res.status = 200;
-    req->res.reason = "OK";
+    req->res.reason = hnd_reason(200);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
@@ -119,6 +119,7 @@ const struct hnd_ops hnd_metrics_ops = {
     .name = "metrics",
     .min_args = 0,
     .max_args = 0,
+    .usage = "metrics",
     .parse = metrics_parse,
     .setup = metrics_setup,
     .free_conf = metrics_free,

@@ -119,6 +119,7 @@ const struct hnd_ops hnd_module_ops = {
     .name = "module",
     .min_args = 1,
     .max_args = 2,
+    .usage = "module /PATH/TO/MODULE.so [ARGUMENT]",
     .parse = module_parse,
     .setup = module_setup,
     .free_conf = module_free,

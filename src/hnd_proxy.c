@@ -143,7 +143,7 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
         host[0] = '\0';
     if (colon != NULL)
         snprintf(port, sizeof(port), "%.*s", (int)(slash - colon - 1), colon + 1);
-    if (host[0] == '\0' || conf_parse_port(port) == -1) {
+    if (host[0] == '\0' || util_parse_port(port) == -1) {
         snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH]", s);
         return -1;
     }
@@ -196,14 +196,13 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         } else if (strcmp(a->s, "preserve_host") == 0) {
             pc->preserve_host = 1;
         } else if (strncmp(a->s, "timeout=", 8) == 0) {
-            if (conf_parse_time_ms(a->s + 8, &pc->timeout_ms) == -1 || pc->timeout_ms < 1) {
+            if (conf_parse_time_ms(a->s + 8, 1, &pc->timeout_ms) != 0) {
                 conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s': expected a time "
                               "from 1ms to " CONF_TIME_MAX, a->s + 8);
                 goto fail;
             }
         } else if (strncmp(a->s, "connect_timeout=", 16) == 0) {
-            if (conf_parse_time_ms(a->s + 16, &pc->connect_timeout_ms) == -1 ||
-                pc->connect_timeout_ms < 1) {
+            if (conf_parse_time_ms(a->s + 16, 1, &pc->connect_timeout_ms) != 0) {
                 conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
                               "time from 1ms to " CONF_TIME_MAX, a->s + 16);
                 goto fail;
@@ -700,10 +699,10 @@ on_connect(h2o_socket_t *sock, const char *errstr, void *data)
         rt->down_until_ms = now + PROXY_FAIL_MS;
         if (++a->tried >= a->h->conf->nups) {
             if (is_timeout(errstr))
-                h2o_send_error_generic(a->req, 504, "Gateway Timeout", "no upstream answered\n",
-                                       0);
+                h2o_send_error_generic(a->req, 504, hnd_reason(504),
+                                       "no upstream answered\n", 0);
             else
-                h2o_send_error_502(a->req, "Bad Gateway", "no upstream answered\n", 0);
+                h2o_send_error_502(a->req, hnd_reason(502), "no upstream answered\n", 0);
             return;
         }
         a->idx = pick(a->h, now, a->idx, 1);
@@ -723,7 +722,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     struct attempt *a;
 
     if (has_dotdot(req->path_normalized)) {
-        h2o_send_error_400(req, "Bad Request", "path with a parent segment\n", 0);
+        h2o_send_error_400(req, hnd_reason(400), "path with a parent segment\n", 0);
         return 0;
     }
     strip_headers(req);
@@ -760,7 +759,7 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
         if (h2o_memis(msg->base, msg->len, H2O_STRLIT("I/O timeout")) ||
             h2o_memis(msg->base, msg->len, H2O_STRLIT("connection timeout"))) {
             req->res.status = 504;
-            req->res.reason = "Gateway Timeout";
+            req->res.reason = hnd_reason(504);
         }
     }
     flow_setup_ostream(req, &slot);
@@ -794,6 +793,8 @@ const struct hnd_ops hnd_proxy_ops = {
     .name = "proxy",
     .min_args = 1,
     .max_args = 64,
+    .usage = "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME] "
+             "[connect_timeout=TIME]",
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,

@@ -20,18 +20,6 @@ struct redirect_handler {
     const struct redirect_conf *conf;
 };
 
-static const char *
-redirect_reason(int status)
-{
-    switch (status) {
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 307: return "Temporary Redirect";
-    default: return "Permanent Redirect";
-    }
-}
-
 static int
 has_space_or_ctl(const char *s)
 {
@@ -90,12 +78,14 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
     const struct conf_arg *st = &n->args[0], *url = &n->args[1];
     struct redirect_conf *rc;
+    static const char *const statuses[] = {"301", "302", "303", "307", "308"};
     const char *why;
-    int status;
+    int status = 0;
 
-    status = atoi(st->s);
-    if (strlen(st->s) != 3 || (status != 301 && status != 302 && status != 303 &&
-                               status != 307 && status != 308)) {
+    for (size_t i = 0; i < NELEMS(statuses); i++)
+        if (strcmp(st->s, statuses[i]) == 0)
+            status = (int)strtol(st->s, NULL, 10);
+    if (status == 0) {
         conf_diag_add(diag, &st->pos, "invalid status '%s' for 'redirect': expected 301, 302, "
                       "303, 307 or 308", st->s);
         return -1;
@@ -155,7 +145,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         }
     }
     dest = h2o_concat(&req->pool, h2o_iovec_init(rc->target, tlen), suffix, query);
-    h2o_send_redirect(req, rc->status, redirect_reason(rc->status), dest.base, dest.len);
+    h2o_send_redirect(req, rc->status, hnd_reason(rc->status), dest.base, dest.len);
     return 0;
 }
 
@@ -172,6 +162,7 @@ const struct hnd_ops hnd_redirect_ops = {
     .name = "redirect",
     .min_args = 2,
     .max_args = 3,
+    .usage = "redirect STATUS URL [exact]",
     .parse = redirect_parse,
     .setup = redirect_setup,
     .free_conf = redirect_free,

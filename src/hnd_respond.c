@@ -34,7 +34,7 @@ respond_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         return -1;
     }
     rc = xcalloc(1, sizeof(*rc));
-    rc->status = atoi(st->s);
+    rc->status = (st->s[0] - '0') * 100 + (st->s[1] - '0') * 10 + (st->s[2] - '0');
     rc->body = xstrdup(n->nargs > 1 ? n->args[1].s : "");
     rc->body_len = strlen(rc->body);
     if ((rc->status == 204 || rc->status == 304) && rc->body_len > 0) {
@@ -58,44 +58,13 @@ respond_free(void *p)
     free(rc);
 }
 
-/* HTTP/1 reason phrases for the statuses people configure; others get a generic word. */
-static const char *
-reason_phrase(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 410: return "Gone";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    }
-    return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error"
-                                                                          : "Server Error";
-}
-
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     const struct respond_conf *rc = ((struct respond_handler *)self)->conf;
 
     req->res.status = rc->status;
-    req->res.reason = reason_phrase(rc->status);
+    req->res.reason = hnd_reason(rc->status);
     if (rc->status != 204 && rc->status != 304) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                        H2O_STRLIT("text/plain; charset=utf-8"));
@@ -119,6 +88,7 @@ const struct hnd_ops hnd_respond_ops = {
     .name = "respond",
     .min_args = 1,
     .max_args = 2,
+    .usage = "respond STATUS [BODY]",
     .parse = respond_parse,
     .setup = respond_setup,
     .free_conf = respond_free,

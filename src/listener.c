@@ -32,22 +32,6 @@ format_addr(struct listen_addr *a)
     }
 }
 
-static int
-parse_port(const char *s, unsigned *port)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < 1 || v > 65535)
-        return -1;
-    *port = (unsigned)v;
-    return 0;
-}
-
 static void
 push_addr(struct listen_addr **out, size_t *n, const struct sockaddr *sa, socklen_t len)
 {
@@ -81,7 +65,7 @@ resolve(const char *host, unsigned port, struct listen_addr **out, size_t *n, ch
         size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *ai;
-    char svc[8];
+    char svc[16];
     int rc;
 
     snprintf(svc, sizeof(svc), "%u", port);
@@ -110,6 +94,7 @@ listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, char 
     const char *colon, *portstr;
     char host[256];
     unsigned port;
+    int p;
 
     *out = NULL;
     *n = 0;
@@ -131,10 +116,12 @@ listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, char 
         snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - spec) : 0, spec);
     }
     portstr = colon ? colon + 1 : spec;
-    if (parse_port(portstr, &port) == -1) {
+    p = util_parse_port(portstr);
+    if (p == -1) {
         snprintf(err, errlen, "invalid port '%s' in '%s': expected 1 to 65535", portstr, spec);
         return -1;
     }
+    port = (unsigned)p;
     if (host[0] == '\0' && colon != NULL) {
         snprintf(err, errlen, "invalid address '%s': empty host (use '*:%u' for all)", spec,
                  port);

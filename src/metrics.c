@@ -113,7 +113,7 @@ metrics_register_service(const char *name)
                   "of fewer than %d characters)", name, METRICS_MAX_SERVICES, METRICS_NAME_MAX);
         return;
     }
-    strcpy(region->names[n], name);
+    memcpy(region->names[n], name, strlen(name) + 1); /* fits: checked above */
     atomic_store(&region->nnames, n + 1);
 }
 

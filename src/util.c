@@ -1,6 +1,7 @@
 /* Small pure helpers shared by master and workers. */
 #include "config.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,4 +127,107 @@ util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *len)
     memcpy(sun->sun_path, path, strlen(path) + 1);
     *len = sizeof(*sun);
     return 0;
+}
+
+int
+util_parse_port(const char *s)
+{
+    int v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > 65535)
+            return -1;
+    }
+    return v >= 1 ? v : -1;
+}
+
+uint64_t
+util_hash_str(const char *s)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (; *s != '\0'; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Put entry i at the end of its bucket's chain. */
+static void
+hmap_link(struct util_hmap *m, size_t i)
+{
+    size_t b = (size_t)(m->ents[i].hash & (m->nbuckets - 1));
+
+    assert(m->nbuckets > 0 && (m->nbuckets & (m->nbuckets - 1)) == 0);
+    m->ents[i].next = SIZE_MAX;
+    if (m->tails[b] == SIZE_MAX)
+        m->heads[b] = i;
+    else
+        m->ents[m->tails[b]].next = i;
+    m->tails[b] = i;
+}
+
+/* Twice the buckets, relinked in the order the entries were added: chains keep it. */
+static void
+hmap_grow(struct util_hmap *m)
+{
+    size_t nb = m->nbuckets ? m->nbuckets * 2 : 16;
+
+    free(m->heads);
+    free(m->tails);
+    m->heads = xreallocarray(NULL, nb, sizeof(*m->heads));
+    m->tails = xreallocarray(NULL, nb, sizeof(*m->tails));
+    m->nbuckets = nb;
+    for (size_t b = 0; b < nb; b++)
+        m->heads[b] = m->tails[b] = SIZE_MAX;
+    for (size_t i = 0; i < m->n; i++)
+        hmap_link(m, i);
+}
+
+void
+util_hmap_add(struct util_hmap *m, uint64_t hash, size_t a, size_t b)
+{
+    if (m->n >= m->nbuckets)
+        hmap_grow(m);
+    m->ents = xreallocarray(m->ents, m->n + 1, sizeof(*m->ents));
+    m->ents[m->n] = (struct util_hmap_ent){hash, a, b, SIZE_MAX};
+    hmap_link(m, m->n++);
+}
+
+size_t
+util_hmap_first(const struct util_hmap *m, uint64_t hash)
+{
+    size_t i;
+
+    if (m->nbuckets == 0)
+        return SIZE_MAX;
+    i = m->heads[hash & (m->nbuckets - 1)];
+    while (i != SIZE_MAX && m->ents[i].hash != hash)
+        i = m->ents[i].next;
+    return i;
+}
+
+size_t
+util_hmap_next(const struct util_hmap *m, size_t i)
+{
+    uint64_t hash = m->ents[i].hash;
+
+    for (i = m->ents[i].next; i != SIZE_MAX && m->ents[i].hash != hash; i = m->ents[i].next)
+        ;
+    return i;
+}
+
+void
+util_hmap_clear(struct util_hmap *m)
+{
+    free(m->heads);
+    free(m->tails);
+    free(m->ents);
+    memset(m, 0, sizeof(*m));
 }

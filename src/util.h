@@ -25,4 +25,33 @@ int util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *
 /* Monotonic clock in milliseconds. */
 int64_t util_now_ms(void);
 
+/* A TCP port from 1 to 65535 written in decimal digits only (no sign or space), or -1: the
+ * one port parser, for listen addresses, upstream URLs and FastCGI addresses alike. */
+int util_parse_port(const char *s);
+
+/* A multimap from 64-bit hashes to pairs of indices, for finding equal items among many
+ * without comparing each with each (duplicate checks of the config loader). The caller
+ * hashes and then compares the items of the entries it gets; entries of one hash come in
+ * the order they were added. Zero-initialised is empty; util_hmap_clear frees it. */
+struct util_hmap_ent {
+    uint64_t hash;
+    size_t a, b; /* the caller's indices, e.g. a block and an item in it */
+    size_t next; /* the next entry in the same bucket, or SIZE_MAX */
+};
+struct util_hmap {
+    size_t *heads, *tails; /* per bucket: first and last entry, SIZE_MAX when empty */
+    size_t nbuckets;       /* a power of two, or 0 */
+    struct util_hmap_ent *ents;
+    size_t n;
+};
+
+void util_hmap_add(struct util_hmap *m, uint64_t hash, size_t a, size_t b);
+/* The first entry (an index into m->ents) added with hash, or SIZE_MAX; then the next
+ * one with the same hash after entry i. */
+size_t util_hmap_first(const struct util_hmap *m, uint64_t hash);
+size_t util_hmap_next(const struct util_hmap *m, size_t i);
+void util_hmap_clear(struct util_hmap *m);
+/* FNV-1a of a string. */
+uint64_t util_hash_str(const char *s);
+
 #endif

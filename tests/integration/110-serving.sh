@@ -19,6 +19,9 @@ printf 'evil\n' >"$T_DIR/www-evil/x.txt"
 ln -s "$T_DIR/outside/secret.txt" "$ROOT/leak.txt"
 ln -s "$T_DIR/outside" "$ROOT/leakdir"
 ln -s "$ROOT/a.txt" "$ROOT/inside.txt"
+GONE=$T_DIR/gone
+mkdir -p "$GONE"
+printf 'here\n' >"$GONE/x.txt"
 
 PORT=$(free_port)
 CONF=$T_DIR/percore.conf
@@ -31,6 +34,7 @@ service s {
     route /gz/ { files $ROOT; compress on; }
     route /old/ { redirect 301 https://example.com/new/; }
     route /moved { redirect 308 https://example.com/fixed exact; }
+    route /gone/ { files $GONE; }
     route / { files $ROOT; }
 }
 CONF
@@ -112,6 +116,32 @@ expect_eq "redirect keeps the path suffix and query" \
 expect_eq "redirect exact" \
     "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$URL/moved/else?q")" \
     "308 https://example.com/fixed"
+
+# The files root is opened by the master when the config is read: a root removed later
+# costs no worker its life, and a reload that names it fails at its position.
+expect_eq "a second root serves" "$(curl -s "$URL/gone/x.txt")" "here"
+rm -rf "$GONE"
+slot0() { for p in $(workers); do [ "$(ps -o comm= -p "$p")" = percore-w0 ] && echo "$p"; done; }
+VICTIM=$(slot0)
+kill -KILL "$VICTIM"
+replaced() { NEWPID=$(slot0); [ -n "$NEWPID" ] && [ "$NEWPID" != "$VICTIM" ]; }
+wait_for replaced || not_ok "the killed worker is replaced"
+# Enough connections that the kernel hands some to the new worker's socket (bounded: with
+# no worker behind it, a connection would wait).
+for _ in $(seq 1 20); do curl -s -m 5 -o /dev/null -H 'Connection: close' "$URL/a.txt"; done
+expect_eq "a worker started after its root was removed serves" \
+    "$(curl -s -m 5 -H 'Connection: close' "$URL/a.txt" | wc -c):$(slot0)" "4096:$NEWPID"
+check "and did not exit" sh -c "! grep -q -e 'document root' -e 'exited with status' '$PC_LOG'"
+expect_eq "the removed root is 404, not an error" "$(code -m 5 "$URL/gone/x.txt")" "404"
+BEFORE=$(workers | paste -sd,)
+kill -HUP "$PC_PID"
+wait_for log_has "reload failed" || not_ok "a reload naming a missing root fails"
+check "a reload naming a missing root fails at its position" \
+    log_has "$CONF:9:26: document root '$GONE': No such file or directory"
+check "and keeps the old generation serving" \
+    log_has "reload failed: configuration has errors; generation .* keeps serving"
+expect_eq "the old config still serves" "$(curl -s -m 5 "$URL/")" "<h1>home</h1>"
+expect_eq "its workers untouched" "$(workers | paste -sd,)" "$BEFORE"
 
 stop_percore
 printf 'service s {\n    listen 127.0.0.1:%s;\n    route / { files %s; }\n}\n' "$PORT" "$T_DIR/nodir" >"$CONF"

@@ -8,6 +8,7 @@
 
 #include "conf.h"
 #include "hnd.h"
+#include "util.h"
 
 /* As when percore runs outside systemd: no sockets passed. */
 static const struct conf_sockets no_sockets = {NULL, 0, 1};
@@ -197,17 +198,17 @@ Test(conf, time_units)
 {
     int64_t ms;
 
-    cr_assert_eq(conf_parse_time_ms("250ms", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("250ms", 0, &ms), 0);
     cr_assert_eq(ms, 250);
-    cr_assert_eq(conf_parse_time_ms("30", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("30", 0, &ms), 0);
     cr_assert_eq(ms, 30000);
-    cr_assert_eq(conf_parse_time_ms("2m", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("2m", 0, &ms), 0);
     cr_assert_eq(ms, 120000);
-    cr_assert_eq(conf_parse_time_ms("1h", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("1h", 0, &ms), 0);
     cr_assert_eq(ms, 3600000);
-    cr_assert_eq(conf_parse_time_ms("1x", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("-1s", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1x", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("-1s", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("", 0, &ms), -1);
 }
 
 Test(conf, size_units)
@@ -1017,23 +1018,23 @@ Test(hostile, time_and_size_bounds)
     int64_t ms;
     uint64_t b;
 
-    cr_assert_eq(conf_parse_time_ms("24h", &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("24h", 0, &ms), 0);
     cr_assert_eq(ms, 86400000);
-    cr_assert_eq(conf_parse_time_ms("86400000ms", &ms), 0);
-    cr_assert_eq(conf_parse_time_ms("86400001ms", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("25h", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("1441m", &ms), -1);
-    cr_assert_eq(conf_parse_time_ms("9223372036854775807", &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("86400000ms", 0, &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("86400001ms", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("25h", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1441m", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("9223372036854775807", 0, &ms), -1);
     cr_assert_eq(conf_parse_size("8589934591g", &b), 0);
     cr_assert_eq(conf_parse_size("8589934592g", &b), -1);
     cr_assert_eq(conf_parse_size("9007199254740992k", &b), -1);
     cr_assert_eq(conf_parse_size("9223372036854775808", &b), -1);
-    cr_assert_eq(conf_parse_port("65535"), 65535);
-    cr_assert_eq(conf_parse_port("65536"), -1);
-    cr_assert_eq(conf_parse_port("4294967377"), -1);
-    cr_assert_eq(conf_parse_port("0"), -1);
-    cr_assert_eq(conf_parse_port("+80"), -1);
-    cr_assert_eq(conf_parse_port(""), -1);
+    cr_assert_eq(util_parse_port("65535"), 65535);
+    cr_assert_eq(util_parse_port("65536"), -1);
+    cr_assert_eq(util_parse_port("4294967377"), -1);
+    cr_assert_eq(util_parse_port("0"), -1);
+    cr_assert_eq(util_parse_port("+80"), -1);
+    cr_assert_eq(util_parse_port(""), -1);
 }
 
 Test(hostile, errors_are_capped)
@@ -1080,4 +1081,458 @@ Test(hostile, named_files_must_be_regular, .init = make_tmpdir, .fini = rm_tmpdi
     expect_err(SVC_OPEN "  route / { module /dev/zero; }\n}\n", NULL,
                "t.conf:3:20: module /dev/zero is a device, not a regular file");
     free(fifo);
+}
+
+/* ---- the directive table: a row here for each row there with a generic setter ---- */
+
+#include <dirent.h>
+#include <stddef.h>
+
+enum where { W_MAIN, W_SERVICE, W_ROUTE, W_HANDLER /* a route without a handler */ };
+enum vtype { V_INT, V_UNSIGNED, V_U64, V_I64 };
+
+/* A directive, its field and its bounds: the least and greatest values taken (as written
+ * and as stored), the values just outside them (NULL: none) and their messages after
+ * "t.conf:LINE:COL: ". */
+struct dir_case {
+    const char *name;
+    enum where where;
+    size_t off;
+    enum vtype type;
+    const char *usage;
+    const char *lo, *hi;
+    int64_t lo_val, hi_val;
+    const char *below, *below_msg;
+    const char *above, *above_msg;
+};
+
+#define MAIN_F(f, t) W_MAIN, offsetof(struct conf, f), t
+#define SVC_F(f, t) W_SERVICE, offsetof(struct conf_service, f), t
+#define ROUTE_F(f, t) W_ROUTE, offsetof(struct conf_route, f), t
+#define TIME_MSG(v, n) "invalid time '" v "' for '" n "': expected a number with unit ms, s, " \
+                       "m or h, at most 24h"
+#define TIME_ROW(n, where, lo, lo_val, below, min)                                            \
+    {n, where, n " TIME", lo, "24h", lo_val, 86400000, below,                                 \
+     "'" n "' must be at least " min ", got '" below "'", "86400001ms",                      \
+     TIME_MSG("86400001ms", n)}
+/* A time with no least value but 0. */
+#define TIME_ROW0(n, where, lo)                                                               \
+    {n, where, n " TIME", lo, "24h", 0, 86400000, NULL, NULL, "86400001ms",                   \
+     TIME_MSG("86400001ms", n)}
+#define FLAG_ROW(n, where)                                                                    \
+    {n, where, n " on|off", "off", "on", 0, 1, "yes",                                         \
+     "invalid value 'yes' for '" n "': expected 'on' or 'off'", NULL, NULL}
+#define NUM_MSG(v, n, alt, max) "invalid value '" v "' for '" n "': expected " alt "a number " \
+                                "from 1 to " max
+
+static const struct dir_case dir_cases[] = {
+    FLAG_ROW("compress", ROUTE_F(compress, V_INT)),
+    FLAG_ROW("cpu_affinity", MAIN_F(cpu_affinity, V_INT)),
+    TIME_ROW("handshake_timeout", SVC_F(handshake_timeout_ms, V_I64), "100ms", 100, "99ms",
+             "100ms"),
+    TIME_ROW("header_timeout", SVC_F(header_timeout_ms, V_I64), "100ms", 100, "99ms", "100ms"),
+    /* `http2 on` needs a tls listen: its own test. */
+    {"http2", SVC_F(http2, V_INT), "http2 on|off", "off", NULL, 0, 0, "yes",
+     "invalid value 'yes' for 'http2': expected 'on' or 'off'", NULL, NULL},
+    {"http2_max_concurrent_requests", MAIN_F(http2_max_requests, V_UNSIGNED),
+     "http2_max_concurrent_requests NUMBER", "1", "100", 1, 100, "0",
+     NUM_MSG("0", "http2_max_concurrent_requests", "", "100"), "101",
+     NUM_MSG("101", "http2_max_concurrent_requests", "", "100")},
+    {"http2_max_resets", SVC_F(http2_max_resets, V_UNSIGNED), "http2_max_resets NUMBER", "1",
+     "1000000", 1, 1000000, "0", NUM_MSG("0", "http2_max_resets", "", "1000000"), "1000001",
+     NUM_MSG("1000001", "http2_max_resets", "", "1000000")},
+    TIME_ROW("idle_timeout", SVC_F(idle_timeout_ms, V_I64), "100ms", 100, "99ms", "100ms"),
+    {"max_body_size", SVC_F(max_body, V_U64), "max_body_size SIZE", "0", "1g", 0,
+     1024 * 1024 * 1024, NULL, NULL, "1073741825",
+     "invalid size '1073741825' for 'max_body_size': expected a number with unit k, m or g, "
+     "at most 1g"},
+    {"max_connections", MAIN_F(max_connections, V_UNSIGNED), "max_connections NUMBER", "1",
+     "1000000", 1, 1000000, "0", NUM_MSG("0", "max_connections", "", "1000000"), "1000001",
+     NUM_MSG("1000001", "max_connections", "", "1000000")},
+    {"max_header_size", SVC_F(max_header_size, V_U64), "max_header_size SIZE", "1k", "400k",
+     1024, 400 * 1024, "1023", "invalid size '1023' for 'max_header_size': expected 1k to 400k",
+     "409601", "invalid size '409601' for 'max_header_size': expected 1k to 400k"},
+    TIME_ROW("send_timeout", SVC_F(send_timeout_ms, V_I64), "1s", 1000, "999ms", "1s"),
+    TIME_ROW0("shutdown_delay", MAIN_F(shutdown_delay_ms, V_I64), "0"),
+    TIME_ROW0("shutdown_timeout", MAIN_F(shutdown_timeout_ms, V_I64), "0ms"),
+    TIME_ROW("tls_ticket_rotation", MAIN_F(tls_ticket_rotation_ms, V_I64), "1s", 1000, "999ms",
+             "1s"),
+    TIME_ROW("worker_watchdog", MAIN_F(worker_watchdog_ms, V_I64), "1000ms", 1000, "999ms", "1s"),
+    {"workers", MAIN_F(workers, V_UNSIGNED), "workers auto|NUMBER", "1", "512", 1, 512, "0",
+     NUM_MSG("0", "workers", "'auto' or ", "512"), "513",
+     NUM_MSG("513", "workers", "'auto' or ", "512")},
+};
+
+/* stmt (without its ';') placed in a context of a config that is good without it; *line and
+ * *col get where stmt starts. */
+static char *
+place(enum where at, const char *stmt, int *line, int *col)
+{
+    char *text;
+
+    switch (at) {
+    case W_MAIN:
+        *line = 1, *col = 1;
+        cr_assert(asprintf(&text, "%s;\n" HELLO, stmt) != -1);
+        break;
+    case W_SERVICE:
+        *line = 3, *col = 3;
+        cr_assert(asprintf(&text, SVC_OPEN "  %s;\n" SVC_ROUTE "}\n", stmt) != -1);
+        break;
+    case W_ROUTE:
+        *line = 3, *col = 26;
+        cr_assert(asprintf(&text, SVC_OPEN "  route / { respond 200; %s; }\n}\n", stmt) != -1);
+        break;
+    default:
+        *line = 3, *col = 13;
+        cr_assert(asprintf(&text, SVC_OPEN "  route / { %s; }\n}\n", stmt) != -1);
+    }
+    return text;
+}
+
+static int64_t
+field_value(const struct conf *c, const struct dir_case *dc)
+{
+    const char *obj = dc->where == W_MAIN      ? (const char *)c
+                      : dc->where == W_SERVICE ? (const char *)&c->services[0]
+                                               : (const char *)&c->services[0].routes[0];
+
+    switch (dc->type) {
+    case V_INT: return *(const int *)(obj + dc->off);
+    case V_UNSIGNED: return *(const unsigned *)(obj + dc->off);
+    case V_U64: return (int64_t) * (const uint64_t *)(obj + dc->off);
+    default: return *(const int64_t *)(obj + dc->off);
+    }
+}
+
+/* The directive with value v in its own context: loads, and stores want. */
+static void
+expect_value(const struct dir_case *dc, const char *v, int64_t want)
+{
+    char *stmt, *text;
+    int line, col;
+    struct conf *c;
+
+    cr_assert(asprintf(&stmt, "%s %s", dc->name, v) != -1);
+    text = place(dc->where, stmt, &line, &col);
+    c = load_ok(text);
+    cr_assert_eq(field_value(c, dc), want, "%s: got %lld, wanted %lld", stmt,
+                 (long long)field_value(c, dc), (long long)want);
+    conf_free(c);
+    free(text);
+    free(stmt);
+}
+
+/* stmt placed at `at` fails with "t.conf:line:(col + shift): msg". */
+static void
+expect_placed_err(enum where at, const char *stmt, int shift, const char *msg)
+{
+    char *text = NULL, *want, *got;
+    int line, col;
+
+    text = place(at, stmt, &line, &col);
+    cr_assert(asprintf(&want, "t.conf:%d:%d: %s", line, col + shift, msg) != -1);
+    got = load_err(text, NULL);
+    cr_assert_str_eq(got, want, "input:\n%s", text);
+    free(got);
+    free(want);
+    free(text);
+}
+
+ParameterizedTestParameters(table, generic_directive)
+{
+    static size_t idx[NELEMS(dir_cases)];
+
+    for (size_t i = 0; i < NELEMS(dir_cases); i++)
+        idx[i] = i;
+    return cr_make_param_array(size_t, idx, NELEMS(dir_cases));
+}
+
+ParameterizedTest(size_t *i, table, generic_directive)
+{
+    static const char *const ctx[] = {"the main context", "a service block", "a route block"};
+    const struct dir_case *dc = &dir_cases[*i];
+    int vcol = (int)strlen(dc->name) + 1; /* the value's column, from the directive's */
+    enum where other = dc->where == W_MAIN ? W_SERVICE : dc->where == W_SERVICE ? W_MAIN
+                                                                               : W_SERVICE;
+    char *stmt, *msg;
+
+    /* Each bound is taken. */
+    expect_value(dc, dc->lo, dc->lo_val);
+    if (dc->hi != NULL)
+        expect_value(dc, dc->hi, dc->hi_val);
+    /* Just past each bound is refused at the value, with the message of the row. */
+    if (dc->below != NULL) {
+        cr_assert(asprintf(&stmt, "%s %s", dc->name, dc->below) != -1);
+        expect_placed_err(dc->where, stmt, vcol, dc->below_msg);
+        free(stmt);
+    }
+    if (dc->above != NULL) {
+        cr_assert(asprintf(&stmt, "%s %s", dc->name, dc->above) != -1);
+        expect_placed_err(dc->where, stmt, vcol, dc->above_msg);
+        free(stmt);
+    }
+    /* Another context is refused, naming the right one. */
+    cr_assert(asprintf(&stmt, "%s %s", dc->name, dc->lo) != -1);
+    cr_assert(asprintf(&msg, "'%s' is not allowed in %s; it belongs in %s", dc->name,
+                       ctx[other], ctx[dc->where]) != -1);
+    expect_placed_err(other, stmt, 0, msg);
+    free(msg);
+    /* Twice in one block is refused at the second. */
+    free(stmt);
+    cr_assert(asprintf(&stmt, "%s %s; %s %s", dc->name, dc->lo, dc->name, dc->lo) != -1);
+    cr_assert(asprintf(&msg, "duplicate '%s' (first set at t.conf:%d:%d)", dc->name,
+                       dc->where == W_MAIN ? 1 : 3, dc->where == W_MAIN ? 1
+                                                    : dc->where == W_SERVICE ? 3 : 26) != -1);
+    expect_placed_err(dc->where, stmt, vcol + (int)strlen(dc->lo) + 2, msg);
+    free(msg);
+    free(stmt);
+    /* No argument, and two: refused with the usage, at the directive and at the extra one. */
+    cr_assert(asprintf(&msg, "wrong number of arguments for '%s'; usage: %s", dc->name,
+                       dc->usage) != -1);
+    expect_placed_err(dc->where, dc->name, 0, msg);
+    cr_assert(asprintf(&stmt, "%s %s %s", dc->name, dc->lo, dc->lo) != -1);
+    expect_placed_err(dc->where, stmt, vcol + (int)strlen(dc->lo) + 1, msg);
+    free(stmt);
+    free(msg);
+}
+
+/* Each row's default, when the directive is not given. */
+static const struct {
+    const char *name;
+    int64_t dflt;
+} dir_defaults[] = {
+    {"compress", 0},
+    {"cpu_affinity", 0},
+    {"handshake_timeout", 10000},
+    {"header_timeout", 10000},
+    {"http2", 0},
+    {"http2_max_concurrent_requests", 100},
+    {"http2_max_resets", 100},
+    {"idle_timeout", 10000},
+    {"max_body_size", 1024 * 1024},
+    {"max_connections", 16384},
+    {"max_header_size", 32 * 1024},
+    {"send_timeout", 60000},
+    {"shutdown_delay", 0},
+    {"shutdown_timeout", 30000},
+    {"tls_ticket_rotation", 3600 * 1000},
+    {"worker_watchdog", 10000},
+    {"workers", 0},
+};
+
+Test(table, defaults)
+{
+    struct conf *c = load_ok(HELLO);
+
+    cr_assert_eq(NELEMS(dir_defaults), NELEMS(dir_cases));
+    for (size_t i = 0; i < NELEMS(dir_cases); i++) {
+        cr_assert_str_eq(dir_defaults[i].name, dir_cases[i].name);
+        cr_assert_eq(field_value(c, &dir_cases[i]), dir_defaults[i].dflt, "%s: %lld",
+                     dir_cases[i].name, (long long)field_value(c, &dir_cases[i]));
+    }
+    conf_free(c);
+}
+
+Test(table, http2_on_with_tls_listen)
+{
+    struct conf_diag d = {0};
+    struct conf *c = conf_load_string("t.conf", "service s { listen 127.0.0.1:8443 tls; http2 on;"
+                                      " route / { respond 200; } }", &no_sockets, &d);
+
+    /* No certificate here: the error is about the files, past the http2 check. */
+    cr_assert_null(c);
+    cr_assert(strstr(d.msgs[0], "listens with tls but lacks 'tls_certificate'") != NULL, "%s",
+              d.msgs[0]);
+    conf_diag_clear(&d);
+}
+
+/* ---- handlers: their hnd_ops is the one statement of their argument count ---- */
+
+static const struct hnd_ops *const handlers[] = {
+    &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops, &hnd_proxy_ops,
+    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_module_ops,
+};
+
+/* A statement of handler h with n arguments "a". */
+static char *
+handler_stmt(const struct hnd_ops *h, int n)
+{
+    char *s = strdup(h->name);
+
+    for (int i = 0; i < n; i++) {
+        char *t;
+        cr_assert(asprintf(&t, "%s a", s) != -1);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
+Test(table, handler_argument_counts)
+{
+    for (size_t i = 0; i < NELEMS(handlers); i++) {
+        const struct hnd_ops *h = handlers[i];
+        char *stmt, *msg;
+        cr_assert(asprintf(&msg, "wrong number of arguments for '%s'; usage: %s", h->name,
+                           h->usage) != -1);
+        if (h->min_args > 0) {
+            stmt = handler_stmt(h, h->min_args - 1);
+            expect_placed_err(W_HANDLER, stmt, 0, msg);
+            free(stmt);
+        }
+        cr_assert_geq(h->max_args, h->min_args);
+        stmt = handler_stmt(h, h->max_args + 1);
+        /* At the first argument too many: after the name and max_args "a"s. */
+        expect_placed_err(W_HANDLER, stmt, (int)strlen(h->name) + 1 + 2 * h->max_args, msg);
+        free(stmt);
+        free(msg);
+    }
+}
+
+Test(table, handler_messages)
+{
+    expect_err(SVC_OPEN "  route / { metrics all; }\n}\n", NULL,
+               "t.conf:3:21: wrong number of arguments for 'metrics'; usage: metrics");
+    expect_err(SVC_OPEN "  route / { redirect 301; }\n}\n", NULL,
+               "t.conf:3:13: wrong number of arguments for 'redirect'; usage: redirect STATUS "
+               "URL [exact]");
+    expect_err(SVC_OPEN "  route / { files /tmp listing symlinks more; }\n}\n", NULL,
+               "t.conf:3:41: wrong number of arguments for 'files'; usage: files /ROOT "
+               "[listing] [symlinks]");
+    expect_err(SVC_OPEN "  route / { fastcgi unix:/run/x.sock timeout=0; }\n}\n", NULL,
+               "t.conf:3:38: invalid FastCGI timeout '0': expected a time from 1ms to 24h");
+}
+
+/* The files root is the config's, opened at load: freeing the config closes it. */
+static int
+open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+Test(table, files_root_is_opened_at_load_and_closed_by_free)
+{
+    int before = open_fds();
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1; route /a/ { files /tmp; }"
+                             " route /b/ { files /; } }");
+
+    cr_assert_eq(open_fds(), before + 2);
+    conf_free(c);
+    cr_assert_eq(open_fds(), before);
+}
+
+/* ---- the one port, time and reason-phrase helpers ---- */
+
+Test(helpers, port)
+{
+    static const struct {
+        const char *s;
+        int port;
+    } cases[] = {
+        {"1", 1},     {"80", 80},   {"080", 80},   {"000080", 80}, {"65535", 65535},
+        {"0", -1},    {"65536", -1}, {"99999", -1}, {"", -1},      {"+80", -1},
+        {"-1", -1},   {" 80", -1},  {"80 ", -1},   {"0x50", -1},   {"8o", -1},
+        {"4294967377", -1},         {"18446744073709551697", -1},
+    };
+
+    for (size_t i = 0; i < NELEMS(cases); i++)
+        cr_assert_eq(util_parse_port(cases[i].s), cases[i].port, "'%s'", cases[i].s);
+}
+
+Test(helpers, time_bounds)
+{
+    int64_t ms = -1;
+
+    cr_assert_eq(conf_parse_time_ms("99ms", 100, &ms), -2);
+    cr_assert_eq(ms, 99);
+    cr_assert_eq(conf_parse_time_ms("100ms", 100, &ms), 0);
+    cr_assert_eq(ms, 100);
+    cr_assert_eq(conf_parse_time_ms("0", 1, &ms), -2);
+    cr_assert_eq(conf_parse_time_ms("1", 1, &ms), 0);
+    cr_assert_eq(ms, 1000);
+    cr_assert_eq(conf_parse_time_ms("1S", 0, &ms), 0);
+    cr_assert_eq(ms, 1000);
+    cr_assert_eq(conf_parse_time_ms("24h", 86400000, &ms), 0);
+    cr_assert_eq(conf_parse_time_ms("86400001ms", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("25h", 1000, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1.5s", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1 s", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("s", 0, &ms), -1);
+    cr_assert_eq(conf_parse_time_ms("1k", 0, &ms), -1);
+}
+
+Test(helpers, reason_phrases)
+{
+    cr_assert_str_eq(hnd_reason(200), "OK");
+    cr_assert_str_eq(hnd_reason(206), "Partial Content");
+    cr_assert_str_eq(hnd_reason(304), "Not Modified");
+    cr_assert_str_eq(hnd_reason(308), "Permanent Redirect");
+    cr_assert_str_eq(hnd_reason(404), "Not Found");
+    cr_assert_str_eq(hnd_reason(504), "Gateway Timeout");
+    cr_assert_str_eq(hnd_reason(299), "OK");
+    cr_assert_str_eq(hnd_reason(399), "Redirect");
+    cr_assert_str_eq(hnd_reason(499), "Client Error");
+    cr_assert_str_eq(hnd_reason(599), "Server Error");
+}
+
+Test(helpers, handler_names)
+{
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, module");
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, module");
+}
+
+/* Equal hashes keep the order they were added in, across growth. */
+Test(helpers, hmap)
+{
+    struct util_hmap m = {0};
+    size_t e, k = 0;
+
+    cr_assert_eq(util_hmap_first(&m, 7), SIZE_MAX);
+    for (size_t i = 0; i < 1000; i++)
+        util_hmap_add(&m, i % 3 == 0 ? 7 : 1000 + i, i, 2 * i);
+    for (e = util_hmap_first(&m, 7); e != SIZE_MAX; e = util_hmap_next(&m, e), k += 3) {
+        cr_assert_eq(m.ents[e].a, k);
+        cr_assert_eq(m.ents[e].b, 2 * k);
+    }
+    cr_assert_eq(k, 1002);
+    e = util_hmap_first(&m, 1500);
+    cr_assert_eq(m.ents[e].a, 500);
+    cr_assert_eq(util_hmap_next(&m, e), SIZE_MAX);
+    cr_assert_eq(util_hmap_first(&m, 1501), SIZE_MAX);
+    cr_assert_eq(util_hash_str("a"), util_hash_str("a"));
+    cr_assert_neq(util_hash_str("a"), util_hash_str("b"));
+    util_hmap_clear(&m);
+    cr_assert_eq(util_hmap_first(&m, 7), SIZE_MAX);
+}
+
+/* Many routes, services and listens: each duplicate is still found, at its position. */
+Test(table, duplicates_among_many)
+{
+    size_t n = 3000, len = 0, cap = n * 128 + 256;
+    char *text = malloc(cap);
+
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "service s%zu { listen 127.0.0.1:%zu;"
+                                " route /%zu { respond 200; } route /x { respond 200; } }\n",
+                                i, 10000 + i, i);
+    snprintf(text + len, cap - len, "service s7 { listen 127.0.0.1:10005; route /a { respond "
+             "200; } route /a { respond 200; } }\n");
+    expect_err(text, NULL, "t.conf:3001:9: duplicate service 's7' (first defined at t.conf:8:1)");
+    snprintf(text + len, cap - len, "service z { listen 127.0.0.1:10005; route /a { respond "
+             "200; } route /a { respond 200; } }\n");
+    expect_err(text, NULL, "t.conf:3001:20: 127.0.0.1:10005 is already used by service 's5' "
+               "(listen 127.0.0.1:10005 at t.conf:6:21)");
+    snprintf(text + len, cap - len, "service z { listen 127.0.0.1:9999; route /a { respond "
+             "200; } route /a { respond 200; } }\n");
+    expect_err(text, NULL, "t.conf:3001:68: duplicate route '/a' in service 'z' (first at "
+               "t.conf:3001:36)");
+    free(text);
 }
