@@ -25,6 +25,7 @@
  * nothing. */
 #include "config.h"
 
+#include <assert.h>
 #include <linux/tcp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -320,6 +321,7 @@ link_watch(struct sendguard_conn *c, struct stream_watch *sw, uint64_t now)
 static void
 unlink_watch(struct sendguard_conn *c, struct stream_watch *sw)
 {
+    assert(sw->prev != NULL || c->first == sw); /* linked in c's list */
     if (sw->prev != NULL)
         sw->prev->next = sw->next;
     else

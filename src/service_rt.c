@@ -129,6 +129,7 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
         tok = h2o_lookup_token(name->base, name->len);
         if (tok != NULL)
             name = (h2o_iovec_t *)&tok->buf;
+        assert((size_t)r->headers[i].cmd < NELEMS(cmd_of));
         cmds[i].cmd = cmd_of[r->headers[i].cmd];
         cmds[i].name = name;
         cmds[i].value = v != NULL ? h2o_iovec_init(v, strlen(v)) : h2o_iovec_init("", 0);
@@ -353,6 +354,7 @@ service_rt_listener(const struct conf *c, struct service_rt *services, const str
         lr->actx = &services[svc].actx[LSN_PLAIN];
         return lr;
     }
+    assert(kind == LSN_TLS || kind == LSN_TLS_H2);
     add_site(lr, &c->services[svc], &services[svc], kind);
     for (size_t i = 0; i < c->nservices; i++) {
         if ((int)i == svc)

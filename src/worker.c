@@ -121,7 +121,10 @@ static struct {
 static void
 error_lines_tick(void)
 {
-    uint64_t now = h2o_now(this_worker.loop) / 1000;
+    uint64_t now;
+
+    assert(this_worker.loop != NULL); /* a worker's, once set up */
+    now = h2o_now(this_worker.loop) / 1000;
 
     if (now == errlines.second)
         return;
@@ -162,7 +165,13 @@ conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
 struct conn *
 worker_conn(h2o_socket_t *sock)
 {
-    return sock != NULL && sock->on_close.cb == on_conn_close ? sock->on_close.data : NULL;
+    struct conn *c;
+
+    if (sock == NULL || sock->on_close.cb != on_conn_close)
+        return NULL;
+    c = sock->on_close.data;
+    assert(c->sock == sock);
+    return c;
 }
 
 struct conn *
@@ -191,6 +200,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL)
             break;
         this_worker.conns++;
+        assert(this_worker.conns <= this_worker.args->conf->max_connections);
         atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
         conn_open(sock, lr);
         if (lr->nsites == 0)
