@@ -58,8 +58,8 @@ struct stream_watch {
     size_t left;    /* what it held to send, then */
     size_t seen;    /* what it held to send at the last sweep */
     ssize_t win;    /* its stream window when linked */
-    int held; /* data handed to libh2o, not yet asked for again; linked in its connection's
-               * list (unless the connection closed meanwhile) */
+    int held; /* data handed to libh2o, not yet asked for again: linked in its connection's
+               * list (a close unlinks and clears it) */
 };
 
 struct route_filter {
