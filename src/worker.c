@@ -125,7 +125,6 @@ error_lines_tick(void)
 
     assert(this_worker.loop != NULL); /* a worker's, once set up */
     now = h2o_now(this_worker.loop) / 1000;
-
     if (now == errlines.second)
         return;
     if (errlines.dropped > 0)
