@@ -136,6 +136,7 @@ body_add(struct h2meter *m, uint32_t sid)
         m->bodies[oldest] = sid;
         return;
     }
+    assert(m->nbodies < MAX_BODIES);
     m->bodies[m->nbodies++] = sid;
 }
 
@@ -261,6 +262,7 @@ on_frame(struct h2meter *m)
     m->type = m->hdr[3];
     m->flags = m->hdr[4];
     m->sid = get32(m->hdr + 5) & WINDOW_MAX;
+    assert(m->skip == 0 && m->plen == m->want); /* the last frame is behind */
     m->skip = len;
     m->plen = 0;
     m->want = 0;
@@ -287,6 +289,7 @@ on_frame(struct h2meter *m)
     }
     if (m->want > len)
         m->want = 0; /* malformed: a connection error libh2o reports */
+    assert(m->want <= sizeof(m->pl) && m->want <= m->skip);
     if (m->type == FRAME_HEADERS)
         return on_headers(m);
     return 0;
@@ -301,6 +304,7 @@ walk(struct h2meter *m, const uint8_t *p, size_t n)
     size_t k;
 
     while (n > 0) {
+        assert(m->hlen < FRAME_HEADER_LEN && m->plen <= m->want);
         if (m->plen < m->want) {
             k = m->want - m->plen;
             k = n < k ? n : k;
@@ -432,6 +436,7 @@ rewrap(struct h2meter *m, h2o_socket_t *sock)
 static int
 run_h2o(struct h2meter *m, h2o_socket_cb cb, h2o_socket_t *sock, const char *err)
 {
+    assert(!m->in_cb); /* libh2o's callbacks do not nest */
     m->in_cb = 1;
     cb(sock, err);
     m->in_cb = 0;

@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -274,6 +275,7 @@ reqcheck_conn_closed(struct conn *c)
 {
     struct reqcheck_conn *rc = &c->check;
 
+    assert(c->sock != NULL);
     if (!rc->http2 && c->sock->bytes_written - rc->written == PARSER_400_LEN) {
         metrics_count(refused_slot, rc->svc, 400, 11, 0);
         if (rc->al != NULL)

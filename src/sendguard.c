@@ -25,6 +25,7 @@
  * nothing. */
 #include "config.h"
 
+#include <assert.h>
 #include <linux/tcp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -57,8 +58,8 @@ struct stream_watch {
     size_t left;    /* what it held to send, then */
     size_t seen;    /* what it held to send at the last sweep */
     ssize_t win;    /* its stream window when linked */
-    int held; /* data handed to libh2o, not yet asked for again; linked in its connection's
-               * list (unless the connection closed meanwhile) */
+    int held; /* data handed to libh2o, not yet asked for again: linked in its connection's
+               * list (a close unlinks and clears it) */
 };
 
 struct route_filter {
@@ -320,6 +321,7 @@ link_watch(struct sendguard_conn *c, struct stream_watch *sw, uint64_t now)
 static void
 unlink_watch(struct sendguard_conn *c, struct stream_watch *sw)
 {
+    assert(sw->prev != NULL || c->first == sw); /* linked in c's list */
     if (sw->prev != NULL)
         sw->prev->next = sw->next;
     else

@@ -129,6 +129,7 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
         tok = h2o_lookup_token(name->base, name->len);
         if (tok != NULL)
             name = (h2o_iovec_t *)&tok->buf;
+        assert((size_t)r->headers[i].cmd < NELEMS(cmd_of));
         cmds[i].cmd = cmd_of[r->headers[i].cmd];
         cmds[i].name = name;
         cmds[i].value = v != NULL ? h2o_iovec_init(v, strlen(v)) : h2o_iovec_init("", 0);
@@ -216,6 +217,26 @@ offers_http2(const struct conf_service *s)
     return 0;
 }
 
+/* Route r of s on pc, whole. */
+static void
+setup_route(h2o_pathconf_t *pc, const struct conf_service *s, const struct conf_route *r,
+            struct service_rt *rt, struct metrics_slot *metrics)
+{
+    pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
+    /* First: its filter must be set up last, next to the connection. */
+    sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
+    add_guards(pc, s);
+    r->hnd->setup(pc, r->hnd_conf);
+    setup_headers(pc, r);
+    if (r->compress) {
+        /* gzip only: Debian's libh2o is built without brotli. */
+        static h2o_compress_args_t gzip = {.min_size = 256, .gzip = {.quality = 1},
+                                           .brotli = {.quality = -1}};
+        h2o_compress_register(pc, &gzip);
+    }
+    add_request_logger(pc, rt, metrics);
+}
+
 /* rt's libh2o host and routes for s: each route's pathconf runs the send guard's filter,
  * the request guards, the route's handler, its headers and compression, and the request
  * logger; requests no route matches get the same guards and logger. */
@@ -237,23 +258,10 @@ setup_service(const struct conf *c, const struct conf_service *s, struct service
     for (size_t i = 0; i < s->nroutes; i++)
         routes[i] = &s->routes[i];
     qsort(routes, s->nroutes, sizeof(*routes), route_cmp);
-    for (size_t i = 0; i < s->nroutes; i++) {
-        /* Finish each pathconf before registering the next: registering reallocs. */
-        h2o_pathconf_t *pc = h2o_config_register_path(host, routes[i]->prefix, 0);
-        pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
-        /* First: its filter must be set up last, next to the connection. */
-        sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
-        add_guards(pc, s);
-        routes[i]->hnd->setup(pc, routes[i]->hnd_conf);
-        setup_headers(pc, routes[i]);
-        if (routes[i]->compress) {
-            /* gzip only: Debian's libh2o is built without brotli. */
-            static h2o_compress_args_t gzip = {.min_size = 256, .gzip = {.quality = 1},
-                                               .brotli = {.quality = -1}};
-            h2o_compress_register(pc, &gzip);
-        }
-        add_request_logger(pc, rt, metrics);
-    }
+    /* Finish each pathconf before registering the next: registering reallocs. */
+    for (size_t i = 0; i < s->nroutes; i++)
+        setup_route(h2o_config_register_path(host, routes[i]->prefix, 0), s, routes[i], rt,
+                    metrics);
     free(routes);
     /* Requests no route matched (404s) are limited, counted and logged too. */
     sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);
@@ -353,6 +361,7 @@ service_rt_listener(const struct conf *c, struct service_rt *services, const str
         lr->actx = &services[svc].actx[LSN_PLAIN];
         return lr;
     }
+    assert(kind == LSN_TLS || kind == LSN_TLS_H2);
     add_site(lr, &c->services[svc], &services[svc], kind);
     for (size_t i = 0; i < c->nservices; i++) {
         if ((int)i == svc)

@@ -6,6 +6,7 @@
  * never resume across services) and the ALPN list (so HTTP/2 is per service). */
 #include "config.h"
 
+#include <assert.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +107,12 @@ static void
 on_handshake(h2o_socket_t *sock, const char *err)
 {
     struct handshake *h = sock->data;
-    const struct tls_site *site = h->site;
+    const struct tls_site *site;
     struct conn *c;
     h2o_iovec_t proto;
 
+    assert(h != NULL && h->sock == sock); /* the socket's data is ours until now */
+    site = h->site;
     sock->data = NULL;
     h2o_timeout_unlink(&h->timeout);
     if (err != NULL) {
@@ -151,8 +154,12 @@ tlsaccept_prepare(void *ssl_ctx)
 void
 tlsaccept(h2o_socket_t *sock, const struct tls_site *sites, size_t nsites)
 {
-    struct handshake *h = xcalloc(1, sizeof(*h));
-    h2o_context_t *ctx = sites[0].actx->ctx;
+    struct handshake *h;
+    h2o_context_t *ctx;
+
+    assert(nsites >= 1); /* sites[0] is the default */
+    h = xcalloc(1, sizeof(*h));
+    ctx = sites[0].actx->ctx;
 
     h->sites = sites;
     h->nsites = nsites;

@@ -122,8 +122,10 @@ static struct {
 static void
 error_lines_tick(void)
 {
-    uint64_t now = h2o_now(this_worker.loop) / 1000;
+    uint64_t now;
 
+    assert(this_worker.loop != NULL); /* a worker's, once set up */
+    now = h2o_now(this_worker.loop) / 1000;
     if (now == errlines.second)
         return;
     if (errlines.dropped > 0)
@@ -163,7 +165,13 @@ conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
 struct conn *
 worker_conn(h2o_socket_t *sock)
 {
-    return sock != NULL && sock->on_close.cb == on_conn_close ? sock->on_close.data : NULL;
+    struct conn *c;
+
+    if (sock == NULL || sock->on_close.cb != on_conn_close)
+        return NULL;
+    c = sock->on_close.data;
+    assert(c->sock == sock);
+    return c;
 }
 
 struct conn *
@@ -192,6 +200,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL)
             break;
         this_worker.conns++;
+        assert(this_worker.conns <= this_worker.args->conf->max_connections);
         atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
         conn_open(sock, lr);
         if (lr->nsites == 0)
@@ -262,22 +271,14 @@ close_foreign_fds(void)
     }
 }
 
-static void
-setup_process(void)
+/* Terminal signals are for the master, which coordinates the stop; those a worker acts on
+ * come through the returned signalfd (the master blocked them before the fork). */
+static int
+signal_fd(void)
 {
-    char name[16];
     sigset_t set;
     int sfd;
 
-    log_set_role((int)this_worker.args->slot, this_worker.args->gen);
-    if (log_open(this_worker.args->conf->log_target, this_worker.args->conf->log_path) == -1)
-        log_warn("cannot open log '%s', ignoring", this_worker.args->conf->log_path);
-    /* A worker never outlives its master: orphans would keep the port. */
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
-        log_warn("prctl(PR_SET_PDEATHSIG)");
-    snprintf(name, sizeof(name), "percore-w%u", this_worker.args->slot);
-    (void)prctl(PR_SET_NAME, name);
-    /* Terminal signals are for the master, which coordinates the stop. */
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -288,13 +289,38 @@ setup_process(void)
     sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd == -1)
         fatal("signalfd");
-    if (this_worker.args->cpu >= 0) {
-        cpu_set_t cpus;
-        CPU_ZERO(&cpus);
-        CPU_SET(this_worker.args->cpu, &cpus);
-        if (sched_setaffinity(0, sizeof(cpus), &cpus) == -1)
-            log_warn("cannot pin to CPU %d, ignoring", this_worker.args->cpu);
-    }
+    return sfd;
+}
+
+static void
+pin_to_cpu(int cpu)
+{
+    cpu_set_t cpus;
+
+    CPU_ZERO(&cpus);
+    CPU_SET(cpu, &cpus);
+    if (sched_setaffinity(0, sizeof(cpus), &cpus) == -1)
+        log_warn("cannot pin to CPU %d, ignoring", cpu);
+}
+
+static void
+setup_process(void)
+{
+    const struct worker_args *args = this_worker.args;
+    char name[16];
+    int sfd;
+
+    log_set_role((int)args->slot, args->gen);
+    if (log_open(args->conf->log_target, args->conf->log_path) == -1)
+        log_warn("cannot open log '%s', ignoring", args->conf->log_path);
+    /* A worker never outlives its master: orphans would keep the port. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+        log_warn("prctl(PR_SET_PDEATHSIG)");
+    snprintf(name, sizeof(name), "percore-w%u", args->slot);
+    (void)prctl(PR_SET_NAME, name);
+    sfd = signal_fd();
+    if (args->cpu >= 0)
+        pin_to_cpu(args->cpu);
     close_foreign_fds();
     h2o_socket_read_start(
         h2o_evloop_socket_create(this_worker.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
