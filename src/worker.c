@@ -35,7 +35,7 @@
 
 /* The one worker this process is: its inherited arguments and what it made of them. */
 struct worker {
-    const struct heritage *args; /* what it inherited from the master */
+    const struct heritage *heritage; /* what it inherited from the master */
     h2o_evloop_t *loop;
     struct service_rt *services;
     h2o_socket_t **lsocks;
@@ -87,7 +87,7 @@ on_conn_close(void *data)
     assert(this_worker.conns > 0);
     this_worker.conns--;
     atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
-    if (this_worker.paused && this_worker.conns < this_worker.args->conf->max_connections)
+    if (this_worker.paused && this_worker.conns < this_worker.heritage->conf->max_connections)
         set_paused(0);
 }
 
@@ -192,7 +192,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         return;
     /* A bounded batch per wakeup keeps one busy listener from starving the others. */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (this_worker.conns >= this_worker.args->conf->max_connections) {
+        if (this_worker.conns >= this_worker.heritage->conf->max_connections) {
             set_paused(1);
             break;
         }
@@ -200,7 +200,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         if (sock == NULL)
             break;
         this_worker.conns++;
-        assert(this_worker.conns <= this_worker.args->conf->max_connections);
+        assert(this_worker.conns <= this_worker.heritage->conf->max_connections);
         atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
         conn_open(sock, lr);
         if (lr->nsites == 0)
@@ -231,7 +231,7 @@ on_signal(h2o_socket_t *sock, const char *err)
 static void
 start_listening(void)
 {
-    const struct heritage *args = this_worker.args;
+    const struct heritage *args = this_worker.heritage;
 
     for (size_t i = 0; i < args->nlisteners; i++) {
         const struct listener *l = &args->listeners[i];
@@ -258,7 +258,7 @@ start_listening(void)
 static void
 close_foreign_fds(void)
 {
-    const struct heritage *args = this_worker.args;
+    const struct heritage *args = this_worker.heritage;
 
     for (size_t i = 0; i < args->nmaster_fds; i++)
         close(args->master_fds[i]);
@@ -306,7 +306,7 @@ pin_to_cpu(int cpu)
 static void
 setup_process(void)
 {
-    const struct worker_args *args = this_worker.args;
+    const struct heritage *args = this_worker.heritage;
     char name[16];
     int sfd;
 
@@ -331,7 +331,7 @@ notify_master(enum wmsg_type type)
 {
     struct wmsg m = {.pid = getpid(), .type = type};
 
-    if (write(this_worker.args->notify_fd, &m, sizeof(m)) != sizeof(m))
+    if (write(this_worker.heritage->notify_fd, &m, sizeof(m)) != sizeof(m))
         log_warn("cannot notify the master");
 }
 
@@ -340,13 +340,13 @@ notify_master(enum wmsg_type type)
 static void __attribute__((noreturn))
 drain_and_exit(void)
 {
-    int64_t deadline = util_now_ms() + this_worker.args->conf->shutdown_timeout_ms;
+    int64_t deadline = util_now_ms() + this_worker.heritage->conf->shutdown_timeout_ms;
 
     for (size_t i = 0; i < this_worker.nlsocks; i++) {
         h2o_socket_read_stop(this_worker.lsocks[i]);
         h2o_socket_close(this_worker.lsocks[i]);
     }
-    for (size_t i = 0; i < this_worker.args->conf->nservices; i++) {
+    for (size_t i = 0; i < this_worker.heritage->conf->nservices; i++) {
         h2o_context_request_shutdown(&this_worker.services[i].ctx);
         this_worker.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
@@ -367,7 +367,7 @@ void
 worker_run(const struct heritage *h)
 {
     ASSERT_WORKER();
-    this_worker.args = h;
+    this_worker.heritage = h;
     metrics_attach(h->metrics);
     tls_tickets_attach(h->tickets);
     this_worker.metrics = metrics_slot(h->metrics_idx);
