@@ -414,6 +414,8 @@ accept_clients(struct ctl *c, int64_t now, ctl_cmd_fn *fn)
     /* A bounded batch per wakeup; the rest wait in the backlog for the next turn. */
     for (int i = 0; i < CTL_PENDING_MAX; i++) {
         struct ctl_client *cl;
+        /* cppcheck-suppress nullPointer ; accept(2) takes NULL addr and addrlen together
+         * (cppcheck's gnu.cfg marks addrlen not-null) */
         int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
         if (fd == -1)

@@ -772,11 +772,11 @@ static void
 send_open_error(h2o_req_t *req, int err)
 {
     if (err == EACCES || err == EPERM)
-        h2o_send_error_403(req, "Access Forbidden", "access forbidden", 0);
+        h2o_send_error_403(req, hnd_reason(403), "access forbidden", 0);
     else if (err == EMFILE || err == ENFILE)
         h2o_send_error_503(req, hnd_reason(503), "please try again later", 0);
     else
-        h2o_send_error_404(req, "File Not Found", "not found", 0);
+        h2o_send_error_404(req, hnd_reason(404), "not found", 0);
 }
 
 static int
@@ -821,7 +821,7 @@ send_listing(h2o_req_t *req, struct open_file *dir)
     if (d == NULL) {
         if (dfd != -1)
             close(dfd);
-        h2o_send_error_403(req, "Access Forbidden", "access forbidden", 0);
+        h2o_send_error_403(req, hnd_reason(403), "access forbidden", 0);
         return;
     }
     read_names(&req->pool, d, &names);
@@ -904,7 +904,7 @@ send_dir(struct files_front *f, h2o_req_t *req, struct open_file *dir, h2o_iovec
         return;
     }
     of_put(dir);
-    h2o_send_error_404(req, "File Not Found", "not found", 0);
+    h2o_send_error_404(req, hnd_reason(404), "not found", 0);
 }
 
 static int
@@ -939,7 +939,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     /* A FIFO or device is never served. */
     if (!S_ISREG(of->st.st_mode) && !S_ISDIR(of->st.st_mode)) {
         of_put(of);
-        h2o_send_error_404(req, "File Not Found", "not found", 0);
+        h2o_send_error_404(req, hnd_reason(404), "not found", 0);
         return 0;
     }
     is_head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));

@@ -92,7 +92,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     int rc;
 
     if (h->failed) {
-        h2o_send_error_500(req, "Internal Server Error", "module failed to start\n", 0);
+        h2o_send_error_500(req, hnd_reason(500), "module failed to start\n", 0);
         return 0;
     }
     rc = h->conf->mod->handle(h->data, (struct percore_request *)req);

@@ -27,6 +27,7 @@
 
 #include "accesslog.h"
 #include "conn.h"
+#include "hnd.h"
 #include "h2o_inc.h"
 #include "metrics.h"
 #include "reqcheck.h"
@@ -239,7 +240,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         return -1;
     h2o_req_log_error(req, "reqcheck", "refused: %s", why);
     /* Closing is what keeps bytes after a disputed body from running as a request. */
-    h2o_send_error_400(req, "Bad Request", "bad request\n", H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
+    h2o_send_error_400(req, hnd_reason(400), "bad request\n",
+                       H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
     return 0;
 }
 

@@ -153,7 +153,7 @@ on_header_limit(h2o_handler_t *self, h2o_req_t *req)
         n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
     if (n <= ((struct header_limit *)self)->max)
         return -1;
-    h2o_send_error_generic(req, 431, "Request Header Fields Too Large",
+    h2o_send_error_generic(req, 431, hnd_reason(431),
                            "request header fields too large",
                            H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
     return 0;
@@ -176,7 +176,7 @@ on_misdirected(h2o_handler_t *self, h2o_req_t *req)
 {
     if (!tlsaccept_misdirected(req))
         return -1;
-    h2o_send_error_generic(req, 421, "Misdirected Request",
+    h2o_send_error_generic(req, 421, hnd_reason(421),
                            "this connection is for another host; make a new one\n", 0);
     return 0;
 }

@@ -42,9 +42,13 @@ skip_all() {
     exit 0
 }
 
+# bail MESSAGE: give up on the whole test, stopping the percore it started (a master left
+# behind would keep its workers and ports).
 bail() {
     echo "Bail out! $1"
     [ -f "$PC_LOG" ] && sed 's/^/# log: /' "$PC_LOG"
+    stop_percore
+    rm -rf "$T_DIR"
     exit 99
 }
 
