@@ -87,80 +87,99 @@ detach(void)
     }
 }
 
-int
-main(int argc, char **argv)
-{
-    struct master_opts opts = {.conf_path = PERCORE_CONF_PATH};
-    struct conf_diag diag = {0};
-    struct conf_sockets socks = {NULL, 0, 0};
-    struct conf *conf;
-    const char *cmd = NULL;
-    int test = 0, foreground = 0, ch;
+/* What the command line asks for, besides the master's options. */
+struct cli {
+    struct master_opts opts;
+    const char *cmd; /* -s */
+    int test;        /* -t */
+    int foreground;  /* -f */
+};
 
+/* Fill cli from argv. -1: done, exit with *status (help, version, or a usage error). */
+static int
+parse_args(int argc, char **argv, struct cli *cli, int *status)
+{
+    int ch;
+
+    *status = 0;
     while ((ch = getopt(argc, argv, "c:tfw:s:vVh")) != -1) {
         switch (ch) {
-        case 'c':
-            opts.conf_path = optarg;
-            break;
-        case 't':
-            test = 1;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'w':
-            opts.workers_override = parse_workers_opt(optarg);
-            break;
-        case 's':
-            cmd = optarg;
-            break;
-        case 'v':
-            log_set_verbose(1);
-            break;
+        case 'c': cli->opts.conf_path = optarg; break;
+        case 't': cli->test = 1; break;
+        case 'f': cli->foreground = 1; break;
+        case 'w': cli->opts.workers_override = parse_workers_opt(optarg); break;
+        case 's': cli->cmd = optarg; break;
+        case 'v': log_set_verbose(1); break;
         case 'V':
             printf("percore %s\n", PACKAGE_VERSION);
-            return 0;
+            return -1;
         case 'h':
             usage(stdout);
-            return 0;
+            return -1;
         default:
             usage(stderr);
-            return 1;
+            *status = 1;
+            return -1;
         }
     }
     if (optind != argc) {
         fprintf(stderr, "percore: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
-        return 1;
+        *status = 1;
+        return -1;
     }
+    return 0;
+}
 
-    if (cmd != NULL)
-        return ctl_command(opts.conf_path, cmd);
+/* Load the config, or print every problem in it and return NULL. */
+static struct conf *
+load_or_report(const char *path, const struct conf_sockets *socks)
+{
+    struct conf_diag diag = {0};
+    struct conf *conf;
+
+    conf = conf_load(path, socks, &diag);
+    if (conf != NULL)
+        return conf;
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "%s\n", diag.msgs[i]);
+    fprintf(stderr, "%s: configuration has %zu error%s\n", path, diag.n,
+            diag.n == 1 ? "" : "s");
+    conf_diag_clear(&diag);
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct cli cli = {.opts = {.conf_path = PERCORE_CONF_PATH}};
+    struct conf_sockets socks = {NULL, 0, 0};
+    struct conf *conf;
+    int status;
+
+    if (parse_args(argc, argv, &cli, &status) == -1)
+        return status;
+    if (cli.cmd != NULL)
+        return ctl_command(cli.opts.conf_path, cli.cmd);
     /* Passed sockets are taken before the config is read: they decide which services may
      * go without `listen`. percore -t cannot know them (ExecStartPre gets none). */
-    if (!test) {
+    if (!cli.test) {
         master_adopt_sockets(&socks);
         tls_tickets_init(); /* before any TLS context is made */
     }
-    conf = conf_load(opts.conf_path, &socks, &diag);
-    if (conf == NULL) {
-        for (size_t i = 0; i < diag.n; i++)
-            fprintf(stderr, "%s\n", diag.msgs[i]);
-        fprintf(stderr, "%s: configuration has %zu error%s\n", opts.conf_path, diag.n,
-                diag.n == 1 ? "" : "s");
-        conf_diag_clear(&diag);
+    conf = load_or_report(cli.opts.conf_path, &socks);
+    if (conf == NULL)
         return 1;
-    }
-    if (test) {
-        printf("%s: syntax ok\n", opts.conf_path);
+    if (cli.test) {
+        printf("%s: syntax ok\n", cli.opts.conf_path);
         conf_free(conf);
         return 0;
     }
     log_set_role(-1, 0);
     if (log_open(conf->log_target, conf->log_path) == -1)
         fatal("cannot open log '%s'", conf->log_path);
-    master_open_listeners(conf, &opts);
-    if (!foreground)
+    master_open_listeners(conf, &cli.opts);
+    if (!cli.foreground)
         detach();
-    return master_run(conf, &opts);
+    return master_run(conf, &cli.opts);
 }
