@@ -85,12 +85,59 @@ resolve(const char *host, unsigned port, struct listen_addr **out, size_t *n, ch
     return 0;
 }
 
+/* Split SPEC into its host text and the ':' before the port (NULL for a bare port). An IPv6
+ * host must be bracketed: its own colons would otherwise hide where the port begins. */
+static int
+split_host(const char *spec, char *host, size_t hostlen, const char **colon, char *err,
+           size_t errlen)
+{
+    const char *close;
+
+    if (spec[0] != '[') {
+        *colon = strrchr(spec, ':');
+        if (*colon != NULL && strchr(spec, ':') != *colon) {
+            snprintf(err, errlen, "invalid address '%s': write IPv6 addresses as '[%s]:PORT'",
+                     spec, spec);
+            return -1;
+        }
+        snprintf(host, hostlen, "%.*s", *colon ? (int)(*colon - spec) : 0, spec);
+        return 0;
+    }
+    close = strchr(spec, ']');
+    if (close == NULL || close[1] != ':') {
+        snprintf(err, errlen, "invalid address '%s': expected '[IPv6]:PORT'", spec);
+        return -1;
+    }
+    *colon = close + 1;
+    snprintf(host, hostlen, "%.*s", (int)(close - spec - 1), spec + 1);
+    return 0;
+}
+
+/* Add HOST if it is a numeric IPv4 or IPv6 address. Returns -1 if it is neither, so the
+ * caller can hand it to the resolver. */
+static int
+push_numeric(const char *host, unsigned port, struct listen_addr **out, size_t *n)
+{
+    struct sockaddr_in s4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+
+    if (inet_pton(AF_INET, host, &s4.sin_addr) == 1) {
+        s4.sin_port = htons(port);
+        push_addr(out, n, (struct sockaddr *)&s4, sizeof(s4));
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6.sin6_addr) == 1) {
+        s6.sin6_port = htons(port);
+        push_addr(out, n, (struct sockaddr *)&s6, sizeof(s6));
+        return 0;
+    }
+    return -1;
+}
+
 int
 listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, char *err,
                     size_t errlen)
 {
-    struct sockaddr_in s4 = {.sin_family = AF_INET};
-    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
     const char *colon, *portstr;
     char host[256];
     unsigned port;
@@ -98,23 +145,8 @@ listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, char 
 
     *out = NULL;
     *n = 0;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (close == NULL || close[1] != ':') {
-            snprintf(err, errlen, "invalid address '%s': expected '[IPv6]:PORT'", spec);
-            return -1;
-        }
-        colon = close + 1;
-        snprintf(host, sizeof(host), "%.*s", (int)(close - spec - 1), spec + 1);
-    } else {
-        colon = strrchr(spec, ':');
-        if (colon != NULL && strchr(spec, ':') != colon) {
-            snprintf(err, errlen, "invalid address '%s': write IPv6 addresses as '[%s]:PORT'",
-                     spec, spec);
-            return -1;
-        }
-        snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - spec) : 0, spec);
-    }
+    if (split_host(spec, host, sizeof(host), &colon, err, errlen) == -1)
+        return -1;
     portstr = colon ? colon + 1 : spec;
     p = util_parse_port(portstr);
     if (p == -1) {
@@ -131,16 +163,9 @@ listener_parse_addr(const char *spec, struct listen_addr **out, size_t *n, char 
         push_any(out, n, port);
         return 0;
     }
-    if (inet_pton(AF_INET, host, &s4.sin_addr) == 1) {
-        s4.sin_port = htons(port);
-        push_addr(out, n, (struct sockaddr *)&s4, sizeof(s4));
+    if (push_numeric(host, port, out, n) == 0)
         return 0;
-    }
-    if (inet_pton(AF_INET6, host, &s6.sin6_addr) == 1) {
-        s6.sin6_port = htons(port);
-        push_addr(out, n, (struct sockaddr *)&s6, sizeof(s6));
-        return 0;
-    }
+    /* A bracketed host that is not an IPv6 literal is a typo, not a name to look up. */
     if (spec[0] == '[') {
         snprintf(err, errlen, "invalid IPv6 address '%s'", host);
         return -1;
