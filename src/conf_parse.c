@@ -176,36 +176,48 @@ conf_path_kind(const char *path)
     return file_kind(st.st_mode);
 }
 
-/* Read a whole regular file of at most max bytes into *text; NULL on success, else why
- * not. Opened without blocking so that a FIFO or a device can only be refused, never
+/* Open path for reading if it is a regular file, into *fdp and *st; NULL on success, else
+ * why not. Opened without blocking so that a FIFO or a device can only be refused, never
  * waited on. */
 static const char *
-read_file(const char *path, size_t max, char **text, size_t *len, struct file_id *id)
+open_regular(const char *path, int *fdp, struct stat *st)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    const char *why = NULL;
-    struct stat st;
-    char *buf = NULL;
-    size_t n = 0, cap;
-    ssize_t r;
+    const char *why;
 
     if (fd == -1) {
         /* A socket cannot be opened at all (ENXIO): say what it is. */
-        if (errno == ENXIO && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-            return file_kind(st.st_mode);
+        if (errno == ENXIO && stat(path, st) == 0 && !S_ISREG(st->st_mode))
+            return file_kind(st->st_mode);
         return strerror(errno);
     }
-    if (fstat(fd, &st) == -1) {
+    if (fstat(fd, st) == -1) {
         why = strerror(errno);
         goto fail;
     }
-    if (!S_ISREG(st.st_mode)) {
-        why = file_kind(st.st_mode);
+    if (!S_ISREG(st->st_mode)) {
+        why = file_kind(st->st_mode);
         goto fail;
     }
+    *fdp = fd;
+    return NULL;
+fail:
+    close(fd);
+    return why;
+}
+
+/* Read fd to its end into *bufp (malloc'ed, NUL-terminated, freed by the caller even on
+ * error) and *len. size is the file's st_size, a first guess only. NULL on success, else
+ * why not: "too large" past max bytes. */
+static const char *
+read_all(int fd, size_t size, size_t max, char **bufp, size_t *len)
+{
     /* st_size may be stale (or 0 in /proc): read to the end, up to one byte past max. */
-    cap = (size_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
-    buf = xmalloc(cap + 1);
+    size_t n = 0, cap = size < max ? size + 1 : max + 1;
+    char *buf = xmalloc(cap + 1);
+    const char *why = NULL;
+    ssize_t r;
+
     for (;;) {
         if (n == cap && cap <= max) {
             cap = cap > max / 2 ? max + 1 : cap * 2;
@@ -220,24 +232,40 @@ read_file(const char *path, size_t max, char **text, size_t *len, struct file_id
             continue;
         if (r == -1) {
             why = strerror(errno);
-            goto fail;
+            break;
         }
         n += (size_t)r;
     }
-    if (n > max) {
+    if (why == NULL && n > max)
         why = "too large";
-        goto fail;
-    }
     buf[n] = '\0';
-    *text = buf;
+    *bufp = buf;
     *len = n;
-    *id = (struct file_id){st.st_dev, st.st_ino};
-    close(fd);
-    return NULL;
-fail:
-    free(buf);
-    close(fd);
     return why;
+}
+
+/* Read a whole regular file of at most max bytes into *text (malloc'ed, the caller frees
+ * it) and *len, with its identity in *id; NULL on success, else why not. */
+static const char *
+read_file(const char *path, size_t max, char **text, size_t *len, struct file_id *id)
+{
+    const char *why;
+    struct stat st;
+    char *buf;
+    int fd = -1;
+
+    why = open_regular(path, &fd, &st);
+    if (why != NULL)
+        return why;
+    why = read_all(fd, (size_t)st.st_size, max, &buf, len);
+    close(fd);
+    if (why != NULL) {
+        free(buf);
+        return why;
+    }
+    *text = buf;
+    *id = (struct file_id){st.st_dev, st.st_ino};
+    return NULL;
 }
 
 /* Room left for one more file in this load, or the reason there is none. */
@@ -253,29 +281,41 @@ over_budget(const struct parser *p, char *why, size_t whylen)
     return why;
 }
 
+/* Read path within what is left of this load's budgets, as read_file() does; NULL on
+ * success, else why not (written into why when the reason is a budget). */
+static const char *
+read_in_budget(const struct parser *p, const char *path, char *why, size_t whylen, char **text,
+               size_t *len, struct file_id *id)
+{
+    size_t max = CONF_FILE_MAX;
+    const char *r;
+
+    r = over_budget(p, why, whylen);
+    if (r != NULL)
+        return r;
+    if (CONF_TOTAL_MAX - p->bytes < max)
+        max = CONF_TOTAL_MAX - p->bytes;
+    r = read_file(path, max, text, len, id);
+    if (r == NULL || strcmp(r, "too large") != 0)
+        return r;
+    /* Say which limit the file hit: its own, or what is left of the load's total. */
+    if (max < CONF_FILE_MAX)
+        snprintf(why, whylen, "more than %d MiB read in all", CONF_TOTAL_MAX >> 20);
+    else
+        snprintf(why, whylen, "larger than %d MiB", CONF_FILE_MAX >> 20);
+    return why;
+}
+
 static int
 parse_path(struct parser *p, const char *path, const struct conf_pos *from, struct conf_node *into)
 {
-    size_t len = 0, max = CONF_FILE_MAX;
+    size_t len = 0;
     char *text = NULL, budget[80];
     const char *why;
     struct file_id id;
     int rc;
 
-    why = over_budget(p, budget, sizeof(budget));
-    if (why == NULL) {
-        if (CONF_TOTAL_MAX - p->bytes < max)
-            max = CONF_TOTAL_MAX - p->bytes;
-        why = read_file(path, max, &text, &len, &id);
-        if (why != NULL && strcmp(why, "too large") == 0) {
-            if (max < CONF_FILE_MAX)
-                snprintf(budget, sizeof(budget), "more than %d MiB read in all",
-                         CONF_TOTAL_MAX >> 20);
-            else
-                snprintf(budget, sizeof(budget), "larger than %d MiB", CONF_FILE_MAX >> 20);
-            why = budget;
-        }
-    }
+    why = read_in_budget(p, path, budget, sizeof(budget), &text, &len, &id);
     if (why != NULL) {
         if (from != NULL)
             conf_diag_add(p->diag, from, "cannot read included file '%s': %s", path, why);
@@ -338,55 +378,72 @@ pattern_too_big(const char *pat, char *why, size_t whylen)
     return why;
 }
 
-/* Expand `include PATTERN;`: relative patterns are taken from the including file's
- * directory. A pattern with wildcards may match nothing; a plain path must exist. */
-static int
-expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *into)
+/* The include pattern as a path: a relative one is taken from the including file's
+ * directory, where its reader would look. The caller frees the result. */
+static char *
+include_pattern(const struct conf_node *inc)
 {
-    const char *pat = inc->args[0].s, *slash, *why;
-    char *full, whybuf[80];
+    const char *pat = inc->args[0].s, *slash = strrchr(inc->pos.file, '/');
+
+    if (pat[0] != '/' && slash != NULL)
+        return xasprintf("%.*s/%s", (int)(slash - inc->pos.file), inc->pos.file, pat);
+    return xstrdup(pat);
+}
+
+/* Parse every file that full (inc's pattern as a path) matches into into. A pattern with
+ * wildcards may match nothing; a plain path must exist. */
+static int
+include_matches(struct parser *p, const struct conf_node *inc, const char *full,
+                struct conf_node *into)
+{
+    const struct conf_pos *at = &inc->args[0].pos;
     glob_t g;
     int rc = 0, grc;
 
-    if (p->depth >= CONF_INCLUDE_DEPTH_MAX) {
-        conf_diag_add(p->diag, &inc->pos, "includes nested deeper than %d at '%s'",
-                      CONF_INCLUDE_DEPTH_MAX, pat);
+    grc = glob(full, 0, glob_err, &g);
+    if (grc == GLOB_NOMATCH) {
+        if (strpbrk(inc->args[0].s, "*?[") != NULL)
+            return 0;
+        conf_diag_add(p->diag, at, "cannot read included file '%s': %s", full,
+                      strerror(ENOENT));
         return -1;
     }
-    slash = strrchr(inc->pos.file, '/');
-    if (pat[0] != '/' && slash != NULL)
-        full = xasprintf("%.*s/%s", (int)(slash - inc->pos.file), inc->pos.file, pat);
-    else
-        full = xstrdup(pat);
+    if (grc != 0) {
+        conf_diag_add(p->diag, at, "cannot expand include '%s': %s", full,
+                      grc == GLOB_NOSPACE ? "out of memory" : "a directory cannot be read");
+        return -1;
+    }
+    p->depth++;
+    for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
+        rc = parse_path(p, g.gl_pathv[i], at, into);
+    p->depth--;
+    globfree(&g);
+    return rc;
+}
+
+/* Expand `include PATTERN;` into into, after the checks that keep it bounded: nesting
+ * depth, and the pattern's size for glob(). */
+static int
+expand_include(struct parser *p, const struct conf_node *inc, struct conf_node *into)
+{
+    const char *why;
+    char *full, whybuf[80];
+    int rc;
+
+    if (p->depth >= CONF_INCLUDE_DEPTH_MAX) {
+        conf_diag_add(p->diag, &inc->pos, "includes nested deeper than %d at '%s'",
+                      CONF_INCLUDE_DEPTH_MAX, inc->args[0].s);
+        return -1;
+    }
+    full = include_pattern(inc);
     why = pattern_too_big(full, whybuf, sizeof(whybuf));
     if (why != NULL) {
         conf_diag_add(p->diag, &inc->args[0].pos, "include pattern '%.200s%s' %s", full,
                       strlen(full) > 200 ? "..." : "", why);
-        free(full);
-        return -1;
-    }
-
-    grc = glob(full, 0, glob_err, &g);
-    if (grc == GLOB_NOMATCH) {
-        if (strpbrk(pat, "*?[") == NULL) {
-            conf_diag_add(p->diag, &inc->args[0].pos, "cannot read included file '%s': %s",
-                          full, strerror(ENOENT));
-            rc = -1;
-        }
-        goto out;
-    }
-    if (grc != 0) {
-        conf_diag_add(p->diag, &inc->args[0].pos, "cannot expand include '%s': %s", full,
-                      grc == GLOB_NOSPACE ? "out of memory" : "a directory cannot be read");
         rc = -1;
-        goto out;
+    } else {
+        rc = include_matches(p, inc, full, into);
     }
-    p->depth++;
-    for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
-        rc = parse_path(p, g.gl_pathv[i], &inc->args[0].pos, into);
-    p->depth--;
-    globfree(&g);
-out:
     free(full);
     return rc;
 }
@@ -463,6 +520,55 @@ parse_directive(struct parser *p, struct conf_lex *lx, struct conf_node *n)
     }
 }
 
+/* The next directive name of a block into *t: 1 if there is one, 0 at the block's end ('}',
+ * or end of input at top level), -1 on error. */
+static int
+next_name(struct parser *p, struct conf_lex *lx, const struct conf_node *opener,
+          struct conf_token *t)
+{
+    *t = conf_lex_next(lx);
+    switch (t->type) {
+    case TOK_EOF:
+        if (opener == NULL)
+            return 0;
+        return syntax_error(p, lx, t, "unexpected end of file, expected '}' to close '%s' "
+                            "opened at %d:%d", opener->name, opener->pos.line,
+                            opener->pos.col);
+    case TOK_RBRACE:
+        if (opener != NULL)
+            return 0;
+        return syntax_error(p, lx, t, "unexpected '}'");
+    case TOK_WORD:
+        if (count_word(p, t) == -1)
+            return -1;
+        return 1;
+    case TOK_STRING:
+        free(t->text);
+        return syntax_error(p, lx, t, "expected a directive name, got a quoted string");
+    default:
+        return syntax_error(p, lx, t, "unexpected %s", conf_tok_name(t->type));
+    }
+}
+
+/* Replace the include directive just parsed (parent's last child) by the directives of the
+ * files it names, so that later stages never see an include. */
+static int
+splice_include(struct parser *p, struct conf_node *parent)
+{
+    struct conf_node inc = parent->children[parent->nchildren - 1];
+    int rc;
+
+    if (inc.has_block || inc.nargs != 1) {
+        conf_diag_add(p->diag, &inc.pos, inc.has_block ? "'include' does not take a block"
+                                                       : "'include' takes 1 argument");
+        return -1;
+    }
+    parent->nchildren--;
+    rc = expand_include(p, &inc, parent);
+    node_clear(&inc);
+    return rc;
+}
+
 /* Directives until '}' (opener != NULL) or end of input (top level). */
 static int
 parse_block(struct parser *p, struct conf_lex *lx, struct conf_node *parent,
@@ -470,52 +576,19 @@ parse_block(struct parser *p, struct conf_lex *lx, struct conf_node *parent,
 {
     struct conf_token t;
     struct conf_node *n;
+    int rc;
 
     for (;;) {
-        t = conf_lex_next(lx);
-        switch (t.type) {
-        case TOK_EOF:
-            if (opener == NULL)
-                return 0;
-            return syntax_error(p, lx, &t, "unexpected end of file, expected '}' to close '%s' "
-                                "opened at %d:%d", opener->name, opener->pos.line,
-                                opener->pos.col);
-        case TOK_RBRACE:
-            if (opener != NULL)
-                return 0;
-            return syntax_error(p, lx, &t, "unexpected '}'");
-        case TOK_WORD:
-            if (count_word(p, &t) == -1)
-                return -1;
-            break;
-        case TOK_STRING:
-            free(t.text);
-            return syntax_error(p, lx, &t, "expected a directive name, got a quoted string");
-        default:
-            return syntax_error(p, lx, &t, "unexpected %s", conf_tok_name(t.type));
-        }
+        rc = next_name(p, lx, opener, &t);
+        if (rc != 1)
+            return rc;
         n = push_node(parent);
         n->name = t.text;
         n->pos = t.pos;
         if (parse_directive(p, lx, n) == -1)
             return -1;
-        if (strcmp(n->name, "include") != 0)
-            continue;
-        /* Splice the included directives in place of the include node. */
-        if (n->has_block || n->nargs != 1) {
-            conf_diag_add(p->diag, &n->pos, n->has_block ? "'include' does not take a block"
-                                                         : "'include' takes 1 argument");
+        if (strcmp(n->name, "include") == 0 && splice_include(p, parent) == -1)
             return -1;
-        }
-        {
-            struct conf_node inc = *n;
-            int rc;
-            parent->nchildren--;
-            rc = expand_include(p, &inc, parent);
-            node_clear(&inc);
-            if (rc == -1)
-                return -1;
-        }
     }
 }
 
