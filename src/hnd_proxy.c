@@ -105,48 +105,53 @@ struct flow_ostream {
 
 /* ---- config (master) ---- */
 
+/* An upstream "unix:/PATH": requests go with Host: localhost and their own path. */
 static int
-parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
+parse_unix_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
+{
+    unsigned len;
+
+    if (util_unix_sockaddr(s + 5, &u->ss, &len) == -1) {
+        snprintf(err, errlen, "invalid upstream '%s': expected unix:/absolute/path", s);
+        return -1;
+    }
+    u->sslen = len;
+    u->authority = xstrdup("localhost");
+    u->path = xstrdup("/");
+    u->url = xstrdup(s);
+    return 0;
+}
+
+/* Split an http URL's authority, p up to end, into host and port text (port is left as it
+ * is when the authority has none). -1 when the host is empty or the port invalid. */
+static int
+split_hostport(const char *p, const char *end, char *host, size_t hostlen, char *port,
+               size_t portlen)
+{
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *hend = colon != NULL ? colon : end;
+
+    /* A host or port too long for its buffer would be cut to another one: refuse it. */
+    if ((size_t)(hend - p) >= hostlen ||
+        (colon != NULL && (size_t)(end - colon - 1) >= portlen))
+        return -1;
+    snprintf(host, hostlen, "%.*s", (int)(hend - p), p);
+    if (colon != NULL)
+        snprintf(port, portlen, "%.*s", (int)(end - colon - 1), colon + 1);
+    if (host[0] == '\0' || util_parse_port(port) == -1)
+        return -1;
+    return 0;
+}
+
+/* Resolve host and port of upstream s into u's address, once, at load time: the first
+ * address getaddrinfo() gives is the one used. */
+static int
+resolve_upstream(const char *s, const char *host, const char *port, struct upstream_conf *u,
+                 char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    char host[256], port[8] = "80";
-    const char *p, *slash, *colon;
     int rc;
 
-    memset(u, 0, sizeof(*u));
-    if (strncmp(s, "unix:", 5) == 0) {
-        unsigned len;
-        if (util_unix_sockaddr(s + 5, &u->ss, &len) == -1) {
-            snprintf(err, errlen, "invalid upstream '%s': expected unix:/absolute/path", s);
-            return -1;
-        }
-        u->sslen = len;
-        u->authority = xstrdup("localhost");
-        u->path = xstrdup("/");
-        u->url = xstrdup(s);
-        return 0;
-    }
-    if (strncmp(s, "http://", 7) != 0) {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH] or "
-                 "unix:/PATH", s);
-        return -1;
-    }
-    p = s + 7;
-    slash = strchr(p, '/');
-    if (slash == NULL)
-        slash = p + strlen(p);
-    colon = memchr(p, ':', (size_t)(slash - p));
-    snprintf(host, sizeof(host), "%.*s", (int)((colon ? colon : slash) - p), p);
-    /* A host or port too long for its buffer would be cut to another one: refuse it. */
-    if ((size_t)((colon ? colon : slash) - p) >= sizeof(host) ||
-        (colon != NULL && (size_t)(slash - colon - 1) >= sizeof(port)))
-        host[0] = '\0';
-    if (colon != NULL)
-        snprintf(port, sizeof(port), "%.*s", (int)(slash - colon - 1), colon + 1);
-    if (host[0] == '\0' || util_parse_port(port) == -1) {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH]", s);
-        return -1;
-    }
     rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "upstream '%s': cannot resolve '%s': %s", s, host,
@@ -156,6 +161,35 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
     memcpy(&u->ss, res->ai_addr, res->ai_addrlen);
     u->sslen = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+/* Parse upstream URL s, http://HOST[:PORT][/PATH] or unix:/PATH, into *u (its strings
+ * owned by u, freed by proxy_free()). On error returns -1 with a message in err. */
+static int
+parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
+{
+    char host[256], port[8] = "80";
+    const char *p, *slash;
+
+    memset(u, 0, sizeof(*u));
+    if (strncmp(s, "unix:", 5) == 0)
+        return parse_unix_upstream(s, u, err, errlen);
+    if (strncmp(s, "http://", 7) != 0) {
+        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH] or "
+                 "unix:/PATH", s);
+        return -1;
+    }
+    p = s + 7;
+    slash = strchr(p, '/');
+    if (slash == NULL)
+        slash = p + strlen(p);
+    if (split_hostport(p, slash, host, sizeof(host), port, sizeof(port)) == -1) {
+        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH]", s);
+        return -1;
+    }
+    if (resolve_upstream(s, host, port, u, err, errlen) == -1)
+        return -1;
     u->authority = xstrndup(p, (size_t)(slash - p));
     u->path = xstrdup(*slash ? slash : "/");
     u->url = xstrdup(s);
@@ -178,50 +212,88 @@ proxy_free(void *p)
     free(pc);
 }
 
+/* A flag word: least_conn, round_robin or preserve_host. 1 if s is one (now set), else 0. */
+static int
+parse_flag(struct proxy_conf *pc, const char *s)
+{
+    if (strcmp(s, "least_conn") == 0)
+        pc->least_conn = 1;
+    else if (strcmp(s, "round_robin") == 0)
+        pc->least_conn = 0;
+    else if (strcmp(s, "preserve_host") == 0)
+        pc->preserve_host = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* A NAME=VALUE word: timeout, connect_timeout or buffer_size. 1 if a is one (now set), 0
+ * if it is not, -1 (reported) for a bad value. */
+static int
+parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
+{
+    const char *s = a->s;
+
+    if (strncmp(s, "timeout=", 8) == 0) {
+        if (conf_parse_time_ms(s + 8, 1, &pc->timeout_ms) == 0)
+            return 1;
+        conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s': expected a time "
+                      "from 1ms to " CONF_TIME_MAX, s + 8);
+        return -1;
+    }
+    if (strncmp(s, "connect_timeout=", 16) == 0) {
+        if (conf_parse_time_ms(s + 16, 1, &pc->connect_timeout_ms) == 0)
+            return 1;
+        conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
+                      "time from 1ms to " CONF_TIME_MAX, s + 16);
+        return -1;
+    }
+    if (strncmp(s, "buffer_size=", 12) != 0)
+        return 0;
+    if (conf_parse_size(s + 12, &pc->buffer_size) == -1 ||
+        pc->buffer_size < PROXY_BUFFER_MIN || pc->buffer_size > PROXY_BUFFER_MAX) {
+        conf_diag_add(diag, &a->pos, "invalid proxy buffer_size '%s': expected 4k to 1g",
+                      s + 12);
+        return -1;
+    }
+    return 1;
+}
+
+/* Append upstream URL a to pc's list; -1 (reported) if it is not a valid one. */
+static int
+add_upstream(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
+{
+    char err[300];
+
+    pc->ups = xreallocarray(pc->ups, pc->nups + 1, sizeof(*pc->ups));
+    if (parse_upstream(a->s, &pc->ups[pc->nups], err, sizeof(err)) == -1) {
+        conf_diag_add(diag, &a->pos, "%s", err);
+        return -1;
+    }
+    pc->nups++;
+    return 0;
+}
+
+/* `proxy WORD...`: each word is a flag, a NAME=VALUE setting or else an upstream URL. */
 static int
 proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
     struct proxy_conf *pc = xcalloc(1, sizeof(*pc));
-    char err[300];
+    const struct conf_arg *a;
+    int rc;
 
     pc->timeout_ms = 30000;
     pc->connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS;
     pc->buffer_size = PROXY_BUFFER_SIZE;
     for (size_t i = 0; i < n->nargs; i++) {
-        const struct conf_arg *a = &n->args[i];
-        if (strcmp(a->s, "least_conn") == 0) {
-            pc->least_conn = 1;
-        } else if (strcmp(a->s, "round_robin") == 0) {
-            pc->least_conn = 0;
-        } else if (strcmp(a->s, "preserve_host") == 0) {
-            pc->preserve_host = 1;
-        } else if (strncmp(a->s, "timeout=", 8) == 0) {
-            if (conf_parse_time_ms(a->s + 8, 1, &pc->timeout_ms) != 0) {
-                conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s': expected a time "
-                              "from 1ms to " CONF_TIME_MAX, a->s + 8);
-                goto fail;
-            }
-        } else if (strncmp(a->s, "connect_timeout=", 16) == 0) {
-            if (conf_parse_time_ms(a->s + 16, 1, &pc->connect_timeout_ms) != 0) {
-                conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
-                              "time from 1ms to " CONF_TIME_MAX, a->s + 16);
-                goto fail;
-            }
-        } else if (strncmp(a->s, "buffer_size=", 12) == 0) {
-            if (conf_parse_size(a->s + 12, &pc->buffer_size) == -1 ||
-                pc->buffer_size < PROXY_BUFFER_MIN || pc->buffer_size > PROXY_BUFFER_MAX) {
-                conf_diag_add(diag, &a->pos, "invalid proxy buffer_size '%s': expected 4k to 1g",
-                              a->s + 12);
-                goto fail;
-            }
-        } else {
-            pc->ups = xreallocarray(pc->ups, pc->nups + 1, sizeof(*pc->ups));
-            if (parse_upstream(a->s, &pc->ups[pc->nups], err, sizeof(err)) == -1) {
-                conf_diag_add(diag, &a->pos, "%s", err);
-                goto fail;
-            }
-            pc->nups++;
-        }
+        a = &n->args[i];
+        if (parse_flag(pc, a->s))
+            continue;
+        rc = parse_setting(pc, a, diag);
+        if (rc == 0)
+            rc = add_upstream(pc, a, diag);
+        if (rc == -1)
+            goto fail;
     }
     if (pc->nups == 0) {
         conf_diag_add(diag, &n->pos, "'proxy' needs at least one upstream URL");
