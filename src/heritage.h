@@ -2,7 +2,9 @@
  * master fills one in for each worker just before the fork, and worker_run takes it. Read
  * only in the worker, which frees nothing in it: its memory stays the master's (the
  * worker's copy of it goes with the worker). Of the fds, a worker keeps its slot's socket
- * of each group it serves and notify_fd, and closes all others first thing. */
+ * of each group it serves and notify_fd, and closes the master's own first thing; it also
+ * holds the files roots (O_PATH) of every config the master held at the fork, its own in
+ * use and those of a generation draining or coming, which give no access by themselves. */
 #ifndef PERCORE_HERITAGE_H
 #define PERCORE_HERITAGE_H
 

@@ -741,7 +741,9 @@ watchdog_tick(int64_t now)
     for (size_t i = 0; i < master.nprocs; i++) {
         struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
-        if (p->ready && !p->sigkilled && now - beat > HEARTBEAT_FRESH_MS) {
+        /* A serving worker killed for hanging counts until it is reaped: one SIGKILL
+         * cannot end (uninterruptible sleep) must still stop the pings. */
+        if (p->ready && !(p->sigkilled && p->draining) && now - beat > HEARTBEAT_FRESH_MS) {
             log_debug("watchdog: worker %u heartbeat %lld ms old, not pinging", p->slot,
                       (long long)(now - beat));
             return;

@@ -77,7 +77,7 @@ on_conn_close(void *data)
     struct conn *c = data;
 
     assert(c->sock->on_close.data == c);
-    /* Whatever runs later in this turn (an HTTP/2 stream's disposal) finds no record. */
+    /* Whatever looks the record up later in this turn finds none. */
     c->sock->on_close.cb = NULL;
     c->sock->on_close.data = NULL;
     reqcheck_conn_closed(c);
