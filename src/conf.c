@@ -7,7 +7,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -72,7 +74,7 @@ struct keyword {
 
 static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
-    set_handler, set_header;
+    set_handler, set_header, set_user, set_group;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -117,6 +119,7 @@ static const struct directive directives[] = {
     FLAG("cpu_affinity", MAIN, cpu_affinity),
     HANDLER("fastcgi", hnd_fastcgi_ops),
     HANDLER("files", hnd_files_ops),
+    CUSTOM("group", MAIN, 1, 1, 0, set_group, NULL, "group NAME|GID"),
     TIME("handshake_timeout", SERVICE, handshake_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
     CUSTOM("header", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_set, "header NAME VALUE"),
     CUSTOM("header_add", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_add, "header_add NAME VALUE"),
@@ -156,6 +159,7 @@ static const struct directive directives[] = {
      0, 0, NULL, "tls_key /PATH.key"},
     TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
          1000),
+    CUSTOM("user", MAIN, 1, 1, 0, set_user, NULL, "user NAME|UID"),
     /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
     TIME("worker_watchdog", MAIN, worker_watchdog_ms, CONF_DEFAULT_WORKER_WATCHDOG_MS, 1000),
     /* 0: auto, one per CPU the process may use. */
@@ -538,6 +542,102 @@ set_workers(struct loader *ld, const struct directive *d, const struct conf_node
         return -1;
     store(d, obj, v);
     return 0;
+}
+
+/* A name, else an id of digits only; -1 when neither. */
+static int
+parse_id(const char *s, unsigned *id)
+{
+    char *end;
+    unsigned long v;
+
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v >= (unsigned long)UINT32_MAX)
+        return -1;
+    *id = (unsigned)v;
+    return 0;
+}
+
+/* What getpwnam_r and the like return besides "not found" (0 or, per nss module, one of
+ * these), else "". */
+static const char *
+lookup_error(int rc)
+{
+    if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+        return "";
+    return strerror(rc);
+}
+
+/* The user workers run as: resolved now, so a typo is an error at its place, not a worker
+ * failing later. A numeric id needs no passwd entry, but then `group` must say the gid. */
+static int
+set_user(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf *c = obj;
+    const struct conf_arg *a = &n->args[0];
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    unsigned id;
+    int numeric = parse_id(a->s, &id) == 0, rc;
+
+    (void)d;
+    if (numeric)
+        rc = getpwuid_r((uid_t)id, &pw, buf, sizeof(buf), &res);
+    else
+        rc = getpwnam_r(a->s, &pw, buf, sizeof(buf), &res);
+    if (res == NULL && !numeric)
+        return err_at(ld, &a->pos, "unknown user '%s'%s%s", a->s,
+                      *lookup_error(rc) != '\0' ? ": " : "", lookup_error(rc));
+    c->uid = res != NULL ? res->pw_uid : (uid_t)id;
+    if (res != NULL && !c->group_set) {
+        c->gid = res->pw_gid;
+        c->gid_set = 1;
+    }
+    free(c->user);
+    c->user = xstrdup(a->s);
+    c->user_pos = a->pos;
+    return 0;
+}
+
+static int
+set_group(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf *c = obj;
+    const struct conf_arg *a = &n->args[0];
+    struct group gr, *res = NULL;
+    char buf[4096];
+    unsigned id;
+    int rc;
+
+    (void)d;
+    if (parse_id(a->s, &id) == 0) {
+        c->gid = (gid_t)id;
+    } else {
+        rc = getgrnam_r(a->s, &gr, buf, sizeof(buf), &res);
+        if (res == NULL)
+            return err_at(ld, &a->pos, "unknown group '%s'%s%s", a->s,
+                          *lookup_error(rc) != '\0' ? ": " : "", lookup_error(rc));
+        c->gid = res->gr_gid;
+    }
+    c->gid_set = c->group_set = 1;
+    c->group_pos = a->pos;
+    return 0;
+}
+
+/* `group` only means something with `user`, and a numeric user unknown to passwd has no
+ * primary group to fall back on. */
+static void
+check_user_group(struct loader *ld)
+{
+    struct conf *c = ld->conf;
+
+    if (c->group_set && c->user == NULL)
+        err_at(ld, &c->group_pos, "'group' needs 'user'");
+    else if (c->user != NULL && !c->gid_set)
+        err_at(ld, &c->user_pos, "user %s has no passwd entry: set 'group' too", c->user);
 }
 
 static int
@@ -1092,6 +1192,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
         if (c->nservices == 0 && diag->n == before)
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
+        check_user_group(&ld);
     }
     util_hmap_clear(&ld.services);
     util_hmap_clear(&ld.listens);
@@ -1168,6 +1269,7 @@ conf_free(struct conf *c)
         free(c->files[i]);
     free(c->files);
     free(c->log_path);
+    free(c->user);
     free(c->path);
     free(c);
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "conf_parse.h"
 #include "listener.h"
@@ -84,6 +85,13 @@ struct conf {
     int64_t shutdown_timeout_ms;
     int64_t shutdown_delay_ms;
     int64_t tls_ticket_rotation_ms; /* a new session ticket key this often */
+    char *user;        /* `user` as written; NULL: workers keep the master's ids */
+    struct conf_pos user_pos;
+    uid_t uid;         /* resolved at load */
+    gid_t gid;         /* `group`, else the user's primary group */
+    int gid_set;       /* gid is known (from `group` or the user's passwd entry) */
+    int group_set;     /* `group` given */
+    struct conf_pos group_pos;
     struct conf_service *services;
     size_t nservices;
     char **files; /* every file read, for positions in the tree */

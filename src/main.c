@@ -13,6 +13,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "master.h"
+#include "priv.h"
 #include "tls.h"
 
 #ifndef PERCORE_CONF_PATH
@@ -155,6 +156,7 @@ main(int argc, char **argv)
     struct cli cli = {.opts = {.conf_path = PERCORE_CONF_PATH}};
     struct conf_sockets socks = {NULL, 0, 0};
     struct conf *conf;
+    char err[256];
     int status;
 
     if (parse_args(argc, argv, &cli, &status) == -1)
@@ -174,6 +176,11 @@ main(int argc, char **argv)
         printf("%s: syntax ok\n", cli.opts.conf_path);
         conf_free(conf);
         return 0;
+    }
+    if (priv_check(conf, err, sizeof(err)) == -1) {
+        fprintf(stderr, "percore: %s\n", err);
+        conf_free(conf);
+        return 1;
     }
     log_set_role(-1, 0);
     if (log_open(conf->log_target, conf->log_path) == -1)

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
+#include "priv.h"
 #include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
@@ -446,7 +447,14 @@ load_next_conf(void)
     struct conf_diag diag = {0};
     struct conf_sockets socks = sockets_names(&master.socks);
 
+    char err[256];
+
     master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
+    if (master.next_conf != NULL && priv_check(master.next_conf, err, sizeof(err)) == -1) {
+        conf_diag_add(&diag, NULL, "%s", err);
+        conf_free(master.next_conf);
+        master.next_conf = NULL;
+    }
     if (master.next_conf != NULL)
         return 0;
     for (size_t i = 0; i < diag.n; i++) {

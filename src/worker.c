@@ -21,6 +21,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "priv.h"
 #include "reqcheck.h"
 #include "sendguard.h"
 #include "service_rt.h"
@@ -326,6 +327,20 @@ setup_process(void)
         h2o_evloop_socket_create(this_worker.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
 }
 
+/* Last step of the set-up, with everything opened: become `user`. A worker that cannot
+ * exits, and the master's respawn back-off takes over. */
+static void
+drop_privileges(void)
+{
+    char err[256];
+
+    if (priv_drop(this_worker.heritage->conf, err, sizeof(err)) == -1) {
+        log_warnx("cannot drop privileges to user %s: %s", this_worker.heritage->conf->user,
+                  err);
+        _exit(1);
+    }
+}
+
 static void
 notify_master(enum wmsg_type type)
 {
@@ -382,6 +397,7 @@ worker_run(const struct heritage *h)
     this_worker.heartbeat.cb = on_heartbeat;
     on_heartbeat(&this_worker.heartbeat);
     sendguard_init(this_worker.loop);
+    drop_privileges();
     notify_master(WMSG_READY);
     while (!this_worker.stopping) {
         h2o_evloop_run(this_worker.loop, INT32_MAX);

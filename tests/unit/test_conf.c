@@ -3,6 +3,8 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -120,6 +122,60 @@ Test(conf, workers_auto)
     struct conf *c = load_ok("workers auto;\n" HELLO);
 
     cr_assert_eq(c->workers, 0);
+    conf_free(c);
+}
+
+/* Without `user`, workers keep the master's ids. */
+Test(conf, user_default)
+{
+    struct conf *c = load_ok(HELLO);
+
+    cr_assert_null(c->user);
+    cr_assert_eq(c->group_set, 0);
+    conf_free(c);
+}
+
+/* A user name: its uid and primary group, resolved at load. */
+Test(conf, user_name)
+{
+    struct passwd *pw = getpwnam("nobody");
+    struct conf *c;
+
+    cr_assert_not_null(pw);
+    c = load_ok("user nobody;\n" HELLO);
+    cr_assert_str_eq(c->user, "nobody");
+    cr_assert_eq(c->uid, pw->pw_uid);
+    cr_assert_eq(c->gid, pw->pw_gid);
+    conf_free(c);
+}
+
+/* `group` overrides the primary group, before or after `user`, by name or number. */
+Test(conf, user_group)
+{
+    struct group *gr = getgrnam("root");
+    struct conf *c;
+
+    cr_assert_not_null(gr);
+    c = load_ok("group root;\nuser nobody;\n" HELLO);
+    cr_assert_eq(c->gid, gr->gr_gid);
+    cr_assert_eq(c->group_set, 1);
+    conf_free(c);
+    c = load_ok("user nobody;\ngroup 4243;\n" HELLO);
+    cr_assert_eq(c->gid, 4243);
+    conf_free(c);
+}
+
+/* Numeric ids need no passwd entry when `group` gives the gid. */
+Test(conf, user_numeric)
+{
+    struct conf *c = load_ok("user 4242424;\ngroup 4242425;\n" HELLO);
+
+    cr_assert_str_eq(c->user, "4242424");
+    cr_assert_eq(c->uid, 4242424);
+    cr_assert_eq(c->gid, 4242425);
+    conf_free(c);
+    c = load_ok("user 0;\n" HELLO);
+    cr_assert_eq(c->uid, 0);
     conf_free(c);
 }
 
@@ -245,6 +301,7 @@ struct bad {
 
 #define SVC_OPEN "service s {\n  listen 127.0.0.1:8080;\n"
 #define SVC_ROUTE "  route / { respond 200; }\n"
+#define HELLO_SVC "service s { listen 127.0.0.1:8080; route / { respond 200; } }\n"
 
 static const struct bad bad_inputs[] = {
     /* lexical */
@@ -470,6 +527,19 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:39: invalid proxy timeout 'soon': expected a time from 1ms to 24h"},
     {SVC_OPEN "  route / { respond 200; hedaer X-A b; }\n}\n",
      "t.conf:3:26: unknown directive 'hedaer'; did you mean 'header'?"},
+    /* user and group: resolved at load */
+    {"user percore-no-such-user;\n" HELLO_SVC,
+     "t.conf:1:6: unknown user 'percore-no-such-user'"},
+    {"user nobody;\ngroup percore-no-such-group;\n" HELLO_SVC,
+     "t.conf:2:7: unknown group 'percore-no-such-group'"},
+    {"group 0;\n" HELLO_SVC, "t.conf:1:7: 'group' needs 'user'"},
+    {"user 4242424;\n" HELLO_SVC, "t.conf:1:6: user 4242424 has no passwd entry: set 'group' too"},
+    {"user nobody;\nuser root;\n" HELLO_SVC,
+     "t.conf:2:1: duplicate 'user' (first set at t.conf:1:1)"},
+    {"user;\n" HELLO_SVC,
+     "t.conf:1:1: wrong number of arguments for 'user'; usage: user NAME|UID"},
+    {"service s { user nobody; listen 127.0.0.1:8080; route / { respond 200; } }\n",
+     "t.conf:1:13: 'user' is not allowed in a service block; it belongs in the main context"},
 };
 
 #define NBAD (sizeof(bad_inputs) / sizeof(bad_inputs[0]))
