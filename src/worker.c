@@ -328,17 +328,24 @@ setup_process(void)
 }
 
 /* Last step of the set-up, with everything opened: become `user`. A worker that cannot
- * exits, and the master's respawn back-off takes over. */
+ * exits, and the master's respawn back-off takes over. The kernel forgets the parent-death
+ * signal when the ids change: it is armed again. */
 static void
 drop_privileges(void)
 {
+    const struct heritage *h = this_worker.heritage;
     char err[256];
 
-    if (priv_drop(this_worker.heritage->conf, err, sizeof(err)) == -1) {
-        log_warnx("cannot drop privileges to user %s: %s", this_worker.heritage->conf->user,
-                  err);
+    if (h->conf->user == NULL)
+        return;
+    if (priv_drop(h->conf, err, sizeof(err)) == -1) {
+        log_warnx("cannot drop privileges to user %s: %s", h->conf->user, err);
         _exit(1);
     }
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
+        log_warn("prctl(PR_SET_PDEATHSIG)");
+    if (getppid() != h->master_pid)
+        _exit(0);
 }
 
 static void
