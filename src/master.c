@@ -439,14 +439,14 @@ reload_may_start(void)
     return 0;
 }
 
-/* Load the reload's config into master.next_conf; on errors, tell the log and the waiting
+/* Load the reload's config into master.next_conf; on errors (a `user` percore cannot
+ * become among them), tell the log and the waiting
  * clients each of them, fail the reload and return -1. */
 static int
 load_next_conf(void)
 {
     struct conf_diag diag = {0};
     struct conf_sockets socks = sockets_names(&master.socks);
-
     char err[256];
 
     master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
