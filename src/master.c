@@ -440,8 +440,8 @@ reload_may_start(void)
 }
 
 /* Load the reload's config into master.next_conf; on errors (a `user` percore cannot
- * become among them), tell the log and the waiting
- * clients each of them, fail the reload and return -1. */
+ * become among them), tell the log and the waiting clients each of them, fail the reload
+ * and return -1. */
 static int
 load_next_conf(void)
 {
