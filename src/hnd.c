@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <assert.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,21 @@ hnd_names(void)
         len += (size_t)n;
     }
     return names;
+}
+
+int
+hnd_resolve(const char *host, const char *port, struct sockaddr_storage *ss, unsigned *len)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    int rc;
+
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0)
+        return rc;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
 }
 
 /* Sorted by status, for bsearch. */

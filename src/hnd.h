@@ -31,6 +31,12 @@ extern const struct hnd_ops hnd_metrics_ops;
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);
 
+struct sockaddr_storage;
+/* Master, at load: the first address getaddrinfo gives for a TCP host and port, into
+ * *ss and *len. 0, or getaddrinfo's error (for gai_strerror). */
+int hnd_resolve(const char *host, const char *port, struct sockaddr_storage *ss,
+                unsigned *len);
+
 /* The HTTP/1 reason phrase of a status: the standard one when known, else a generic word
  * for its class. */
 const char *hnd_reason(int status);

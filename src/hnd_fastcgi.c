@@ -32,13 +32,12 @@ struct fastcgi_conf {
 static int
 parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
     const char *colon;
     char host[256];
+    unsigned len;
     int rc;
 
     if (strncmp(s, "unix:", 5) == 0) {
-        unsigned len;
         if (util_unix_sockaddr(s + 5, &fc->ss, &len) == -1) {
             snprintf(err, errlen, "invalid FastCGI address '%s': expected unix:/absolute/path",
                      s);
@@ -55,15 +54,13 @@ parse_target(const char *s, struct fastcgi_conf *fc, char *err, size_t errlen)
         return -1;
     }
     snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
-    rc = getaddrinfo(host, colon + 1, &hints, &res);
+    rc = hnd_resolve(host, colon + 1, &fc->ss, &len);
     if (rc != 0) {
         snprintf(err, errlen, "FastCGI address '%s': cannot resolve '%s': %s", s, host,
                  gai_strerror(rc));
         return -1;
     }
-    memcpy(&fc->ss, res->ai_addr, res->ai_addrlen);
-    fc->sslen = res->ai_addrlen;
-    freeaddrinfo(res);
+    fc->sslen = len;
     return 0;
 }
 

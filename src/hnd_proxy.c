@@ -149,18 +149,16 @@ static int
 resolve_upstream(const char *s, const char *host, const char *port, struct upstream_conf *u,
                  char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    unsigned len;
     int rc;
 
-    rc = getaddrinfo(host, port, &hints, &res);
+    rc = hnd_resolve(host, port, &u->ss, &len);
     if (rc != 0) {
         snprintf(err, errlen, "upstream '%s': cannot resolve '%s': %s", s, host,
                  gai_strerror(rc));
         return -1;
     }
-    memcpy(&u->ss, res->ai_addr, res->ai_addrlen);
-    u->sslen = res->ai_addrlen;
-    freeaddrinfo(res);
+    u->sslen = len;
     return 0;
 }
 
@@ -232,20 +230,20 @@ parse_flag(struct proxy_conf *pc, const char *s)
 static int
 parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
+    const struct {
+        const char *name;
+        int64_t *ms;
+    } times[] = {{"timeout", &pc->timeout_ms}, {"connect_timeout", &pc->connect_timeout_ms}};
     const char *s = a->s;
 
-    if (strncmp(s, "timeout=", 8) == 0) {
-        if (conf_parse_time_ms(s + 8, 1, &pc->timeout_ms) == 0)
+    for (size_t i = 0; i < NELEMS(times); i++) {
+        size_t n = strlen(times[i].name);
+        if (strncmp(s, times[i].name, n) != 0 || s[n] != '=')
+            continue;
+        if (conf_parse_time_ms(s + n + 1, 1, times[i].ms) == 0)
             return 1;
-        conf_diag_add(diag, &a->pos, "invalid proxy timeout '%s': expected a time "
-                      "from 1ms to " CONF_TIME_MAX, s + 8);
-        return -1;
-    }
-    if (strncmp(s, "connect_timeout=", 16) == 0) {
-        if (conf_parse_time_ms(s + 16, 1, &pc->connect_timeout_ms) == 0)
-            return 1;
-        conf_diag_add(diag, &a->pos, "invalid proxy connect_timeout '%s': expected a "
-                      "time from 1ms to " CONF_TIME_MAX, s + 16);
+        conf_diag_add(diag, &a->pos, "invalid proxy %s '%s': expected a time from 1ms to "
+                      CONF_TIME_MAX, times[i].name, s + n + 1);
         return -1;
     }
     if (strncmp(s, "buffer_size=", 12) != 0)
