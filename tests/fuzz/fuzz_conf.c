@@ -309,12 +309,14 @@ static char *
 slurp(const char *path, size_t *len)
 {
     int fd = __real_open(path, O_RDONLY | O_CLOEXEC);
-    char *buf = xmalloc(CONF_FILE_MAX);
+    struct stat st;
+    char *buf;
     ssize_t n;
 
-    assert(fd != -1);
-    n = read(fd, buf, CONF_FILE_MAX);
-    assert(n >= 0);
+    assert(fd != -1 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode));
+    buf = xmalloc((size_t)st.st_size + 1);
+    n = read(fd, buf, (size_t)st.st_size + 1);
+    assert(n == st.st_size);
     close(fd);
     *len = (size_t)n;
     return buf;
