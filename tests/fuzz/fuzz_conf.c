@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <glob.h>
 #include <limits.h>
 #include <netdb.h>
@@ -244,6 +245,20 @@ put_cert(void)
     EVP_PKEY_free(key);
 }
 
+static int
+remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path) == -1 ? -1 : 0;
+}
+
+/* At a clean exit the sandbox goes; after a crash it stays, beside the input. */
+static void
+remove_sandbox(void)
+{
+    sandbox_len = 0;
+    (void)nftw(sandbox, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* The sandbox: a tree like a real host's, so that paths the corpus uses exist. */
@@ -279,6 +294,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     put_cert();
     snprintf(fifo, sizeof(fifo), "%s/var/log/fifo", sandbox);
     (void)mkfifo(fifo, 0600);
+    atexit(remove_sandbox);
     return 0;
 }
 
