@@ -184,10 +184,10 @@ container_storm() {
     for what in restart reload; do
         # nsenter forks wrk into the container's pid namespace: its child is wrk.
         t0=$SECONDS
-        E wrk -t1 -c"$CONNS" -d3600s --timeout 10s -s /root/count.lua \
+        nsenter -t "$L" -a wrk -t1 -c"$CONNS" -d3600s --timeout 10s -s /root/count.lua \
             http://127.0.0.1:8080/ >"$TMP/c.$what.ka" 2>&1 &
         KA=$!
-        E wrk -t1 -c4 -d3600s --timeout 10s -H 'Connection: close' -s /root/count.lua \
+        nsenter -t "$L" -a wrk -t1 -c4 -d3600s --timeout 10s -H 'Connection: close' -s /root/count.lua \
             http://127.0.0.1:8080/ >"$TMP/c.$what.close" 2>&1 &
         CL=$!
         PIDS+=("$KA" "$CL")
@@ -322,7 +322,7 @@ start_clients() { # PHASE
             rc=$?
             [ ! -e "$TMP/stop" ] && [ "$rc" -ge 124 ] && echo hung >>"$TMP/$PHASE.h2hung"
         done
-    ) &
+    ) 2>/dev/null &
     WH2=$!
     PIDS+=("$WKA" "$WCL" "$WH2")
     loaded() { [ "$(established)" -ge $((CONNS + H2_CONNS)) ]; }
