@@ -330,7 +330,7 @@ start_clients() { # PHASE
 }
 
 # stop_clients EVENTS: print the phase's rows; leaves "failed sent" of all clients in
-# PHASE_FAILED and PHASE_SENT, h2load's failed in PHASE_H2_FAILED.
+# PHASE_FAILED and PHASE_SENT, h2load's in PHASE_H2_FAILED and PHASE_H2_SENT.
 stop_clients() {
     touch "$TMP/stop"
     kill -INT "$WKA" "$WCL"
@@ -338,7 +338,7 @@ stop_clients() {
     pkill -TERM -P "$WH2"
     wait "$WKA" "$WCL" "$WH2"
     PIDS=("${PIDS[0]}")
-    PHASE_FAILED=0 PHASE_SENT=0 PHASE_H2_FAILED=0 ev=$1
+    PHASE_FAILED=0 PHASE_SENT=0 PHASE_H2_FAILED=0 PHASE_H2_SENT=0 ev=$1
     for c in ka close h2; do
         name=wrk-$c
         if [ $c = h2 ]; then
@@ -356,7 +356,8 @@ stop_clients() {
         ev=
         PHASE_SENT=$((PHASE_SENT + $(echo "$f" | cut -d' ' -f1)))
         PHASE_FAILED=$((PHASE_FAILED + $(echo "$f" | cut -d' ' -f2)))
-        [ $c = h2 ] && PHASE_H2_FAILED=$(echo "$f" | cut -d' ' -f2)
+        [ $c = h2 ] && PHASE_H2_FAILED=$(echo "$f" | cut -d' ' -f2) &&
+            PHASE_H2_SENT=$(echo "$f" | cut -d' ' -f1)
     done
 }
 
@@ -410,7 +411,8 @@ done
 NBAD=0
 [ "$BAD_EVERY" -gt 0 ] && NBAD=$((RELOADS / BAD_EVERY))
 stop_clients "$good good + $bad bad SIGHUPs"
-RELOAD_FAILED=$PHASE_FAILED RELOAD_SENT=$PHASE_SENT
+RELOAD_FAILED=$((PHASE_FAILED - PHASE_H2_FAILED)) RELOAD_SENT=$((PHASE_SENT - PHASE_H2_SENT))
+RELOAD_H2_FAILED=$PHASE_H2_FAILED RELOAD_H2_SENT=$PHASE_H2_SENT
 rest reloaded
 
 # lived_ms PID: how long the process has run, in ms (its start in clock ticks after boot).
@@ -479,9 +481,11 @@ done
 echo
 
 judge "reloads" "$good/$((RELOADS - NBAD)) good and $bad/$NBAD bad SIGHUPs taken, bad ones\
- served the old config $bad_served/$NBAD; $RELOAD_FAILED of $RELOAD_SENT requests failed" \
+ served the old config $bad_served/$NBAD; $RELOAD_FAILED of $RELOAD_SENT HTTP/1.1 requests failed" \
     test "$RELOAD_FAILED" -eq 0 -a "$good" -eq $((RELOADS - NBAD)) -a "$bad" -eq "$NBAD" \
     -a "$bad_served" -eq "$NBAD" -a "$RELOAD_SENT" -gt 0
+judge "reloads, HTTP/2" "$RELOAD_H2_FAILED of $RELOAD_H2_SENT requests sent failed" \
+    test "$RELOAD_H2_FAILED" -eq 0 -a "$RELOAD_H2_SENT" -gt 0
 judge "kills" "$kills/$KILLS workers killed and respawned; HTTP/1.1: $KILL_FAILED1 failed\
  requests, at most $bound1 allowed (the connections open to them); HTTP/2: $KILL_FAILED2, at\
  most $bound2 ($H2_STREAMS streams per connection)" \
