@@ -7,6 +7,7 @@
 #                                      installed with make install)
 #
 # The debootstrapped tree is cached in $PERCORE_E2E_CACHE (default /var/cache/percore-e2e).
+# PERCORE_E2E_STORM=N: how many restarts, then reloads, the storm under load makes (5).
 set -u
 BUILD=$(cd "${1:?usage: systemd.sh BUILD_DIR}" && pwd)
 CACHE=${PERCORE_E2E_CACHE:-/var/cache/percore-e2e}
@@ -239,6 +240,22 @@ else
 fi
 NEWMAIN=$(E systemctl show -p MainPID --value percore)
 check "restart started a new master" [ "$NEWMAIN" != "$MAIN" ]
+
+# A storm of restarts, then of reloads, under wrk keep-alive and Connection: close load
+# (bench/storm.sh -C, which runs it longer with -R): across each restart the fd store keeps
+# the listeners, so no request fails and no connection is refused.
+STORM_N=${PERCORE_E2E_STORM:-5}
+"$(dirname "$0")/../../bench/storm.sh" -C "$L" -R "$STORM_N" -c 20 >"$WORK/storm.out" 2>&1
+STORM_OUT=$(cat "$WORK/storm.out")
+while read -r verdict rest; do
+    case $verdict in
+    PASS) ok "$rest" ;;
+    FAIL) not_ok "$rest" "$STORM_OUT" ;;
+    *) ;;
+    esac
+done <<<"$STORM_OUT"
+check "the restart and reload storm ran" grep -q '^PASS systemctl reload' "$WORK/storm.out"
+printf '%s\n' "$STORM_OUT" | sed 's/^/# /'
 
 # A worker hung on purpose is killed and replaced.
 E sh -c 'echo "worker_watchdog 2s;" > /etc/percore/conf.d/watchdog.conf'
