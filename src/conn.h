@@ -10,6 +10,7 @@
 #define PERCORE_CONN_H
 
 #include "h2o_inc.h"
+#include "linger.h"
 #include "reqcheck.h"
 #include "sendguard.h"
 #include "tlsaccept.h"
@@ -23,6 +24,7 @@ struct conn {
     struct sendguard_conn send;  /* sendguard.c */
     struct tls_conn tls;         /* tlsaccept.c: the site SNI chose, if TLS */
     struct h2meter *h2;          /* h2guard.c: HTTP/2 over TLS, else NULL */
+    struct linger_conn linger;   /* linger.c: a draining worker's close */
 };
 
 /* The record of sock, or NULL if sock is not an accepted connection or its close hook

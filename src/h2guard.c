@@ -500,6 +500,37 @@ guarded_read(h2o_socket_t *sock, const char *err)
         trip(m, sock);
 }
 
+/* libh2o tells a context's HTTP/2 connections once that it shuts down, and sends the final
+ * GOAWAY a second later from a timer: a connection whose TLS handshake ends after that
+ * hears neither, keeps sending requests, and is cut at shutdown_timeout with some in
+ * flight. For it, libh2o's own timer callback (the same function in every context, saved
+ * when the drain starts) is run again: every connection still open to new streams gets
+ * the final GOAWAY, its streams opened so far are answered, then it closes. The callback
+ * may arm the timer again to close stragglers; the worker's own deadline is the same. */
+static h2o_timeout_cb goaway_resend;
+
+void
+h2guard_drain_started(h2o_context_t *ctx)
+{
+    h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
+
+    if (goaway_resend == NULL && h2o_timeout_is_linked(t))
+        goaway_resend = t->cb;
+}
+
+static void
+goaway_if_draining(h2o_context_t *ctx)
+{
+    h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
+
+    if (!ctx->shutdown_requested || goaway_resend == NULL)
+        return;
+    if (h2o_timeout_is_linked(t) && t->cb == goaway_resend)
+        return; /* libh2o's own is still to come */
+    h2o_timeout_unlink(t);
+    goaway_resend(t);
+}
+
 void
 h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connected_at,
                unsigned max_resets)
@@ -528,6 +559,7 @@ h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval connec
         free(m); /* closed already */
         return;
     }
+    goaway_if_draining(actx->ctx);
     m->read = sock->_cb.read;
     c->h2 = m;
     rewrap(m, sock);

@@ -18,6 +18,7 @@
 #include "h2guard.h"
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "linger.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -84,6 +85,7 @@ on_conn_close(void *data)
     reqcheck_conn_closed(c);
     sendguard_conn_closed(c);
     h2guard_conn_closed(c);
+    linger_conn_closed(c);
     free(c);
     assert(this_worker.conns > 0);
     this_worker.conns--;
@@ -161,6 +163,7 @@ conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
     sock->on_close.data = c;
     reqcheck_conn_open(c, lr->owner->access, lr->owner->svc);
     sendguard_conn_open(c, lr->send_timeout_ms);
+    linger_conn_open(c);
 }
 
 struct conn *
@@ -358,21 +361,24 @@ notify_master(enum wmsg_type type)
 }
 
 /* Stop accepting, let in-flight requests finish, give idle keep-alive connections a short
- * grace (libh2o has no HTTP/1 shutdown hook), and exit once all are gone or time is up. */
+ * grace (libh2o has no HTTP/1 shutdown hook), and exit once all are gone, their lingering
+ * closes included, or time is up. */
 static void __attribute__((noreturn))
 drain_and_exit(void)
 {
     int64_t deadline = util_now_ms() + this_worker.heritage->conf->shutdown_timeout_ms;
 
+    linger_arm_all();
     for (size_t i = 0; i < this_worker.nlsocks; i++) {
         h2o_socket_read_stop(this_worker.lsocks[i]);
         h2o_socket_close(this_worker.lsocks[i]);
     }
     for (size_t i = 0; i < this_worker.heritage->conf->nservices; i++) {
         h2o_context_request_shutdown(&this_worker.services[i].ctx);
+        h2guard_drain_started(&this_worker.services[i].ctx);
         this_worker.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
-    while (this_worker.conns > 0 && util_now_ms() < deadline) {
+    while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {
         h2o_evloop_run(this_worker.loop, 100);
         hnd_files_turn_end();
         accesslog_flush();
@@ -404,6 +410,7 @@ worker_run(const struct heritage *h)
     this_worker.heartbeat.cb = on_heartbeat;
     on_heartbeat(&this_worker.heartbeat);
     sendguard_init(this_worker.loop);
+    linger_init(this_worker.loop);
     drop_privileges();
     notify_master(WMSG_READY);
     while (!this_worker.stopping) {

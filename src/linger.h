@@ -1,0 +1,37 @@
+/* Lingering close for the connections a draining worker ends. Worker only.
+ *
+ * libh2o 2.2.5 closes a connection's fd as soon as it is done with it. If the client sent
+ * bytes the server never read (an HTTP/2 request that crossed the final GOAWAY, an HTTP/1
+ * request that crossed the idle close), the kernel answers the close with a reset, which
+ * can also throw away the last response and the GOAWAY still on their way. When the
+ * worker starts draining, every open connection's fd is duplicated; when libh2o closes
+ * the connection, the duplicate keeps the socket open, sends the FIN after what was
+ * written, and reads and drops what the client still sends until it closes its side or
+ * LINGER_MS pass. Nothing of this runs before a drain. */
+#ifndef PERCORE_LINGER_H
+#define PERCORE_LINGER_H
+
+#include <stddef.h>
+
+#include "h2o_inc.h"
+
+#define LINGER_MS 2000
+
+struct conn;
+
+/* The lingering part of a connection's record (conn.h). */
+struct linger_conn {
+    h2o_linklist_t link; /* in the list of open connections */
+    int fd;              /* the duplicate once armed, else -1 */
+};
+
+void linger_init(h2o_loop_t *loop);
+void linger_conn_open(struct conn *c);
+/* From the connection's close hook: the fd is closed; linger on the duplicate, if any. */
+void linger_conn_closed(struct conn *c);
+/* At the start of a drain: duplicate the fd of every open connection. */
+void linger_arm_all(void);
+/* Sockets still lingering: the drain waits for them too. */
+size_t linger_count(void);
+
+#endif
