@@ -7,6 +7,8 @@
 #   PERCORE=path/to/percore bench/run.sh
 #   BASELINE=path/to/older/percore bench/run.sh   adds that build to every round and
 #                                                 prints percore/baseline: what a change costs
+#   BASELINE_CONF='worker_sandbox off;' bench/run.sh   the baseline is the same build with
+#                                                 these main-context directives added
 set -eu
 
 DURATION=10
@@ -17,14 +19,16 @@ while getopts d:r:c: opt; do
     d) DURATION=$OPTARG ;;
     r) ROUNDS=$OPTARG ;;
     c) CONNS=$OPTARG ;;
-    *) sed -n '2,8p' "$0"; exit 1 ;;
+    *) sed -n '2,10p' "$0"; exit 1 ;;
     esac
 done
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 PERCORE=${PERCORE:-$TOP/_build/release/percore}
 NGINX=${NGINX:-/usr/sbin/nginx}
+BASELINE_CONF=${BASELINE_CONF:-}
 BASELINE=${BASELINE:-}
+[ -n "$BASELINE_CONF" ] && [ -z "$BASELINE" ] && BASELINE=$PERCORE
 SERVERS="percore nginx"
 [ -n "$BASELINE" ] && SERVERS="percore baseline nginx"
 TMP=$(mktemp -d /tmp/percore-bench.XXXXXX)
@@ -52,9 +56,10 @@ free_port() {
 PORT=$(free_port)
 BODY='Hello, world!\n'
 
-percore_conf() { # WORKERS
+percore_conf() { # WORKERS [MAIN DIRECTIVES]
     cat <<CONF
 workers $1;
+${2:-}
 cpu_affinity on;
 service hello {
     listen 127.0.0.1:$PORT;
@@ -86,9 +91,9 @@ CONF
 start_server() { # NAME WORKERS CPUSET
     case $1 in
     percore | baseline)
-        bin=$PERCORE
-        [ "$1" = baseline ] && bin=$BASELINE
-        percore_conf "$2" >"$TMP/percore.conf"
+        bin=$PERCORE extra=
+        [ "$1" = baseline ] && bin=$BASELINE extra=$BASELINE_CONF
+        percore_conf "$2" "$extra" >"$TMP/percore.conf"
         taskset -c "$3" "$bin" -f -c "$TMP/percore.conf" 2>"$TMP/percore.log" &
         ;;
     nginx)

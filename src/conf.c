@@ -160,6 +160,9 @@ static const struct directive directives[] = {
     TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
          1000),
     CUSTOM("user", MAIN, 1, 1, 0, set_user, NULL, "user NAME|UID"),
+    /* On unless turned off (a flag row with the default 1). */
+    {"worker_sandbox", CTX_MAIN, FIELD(MAIN, worker_sandbox, int), F_INT, 1, 1, 1, 0, set_enum,
+     0, 0, on_off, "worker_sandbox on|off"},
     /* Heartbeats come every 500 ms; less than a second would kill busy workers. */
     TIME("worker_watchdog", MAIN, worker_watchdog_ms, CONF_DEFAULT_WORKER_WATCHDOG_MS, 1000),
     /* 0: auto, one per CPU the process may use. */
@@ -1154,6 +1157,29 @@ set_header(struct loader *ld, const struct directive *d, const struct conf_node 
 
 /* ---- load / free ---- */
 
+/* With the sandbox on, a handler that needs it off (a module that says so) is an error at
+ * its place, rather than workers killed at its first request. */
+static void
+check_sandbox(struct loader *ld)
+{
+    const struct conf *c = ld->conf;
+    const char *who;
+
+    if (!c->worker_sandbox)
+        return;
+    for (size_t i = 0; i < c->nservices; i++) {
+        for (size_t k = 0; k < c->services[i].nroutes; k++) {
+            const struct conf_route *r = &c->services[i].routes[k];
+            if (r->hnd == NULL || r->hnd->unsandboxed == NULL || r->hnd_conf == NULL)
+                continue;
+            who = r->hnd->unsandboxed(r->hnd_conf);
+            if (who != NULL)
+                err_at(ld, &r->hnd_pos, "%s needs system calls the worker sandbox forbids: "
+                       "set 'worker_sandbox off;' to use it", who);
+        }
+    }
+}
+
 /* Every socket systemd passed must belong to a service of its name. */
 static void
 check_sockets_claimed(struct loader *ld, const char *path)
@@ -1193,6 +1219,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
         check_user_group(&ld);
+        check_sandbox(&ld);
     }
     util_hmap_clear(&ld.services);
     util_hmap_clear(&ld.listens);

@@ -92,6 +92,7 @@ struct conf {
     int gid_set;       /* gid is known (from `group` or the user's passwd entry) */
     int group_set;     /* `group` given */
     struct conf_pos group_pos;
+    int worker_sandbox; /* workers confine themselves with seccomp (sandbox.c) */
     struct conf_service *services;
     size_t nservices;
     char **files; /* every file read, for positions in the tree */

@@ -18,6 +18,10 @@ struct hnd_ops {
     /* Worker: attach the handler to a pathconf. */
     void (*setup)(struct st_h2o_pathconf_t *pc, const void *hconf);
     void (*free_conf)(void *hconf);
+    /* Master, once the config is loaded: NULL when the handler serves within the worker
+     * sandbox, else who needs it off ("module 'x' (/path)"), a string hconf owns. May be
+     * NULL: always within. */
+    const char *(*unsandboxed)(const void *hconf);
 };
 
 extern const struct hnd_ops hnd_respond_ops;

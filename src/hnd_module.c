@@ -18,7 +18,17 @@ struct module_conf {
     const struct percore_module *mod;
     char *path;
     char *arg;
+    char *unsandboxed; /* "module 'x' (/path)" when it says it needs the sandbox off */
 };
+
+/* Whether the module exports percore_module_needs_syscalls, not 0. */
+static int
+needs_syscalls(void *dl)
+{
+    const int *flag = dlsym(dl, "percore_module_needs_syscalls");
+
+    return flag != NULL && *flag != 0;
+}
 
 struct module_handler {
     h2o_handler_t super;
@@ -68,6 +78,8 @@ module_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     mc->mod = sym;
     mc->path = xstrdup(p->s);
     mc->arg = n->nargs > 1 ? xstrdup(n->args[1].s) : NULL;
+    if (needs_syscalls(dl))
+        mc->unsandboxed = xasprintf("module '%s' (%s)", mc->mod->name, mc->path);
     *out = mc;
     return 0;
 }
@@ -82,6 +94,7 @@ module_free(void *p)
     /* The module stays mapped: workers forked from this process may still run it. */
     free(mc->path);
     free(mc->arg);
+    free(mc->unsandboxed);
     free(mc);
 }
 
@@ -115,6 +128,14 @@ module_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     }
 }
 
+static const char *
+module_unsandboxed(const void *p)
+{
+    const struct module_conf *mc = p;
+
+    return mc->unsandboxed;
+}
+
 const struct hnd_ops hnd_module_ops = {
     .name = "module",
     .min_args = 1,
@@ -123,4 +144,5 @@ const struct hnd_ops hnd_module_ops = {
     .parse = module_parse,
     .setup = module_setup,
     .free_conf = module_free,
+    .unsandboxed = module_unsandboxed,
 };

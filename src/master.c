@@ -27,6 +27,7 @@
 #include "master.h"
 #include "metrics.h"
 #include "priv.h"
+#include "sandbox.h"
 #include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
@@ -542,11 +543,19 @@ start_stop(int signo)
 
 /* ---- events ---- */
 
+/* How worker p ended, into buf; for a worker the sandbox killed, with the call it made. */
 static void
-describe_status(int status, char *buf, size_t len)
+describe_status(const struct wproc *p, int status, char *buf, size_t len)
 {
+    char call[64] = "";
+
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+        sandbox_describe(metrics_slot(p->mslot), call, sizeof(call));
     if (WIFEXITED(status))
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status) && call[0] != '\0')
+        snprintf(buf, len, "died (signal %d, %s) on system call %s, which the sandbox forbids",
+                 WTERMSIG(status), strsignal(WTERMSIG(status)), call);
     else if (WIFSIGNALED(status))
         snprintf(buf, len, "died (signal %d, %s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
@@ -573,10 +582,10 @@ crash_backoff_ms(struct slot *s, const struct wproc *p)
 static void
 on_worker_exit(struct wproc *p, int status)
 {
-    char what[96];
+    char what[160];
     int64_t delay;
 
-    describe_status(status, what, sizeof(what));
+    describe_status(p, status, what, sizeof(what));
     if (p->draining) {
         if (p->sigkilled || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
             log_debug("worker %u (pid %d, generation %u) %s", p->slot, (int)p->pid, p->gen,
@@ -588,7 +597,7 @@ on_worker_exit(struct wproc *p, int status)
         return;
     }
     if (master.state == M_RELOADING && p->gen == master.next_gen) {
-        char why[160];
+        char why[256];
         snprintf(why, sizeof(why), "new worker %u (pid %d) %s before it was ready", p->slot,
                  (int)p->pid, what);
         remove_proc(p);

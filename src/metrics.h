@@ -28,6 +28,10 @@ struct metrics_slot {
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC of the worker loop's last turn */
     _Atomic uint64_t conns;       /* open connections */
     pid_t pid;                    /* 0: free; set by the master */
+    /* The system call the sandbox killed the worker for (sandbox.c): its number + 1, 0
+     * for none, and its audit architecture. */
+    _Atomic int sandbox_nr;
+    _Atomic unsigned sandbox_arch;
     struct metrics_counts c;
 };
 

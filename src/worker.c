@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "priv.h"
 #include "reqcheck.h"
+#include "sandbox.h"
 #include "sendguard.h"
 #include "service_rt.h"
 #include "tls.h"
@@ -351,6 +352,22 @@ drop_privileges(void)
         _exit(0);
 }
 
+/* After the privileges, with nothing left to open: confine the worker to serving, unless
+ * `worker_sandbox off`. A worker that cannot exits, as for the privileges. */
+static void
+enter_sandbox(void)
+{
+    const struct heritage *h = this_worker.heritage;
+    char err[256];
+
+    if (!h->conf->worker_sandbox)
+        return;
+    if (sandbox_install(h->conf, this_worker.metrics, err, sizeof(err)) == -1) {
+        log_warnx("cannot enter the sandbox: %s (worker_sandbox off; runs without it)", err);
+        _exit(1);
+    }
+}
+
 static void
 notify_master(enum wmsg_type type)
 {
@@ -412,6 +429,7 @@ worker_run(const struct heritage *h)
     sendguard_init(this_worker.loop);
     linger_init(this_worker.loop);
     drop_privileges();
+    enter_sandbox();
     notify_master(WMSG_READY);
     while (!this_worker.stopping) {
         h2o_evloop_run(this_worker.loop, INT32_MAX);

@@ -36,6 +36,14 @@ struct percore_module {
     int (*handle)(void *data, struct percore_request *req);
 };
 
+/* Workers run modules inside a seccomp sandbox (percore.conf(5), worker_sandbox) that
+ * allows what serving needs: no running programs, no fork, no writing files, no new
+ * executable code. A module that needs more defines, beside percore_module,
+ *     const int percore_module_needs_syscalls = 1;
+ * and percore then refuses to load it unless the config says `worker_sandbox off;` (a
+ * module that makes a forbidden call without saying so gets its worker killed). */
+extern const int percore_module_needs_syscalls;
+
 /* Request. Strings are not NUL-terminated: use the length. */
 const char *percore_req_method(const struct percore_request *req, size_t *len);
 const char *percore_req_path(const struct percore_request *req, size_t *len);

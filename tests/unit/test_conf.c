@@ -1227,6 +1227,7 @@ static const struct dir_case dir_cases[] = {
     TIME_ROW0("shutdown_timeout", MAIN_F(shutdown_timeout_ms, V_I64), "0ms"),
     TIME_ROW("tls_ticket_rotation", MAIN_F(tls_ticket_rotation_ms, V_I64), "1s", 1000, "999ms",
              "1s"),
+    FLAG_ROW("worker_sandbox", MAIN_F(worker_sandbox, V_INT)),
     TIME_ROW("worker_watchdog", MAIN_F(worker_watchdog_ms, V_I64), "1000ms", 1000, "999ms", "1s"),
     {"workers", MAIN_F(workers, V_UNSIGNED), "workers auto|NUMBER", "1", "512", 1, 512, "0",
      NUM_MSG("0", "workers", "'auto' or ", "512"), "513",
@@ -1387,6 +1388,7 @@ static const struct {
     {"shutdown_delay", 0},
     {"shutdown_timeout", 30000},
     {"tls_ticket_rotation", 3600 * 1000},
+    {"worker_sandbox", 1},
     {"worker_watchdog", 10000},
     {"workers", 0},
 };
