@@ -746,9 +746,10 @@ open_beneath(const struct files_front *f, const char *rel)
         if (fd >= 0 || f->conf->symlinks_out)
             return fd;
         if (errno == ENOSYS || errno == EPERM) {
+            /* The worker sandbox answers ENOSYS too: no news worth a line per worker. */
             have_openat2 = 0;
-            log_info("openat2 unavailable (%s): the files handler checks paths with "
-                     "realpath", strerror(errno));
+            log_debug("openat2 unavailable (%s): the files handler checks paths with "
+                      "realpath", strerror(errno));
         } else if (errno != EXDEV && errno != ELOOP) {
             return -1;
         }
