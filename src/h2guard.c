@@ -500,35 +500,25 @@ guarded_read(h2o_socket_t *sock, const char *err)
         trip(m, sock);
 }
 
-/* libh2o tells a context's HTTP/2 connections once that it shuts down, and sends the final
- * GOAWAY a second later from a timer: a connection whose TLS handshake ends after that
- * hears neither, keeps sending requests, and is cut at shutdown_timeout with some in
- * flight. For it, libh2o's own timer callback (the same function in every context, saved
- * when the drain starts) is run again: every connection still open to new streams gets
- * the final GOAWAY, its streams opened so far are answered, then it closes. The callback
- * may arm the timer again to close stragglers; the worker's own deadline is the same. */
-static h2o_timeout_cb goaway_resend;
-
-void
-h2guard_drain_started(h2o_context_t *ctx)
-{
-    h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
-
-    if (goaway_resend == NULL && h2o_timeout_is_linked(t))
-        goaway_resend = t->cb;
-}
-
+/* libh2o shuts a context's HTTP/2 connections down in two steps: a GOAWAY that lets every
+ * stream under way finish but asks for no new one, then a second later (a round trip,
+ * for streams already on their way) the final GOAWAY naming the last stream served. It
+ * tells only the connections it knows when the drain starts: one whose TLS handshake ends
+ * later would hear nothing, keep opening streams, and be cut at shutdown_timeout with
+ * some in flight. For it, libh2o's shutdown is started over: the first GOAWAY again to
+ * every connection still open to new streams, the final one a second later. A drain sees
+ * few of these (the handshakes under way when it began), and its deadline stays. */
 static void
 goaway_if_draining(h2o_context_t *ctx)
 {
     h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
 
-    if (!ctx->shutdown_requested || goaway_resend == NULL)
+    if (!ctx->shutdown_requested || ctx->globalconf->http2.callbacks.request_shutdown == NULL)
         return;
-    if (h2o_timeout_is_linked(t) && t->cb == goaway_resend)
-        return; /* libh2o's own is still to come */
-    h2o_timeout_unlink(t);
-    goaway_resend(t);
+    if (h2o_timeout_is_linked(t))
+        h2o_timeout_unlink(t);
+    t->cb = NULL; /* libh2o starts only once otherwise */
+    ctx->globalconf->http2.callbacks.request_shutdown(ctx);
 }
 
 void

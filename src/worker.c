@@ -392,7 +392,6 @@ drain_and_exit(void)
     }
     for (size_t i = 0; i < this_worker.heritage->conf->nservices; i++) {
         h2o_context_request_shutdown(&this_worker.services[i].ctx);
-        h2guard_drain_started(&this_worker.services[i].ctx);
         this_worker.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
     while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {

@@ -9,7 +9,8 @@ worker drains:
      after it has seen the server's FIN. A lingering close reads and drops them; a plain
      close answers them with a reset.
   B  finishes its handshake only after that, and sends a request: it must be told to go
-     away too (GOAWAY) and be closed, not kept serving until shutdown_timeout.
+     away too, in libh2o's two steps (a GOAWAY asking for no new streams, then the final
+     one naming the last stream served), and be closed, not served until shutdown_timeout.
 Prints one JSON line with what each connection saw.
 """
 import json
