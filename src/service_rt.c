@@ -127,8 +127,12 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
         *name = h2o_strdup(NULL, r->headers[i].name, SIZE_MAX);
         h2o_strtolower(name->base, name->len);
         tok = h2o_lookup_token(name->base, name->len);
-        if (tok != NULL)
+        if (tok != NULL) {
+            /* libh2o compares names by pointer: a known one is its token's own. */
+            free(name->base);
+            free(name);
             name = (h2o_iovec_t *)&tok->buf;
+        }
         assert((size_t)r->headers[i].cmd < NELEMS(cmd_of));
         cmds[i].cmd = cmd_of[r->headers[i].cmd];
         cmds[i].name = name;
