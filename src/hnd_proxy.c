@@ -421,8 +421,10 @@ is_pchar(unsigned char c)
 
 /* The path sent upstream: the upstream's path, then the request's normalised path (dot
  * segments resolved, percent-escapes decoded once) after the route's prefix, escaped
- * again, then the query as the client sent it. What the client wrote as "%252e" stays
- * "%252e"; nothing it writes can climb above the upstream's path. */
+ * again, then the query as the client sent it but for bytes no request target may hold
+ * (bytes >= 0x80, quotes, '<', '>', '\', '`'), which libh2o's parser lets through and
+ * are percent-encoded here. What the client wrote as "%252e" stays "%252e"; nothing it
+ * writes can climb above the upstream's path. */
 static h2o_iovec_t
 upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
 {
@@ -431,9 +433,13 @@ upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
     size_t skip = norm.len < conf.len ? norm.len : conf.len;
     const unsigned char *sfx = (const unsigned char *)norm.base + skip;
     size_t slen = norm.len - skip;
-    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at : 0;
+    size_t qlen = 0;
+    const char *query = NULL;
     int conf_slash = conf.len > 0 && conf.base[conf.len - 1] == '/';
 
+    if (req->query_at != SIZE_MAX)
+        query = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                   req->path.len - req->query_at, &qlen);
     out.base = h2o_mem_alloc_pool(&req->pool, prefix.len + 1 + 3 * slen + qlen);
     memcpy(out.base, prefix.base, prefix.len);
     out.len = prefix.len;
@@ -452,7 +458,7 @@ upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
         }
     }
     if (qlen > 0) {
-        memcpy(out.base + out.len, req->path.base + req->query_at, qlen);
+        memcpy(out.base + out.len, query, qlen);
         out.len += qlen;
     }
     return out;
