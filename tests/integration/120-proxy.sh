@@ -71,6 +71,10 @@ expect_eq "Forwarded (RFC 7239)" "$(curl -s "$URL/api/" | j fwd)" \
     "for=127.0.0.1;proto=http;host=\"127.0.0.1:$PORT\""
 expect_eq "Location from the upstream is rewritten to the route" \
     "$(curl -s -o /dev/null -w '%{redirect_url}' "$URL/api/redir")" "$URL/api/new"
+# An empty Host would make it "http:///api/new", which browsers take for host "api".
+expect_eq "with an empty Host, the rewritten Location is a path" \
+    "$(curl -s -D - -o /dev/null -H 'Host;' "$URL/api/redir" | tr -d '\r' |
+        sed -n 's/^location: //Ip')" "/api/new"
 expect_eq "unix-socket upstream" "$(curl -s "$URL/unix/u" | j name)" "U"
 expect_eq "least_conn serves" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/lc/")" "200"
 for _ in $(seq 1 50); do curl -s -o /dev/null "$URL/unix/k"; done
