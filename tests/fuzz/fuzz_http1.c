@@ -45,7 +45,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SERVICE_NAME "fuzz"
-#define SECRET "SECRET-OUTSIDE-THE-ROOT"
+/* Control bytes: nothing a client sends can come back with them, so finding it in a
+ * response means the file was read. */
+#define SECRET "SECRET\x01OUTSIDE\x7fTHE-ROOT"
 #define RESP_MAX (1024 * 1024) /* response bytes kept for the checks; the rest is read */
 #define SETTLE_TURNS 4         /* loop turns between two writes of the client */
 #define CLOSE_WAIT_MS 5000     /* a connection the client has finished with must close */
