@@ -84,6 +84,7 @@ struct flow {
     void *gen;
     int paused;
     uint64_t paused_at;
+    int *gone; /* while the reader runs: set by the attempt's dispose, with f gone too */
 };
 
 /* One request's way to an upstream; lives in the request's pool, allocated before
@@ -379,6 +380,8 @@ on_attempt_dispose(void *p)
     /* libh2o's client, whose timeout may be linked in own, is gone: see struct attempt. */
     if (a->flow.own_init)
         h2o_timeout_dispose(a->flow.loop, &a->flow.own);
+    if (a->flow.gone != NULL)
+        *a->flow.gone = 1;
 }
 
 /* ---- what goes upstream ---- */
@@ -648,7 +651,7 @@ on_upstream_read(h2o_socket_t *sock, const char *err)
 {
     h2o_http1client_t *client = sock->data;
     struct flow *f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, client->ctx);
-    int full = sock->input->size >= f->limit;
+    int full = sock->input->size >= f->limit, gone = 0;
 
     /* The reader re-arms its timeout on ctx.io_timeout: a timeout of this request alone
      * when it may have to be stopped. */
@@ -659,7 +662,14 @@ on_upstream_read(h2o_socket_t *sock, const char *err)
     if (f->own_init)
         f->own.timeout = f->timeout_ms;
     f->ctx.io_timeout = full ? &f->own : f->shared;
+    f->gone = &gone;
     f->reader(sock, err);
+    /* The reader may end the response and the request with it (the connection of an
+     * HTTP/1.0 client closes at once when an upstream's close ends the body): f went with
+     * the request's pool. */
+    if (gone)
+        return;
+    f->gone = NULL;
     if (flow_live(f) && f->sock->input->size >= f->limit) {
         h2o_socket_read_stop(f->sock);
         f->paused = 1;

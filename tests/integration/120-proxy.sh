@@ -75,6 +75,12 @@ expect_eq "Location from the upstream is rewritten to the route" \
 expect_eq "with an empty Host, the rewritten Location is a path" \
     "$(curl -s -D - -o /dev/null -H 'Host;' "$URL/api/redir" | tr -d '\r' |
         sed -n 's/^location: //Ip')" "/api/new"
+# The body ends with the upstream's close, and with it the HTTP/1.0 client's connection.
+BEFORE=$(workers)
+expect_eq "an HTTP/1.0 client gets a body that ends with the upstream's close" \
+    "$(curl -s -0 "$URL/api/tillclose")" "till the close"
+expect_eq "and the same worker serves on" "$(curl -s "$URL/unix/u" | j name) $(workers)" \
+    "U $BEFORE"
 expect_eq "unix-socket upstream" "$(curl -s "$URL/unix/u" | j name)" "U"
 expect_eq "least_conn serves" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/lc/")" "200"
 for _ in $(seq 1 50); do curl -s -o /dev/null "$URL/unix/k"; done
