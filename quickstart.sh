@@ -5,8 +5,9 @@
 #                          in the foreground on 127.0.0.1:8080 (Ctrl-C stops it)
 #   ./quickstart.sh test   install what is missing, build with -Werror, run the whole
 #                          test suite, again under ASan+UBSan, build the .deb and the
-#                          RPM, install the .deb under a real systemd (nspawn) and
-#                          drive it, then make distcheck; ends with "N passed, N failed"
+#                          RPM, run the fuzzers briefly, install the .deb under a real
+#                          systemd (nspawn) and drive it, then make distcheck; ends with
+#                          "N passed, N failed"
 set -eu
 
 cd "$(dirname "$0")"
@@ -17,7 +18,7 @@ BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev"
 TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 python3-h2
     nghttp2-client mandoc shellcheck cppcheck debootstrap systemd-container debhelper
-    lintian dpkg-dev fakeroot rpm"
+    lintian dpkg-dev fakeroot rpm clang libclang-rt-14-dev"
 
 need_packages() {
     missing=""
@@ -98,6 +99,26 @@ test)
         fi
     done
 
+    # The fuzzing harnesses (clang): each replays its seeds and regression inputs, then
+    # fuzzes for FUZZ_SECONDS; one pass or failure per harness.
+    dir=$TOP/_build/fuzz
+    echo "quickstart: fuzzing"
+    if build "$dir" --enable-werror --enable-fuzzing >"$TOP/_build/fuzz.out" 2>&1; then
+        (cd "$dir" && make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}") >>"$TOP/_build/fuzz.out" 2>&1 ||
+            true
+        grep -E '^(PASS|FAIL): ' "$TOP/_build/fuzz.out" || true
+        fuzz_pass=$(grep -c '^PASS: ' "$TOP/_build/fuzz.out" || true)
+        fuzz_fail=$(grep -c '^FAIL: ' "$TOP/_build/fuzz.out" || true)
+        [ "$fuzz_pass" -gt 0 ] || [ "$fuzz_fail" -gt 0 ] || fuzz_fail=1
+    else
+        fuzz_pass=0
+        fuzz_fail=1
+    fi
+    [ "$fuzz_fail" -eq 0 ] || tail -n 30 "$TOP/_build/fuzz.out"
+    echo "quickstart: fuzzing: $fuzz_pass passed, $fuzz_fail failed"
+    passed=$((passed + fuzz_pass))
+    failed=$((failed + fuzz_fail))
+
     # End to end under a real systemd (a debootstrapped Debian 12 booted by nspawn),
     # installing the .deb.
     dir=$TOP/_build/deb
@@ -125,7 +146,7 @@ test)
     [ "$failed" -eq 0 ]
     ;;
 *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 1
     ;;
 esac

@@ -48,7 +48,7 @@ advance(struct conf_lex *lx)
     lx->off++;
 }
 
-static struct conf_token
+static struct conf_token __attribute__((format(printf, 3, 4)))
 lex_error(struct conf_lex *lx, struct conf_pos at, const char *fmt, ...)
 {
     struct conf_token t = {.type = TOK_ERROR, .pos = at};

@@ -814,7 +814,7 @@ send_listing(h2o_req_t *req, struct open_file *dir)
     static h2o_generator_t none = {NULL, NULL};
     int dfd = openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd == -1 ? NULL : fdopendir(dfd);
-    h2o_iovec_vector_t names = {NULL}, out = {NULL};
+    h2o_iovec_vector_t names = {NULL, 0, 0}, out = {NULL, 0, 0};
     h2o_iovec_t title, body;
 
     of_put(dir);

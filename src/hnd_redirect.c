@@ -122,29 +122,40 @@ redirect_free(void *p)
     free(rc);
 }
 
-static int
-on_req(h2o_handler_t *self, h2o_req_t *req)
+/* The Location for a request to a route of plen bytes: the target and, unless exact, the
+ * decoded path past the prefix encoded again, then the query; allocated from pool. */
+static h2o_iovec_t
+location(h2o_mem_pool_t *pool, const struct redirect_conf *rc, size_t plen,
+         h2o_iovec_t path_normalized, h2o_iovec_t path, size_t query_at)
 {
-    const struct redirect_conf *rc = ((struct redirect_handler *)self)->conf;
-    size_t plen = req->pathconf->path.len, tlen = strlen(rc->target);
-    h2o_iovec_t suffix = {NULL, 0}, query = {NULL, 0}, dest;
+    size_t tlen = strlen(rc->target);
+    h2o_iovec_t suffix = {NULL, 0}, query = {NULL, 0};
 
     if (!rc->exact) {
         /* The decoded suffix is encoded again, with runs of '/' made one: "/old//x" must
          * not give "//x", which browsers read as a link to host x. */
-        if (req->path_normalized.len > plen)
-            suffix.base = hnd_location_path(&req->pool, req->path_normalized.base + plen,
-                                            req->path_normalized.len - plen, &suffix.len);
-        if (req->query_at != SIZE_MAX)
-            query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
-                                            req->path.len - req->query_at, &query.len);
+        if (path_normalized.len > plen)
+            suffix.base = hnd_location_path(pool, path_normalized.base + plen,
+                                            path_normalized.len - plen, &suffix.len);
+        if (query_at != SIZE_MAX)
+            query.base = hnd_location_query(pool, path.base + query_at, path.len - query_at,
+                                            &query.len);
         /* "/old" + "/x" onto ".../new/" must not give "new//x". */
         if (suffix.len > 0 && tlen > 0 && rc->target[tlen - 1] == '/' && suffix.base[0] == '/') {
             suffix.base++;
             suffix.len--;
         }
     }
-    dest = h2o_concat(&req->pool, h2o_iovec_init(rc->target, tlen), suffix, query);
+    return h2o_concat(pool, h2o_iovec_init(rc->target, tlen), suffix, query);
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    const struct redirect_conf *rc = ((struct redirect_handler *)self)->conf;
+    h2o_iovec_t dest = location(&req->pool, rc, req->pathconf->path.len, req->path_normalized,
+                                req->path, req->query_at);
+
     h2o_send_redirect(req, rc->status, hnd_reason(rc->status), dest.base, dest.len);
     return 0;
 }

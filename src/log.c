@@ -121,7 +121,7 @@ escape_msg(char *out, size_t outlen, const char *s)
 }
 
 /* One write(2) per line so lines from concurrent workers never interleave. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 vlog(int prio, const char *errstr, const char *fmt, va_list ap)
 {
     char raw[1024], msg[1024], line[1200];

@@ -278,13 +278,13 @@ reqcheck_register(h2o_pathconf_t *pc)
 /* libh2o 2.2.5's answer to a request its parser refuses (lib/http1.c, send_bad_request),
  * the only bytes it writes on an HTTP/1 connection outside a request: when exactly this
  * many were written after the last logged request, the parser refused one. */
-static const char parser_400[] = "HTTP/1.1 400 Bad Request\r\n"
-                                 "Content-Type: text/plain; charset=utf-8\r\n"
-                                 "Connection: close\r\n"
-                                 "Content-Length: 11\r\n"
-                                 "\r\n"
-                                 "Bad Request";
-#define PARSER_400_LEN (sizeof(parser_400) - 1)
+#define PARSER_400 "HTTP/1.1 400 Bad Request\r\n" \
+                   "Content-Type: text/plain; charset=utf-8\r\n" \
+                   "Connection: close\r\n" \
+                   "Content-Length: 11\r\n" \
+                   "\r\n" \
+                   "Bad Request"
+#define PARSER_400_LEN (sizeof(PARSER_400) - 1)
 
 static struct metrics_slot *refused_slot;
 

@@ -1,0 +1,15 @@
+/* What the builders harness's proxy unit (fuzz_builders_proxy.c) offers its main unit. */
+#ifndef PERCORE_FUZZ_BUILDERS_H
+#define PERCORE_FUZZ_BUILDERS_H
+
+#include <sys/socket.h>
+
+#include "h2o_inc.h"
+
+/* The Forwarded, X-Forwarded-Host and Via commands the proxy adds to a request for
+ * authority, from the peer sa, allocated from pool; ends with H2O_HEADERS_CMD_NULL. */
+const h2o_headers_command_t *fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority,
+                                            int https, int version, const struct sockaddr *sa,
+                                            socklen_t salen);
+
+#endif
