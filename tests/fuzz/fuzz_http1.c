@@ -258,7 +258,8 @@ lc_prefix(const char *s, size_t len, const char *want)
     return len >= n && strncasecmp(s, want, n) == 0;
 }
 
-/* The decoded-once form of segment s[0..len) up to any ';' is "." or "..". */
+/* The decoded-once form of segment s[0..len) up to any ';' is "..": it would climb (a "."
+ * stays where it is). */
 static int
 is_dot_segment(const char *s, size_t len)
 {
@@ -277,12 +278,12 @@ is_dot_segment(const char *s, size_t len)
             return 0;
         d[n++] = c;
     }
-    return n == 1 || n == 2;
+    return n == 2;
 }
 
 /* The request target t[0..len) an upstream whose path is base got: under base, with no
- * byte that needs escaping and no segment that reads as "." or ".." (also with '\' as a
- * separator and ";..." as a parameter, as some servers read them). */
+ * byte that needs escaping and no segment that reads as ".." (also with '\' as a separator
+ * and ";..." as a parameter, as some servers read them). */
 static void
 check_up_target(const char *t, size_t len, const char *base)
 {
@@ -299,7 +300,7 @@ check_up_target(const char *t, size_t len, const char *base)
     for (size_t i = 0; i <= plen; i++) {
         if (i == plen || t[i] == '/' || t[i] == '\\') {
             if (i > start && is_dot_segment(t + start, i - start))
-                fail("upstream target '%.*s' with a dot segment", (int)len, t);
+                fail("upstream target '%.*s' with a parent segment", (int)len, t);
             start = i + 1;
         }
     }
