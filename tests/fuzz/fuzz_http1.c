@@ -8,14 +8,17 @@
  * Checked for every input, besides what ASan, UBSan and LeakSanitizer catch:
  * - what the client gets: responses, one after the other, each with a well-formed head
  *   (status line, header lines without a control byte, at most one Content-Length),
- *   framed so the next one can be found, nothing after one that says Connection: close,
+ *   framed so the next one can be found (which answer a HEAD, the access log says), with
+ *   the status the access log has and one for each request it has, nothing after one
+ *   that says Connection: close,
  *   no redirect to another host than configured or to a scheme-relative "//host", no byte
  *   of the file outside the files root, no markup of a file name in a listing; and the
  *   connection closes once the client has stopped sending;
  * - what an upstream gets: a well-formed request under the upstream's path with no
  *   parent segment, one Host, one Forwarded and one Via of percore's own, and none of
  *   the hop-by-hop or forwarding headers a client must not choose;
- * - the access log and the error log: printable lines.
+ * - the access log and the error log: printable lines;
+ * - after each input: no connection, upstream connection or fd left open.
  *
  * Input: byte 0 picks the upstream's answer (bits 0-2) and the number of extra writes
  * the client's bytes are split into (bits 3-4, at most 2); byte 1 where the splits fall;
