@@ -644,8 +644,7 @@ is_tchar(unsigned char c)
 
 /* A Location percore or its upstreams' rewriting may send: a path that does not start
  * with "//" or "/\" (a scheme-relative reference to another host) unless it is the one
- * configured, or an absolute http(s) URL with a valid host and, for example.com, exactly
- * the configured one. */
+ * configured, or an absolute http URL with a valid host, or the configured https one. */
 static void
 check_location(const char *v, size_t len)
 {
@@ -668,8 +667,9 @@ check_location(const char *v, size_t len)
         ;
     if (!reqcheck_host_valid(auth, (size_t)(aend - auth)) || aend == auth)
         fail("Location '%.*s' with an invalid host", (int)len, v);
-    if (lc_prefix(auth, (size_t)(aend - auth), "example.com") &&
-        !(aend - auth == 11 || lc_prefix(auth, (size_t)(aend - auth), "example.com:8080")))
+    /* https is the configured redirect's alone (the proxy rewrites to the client's plain
+     * http and Host, any valid one). */
+    if (auth == v + 8 && !(aend - auth == 11 && lc_prefix(auth, 11, "example.com")))
         fail("Location '%.*s' on another host", (int)len, v);
 }
 
