@@ -84,6 +84,7 @@ struct flow {
     void *gen;
     int paused;
     uint64_t paused_at;
+    int *gone; /* while the reader runs: set by the attempt's dispose, with f gone too */
 };
 
 /* One request's way to an upstream; lives in the request's pool, allocated before
@@ -379,6 +380,8 @@ on_attempt_dispose(void *p)
     /* libh2o's client, whose timeout may be linked in own, is gone: see struct attempt. */
     if (a->flow.own_init)
         h2o_timeout_dispose(a->flow.loop, &a->flow.own);
+    if (a->flow.gone != NULL)
+        *a->flow.gone = 1;
 }
 
 /* ---- what goes upstream ---- */
@@ -421,8 +424,10 @@ is_pchar(unsigned char c)
 
 /* The path sent upstream: the upstream's path, then the request's normalised path (dot
  * segments resolved, percent-escapes decoded once) after the route's prefix, escaped
- * again, then the query as the client sent it. What the client wrote as "%252e" stays
- * "%252e"; nothing it writes can climb above the upstream's path. */
+ * again, then the query as the client sent it but for bytes no request target may hold
+ * (bytes >= 0x80, quotes, '<', '>', '\', '`'), which libh2o's parser lets through and
+ * are percent-encoded here. What the client wrote as "%252e" stays "%252e"; nothing it
+ * writes can climb above the upstream's path. */
 static h2o_iovec_t
 upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
 {
@@ -431,9 +436,13 @@ upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
     size_t skip = norm.len < conf.len ? norm.len : conf.len;
     const unsigned char *sfx = (const unsigned char *)norm.base + skip;
     size_t slen = norm.len - skip;
-    size_t qlen = req->query_at != SIZE_MAX ? req->path.len - req->query_at : 0;
+    size_t qlen = 0;
+    const char *query = NULL;
     int conf_slash = conf.len > 0 && conf.base[conf.len - 1] == '/';
 
+    if (req->query_at != SIZE_MAX)
+        query = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                   req->path.len - req->query_at, &qlen);
     out.base = h2o_mem_alloc_pool(&req->pool, prefix.len + 1 + 3 * slen + qlen);
     memcpy(out.base, prefix.base, prefix.len);
     out.len = prefix.len;
@@ -452,7 +461,7 @@ upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
         }
     }
     if (qlen > 0) {
-        memcpy(out.base + out.len, req->path.base + req->query_at, qlen);
+        memcpy(out.base + out.len, query, qlen);
         out.len += qlen;
     }
     return out;
@@ -642,7 +651,7 @@ on_upstream_read(h2o_socket_t *sock, const char *err)
 {
     h2o_http1client_t *client = sock->data;
     struct flow *f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, client->ctx);
-    int full = sock->input->size >= f->limit;
+    int full = sock->input->size >= f->limit, gone = 0;
 
     /* The reader re-arms its timeout on ctx.io_timeout: a timeout of this request alone
      * when it may have to be stopped. */
@@ -653,7 +662,14 @@ on_upstream_read(h2o_socket_t *sock, const char *err)
     if (f->own_init)
         f->own.timeout = f->timeout_ms;
     f->ctx.io_timeout = full ? &f->own : f->shared;
+    f->gone = &gone;
     f->reader(sock, err);
+    /* The reader may end the response and the request with it (the connection of an
+     * HTTP/1.0 client closes at once when an upstream's close ends the body): f went with
+     * the request's pool. */
+    if (gone)
+        return;
+    f->gone = NULL;
     if (flow_live(f) && f->sock->input->size >= f->limit) {
         h2o_socket_read_stop(f->sock);
         f->paused = 1;
@@ -819,11 +835,40 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
         h2o_socketpool_set_timeout(&h->rt[i].pool, ctx->loop, PROXY_KEEPALIVE_MS);
 }
 
+/* libh2o rewrites a Location naming the upstream into the client's scheme and Host; with
+ * an empty Host that gives "http:///rest", which browsers read as "http://rest", a host
+ * the upstream's path names. Such a Location goes as the path alone, from one '/' (a run
+ * of '/' or '\' would make it scheme-relative). */
+static void
+fix_hostless_location(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_LOCATION, -1);
+    h2o_iovec_t *v;
+    size_t off;
+
+    if (i == -1 || req->input.authority.len != 0)
+        return;
+    v = &req->res.headers.entries[i].value;
+    if (v->len >= 7 && h2o_lcstris(v->base, 7, H2O_STRLIT("http://")))
+        off = 7;
+    else if (v->len >= 8 && h2o_lcstris(v->base, 8, H2O_STRLIT("https://")))
+        off = 8;
+    else
+        return;
+    if (off == v->len || v->base[off] != '/')
+        return; /* it names a host */
+    while (off < v->len && (v->base[off] == '/' || v->base[off] == '\\'))
+        off++;
+    *v = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("/")),
+                    h2o_iovec_init(v->base + off, v->len - off));
+}
+
 /* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
  * 504 (its error is the request's last). Proxied responses get the flow's ostream. */
 static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
+    fix_hostless_location(req);
     if (req->res.status == 502 && req->error_logs.size > 0) {
         const h2o_iovec_t *msg = &req->error_logs.entries[req->error_logs.size - 1].msg;
         if (h2o_memis(msg->base, msg->len, H2O_STRLIT("I/O timeout")) ||

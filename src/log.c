@@ -150,8 +150,11 @@ vlog(int prio, const char *errstr, const char *fmt, va_list ap)
                             : snprintf(msg, sizeof(msg), "%s\n", line);
         break;
     }
-    if (n > (int)sizeof(msg) - 1)
+    /* A line cut to fit still ends with its newline, or the next one would join it. */
+    if (n > (int)sizeof(msg) - 1) {
         n = (int)sizeof(msg) - 1;
+        msg[n - 1] = '\n';
+    }
     (void)!write(log_fd, msg, (size_t)n);
 }
 

@@ -3,6 +3,9 @@
  *
  * Refused with 400 and, on HTTP/1, the connection closed after the answer (so bytes
  * left behind a refused request are never read as another request):
+ * - a method that is not a token (RFC 9110 9.1): libh2o's HTTP/1 parser takes an empty
+ *   one (a request line starting with a space) or one with quotes or brackets, which the
+ *   proxy would send on as they are;
  * - a path with a control byte (0x00-0x1f, 0x7f), raw or percent-encoded: handlers copy
  *   the decoded path into response headers (Location) and file names;
  * - HTTP/1 framing that RFC 9112 6.3 calls an attack: more than one Content-Length (equal
@@ -34,6 +37,25 @@
 #include "util.h"
 
 #define HOST_MAX 255 /* a DNS name is at most 253 bytes */
+
+/* RFC 9110 5.6.2 tchar, the bytes of a method. */
+static int
+is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int
+is_token(h2o_iovec_t s)
+{
+    if (s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; i++)
+        if (!is_tchar((unsigned char)s.base[i]))
+            return 0;
+    return 1;
+}
 
 static int
 has_ctl(h2o_iovec_t s)
@@ -214,6 +236,8 @@ reqcheck_why(h2o_req_t *req)
 {
     h2o_iovec_t head;
 
+    if (!is_token(req->input.method))
+        return "invalid method";
     if (has_ctl(req->input.path) ||
         (req->path_normalized.base != req->input.path.base && has_ctl(req->path_normalized)))
         return "control byte in the path";

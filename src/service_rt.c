@@ -127,8 +127,12 @@ setup_headers(h2o_pathconf_t *pc, const struct conf_route *r)
         *name = h2o_strdup(NULL, r->headers[i].name, SIZE_MAX);
         h2o_strtolower(name->base, name->len);
         tok = h2o_lookup_token(name->base, name->len);
-        if (tok != NULL)
+        if (tok != NULL) {
+            /* libh2o compares names by pointer: a known one is its token's own. */
+            free(name->base);
+            free(name);
             name = (h2o_iovec_t *)&tok->buf;
+        }
         assert((size_t)r->headers[i].cmd < NELEMS(cmd_of));
         cmds[i].cmd = cmd_of[r->headers[i].cmd];
         cmds[i].name = name;
@@ -181,6 +185,30 @@ on_misdirected(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
+/* libh2o 2.2.5 answers an HTTP/1.0 client that asked for keep-alive with a body of
+ * unknown length (proxied chunked or till the upstream's close, or compressed) without
+ * chunking, which 1.0 lacks, yet says keep-alive and keeps the connection: the client
+ * cannot tell where the body ends. Such a response closes the connection instead. The
+ * filter is registered before the handler's and compression's, so it sees the length
+ * they leave. */
+static void
+on_framing_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    int status = req->res.status;
+
+    if (req->version < 0x101 && req->res.content_length == SIZE_MAX && status >= 200 &&
+        status != 204 && status != 304 &&
+        !h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD")))
+        req->http1_is_persistent = 0;
+    h2o_setup_next_ostream(req, slot);
+}
+
+static void
+add_framing_guard(h2o_pathconf_t *pc)
+{
+    h2o_create_filter(pc, sizeof(h2o_filter_t))->on_setup_ostream = on_framing_setup_ostream;
+}
+
 /* The checks every request of s goes through before its route's handler. */
 static void
 add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
@@ -225,6 +253,7 @@ setup_route(h2o_pathconf_t *pc, const struct conf_service *s, const struct conf_
     pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
     /* First: its filter must be set up last, next to the connection. */
     sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
+    add_framing_guard(pc);
     add_guards(pc, s);
     r->hnd->setup(pc, r->hnd_conf);
     setup_headers(pc, r);
@@ -265,6 +294,7 @@ setup_service(const struct conf *c, const struct conf_service *s, struct service
     free(routes);
     /* Requests no route matched (404s) are limited, counted and logged too. */
     sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);
+    add_framing_guard(&host->fallback_path);
     add_guards(&host->fallback_path, s);
     add_request_logger(&host->fallback_path, rt, metrics);
     rt->hosts[0] = host;

@@ -187,6 +187,22 @@ worker_conn_of_req(h2o_req_t *req)
     return worker_conn(req->conn->callbacks->get_socket(req->conn));
 }
 
+/* Serve sock, just accepted on a socket served as lr says: counted, given its record, then
+ * handed to libh2o (or to the TLS handshake first). The fuzzer's HTTP/1 harness serves its
+ * socketpairs through here too. */
+static void
+serve_conn(h2o_socket_t *sock, const struct lsn_rt *lr)
+{
+    this_worker.conns++;
+    assert(this_worker.conns <= this_worker.heritage->conf->max_connections);
+    atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
+    conn_open(sock, lr);
+    if (lr->nsites == 0)
+        h2o_accept(lr->actx, sock);
+    else
+        tlsaccept(sock, lr->sites, lr->nsites);
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -204,14 +220,7 @@ on_accept(h2o_socket_t *listener, const char *err)
         sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             break;
-        this_worker.conns++;
-        assert(this_worker.conns <= this_worker.heritage->conf->max_connections);
-        atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
-        conn_open(sock, lr);
-        if (lr->nsites == 0)
-            h2o_accept(lr->actx, sock);
-        else
-            tlsaccept(sock, lr->sites, lr->nsites);
+        serve_conn(sock, lr);
     }
 }
 

@@ -71,6 +71,38 @@ expect_eq "Forwarded (RFC 7239)" "$(curl -s "$URL/api/" | j fwd)" \
     "for=127.0.0.1;proto=http;host=\"127.0.0.1:$PORT\""
 expect_eq "Location from the upstream is rewritten to the route" \
     "$(curl -s -o /dev/null -w '%{redirect_url}' "$URL/api/redir")" "$URL/api/new"
+# An empty Host would make it "http:///api/new", which browsers take for host "api".
+expect_eq "with an empty Host, the rewritten Location is a path" \
+    "$(curl -s -D - -o /dev/null -H 'Host;' "$URL/api/redir" | tr -d '\r' |
+        sed -n 's/^location: //Ip')" "/api/new"
+# The body ends with the upstream's close, and with it the HTTP/1.0 client's connection.
+BEFORE=$(workers)
+expect_eq "an HTTP/1.0 client gets a body that ends with the upstream's close" \
+    "$(curl -s -0 "$URL/api/tillclose")" "till the close"
+expect_eq "and the same worker serves on" "$(curl -s "$URL/unix/u" | j name) $(workers)" \
+    "U $BEFORE"
+# HTTP/1.0 has no chunking: asked for keep-alive, a body of unknown length must end with
+# the close, said so in the head, or the client cannot tell where it ends.
+got=$(python3 - "$PORT" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(b"GET /api/tillclose HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+d = b""
+try:
+    while True:
+        x = s.recv(65536)
+        if not x:
+            break
+        d += x
+except socket.timeout:
+    d += b"<OPEN>"
+print("close" if b"\r\nConnection: close\r\n" in d else "keep-alive",
+      "<OPEN>" if d.endswith(b"<OPEN>") else "<EOF>")
+PY
+)
+expect_eq "HTTP/1.0 keep-alive, a body of unknown length: Connection: close, then closed" \
+    "$got" "close <EOF>"
 expect_eq "unix-socket upstream" "$(curl -s "$URL/unix/u" | j name)" "U"
 expect_eq "least_conn serves" "$(curl -s -o /dev/null -w '%{http_code}' "$URL/lc/")" "200"
 for _ in $(seq 1 50); do curl -s -o /dev/null "$URL/unix/k"; done

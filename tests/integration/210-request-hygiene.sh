@@ -153,6 +153,18 @@ for k in "${!HEADS[@]}"; do
         "$(printf '%s' "$out" | grep -ac '^HTTP/1.1 ') $(printf '%s' "$out" | status) $(printf '%s' "$out" | closed)" \
         "1 400 <EOF>"
 done
+# A method that is not a token (libh2o's parser takes an empty one): 400 and closed.
+METHODS=('' 'G"T' 'GE<T' '(GET)' 'G,T')
+REQS=()
+for m in "${METHODS[@]}"; do
+    REQS+=("$m /count/m HTTP/1.1\r\nHost: a\r\n\r\nGET /count/SMUGGLEDM HTTP/1.1\r\nHost: a\r\n\r\n")
+done
+raw "${REQS[@]}"
+for k in "${!METHODS[@]}"; do
+    out=$(r $((k + 1)))
+    expect_eq "method '${METHODS[k]}': 400, then closed" \
+        "$(printf '%s' "$out" | status) $(printf '%s' "$out" | closed)" "400 <EOF>"
+done
 HEADS=('Host: a\r\nX-A: b\r\n folded' 'Host: a\r\nX-A: b\r\n\tfolded' 'Host: a\r\nHost: b'
     'Host: a;for=198.51.100.8' 'Host: a:80x' 'Host: a:' 'Host: a:123456' 'Host: [zz]:80'
     'Host: a/b' 'Host: a@b' 'Host: a,b' 'Host: %61' 'Host: a b' 'Host: :80' 'Host: a:65536'
@@ -190,6 +202,12 @@ raw 'GET /count/caf\xc3\xa9%1b%00 HTTP/1.1\r\nHost: a\r\n\r\n'
 wait_for grep -q 'caf\\xc3\\xa9' "$PC_LOG"
 check "the error log line is escaped" \
     grep -q 'GET /count/caf\\xc3\\xa9%1b%00: refused: control byte in the path' "$PC_LOG"
+# A line too long for the log is cut, and still ends: the next one is a line of its own.
+LONG=$(printf '\\xff%.0s' $(seq 1 300))
+raw "GET /count/$LONG%00 HTTP/1.1\r\nHost: a\r\n\r\n" 'GET /count/next%00 HTTP/1.1\r\nHost: a\r\n\r\n'
+wait_for grep -q 'next%00: refused' "$PC_LOG"
+check "a cut error log line does not swallow the next" \
+    grep -q '^worker [0-9]*: GET /count/next%00: refused' "$PC_LOG"
 expect_eq "no raw byte >= 0x80 or ESC in the error log" \
     "$(LC_ALL=C grep -c $'[\x80-\xff\x1b]' "$PC_LOG")" "0"
 before=$(metric_4xx)

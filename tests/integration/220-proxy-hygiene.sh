@@ -107,6 +107,8 @@ def paths():
     path_case("/%252e%252e%252fx", "/base/%252e%252e%252fx")
     path_case("/a%20b/%E2%82%AC", "/base/a%20b/%E2%82%AC")
     path_case("/a?q=../..&r=%2e%2e", "/base/a?q=../..&r=%2e%2e")
+    # A query byte no request target may hold is encoded, not passed on raw.
+    path_case("/a?q=\u00e9\"<x>", "/base/a?q=%E9%22%3Cx%3E")
     # With a route prefix: the path is normalised before the route is chosen.
     path_case("/api/a/%2e%2e/b", "/base/b")
     path_case("/api/x?q=1", "/base/x?q=1")

@@ -2,7 +2,8 @@
 """A small HTTP/1.1 upstream for proxy tests: answers JSON describing the request it got.
 
 usage: upstream.py PORT|unix:/PATH NAME
-GET /hang sleeps 10 s; GET /redir answers 302 to its own absolute URL /v1/new;
+GET /hang sleeps 10 s; GET /redir answers 302 to its own absolute URL /v1/new; GET
+/tillclose answers a body that ends when it closes the connection (no length);
 GET /conns answers how many distinct client connections it has seen; GET /stats answers
 how many connections it has accepted and requests it has read, in total.
 The JSON also carries the raw request line and header lines it received ("line",
@@ -43,6 +44,10 @@ class H(http.server.BaseHTTPRequestHandler):
             return
         if self.path.endswith("/sent"):
             self.send_json(dict(big))
+            return
+        if self.path.endswith("/tillclose"):  # in one write, then the close
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ntill the close\n")
+            self.close_connection = True
             return
         if self.path.endswith("/redir"):
             self.send_response(302)
