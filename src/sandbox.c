@@ -133,7 +133,7 @@ allow_with_args(scmp_filter_ctx ctx, const struct conf *c)
     /* Upstreams: IP and Unix sockets, no other family. */
     const int families[] = {AF_INET, AF_INET6, AF_UNIX};
     /* Signals only to itself: raise() and abort(). */
-    struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (uint64_t)getpid());
+    struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (uint64_t)getpid(), 0);
     int nr;
 
     if (allow(ctx, "openat", 1, &rdonly) < 0 || allow(ctx, "mmap", 1, &noexec) < 0 ||
@@ -142,7 +142,7 @@ allow_with_args(scmp_filter_ctx ctx, const struct conf *c)
     if (writes_log_files(c) && allow(ctx, "openat", 1, &logopen) < 0)
         return -1;
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
-        struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i]);
+        struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i], 0);
         if (allow(ctx, "socket", 1, &fam) < 0)
             return -1;
     }
@@ -172,7 +172,7 @@ build(const struct conf *c)
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
     /* Sanitizer builds only: a report asks whether stderr is a terminal (for colours),
      * and the runtime drops its alternate signal stack when the worker exits. */
-    if (allow(ctx, "ioctl", 1, &(struct scmp_arg_cmp)SCMP_A1(SCMP_CMP_EQ, TCGETS)) < 0 ||
+    if (allow(ctx, "ioctl", 1, &(struct scmp_arg_cmp)SCMP_A1(SCMP_CMP_EQ, TCGETS, 0)) < 0 ||
         allow(ctx, "sigaltstack", 0, NULL) < 0)
         goto fail;
 #endif
