@@ -34,14 +34,22 @@ log_open(enum log_target target, const char *path)
     if (target == LOG_TARGET_AUTO)
         target = sysd_stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
     if (target == LOG_TARGET_FILE) {
+        char *copy;
+
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (fd == -1)
             return -1;
+        /* Copied before the old one goes: a reopen passes log_path itself. */
+        copy = strdup(path);
+        if (copy == NULL) {
+            close(fd);
+            return -1;
+        }
         if (log_fd != STDERR_FILENO)
             close(log_fd);
         log_fd = fd;
         free(log_path);
-        log_path = strdup(path);
+        log_path = copy;
     } else if (log_fd != STDERR_FILENO) {
         close(log_fd);
         log_fd = STDERR_FILENO;

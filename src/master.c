@@ -650,6 +650,8 @@ on_signals(void)
         case SIGUSR1:
             if (log_reopen() == -1)
                 log_warn("cannot reopen the log file");
+            else
+                log_info("log files reopened");
             signal_workers(SIGUSR1);
             break;
         case SIGTERM:

@@ -372,7 +372,8 @@ enter_sandbox(void)
     if (!h->conf->worker_sandbox)
         return;
     if (sandbox_install(h->conf, this_worker.metrics, err, sizeof(err)) == -1) {
-        log_warnx("cannot enter the sandbox: %s (worker_sandbox off; runs without it)", err);
+        log_warnx("cannot enter the sandbox: %s; the worker exits (set 'worker_sandbox off;' "
+                  "to run without it)", err);
         _exit(1);
     }
 }

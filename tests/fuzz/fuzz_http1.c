@@ -554,6 +554,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     this_worker.loop = h2o_evloop_create();
     this_worker.services = service_rt_setup(c, this_worker.loop, this_worker.metrics);
     sendguard_init(this_worker.loop);
+    linger_init(this_worker.loop);
     fz.lr = find_listener(c);
     start_upstreams(this_worker.loop, ufd, tfd);
     fz.alog_fd = open(fz.alog, O_RDWR | O_CREAT | O_CLOEXEC, 0644);

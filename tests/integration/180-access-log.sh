@@ -63,6 +63,28 @@ expect_eq "after SIGUSR1 a new file gets the new lines" "$(grep -c '/after' "$LO
 expect_eq "and the rotated one keeps the old ones" "$(wc -l <"$LOG.1")" "203"
 stop_percore
 
+# The error log file is reopened on SIGUSR1 too, by the master and each worker, again and
+# again: each rotation's lines land in a new file of the same name.
+ELOG=$T_DIR/error.log
+sed "1i log $ELOG;" "$CONF" >"$T_DIR/elog.conf"
+start_elog() {
+    : >"$PC_LOG"
+    "$PERCORE" -f -c "$T_DIR/elog.conf" >>"$PC_LOG" 2>&1 &
+    PC_PID=$!
+    wait_for grep -q "ready:" "$ELOG" || bail "percore with an error log file did not start"
+}
+reopened() { [ "$(grep -c "log files reopened" "$ELOG" 2>/dev/null)" -ge 3 ]; }
+start_elog
+for n in 1 2 3; do
+    mv "$ELOG" "$ELOG.$n"
+    kill -USR1 "$PC_PID"
+    wait_for reopened
+    check "rotation $n: the master and both workers write to the new error log" reopened
+done
+stop_percore
+expect_eq "no stray file beside the logs" \
+    "$(find "$T_DIR" -maxdepth 1 -newer "$ELOG.1" -type f ! -name 'error.log*' ! -name 'access.log*' | wc -l)" "0"
+
 # A log the workers could not write is a config error at its position.
 mkdir -p "$T_DIR/ro"
 chmod 555 "$T_DIR/ro"
