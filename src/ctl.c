@@ -398,6 +398,45 @@ evict_oldest(struct ctl *c)
 
 /* Root and the master's own user only: the file's mode says the same, this says it
  * whatever the directory's. */
+/* The parent of pid, from /proc/PID/stat (readable whatever the process), or -1. */
+static pid_t
+parent_of(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    ssize_t n;
+    long ppid;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, ')' included. */
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %*c %ld", &ppid) != 1)
+        return -1;
+    return (pid_t)ppid;
+}
+
+/* Whether pid is this process's child, grandchild, ... (bounded walk). */
+static int
+descends_from_self(pid_t pid)
+{
+    pid_t self = getpid();
+
+    for (int depth = 0; depth < 32 && pid > 1; depth++) {
+        pid = parent_of(pid);
+        if (pid == self)
+            return 1;
+    }
+    return 0;
+}
+
 static int
 client_allowed(int fd)
 {
@@ -405,7 +444,10 @@ client_allowed(int fd)
 
     if (peer_cred(fd, &cred) == -1)
         return 0;
-    return cred.uid == 0 || cred.uid == geteuid();
+    if (cred.uid != 0 && cred.uid != geteuid())
+        return 0;
+    /* Workers run as the master's user: one taken over must not reload or stop it. */
+    return !descends_from_self(cred.pid);
 }
 
 static void

@@ -504,10 +504,22 @@ guarded_read(h2o_socket_t *sock, const char *err)
  * stream under way finish but asks for no new one, then a second later (a round trip,
  * for streams already on their way) the final GOAWAY naming the last stream served. It
  * tells only the connections it knows when the drain starts: one whose TLS handshake ends
- * later would hear nothing, keep opening streams, and be cut at shutdown_timeout with
- * some in flight. For it, libh2o's shutdown is started over: the first GOAWAY again to
- * every connection still open to new streams, the final one a second later. A drain sees
- * few of these (the handshakes under way when it began), and its deadline stays. */
+ * later would hear nothing once the final step has run, keep opening streams, and be cut
+ * at shutdown_timeout with some in flight. For it, libh2o's shutdown is started over
+ * (the first GOAWAY to every connection still open to new streams, the final one a
+ * second later). While the final step is still to come, it covers the new connection
+ * too and nothing is done: its callback, saved when the drain starts, is still armed. */
+static h2o_timeout_cb goaway_final_step;
+
+void
+h2guard_drain_started(h2o_context_t *ctx)
+{
+    h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
+
+    if (goaway_final_step == NULL && h2o_timeout_is_linked(t))
+        goaway_final_step = t->cb;
+}
+
 static void
 goaway_if_draining(h2o_context_t *ctx)
 {
@@ -515,8 +527,11 @@ goaway_if_draining(h2o_context_t *ctx)
 
     if (!ctx->shutdown_requested || ctx->globalconf->http2.callbacks.request_shutdown == NULL)
         return;
-    if (h2o_timeout_is_linked(t))
+    if (h2o_timeout_is_linked(t)) {
+        if (t->cb == goaway_final_step)
+            return;
         h2o_timeout_unlink(t);
+    }
     t->cb = NULL; /* libh2o starts only once otherwise */
     ctx->globalconf->http2.callbacks.request_shutdown(ctx);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -958,6 +959,10 @@ int
 master_run(struct conf *conf, const struct master_opts *opts)
 {
     ASSERT_MASTER();
+    /* The master holds the private keys: no process of its user (a worker taken over
+     * among them) may read its memory through /proc or ptrace. Workers inherit it. */
+    if (prctl(PR_SET_DUMPABLE, 0) == -1)
+        log_warn("prctl(PR_SET_DUMPABLE)");
     master_init(conf, opts);
     for (unsigned i = 0; i < master.nslots; i++)
         if (spawn(i, master.gen, master.conf) == -1)

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/audit.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -49,8 +51,7 @@ static const char *const allowed[] = {
     /* the event loop and its sockets */
     "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "accept", "read", "readv", "write",
     "writev", "recvfrom", "recvmsg", "sendto", "sendmsg", "sendmmsg", "shutdown", "close",
-    "getsockopt", "setsockopt", "getsockname", "getpeername", "connect", "fcntl", "poll",
-    "ppoll",
+    "getsockopt", "setsockopt", "getsockname", "getpeername", "connect", "poll", "ppoll",
     /* files: served read-only (openat below), stat, sent, listed */
     "pread64", "preadv", "lseek", "sendfile", "fstat", "newfstatat", "statx", "lstat", "stat",
     "readlink", "readlinkat", "getdents64",
@@ -116,6 +117,26 @@ writes_log_files(const struct conf *c)
     return 0;
 }
 
+/* fcntl for what the loop does with descriptors (flags, close-on-exec, the lingering
+ * close's duplicate), never F_SETOWN/F_SETSIG or O_ASYNC: with those a worker could
+ * signal any process of its user, the master among them. */
+static int
+allow_fcntl(scmp_filter_ctx ctx)
+{
+    const int plain[] = {F_GETFD, F_SETFD, F_GETFL, F_DUPFD_CLOEXEC};
+    struct scmp_arg_cmp setfl[] = {
+        SCMP_A1(SCMP_CMP_EQ, F_SETFL, 0),
+        SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, 0),
+    };
+
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        struct scmp_arg_cmp cmd = SCMP_A1(SCMP_CMP_EQ, (uint64_t)plain[i], 0);
+        if (allow(ctx, "fcntl", 1, &cmd) < 0)
+            return -1;
+    }
+    return allow(ctx, "fcntl", 2, setfl);
+}
+
 /* The calls allowed only with some arguments. */
 static int
 allow_with_args(scmp_filter_ctx ctx, const struct conf *c)
@@ -123,11 +144,14 @@ allow_with_args(scmp_filter_ctx ctx, const struct conf *c)
     /* Opens that cannot write, create or truncate. */
     const uint64_t wmask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
     struct scmp_arg_cmp rdonly = SCMP_A2(SCMP_CMP_MASKED_EQ, wmask, O_RDONLY);
-    /* The log files' reopen (log.c, accesslog.c): append, create, nothing more. Only the
-     * low 32 bits: the kernel reads an int. */
-    struct scmp_arg_cmp logopen = SCMP_A2(SCMP_CMP_MASKED_EQ,
-                                          (uint32_t) ~(O_CLOEXEC | O_NOCTTY),
-                                          O_WRONLY | O_APPEND | O_CREAT);
+    /* The log files' reopen (log.c, accesslog.c): append, create, nothing more, and a
+     * mode that makes nothing executable or set-id. Only the low 32 bits of the flags:
+     * the kernel reads an int. */
+    struct scmp_arg_cmp logopen[] = {
+        SCMP_A2(SCMP_CMP_MASKED_EQ, (uint32_t) ~(O_CLOEXEC | O_NOCTTY),
+                O_WRONLY | O_APPEND | O_CREAT),
+        SCMP_A3(SCMP_CMP_MASKED_EQ, S_IXUSR | S_IXGRP | S_IXOTH | S_ISUID | S_ISGID | S_ISVTX, 0),
+    };
     /* No executable memory: code is mapped before the sandbox or never. */
     struct scmp_arg_cmp noexec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
     /* Upstreams: IP and Unix sockets, no other family. */
@@ -139,7 +163,9 @@ allow_with_args(scmp_filter_ctx ctx, const struct conf *c)
     if (allow(ctx, "openat", 1, &rdonly) < 0 || allow(ctx, "mmap", 1, &noexec) < 0 ||
         allow(ctx, "mprotect", 1, &noexec) < 0 || allow(ctx, "tgkill", 1, &self) < 0)
         return -1;
-    if (writes_log_files(c) && allow(ctx, "openat", 1, &logopen) < 0)
+    if (writes_log_files(c) && allow(ctx, "openat", 2, logopen) < 0)
+        return -1;
+    if (allow_fcntl(ctx) < 0)
         return -1;
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
         struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_EQ, (uint64_t)families[i], 0);
@@ -233,15 +259,18 @@ fail:
 void
 sandbox_describe(const struct metrics_slot *slot, char *buf, size_t len)
 {
-    int nr = atomic_load(&slot->sandbox_nr) - 1;
+    /* Written by the worker: any value, read without trusting it. */
+    unsigned stored = (unsigned)atomic_load(&slot->sandbox_nr);
     unsigned arch = atomic_load(&slot->sandbox_arch);
+    int nr;
     char *name;
 
     ASSERT_MASTER();
-    if (nr < 0) {
+    if (stored == 0 || stored > INT_MAX) {
         buf[0] = '\0';
         return;
     }
+    nr = (int)stored - 1;
     name = arch == seccomp_arch_native() ? seccomp_syscall_resolve_num_arch(arch, nr) : NULL;
     if (name != NULL)
         snprintf(buf, len, "%s", name);

@@ -371,6 +371,10 @@ enter_sandbox(void)
 
     if (!h->conf->worker_sandbox)
         return;
+    /* libh2o moves a socket buffer past 32 MiB into a temp file it creates, which the
+     * sandbox forbids: buffers stay in memory, bounded by the proxy's buffer_size (which
+     * a read may pass by one read's worth before the proxy stops reading). */
+    h2o_socket_buffer_mmap_settings.threshold = SIZE_MAX;
     if (sandbox_install(h->conf, this_worker.metrics, err, sizeof(err)) == -1) {
         log_warnx("cannot enter the sandbox: %s; the worker exits (set 'worker_sandbox off;' "
                   "to run without it)", err);
@@ -402,6 +406,7 @@ drain_and_exit(void)
     }
     for (size_t i = 0; i < this_worker.heritage->conf->nservices; i++) {
         h2o_context_request_shutdown(&this_worker.services[i].ctx);
+        h2guard_drain_started(&this_worker.services[i].ctx);
         this_worker.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
     while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {
@@ -438,6 +443,10 @@ worker_run(const struct heritage *h)
     sendguard_init(this_worker.loop);
     linger_init(this_worker.loop);
     drop_privileges();
+    /* Changing ids resets it: a worker taken over must not read a sibling's memory (other
+     * clients' requests) through /proc/PID/mem. */
+    if (prctl(PR_SET_DUMPABLE, 0) == -1)
+        log_warn("prctl(PR_SET_DUMPABLE)");
     enter_sandbox();
     notify_master(WMSG_READY);
     while (!this_worker.stopping) {

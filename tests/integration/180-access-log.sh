@@ -55,8 +55,9 @@ expect_eq "every line is whole" "$(grep -Evc '^127\.0\.0\.1 - - \[.*\] ".*" [0-9
 # Rotation: move the file away, SIGUSR1, and the next line goes to a new file.
 mv "$LOG" "$LOG.1"
 kill -USR1 "$PC_PID"
-# Every worker reopens its log on the signal; a request after that lands in the new file.
-wait_for log_count_at_least "log files reopened" 2
+# The master and every worker reopen their logs on the signal (three lines); a request
+# after that lands in the new file.
+wait_for log_count_at_least "log files reopened" 3
 curl -s -o /dev/null "$URL/after"
 wait_for lines_at_least "$LOG" 1
 expect_eq "after SIGUSR1 a new file gets the new lines" "$(grep -c '/after' "$LOG" 2>/dev/null)" "1"

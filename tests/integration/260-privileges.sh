@@ -43,6 +43,10 @@ dropped() {
         expect_eq "worker $pid: $cap" "$(status_of "$pid" "$cap")" 0000000000000000
     done
     expect_eq "worker $pid: NoNewPrivs" "$(status_of "$pid" NoNewPrivs)" 1
+    # Not dumpable: its /proc files belong to root, so no process of its user (another
+    # worker taken over) reads its memory.
+    expect_eq "worker $pid: /proc/PID/mem is root's, not its user's" \
+        "$(stat -c %u "/proc/$pid/mem")" 0
 }
 
 # all_dropped UID GID: the check for each worker of the running master (two of them).

@@ -86,11 +86,17 @@ wait_for two_workers
 check "respawned again" wait_for confined
 expect_eq "and serving goes on" "$(curl -s "$URL/")" "Hello, world!"
 
+curl -s -o /dev/null "$URL/x/setown"
+check "fcntl(F_SETOWN) kills the worker: no signals to other processes" wait_for log_has \
+    "on system call fcntl, which the sandbox forbids"
+wait_for two_workers
+check "respawned once more" wait_for confined
+
 # Rotated logs are reopened inside the sandbox: the one writing open it allows.
 ENDS=$(worker_ends)
 mv "$T_DIR/access.log" "$T_DIR/access.log.1"
 kill -USR1 "$PC_PID"
-wait_for log_count_at_least "log files reopened" 2
+wait_for log_count_at_least "log files reopened" 3
 curl -s -o /dev/null "$URL/after-rotation"
 check "after SIGUSR1 the access log is a new file" \
     wait_for grep -q '/after-rotation' "$T_DIR/access.log"

@@ -1,10 +1,14 @@
 /* A percore module used by the sandbox tests: on request it makes system calls the worker
  * sandbox forbids. /exec calls execve (of a program that does not exist, so that without
  * the sandbox the worker goes on: it answers with the error), /fork forks a child that
- * exits at once. Built with -DNEEDS_SYSCALLS it says it needs the sandbox off. */
+ * exits at once, /setown asks for a signal when its socket is ready
+ * (F_SETOWN: with it a worker could signal any process of its user). Built with
+ * -DNEEDS_SYSCALLS it says it needs the sandbox off. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +49,12 @@ sandbox_handle(void *data, struct percore_request *req)
         if (pid == -1 || waitpid(pid, &status, 0) != pid)
             return answer(req, "fork failed\n");
         return answer(req, "forked\n");
+    }
+    if (len >= 9 && memcmp(path, "/x/setown", 9) == 0) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0); /* allowed: the fcntl is what is refused */
+        int rc = fcntl(fd, F_SETOWN, getpid()); /* any pid: the call is refused */
+        close(fd);
+        return answer(req, rc == 0 ? "setown\n" : "setown failed\n");
     }
     return answer(req, "no call\n");
 }
