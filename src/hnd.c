@@ -133,6 +133,14 @@ query_char_ok(unsigned char c)
     return c > 0x20 && c < 0x7f && strchr("\"<>\\`'", c) == NULL;
 }
 
+/* Bytes a Location passed on may keep: all but controls, space and DEL. Browsers drop tab,
+ * CR and LF from a URL before reading it, so a raw one can hide a "//host". */
+static int
+visible_char_ok(unsigned char c)
+{
+    return c > 0x20 && c != 0x7f;
+}
+
 /* s percent-encoded where keep() says no, in pool; with one_slash, runs of '/' made one. */
 static char *
 encode(h2o_mem_pool_t *pool, const char *s, size_t len, int (*keep)(unsigned char),
@@ -168,4 +176,10 @@ char *
 hnd_location_query(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
     return encode(pool, s, len, query_char_ok, 0, outlen);
+}
+
+char *
+hnd_location_visible(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
+{
+    return encode(pool, s, len, visible_char_ok, 0, outlen);
 }

@@ -67,5 +67,9 @@ char *hnd_location_path(struct st_h2o_mem_pool_t *pool, const char *s, size_t le
  * HTML link). */
 char *hnd_location_query(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
                          size_t *outlen);
+/* The Location s[0..len) from elsewhere (an upstream) as percore may pass it on: controls,
+ * space and DEL percent-encoded, all else as it is. */
+char *hnd_location_visible(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
+                           size_t *outlen);
 
 #endif

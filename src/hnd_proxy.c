@@ -835,32 +835,53 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
         h2o_socketpool_set_timeout(&h->rt[i].pool, ctx->loop, PROXY_KEEPALIVE_MS);
 }
 
+/* Tab, CR and LF: browsers drop them from a URL before they read it. */
+static int
+url_ignores(char c)
+{
+    return c == '\t' || c == '\r' || c == '\n';
+}
+
 /* libh2o rewrites a Location naming the upstream into the client's scheme and Host; with
  * an empty Host that gives "http:///rest", which browsers read as "http://rest", a host
- * the upstream's path names. Such a Location goes as the path alone, from one '/' (a run
- * of '/' or '\' would make it scheme-relative). */
+ * the upstream's path names. Such a Location goes as the path alone, from one '/': a run
+ * of '/' or '\', with any tab, CR or LF in it, would make it scheme-relative. */
 static void
-fix_hostless_location(h2o_req_t *req)
+strip_empty_host(h2o_req_t *req, h2o_iovec_t *v)
 {
-    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_LOCATION, -1);
-    h2o_iovec_t *v;
     size_t off;
 
-    if (i == -1 || req->input.authority.len != 0)
-        return;
-    v = &req->res.headers.entries[i].value;
     if (v->len >= 7 && h2o_lcstris(v->base, 7, H2O_STRLIT("http://")))
         off = 7;
     else if (v->len >= 8 && h2o_lcstris(v->base, 8, H2O_STRLIT("https://")))
         off = 8;
     else
         return;
+    while (off < v->len && url_ignores(v->base[off]))
+        off++;
     if (off == v->len || v->base[off] != '/')
         return; /* it names a host */
-    while (off < v->len && (v->base[off] == '/' || v->base[off] == '\\'))
+    while (off < v->len &&
+           (v->base[off] == '/' || v->base[off] == '\\' || url_ignores(v->base[off])))
         off++;
     *v = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("/")),
                     h2o_iovec_init(v->base + off, v->len - off));
+}
+
+/* The upstream's Location, rewritten or not, goes with its controls percent-encoded, as
+ * the Locations percore builds: a raw tab, say, would hide a "//host" from any check. */
+static void
+fix_location(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->res.headers, H2O_TOKEN_LOCATION, -1);
+    h2o_iovec_t *v;
+
+    if (i == -1)
+        return;
+    v = &req->res.headers.entries[i].value;
+    if (req->input.authority.len == 0)
+        strip_empty_host(req, v);
+    v->base = hnd_location_visible(&req->pool, v->base, v->len, &v->len);
 }
 
 /* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
@@ -868,7 +889,7 @@ fix_hostless_location(h2o_req_t *req)
 static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
-    fix_hostless_location(req);
+    fix_location(req);
     if (req->res.status == 502 && req->error_logs.size > 0) {
         const h2o_iovec_t *msg = &req->error_logs.entries[req->error_logs.size - 1].msg;
         if (h2o_memis(msg->base, msg->len, H2O_STRLIT("I/O timeout")) ||

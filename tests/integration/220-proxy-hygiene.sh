@@ -2,8 +2,9 @@
 # What the proxy sends upstream, whatever the client wrote: a path that stays under the
 # upstream's path (every spelling of "..", with and without a route prefix), no hop-by-hop
 # header nor one that Connection names, forwarding headers that only percore writes
-# (Forwarded quoted, Via with percore's name), and a bounded read-ahead for a client that
-# does not read.
+# (Forwarded quoted, Via with percore's name), an upstream's Location passed on without raw
+# control bytes nor a "//host" an empty Host would make, and a bounded read-ahead for a
+# client that does not read.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -199,6 +200,69 @@ def forwarded():
                "Forwarded for an IPv6 client: quoted and bracketed", f"got {got}")
 
 
+def head(target, *hdrs):
+    """One GET; returns (status, its header lines as bytes), or (None, [])."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(("GET %s HTTP/1.1\r\n%s\r\nConnection: close\r\n\r\n"
+               % (target, "\r\n".join(hdrs))).encode("latin-1"))
+    d = b""
+    while True:
+        x = s.recv(65536)
+        if not x:
+            break
+        d += x
+    s.close()
+    lines = d.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    return lines[0].split(b" ")[1].decode() if b" " in lines[0] else None, lines[1:]
+
+
+def browser_host(loc):
+    """The host a browser sends a redirect to (None: this one): it drops tab, CR and LF,
+    reads '\\' as '/', and "//x" (or "http://x", "http:///x") names host x."""
+    u = re.sub(r"[\t\r\n]", "", loc).replace("\\", "/")
+    m = re.match(r"(?i)(?:https?:)?//+([^/?#]*)", u)
+    return m.group(1) if m else None
+
+
+def loc_case(sent, want, host="Host:", goes_to=None):
+    """The upstream answers Location: sent; the client gets want, which a browser reads as
+    a link to goes_to (None: this host), with no raw control byte, and no line that is not
+    a header."""
+    status, lines = head("/loc?to=" + urllib.parse.quote(sent, safe=""), host)
+    got = [l[10:].decode("latin-1") for l in lines if l.lower().startswith(b"location: ")]
+    bad = [l for l in lines if not re.match(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+: ", l)]
+    good = (status == "302" and got == [want] and not bad and
+            not re.search(r"[\x00-\x20\x7f]", want) and
+            browser_host(want) == goes_to)
+    report(good, f"{host} Location {sent!r} from the upstream: {want!r}",
+           f"status {status}, got {got}, lines not headers {bad}")
+
+
+def locations():
+    up_ = f"http://127.0.0.1:{up}/base"
+    # With an empty Host, libh2o's rewrite gives "http:///..."; a path goes instead, from
+    # one '/' whatever the run of '/', '\\', tab, CR and LF after it.
+    for sent in ("/\t/evil.example/", "/\t\\\t/evil.example/", "//\\\t/\\evil.example/",
+                 "/\\\t\t/evil.example/", "/\t\t//evil.example/"):
+        loc_case(up_ + sent, "/evil.example/")
+    loc_case(up_ + "/%09/evil.example/", "/%09/evil.example/")
+    loc_case(up_ + "/%0d%0a/evil.example/", "/%0d%0a/evil.example/")
+    loc_case(up_ + "/a\tb/c", "/a%09b/c")
+    # With a Host the rewrite names it; a tab, rewritten or not, goes encoded.
+    loc_case(up_ + "/\t/evil.example/", "http://h.example/%09/evil.example/", "Host: h.example",
+             "h.example")
+    loc_case("http://other.example/\t/x", "http://other.example/%09/x", "Host: h.example",
+             "other.example")
+    loc_case("/\t/evil.example/", "/%09/evil.example/", "Host: h.example")
+    # No upstream header holds a raw CR, LF or other control but tab: the response is refused.
+    for sent in ("/\r/evil.example/", "/\n/evil.example/", "/\r\r\n/evil.example/", "/\x01/x",
+                 "/\x7f/x"):
+        status, lines = head("/loc?to=" + urllib.parse.quote(up_ + sent, safe=""), "Host:")
+        got = [l for l in lines if l.lower().startswith(b"location")]
+        report(status == "502" and not got, f"Location {sent!r} from the upstream: 502",
+               f"status {status}, got {got}")
+
+
 def slow():
     """A client that reads nothing, then everything."""
     def rss():
@@ -292,6 +356,8 @@ expect_eq "'/api/../other/' is the other route's" \
 run_checks headers
 # ---- 2.4: forwarding headers are percore's, quoted ----
 run_checks forwarded ${V6:+v6}
+# ---- the upstream's Location holds no raw control byte, nor a "//host" ----
+run_checks locations
 # ---- 2.7: a client that reads nothing costs about the buffer, not the response ----
 run_checks slow "$(ldd "$PERCORE" | grep -q libasan && echo asan)"
 expect_eq "a client that reads at once gets all of it" \

@@ -9,7 +9,8 @@ how many connections it has accepted and requests it has read, in total.
 The JSON also carries the raw request line and header lines it received ("line",
 "headers": [[name, value], ...]). GET /big?mib=N answers N MiB of a fixed pattern
 (64 KiB blocks of bytes 0..255), counting what it has written; GET /sent answers that
-count as JSON ({"sent": BYTES, "done": 0|1}).
+count as JSON ({"sent": BYTES, "done": 0|1}). GET /loc?to=URL answers 302 with URL,
+percent-decoded, as its Location, byte for byte (control bytes included).
 """
 import http.server
 import json
@@ -18,6 +19,7 @@ import socket
 import socketserver
 import sys
 import time
+import urllib.parse
 
 where, name = sys.argv[1], sys.argv[2]
 seen = set()
@@ -54,6 +56,11 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", f"http://{self.headers.get('Host')}/v1/new")
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if "/loc?to=" in self.path:
+            to = urllib.parse.unquote_to_bytes(self.path.split("?to=", 1)[1])
+            self.wfile.write(b"HTTP/1.1 302 Found\r\nLocation: " + to +
+                             b"\r\nContent-Length: 0\r\n\r\n")
             return
         info = {"name": name, "path": self.path, "host": self.headers.get("Host"),
                 "xff": self.headers.get("X-Forwarded-For"),
