@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,11 +127,14 @@ path_char_ok(unsigned char c)
            (c != '\0' && strchr("-._~!$&()*+,;=:@/", c) != NULL);
 }
 
-/* Bytes a query may keep: printable ASCII but for quotes, angle brackets, '\\' and '`'. */
+/* Bytes a query may keep: RFC 3986 query characters (unreserved, sub-delims, ':', '@',
+ * '/', '?'; '%' is left to encode()), less '\'' (libh2o also writes a Location into an
+ * HTML link). */
 static int
 query_char_ok(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && strchr("\"<>\\`'", c) == NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&()*+,;=:@/?", c) != NULL);
 }
 
 /* Bytes a Location passed on may keep: all but controls, space and DEL. Browsers drop tab,
@@ -141,19 +145,32 @@ visible_char_ok(unsigned char c)
     return c > 0x20 && c != 0x7f;
 }
 
-/* s percent-encoded where keep() says no, in pool; with one_slash, runs of '/' made one. */
+enum {
+    ENC_ONE_SLASH = 1, /* runs of '/' made one */
+    ENC_KEEP_PCT = 2,  /* a '%' and two hex digits kept as they are */
+};
+
+/* s[i] begins a percent-escape. */
+static int
+is_pct(const char *s, size_t len, size_t i)
+{
+    return s[i] == '%' && i + 2 < len && isxdigit((unsigned char)s[i + 1]) &&
+           isxdigit((unsigned char)s[i + 2]);
+}
+
+/* s percent-encoded where keep() says no, in pool, as flags say; *outlen is its length. */
 static char *
 encode(h2o_mem_pool_t *pool, const char *s, size_t len, int (*keep)(unsigned char),
-       int one_slash, size_t *outlen)
+       int flags, size_t *outlen)
 {
     static const char hex[] = "0123456789ABCDEF";
     char *out = h2o_mem_alloc_pool(pool, len * 3 + 1), *p = out;
 
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (one_slash && c == '/' && p > out && p[-1] == '/')
+        if ((flags & ENC_ONE_SLASH) && c == '/' && p > out && p[-1] == '/')
             continue;
-        if (keep(c)) {
+        if (keep(c) || ((flags & ENC_KEEP_PCT) && is_pct(s, len, i))) {
             *p++ = (char)c;
         } else {
             *p++ = '%';
@@ -169,13 +186,13 @@ encode(h2o_mem_pool_t *pool, const char *s, size_t len, int (*keep)(unsigned cha
 char *
 hnd_location_path(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
-    return encode(pool, s, len, path_char_ok, 1, outlen);
+    return encode(pool, s, len, path_char_ok, ENC_ONE_SLASH, outlen);
 }
 
 char *
 hnd_location_query(h2o_mem_pool_t *pool, const char *s, size_t len, size_t *outlen)
 {
-    return encode(pool, s, len, query_char_ok, 0, outlen);
+    return encode(pool, s, len, query_char_ok, ENC_KEEP_PCT, outlen);
 }
 
 char *

@@ -62,9 +62,10 @@ struct st_h2o_mem_pool_t;
 char *hnd_location_path(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
                         size_t *outlen);
 /* The query s[0..len) as received (from its '?', still percent-encoded) as it may appear in
- * a Location header or a request target sent upstream: controls, spaces, quotes, '<', '>',
- * '\\', '`' and bytes >= 0x80 percent-encoded (libh2o also writes the Location into an
- * HTML link). */
+ * a Location header or a request target sent upstream: every byte that is not an RFC 3986
+ * query character ('#', controls, spaces, quotes, '<', '>', '{', '|', '\\', '^', '[',
+ * bytes >= 0x80 ...) percent-encoded, and '\'' too (libh2o also writes the Location into
+ * an HTML link); a '%' with two hex digits after it is kept, any other '%' encoded. */
 char *hnd_location_query(struct st_h2o_mem_pool_t *pool, const char *s, size_t len,
                          size_t *outlen);
 /* The Location s[0..len) from elsewhere (an upstream) as percore may pass it on: controls,

@@ -424,9 +424,9 @@ is_pchar(unsigned char c)
 
 /* The path sent upstream: the upstream's path, then the request's normalised path (dot
  * segments resolved, percent-escapes decoded once) after the route's prefix, escaped
- * again, then the query as the client sent it but for bytes no request target may hold
- * (bytes >= 0x80, quotes, '<', '>', '\', '`'), which libh2o's parser lets through and
- * are percent-encoded here. What the client wrote as "%252e" stays "%252e"; nothing it
+ * again, then the query as the client sent it but for bytes that are not RFC 3986 query
+ * characters ('#', bytes >= 0x80, quotes, '<', '>', '{', '|', '\' ...), which libh2o's
+ * parser lets through and are percent-encoded here; its "%XX" escapes are kept. What the client wrote as "%252e" stays "%252e"; nothing it
  * writes can climb above the upstream's path. */
 static h2o_iovec_t
 upstream_path(h2o_req_t *req, h2o_iovec_t prefix)

@@ -110,6 +110,12 @@ def paths():
     path_case("/a?q=../..&r=%2e%2e", "/base/a?q=../..&r=%2e%2e")
     # A query byte no request target may hold is encoded, not passed on raw.
     path_case("/a?q=\u00e9\"<x>", "/base/a?q=%E9%22%3Cx%3E")
+    # Nor one outside RFC 3986's query characters: a '#' is no fragment upstream, and
+    # the client's "%XX" escapes are kept, a lone '%' encoded.
+    path_case("/p?a=1#frag&x<y", "/base/p?a=1%23frag&x%3Cy")
+    path_case("/p?a={b}|c^[d]`e\\f", "/base/p?a=%7Bb%7D%7Cc%5E%5Bd%5D%60e%5Cf")
+    path_case("/p?a=%41%4a%zz&b=100%&c=%4", "/base/p?a=%41%4a%25zz&b=100%25&c=%254")
+    path_case("/p?a=b:c@d/e?f!$&'()*+,;=~", "/base/p?a=b:c@d/e?f!$&%27()*+,;=~")
     # With a route prefix: the path is normalised before the route is chosen.
     path_case("/api/a/%2e%2e/b", "/base/b")
     path_case("/api/x?q=1", "/base/x?q=1")
