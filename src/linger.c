@@ -87,6 +87,14 @@ linger_conn_closed(struct conn *c)
     h2o_linklist_unlink(&c->linger.link);
     if (fd == -1)
         return;
+    /* HTTP/1 clients send their next request on a keep-alive connection the moment a
+     * response is complete: dropping it would leave them waiting, where a reset makes
+     * them retry at once. Only HTTP/2, whose GOAWAY told the client what was served,
+     * lingers. */
+    if (c->h2 == NULL) {
+        close(fd);
+        return;
+    }
     /* The FIN follows whatever libh2o wrote; the client's bytes are read from here on. */
     if (shutdown(fd, SHUT_WR) == -1) {
         close(fd);

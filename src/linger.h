@@ -1,13 +1,15 @@
-/* Lingering close for the connections a draining worker ends. Worker only.
+/* Lingering close for the HTTP/2 connections a draining worker ends. Worker only.
  *
  * libh2o 2.2.5 closes a connection's fd as soon as it is done with it. If the client sent
- * bytes the server never read (an HTTP/2 request that crossed the final GOAWAY, an HTTP/1
- * request that crossed the idle close), the kernel answers the close with a reset, which
- * can also throw away the last response and the GOAWAY still on their way. When the
- * worker starts draining, every open connection's fd is duplicated; when libh2o closes
- * the connection, the duplicate keeps the socket open, sends the FIN after what was
- * written, and reads and drops what the client still sends until it closes its side or
- * LINGER_MS pass. Nothing of this runs before a drain. */
+ * bytes the server never read (frames that crossed the final GOAWAY), the kernel answers
+ * the close with a reset, which can also throw away the last responses and the GOAWAY
+ * still on their way. When the worker starts draining, every open connection's fd is
+ * duplicated (whether a connection still in its TLS handshake will speak HTTP/2 is not
+ * known yet); when libh2o closes an HTTP/2 one, the duplicate keeps the socket open,
+ * sends the FIN after what was written, and reads and drops what the client still sends
+ * until it closes its side or LINGER_MS pass. HTTP/1 connections close as before: a
+ * client's next request on a closing keep-alive connection is better met by a reset,
+ * which makes it retry, than dropped. Nothing of this runs before a drain. */
 #ifndef PERCORE_LINGER_H
 #define PERCORE_LINGER_H
 

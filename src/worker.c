@@ -85,8 +85,8 @@ on_conn_close(void *data)
     c->sock->on_close.data = NULL;
     reqcheck_conn_closed(c);
     sendguard_conn_closed(c);
+    linger_conn_closed(c); /* before the HTTP/2 guard's part, by which it knows HTTP/2 */
     h2guard_conn_closed(c);
-    linger_conn_closed(c);
     free(c);
     assert(this_worker.conns > 0);
     this_worker.conns--;
