@@ -16,7 +16,7 @@
 #   log           no worker ended other than by the script's kills, no sanitizer report,
 #                 percore stops with status 0 after the storm
 #
-#   bench/storm.sh [-n RELOADS] [-b BAD_EVERY] [-k KILLS] [-s STOPS] [-d SECONDS]
+#   bench/storm.sh [-h] [-n RELOADS] [-b BAD_EVERY] [-k KILLS] [-s STOPS] [-d SECONDS]
 #                  [-w WORKERS] [-c CONNECTIONS] [-t RSS_KB]
 #   PERCORE=path/to/percore bench/storm.sh
 #   bench/storm.sh -C PID [-R TIMES] [-c CONNECTIONS]
@@ -43,13 +43,16 @@ CONNS=32
 RSS_TOL=2048
 CONTAINER=
 RESTARTS=20
-while getopts n:b:k:s:d:w:c:t:C:R: opt; do
+# The header comment above, without its '#'.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+while getopts hn:b:k:s:d:w:c:t:C:R: opt; do
     case $opt in
     n) RELOADS=$OPTARG ;; b) BAD_EVERY=$OPTARG ;; k) KILLS=$OPTARG ;;
     s) STOPS=$OPTARG ;; d) DURATION=$OPTARG ;; w) WORKERS=$OPTARG ;;
     c) CONNS=$OPTARG ;; t) RSS_TOL=$OPTARG ;; C) CONTAINER=$OPTARG ;;
     R) RESTARTS=$OPTARG ;;
-    *) sed -n '2,28p' "$0"; exit 2 ;;
+    h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
     esac
 done
 
