@@ -504,11 +504,16 @@ guarded_read(h2o_socket_t *sock, const char *err)
  * stream under way finish but asks for no new one, then a second later (a round trip,
  * for streams already on their way) the final GOAWAY naming the last stream served. It
  * tells only the connections it knows when the drain starts: one whose TLS handshake ends
- * later would hear nothing once the final step has run, keep opening streams, and be cut
- * at shutdown_timeout with some in flight. For it, libh2o's shutdown is started over
- * (the first GOAWAY to every connection still open to new streams, the final one a
- * second later). While the final step is still to come, it covers the new connection
- * too and nothing is done: its callback, saved when the drain starts, is still armed. */
+ * later hears nothing once the final step has run, keeps opening streams, and is cut at
+ * shutdown_timeout with some in flight; one that ends just before the final step gets
+ * it before its first requests arrive, and they are refused. For such a connection
+ * libh2o's shutdown is started over (the first GOAWAY to every connection still open to
+ * new streams, the final one a second later); while the final step is more than half a
+ * second away, it covers the new connection too and nothing is done. The final step can
+ * thus move, by at most a second per late connection, and only for connections accepted
+ * before the drain (their handshakes are bounded by handshake_timeout). */
+#define GOAWAY_FINAL_MARGIN_MS 500
+
 static h2o_timeout_cb goaway_final_step;
 
 void
@@ -528,7 +533,9 @@ goaway_if_draining(h2o_context_t *ctx)
     if (!ctx->shutdown_requested || ctx->globalconf->http2.callbacks.request_shutdown == NULL)
         return;
     if (h2o_timeout_is_linked(t)) {
-        if (t->cb == goaway_final_step)
+        if (t->cb == goaway_final_step &&
+            t->registered_at + ctx->one_sec_timeout.timeout >
+                h2o_now(ctx->loop) + GOAWAY_FINAL_MARGIN_MS)
             return;
         h2o_timeout_unlink(t);
     }
