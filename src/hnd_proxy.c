@@ -884,11 +884,29 @@ fix_location(h2o_req_t *req)
     v->base = hnd_location_visible(&req->pool, v->base, v->len, &v->len);
 }
 
+/* An upstream's folded header line (obs-fold: one starting with a space or tab) comes out
+ * of libh2o's parser as a header with no name, which it would pass on as ": value", a
+ * line no client reads as part of the header before it. RFC 7230 (3.2.4) lets a proxy
+ * join a fold with a space, but the header it continues may be one libh2o drops: the
+ * fold goes instead. */
+static void
+drop_folds(h2o_req_t *req)
+{
+    h2o_headers_t *hs = &req->res.headers;
+    size_t n = 0;
+
+    for (size_t i = 0; i < hs->size; i++)
+        if (hs->entries[i].name->len != 0)
+            hs->entries[n++] = hs->entries[i];
+    hs->size = n;
+}
+
 /* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
  * 504 (its error is the request's last). Proxied responses get the flow's ostream. */
 static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
+    drop_folds(req);
     fix_location(req);
     if (req->res.status == 502 && req->error_logs.size > 0) {
         const h2o_iovec_t *msg = &req->error_logs.entries[req->error_logs.size - 1].msg;

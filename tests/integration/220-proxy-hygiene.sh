@@ -260,6 +260,9 @@ def locations():
     loc_case("http://other.example/\t/x", "http://other.example/%09/x", "Host: h.example",
              "other.example")
     loc_case("/\t/evil.example/", "/%09/evil.example/", "Host: h.example")
+    # A folded line goes, not as a header without a name.
+    loc_case(up_ + "/\r\n\t/evil.example/", "/")
+    loc_case(up_ + "/a\r\n /evil.example/", "/a")
     # No upstream header holds a raw CR, LF or other control but tab: the response is refused.
     for sent in ("/\r/evil.example/", "/\n/evil.example/", "/\r\r\n/evil.example/", "/\x01/x",
                  "/\x7f/x"):
