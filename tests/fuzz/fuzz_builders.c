@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <netinet/in.h>
 
 #include "fuzz_builders.h"
@@ -34,17 +35,19 @@ path_keeps(unsigned char c)
            (c != '\0' && strchr("-._~!$&()*+,;=:@/", c) != NULL);
 }
 
+/* RFC 3986 query characters but '\'' and '%' (kept only as a "%XX" escape). */
 static int
 query_keeps(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && strchr("\"<>\\`'", c) == NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("-._~!$&()*+,;=:@/?", c) != NULL);
 }
 
 /* out must be in, byte for byte, each byte kept (keep) or written %XX; with one_slash, a
- * '/' after a '/' dropped. */
+ * '/' after a '/' dropped; with keep_pct, a '%' before two hex digits kept. */
 static void
 encodes(const char *in, size_t len, const char *out, size_t outlen,
-        int (*keep)(unsigned char), int one_slash)
+        int (*keep)(unsigned char), int one_slash, int keep_pct)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
@@ -54,7 +57,9 @@ encodes(const char *in, size_t len, const char *out, size_t outlen,
         unsigned char c = (unsigned char)in[i];
         if (one_slash && c == '/' && o > 0 && out[o - 1] == '/')
             continue;
-        if (keep(c)) {
+        if (keep(c) || (keep_pct && c == '%' && i + 2 < len &&
+                         isxdigit((unsigned char)in[i + 1]) &&
+                         isxdigit((unsigned char)in[i + 2]))) {
             assert(o < outlen && out[o] == (char)c);
             o++;
         } else {
@@ -78,10 +83,10 @@ fuzz_encoders(h2o_mem_pool_t *pool, const uint8_t *data, size_t size)
     char *out;
 
     out = hnd_location_path(pool, in, size, &len);
-    encodes(in, size, out, len, path_keeps, 1);
+    encodes(in, size, out, len, path_keeps, 1, 0);
     assert(strstr(out, "//") == NULL);
     out = hnd_location_query(pool, in, size, &len);
-    encodes(in, size, out, len, query_keeps, 0);
+    encodes(in, size, out, len, query_keeps, 0, 1);
 }
 
 /* A URL's authority: after a leading "//" or "SCHEME://", through the next '/', '?' or
