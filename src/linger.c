@@ -32,9 +32,10 @@ linger_init(h2o_loop_t *loop)
 }
 
 void
-linger_conn_open(struct conn *c)
+linger_conn_open(struct conn *c, int tls)
 {
     c->linger.fd = -1;
+    c->linger.tls = tls;
     h2o_linklist_insert(&lg.open, &c->linger.link);
 }
 
@@ -45,7 +46,9 @@ linger_arm_all(void)
         struct linger_conn *l = H2O_STRUCT_FROM_MEMBER(struct linger_conn, link, n);
         struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, linger, l);
 
-        if (l->fd != -1)
+        /* Only HTTP/2 lingers, and it comes over TLS only (a connection may be in its
+         * handshake still): a cleartext one would cost an fd for nothing. */
+        if (l->fd != -1 || !l->tls)
             continue;
         /* Without a spare fd this one closes as it would have. */
         l->fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);

@@ -164,7 +164,7 @@ conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
     sock->on_close.data = c;
     reqcheck_conn_open(c, lr->owner->access, lr->owner->svc);
     sendguard_conn_open(c, lr->send_timeout_ms);
-    linger_conn_open(c);
+    linger_conn_open(c, lr->nsites > 0);
 }
 
 struct conn *
