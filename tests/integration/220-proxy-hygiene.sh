@@ -48,10 +48,8 @@ def report(good, name, detail=""):
     print("ok" if good else "not ok", name, detail, sep="\t", flush=True)
 
 
-def raw(target, *hdrs, v6=False):
-    """One GET; returns (status, target the upstream got, its header lines) or Nones."""
-    if not any(h.lower().startswith("host:") for h in hdrs):
-        hdrs = ("Host: 127.0.0.1",) + hdrs
+def exchange(target, hdrs, v6=False):
+    """One GET with exactly these header lines; the whole answer, until the close."""
     s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
     s.settimeout(30)
     s.connect(("::1" if v6 else "127.0.0.1", port))
@@ -64,7 +62,14 @@ def raw(target, *hdrs, v6=False):
             break
         d += x
     s.close()
-    head, _, body = d.partition(b"\r\n\r\n")
+    return d
+
+
+def raw(target, *hdrs, v6=False):
+    """One GET; returns (status, target the upstream got, its header lines) or Nones."""
+    if not any(h.lower().startswith("host:") for h in hdrs):
+        hdrs = ("Host: 127.0.0.1",) + hdrs
+    head, _, body = exchange(target, hdrs, v6).partition(b"\r\n\r\n")
     status = head.split(b" ")[1].decode() if b" " in head else "none"
     try:
         j = json.loads(body)
@@ -207,18 +212,9 @@ def forwarded():
 
 
 def head(target, *hdrs):
-    """One GET; returns (status, its header lines as bytes), or (None, [])."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(("GET %s HTTP/1.1\r\n%s\r\nConnection: close\r\n\r\n"
-               % (target, "\r\n".join(hdrs))).encode("latin-1"))
-    d = b""
-    while True:
-        x = s.recv(65536)
-        if not x:
-            break
-        d += x
-    s.close()
-    lines = d.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    """One GET with exactly these header lines (no Host added); returns (status, its
+    header lines as bytes), or (None, [])."""
+    lines = exchange(target, hdrs).partition(b"\r\n\r\n")[0].split(b"\r\n")
     return lines[0].split(b" ")[1].decode() if b" " in lines[0] else None, lines[1:]
 
 
