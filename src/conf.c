@@ -968,7 +968,7 @@ set_listen(struct loader *ld, const struct directive *d, const struct conf_node 
         }
         util_hmap_add(&ld->listens, addr_key(&addrs[i]), self, svc->nlistens);
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
-        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2};
+        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2, 0};
     }
     free(addrs);
     return rc;
@@ -1151,7 +1151,7 @@ set_header(struct loader *ld, const struct directive *d, const struct conf_node 
                           "use header_add to send it more than once", d->name, name->s);
     r->headers = xreallocarray(r->headers, r->nheaders + 1, sizeof(*r->headers));
     r->headers[r->nheaders++] =
-        (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL};
+        (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL, NULL};
     return 0;
 }
 

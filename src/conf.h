@@ -11,18 +11,66 @@
 #include "log.h"
 
 struct hnd_ops;
+struct regex;
+struct tmpl;
+struct errordoc_set;
 
 enum conf_header_cmd { HDR_SET, HDR_ADD, HDR_UNSET };
 
 struct conf_header {
     enum conf_header_cmd cmd;
     char *name;
-    char *value; /* NULL for HDR_UNSET */
+    char *value;        /* NULL for HDR_UNSET */
+    struct tmpl *tvalue; /* value compiled (variables); NULL for HDR_UNSET */
+};
+
+/* How a route's pattern matches the request's decoded, normalised path. */
+enum conf_match { MATCH_PREFIX, MATCH_EXACT, MATCH_REGEX };
+
+enum conf_cond_kind { COND_HEADER, COND_ARG };
+
+/* `match_header NAME [VALUE|~REGEX]`, `match_arg NAME [VALUE|~REGEX]`: present, equal, or
+ * matching. */
+struct conf_cond {
+    enum conf_cond_kind kind;
+    char *name;       /* header: lowercase; argument: as written */
+    char *value;      /* NULL: present is enough */
+    struct regex *re; /* the value was ~REGEX: it must match instead */
+    struct conf_pos pos;
+};
+
+/* `rewrite REGEX REPLACEMENT [FLAG]`. */
+enum conf_rewrite_flag { RW_NEXT, RW_LAST, RW_BREAK, RW_REDIRECT, RW_PERMANENT };
+
+struct conf_rewrite {
+    struct regex *re;
+    struct tmpl *repl; /* $1..$9: re's captures */
+    enum conf_rewrite_flag flag;
+    struct conf_pos pos;
+};
+
+/* `proxy_header NAME VALUE` / `proxy_header_unset NAME`: a request header as the handler
+ * (and so the upstream) gets it, replacing what the client sent under that name. */
+struct conf_reqheader {
+    char *name;         /* lowercase */
+    struct tmpl *value; /* NULL: removed */
+    struct conf_pos pos;
 };
 
 struct conf_route {
-    char *prefix;
+    char *prefix; /* the pattern as written: a prefix, an exact path or a regex */
+    enum conf_match match;
+    struct regex *re; /* MATCH_REGEX */
     struct conf_pos pos;
+    char **methods; /* `methods`: uppercase tokens; none: any */
+    size_t nmethods;
+    struct conf_cond *conds;
+    size_t nconds;
+    struct conf_rewrite *rewrites;
+    size_t nrewrites;
+    struct conf_reqheader *reqheaders; /* the service's first, then the route's own */
+    size_t nreqheaders;
+    struct errordoc_set *errors; /* its own over the service's; NULL: none */
     const struct hnd_ops *hnd;
     void *hnd_conf; /* owned, freed by hnd->free_conf */
     struct conf_pos hnd_pos;
@@ -35,7 +83,8 @@ struct conf_listen {
     struct listen_addr addr;
     struct conf_pos pos;
     int tls;
-    int http2; /* offer h2 by ALPN (TLS only) */
+    int http2;   /* offer h2 by ALPN (TLS only) */
+    int dflt;    /* `default`: answers a Host no service on the address names */
 };
 
 struct conf_service {
@@ -63,6 +112,11 @@ struct conf_service {
     size_t nlistens;
     struct conf_route *routes;
     size_t nroutes;
+    struct conf_rewrite *rewrites; /* before a route is chosen */
+    size_t nrewrites;
+    struct conf_reqheader *reqheaders;
+    size_t nreqheaders;
+    struct errordoc_set *errors; /* for requests no route takes; NULL: none */
 };
 
 /* Sockets systemd passed by name (socket activation), which let a service of that name

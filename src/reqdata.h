@@ -1,0 +1,42 @@
+/* What percore keeps per request beside libh2o's h2o_req_t (which has no slot of ours):
+ * made on demand, found by the request, gone with the request's pool. Worker only. */
+#ifndef PERCORE_REQDATA_H
+#define PERCORE_REQDATA_H
+
+#include <stddef.h>
+
+#include "h2o_inc.h"
+#include "regex.h"
+
+struct route_rt;
+struct service_rt;
+
+enum {
+    RD_UPSTREAM_RESPONSE = 1, /* the response came from an upstream, FastCGI or a module */
+};
+
+struct reqdata {
+    h2o_req_t *req;
+    unsigned flags;
+    const struct service_rt *svc;  /* chosen by Host (or SNI) */
+    const struct route_rt *route;  /* NULL: no route took it */
+    int status;                    /* the router's own answer (404, 405, 500) */
+    const char *allow;             /* 405: the Allow header */
+    h2o_iovec_t location;          /* a rewrite's redirect */
+    const char *subject;           /* the path the route's captures index */
+    size_t ov[2 * (REGEX_MAX_CAPTURES + 1)];
+    unsigned nov;
+    char request_id[33]; /* "" until asked for */
+};
+
+/* req's data, or NULL when none was made. */
+struct reqdata *reqdata_find(h2o_req_t *req);
+/* req's data, made zeroed (but for req) on first use. */
+struct reqdata *reqdata_get(h2o_req_t *req);
+/* Mark req's response as another's (an upstream's): error documents leave it. */
+void reqdata_mark_upstream(h2o_req_t *req);
+/* req's request ID, made on first use: 32 hex digits from a per-worker generator seeded
+ * from getrandom, no system call per request. */
+const char *reqdata_request_id(h2o_req_t *req);
+
+#endif

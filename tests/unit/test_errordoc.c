@@ -1,0 +1,3 @@
+#include <criterion/criterion.h>
+
+Test(errordoc, placeholder) { cr_assert(1); }

@@ -1,0 +1,3 @@
+#include <criterion/criterion.h>
+
+Test(route_match, placeholder) { cr_assert(1); }
