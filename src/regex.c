@@ -78,9 +78,10 @@ has_top_alternation(const char *s)
         } else {
             if (*s == '(')
                 depth++;
-            else if (*s == ')' && --depth < 0)
-                return 1;
-            else if (*s == '|' && depth == 0)
+            else if (*s == ')')
+                depth--;
+            /* Unbalanced (not expected of a compiled pattern) counts as alternation. */
+            if (depth < 0 || (*s == '|' && depth == 0))
                 return 1;
             s++;
         }
@@ -105,7 +106,8 @@ leading_literal(const char *src, size_t *lenp)
         return xstrdup("");
     lit = xmalloc(strlen(src));
     for (s++; *s != '\0';) {
-        if (s[0] == '\\' && s[1] != '\0' && (unsigned char)s[1] < 0x80 && ispunct((unsigned char)s[1])) {
+        if (s[0] == '\\' && s[1] != '\0' && (unsigned char)s[1] < 0x80 &&
+            ispunct((unsigned char)s[1])) {
             lit[n++] = s[1];
             s += 2;
         } else if (strchr(meta, *s) == NULL) {
@@ -212,8 +214,8 @@ regex_match(const struct regex *re, const char *s, size_t len, size_t *ov, unsig
     if (ov == NULL)
         return 1;
     v = pcre2_get_ovector_pointer(match_data);
-    for (unsigned k = 0; k < nov; k++) {
-        if (k < (unsigned)rc && v[2 * k] != PCRE2_UNSET) {
+    for (size_t k = 0; k < nov; k++) {
+        if (k < (size_t)rc && v[2 * k] != PCRE2_UNSET) {
             ov[2 * k] = v[2 * k];
             ov[2 * k + 1] = v[2 * k + 1];
         } else {

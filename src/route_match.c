@@ -21,7 +21,7 @@ struct route_table {
     size_t nregex;
     size_t *prefix; /* prefix routes' indices, longest first, then file order */
     size_t nprefix;
-    size_t *plen;   /* strlen of each route's pattern, by route index */
+    size_t *plen; /* strlen of each route's pattern, by route index */
     /* The header token of each condition (NULL: not a token, or an argument), looked up
      * once here: tokens[tok_at[i] + j] for condition j of route i. */
     const h2o_token_t **tokens;

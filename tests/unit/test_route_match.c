@@ -243,8 +243,8 @@ Test(route_match, precedence)
         cr_expect_eq(got, q->want, "%s %s?%s: route %d, want %d", q->method, q->path,
                      q->query ? q->query : "", got, q->want);
         cr_expect_eq(res.route, got);
-        cr_expect_eq(res.method_mismatch, q->allow != NULL, "%s %s: method_mismatch %d",
-                     q->method, q->path, res.method_mismatch);
+        cr_expect_eq(res.method_mismatch, q->allow != NULL, "%s %s: method_mismatch %d", q->method,
+                     q->path, res.method_mismatch);
         cr_expect_str_eq(res.allow, q->allow != NULL ? q->allow : "", "%s %s: Allow '%s'",
                          q->method, q->path, res.allow);
         if (got == -1 || rs[got].match != MATCH_REGEX)
@@ -418,8 +418,8 @@ Test(regex, literal_prefix)
 
     for (size_t i = 0; i < NELEM(cases); i++) {
         struct regex *re = compile_ok(cases[i].src, cases[i].caseless);
-        cr_expect_str_eq(re->literal, cases[i].lit, "'%s': literal '%s', want '%s'",
-                         cases[i].src, re->literal, cases[i].lit);
+        cr_expect_str_eq(re->literal, cases[i].lit, "'%s': literal '%s', want '%s'", cases[i].src,
+                         re->literal, cases[i].lit);
         cr_expect_eq(re->literal_len, strlen(cases[i].lit));
         cr_expect_str_eq(re->src, cases[i].src);
         cr_expect_eq(re->caseless, cases[i].caseless);
