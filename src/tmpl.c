@@ -587,7 +587,8 @@ emit_var(struct out *o, struct xctx *x, const struct tmpl *t, const struct tmpl_
 
     switch ((enum tmpl_var)part->var) {
     case TV_HOST:
-        emit(o, x->host.base, x->host.len, out == TMPL_HEADER ? ENC_HEADER : ENC_HOST);
+        /* checked by host_of: no control byte, nothing a target must encode */
+        emit(o, x->host.base, x->host.len, ENC_HOST);
         break;
     case TV_SCHEME:
         scheme = req->input.scheme != NULL ? req->input.scheme : req->scheme;
