@@ -3,7 +3,6 @@
  * write), each variable's value made safe for where it goes. */
 #include "config.h"
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,14 +51,33 @@ static const char *const var_names[TV_MAX] = {
     [TV_REQUEST_ID] = "request_id",
 };
 
-#define KNOWN_VARS                                                                         \
-    "$host $scheme $request_uri $uri $args $arg_NAME $http_NAME $remote_addr "             \
+#define KNOWN_VARS                                                                                 \
+    "$host $scheme $request_uri $uri $args $arg_NAME $http_NAME $remote_addr "                     \
     "$remote_port $server_addr $server_port $service $route $request_id $1..$9"
+
+/* ASCII only, whatever the locale. */
+static int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+is_alnum(unsigned char c)
+{
+    return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+static unsigned char
+to_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
 
 static int
 is_name_char(int c)
 {
-    return isalnum((unsigned char)c) || c == '_';
+    return is_alnum((unsigned char)c) || c == '_';
 }
 
 /* ---- compiling ---- */
@@ -111,7 +129,6 @@ static void
 suggest(const char *name, char *buf, size_t buflen)
 {
     size_t best = 3, i;
-    char word[64];
 
     buf[0] = '\0';
     for (i = 0; i < TV_MAX; i++) {
@@ -126,7 +143,7 @@ suggest(const char *name, char *buf, size_t buflen)
             return;
         }
     }
-    if (strlen(name) >= sizeof(word))
+    if (strlen(name) > 32) /* no typo of a known name, and edit distance is quadratic */
         return;
     for (i = 0; i < TV_MAX; i++) {
         size_t d;
@@ -171,7 +188,7 @@ add_named(struct parse *p, const char *name, size_t len, int braced, char *err, 
                 char c = name[i];
 
                 if (v == TV_HTTP)
-                    c = c == '_' ? '-' : (char)tolower((unsigned char)c);
+                    c = c == '_' ? '-' : (char)to_lower((unsigned char)c);
                 p->t->text[p->ntext++] = c;
             }
             if (v == TV_HTTP)
@@ -206,8 +223,8 @@ add_capture(struct parse *p, const char *name, size_t len, unsigned max_capture,
             (void)snprintf(err, errlen,
                            "'$%u' refers to a regex group but no regex is in scope here", n);
         else
-            (void)snprintf(err, errlen, "'$%u' refers to group %u but the regex has %u group%s",
-                           n, n, max_capture, max_capture == 1 ? "" : "s");
+            (void)snprintf(err, errlen, "'$%u' refers to group %u but the regex has %u group%s", n,
+                           n, max_capture, max_capture == 1 ? "" : "s");
         return -1;
     }
     add_var(p, TV_CAPTURE)->capture = (unsigned char)n;
@@ -216,8 +233,7 @@ add_capture(struct parse *p, const char *name, size_t len, unsigned max_capture,
 
 /* Parse the variable whose '$' is at s[*i]; *i moves past it. */
 static int
-parse_var(struct parse *p, const char *s, size_t *i, unsigned max_capture, char *err,
-          size_t errlen)
+parse_var(struct parse *p, const char *s, size_t *i, unsigned max_capture, char *err, size_t errlen)
 {
     size_t j = *i + 1, start, len;
     int braced = 0;
@@ -232,7 +248,7 @@ parse_var(struct parse *p, const char *s, size_t *i, unsigned max_capture, char 
         j++;
     }
     start = j;
-    if (!braced && isdigit((unsigned char)s[j])) {
+    if (!braced && is_digit((unsigned char)s[j])) {
         /* unbraced captures take one digit: "$10" is $1 then "0" */
         *i = j + 1;
         return add_capture(p, s + j, 1, max_capture, err, errlen);
@@ -255,7 +271,7 @@ parse_var(struct parse *p, const char *s, size_t *i, unsigned max_capture, char 
         return -1;
     }
     *i = braced ? j + 1 : j;
-    if (isdigit((unsigned char)s[start])) /* only braced ones get here */
+    if (is_digit((unsigned char)s[start])) /* only braced ones get here */
         return add_capture(p, s + start, len, max_capture, err, errlen);
     return add_named(p, s + start, len, braced, err, errlen);
 }
@@ -365,7 +381,7 @@ struct out {
 static int
 is_unreserved(unsigned char c)
 {
-    return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+    return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 static int
@@ -377,7 +393,7 @@ is_sub_delim(unsigned char c)
 static int
 is_hex(unsigned char c)
 {
-    return isxdigit(c);
+    return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
 }
 
 /* Whether s[i] (of s[0..len)) is to be written as %XX. */
@@ -429,7 +445,7 @@ emit(struct out *o, const char *s, size_t len, enum enc e)
         int enc = must_encode(e, s, i, len);
 
         if (e == ENC_HOST)
-            c = (unsigned char)tolower(c);
+            c = to_lower(c);
         /* In a target, a ':' from a variable before any '/', '?' or '#' could make the
          * value a scheme ("javascript:..."): encoded. */
         if (e != ENC_NONE && o->target && c == ':' && !o->past_sep)
@@ -460,14 +476,16 @@ host_of(h2o_req_t *req, const struct tmpl_env *env)
     h2o_iovec_t a = req->input.authority.len != 0 ? req->input.authority : req->authority;
     size_t len = a.len, i;
 
-    if (len != 0 && a.base[0] == '[') {
+    if (len == 0)
+        goto fallback;
+    if (a.base[0] == '[') {
         const char *rb = memchr(a.base, ']', len);
 
-        len = rb == NULL ? 0 : (size_t)(rb - a.base) + 1;
-        if (rb != NULL && rb + 1 < a.base + a.len && rb[1] != ':')
-            len = 0; /* "[::1]junk" */
         if (rb == NULL)
             goto fallback;
+        len = (size_t)(rb - a.base) + 1;
+        if (len < a.len && a.base[len] != ':')
+            goto fallback; /* "[::1]junk" */
     } else {
         const char *colon = memchr(a.base, ':', len);
 
@@ -481,8 +499,7 @@ host_of(h2o_req_t *req, const struct tmpl_env *env)
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)a.base[i];
 
-        if (!(isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' ||
-              c == '_'))
+        if (!(is_alnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_'))
             goto fallback;
         if ((c == '[' && i != 0) || (c == ']' && i != len - 1))
             goto fallback;
@@ -581,7 +598,7 @@ emit_var(struct out *o, struct xctx *x, const struct tmpl *t, const struct tmpl_
 {
     h2o_req_t *req = x->req;
     enum enc dec = out == TMPL_HEADER ? ENC_HEADER : part->query ? ENC_QUERY : ENC_PATH;
-    enum enc enc = out == TMPL_HEADER ? ENC_HEADER : ENC_ENCODED;
+    enum enc raw = out == TMPL_HEADER ? ENC_HEADER : ENC_ENCODED;
     const h2o_url_scheme_t *scheme;
     h2o_iovec_t v;
 
@@ -596,17 +613,17 @@ emit_var(struct out *o, struct xctx *x, const struct tmpl *t, const struct tmpl_
             emit(o, scheme->name.base, scheme->name.len, dec);
         break;
     case TV_REQUEST_URI:
-        emit(o, req->input.path.base, req->input.path.len, enc);
+        emit(o, req->input.path.base, req->input.path.len, raw);
         break;
     case TV_URI:
         emit(o, req->path_normalized.base, req->path_normalized.len, dec);
         break;
     case TV_ARGS:
-        emit(o, x->query.base, x->query.len, enc);
+        emit(o, x->query.base, x->query.len, raw);
         break;
     case TV_ARG:
         v = arg_of(x->query, t->text + part->off, part->len);
-        emit(o, v.base, v.len, enc);
+        emit(o, v.base, v.len, raw);
         break;
     case TV_HTTP:
         emit_headers(o, req, part, t->text, dec);
@@ -634,8 +651,8 @@ emit_var(struct out *o, struct xctx *x, const struct tmpl *t, const struct tmpl_
         const struct tmpl_env *env = x->env;
         unsigned n = part->capture;
 
-        if (env->ov != NULL && env->subject != NULL && n < env->nov &&
-            env->ov[2 * n] != SIZE_MAX && env->ov[2 * n + 1] >= env->ov[2 * n])
+        if (env->ov != NULL && env->subject != NULL && n < env->nov && env->ov[2 * n] != SIZE_MAX &&
+            env->ov[2 * n + 1] >= env->ov[2 * n])
             emit(o, env->subject + env->ov[2 * n], env->ov[2 * n + 1] - env->ov[2 * n], dec);
         break;
     }
@@ -694,8 +711,7 @@ collapse_slashes(char *buf, size_t len)
  *  - a leading run of '/' and '\' becomes one '/' unless the template starts with a
  *    literal "//" ("/$uri" with "//evil.com" gives "/evil.com"). */
 h2o_iovec_t
-tmpl_expand(const struct tmpl *t, h2o_req_t *req, const struct tmpl_env *env,
-            enum tmpl_out out)
+tmpl_expand(const struct tmpl *t, h2o_req_t *req, const struct tmpl_env *env, enum tmpl_out out)
 {
     struct xctx x;
     struct out o = {NULL, 0, out == TMPL_TARGET, 0};
@@ -707,8 +723,8 @@ tmpl_expand(const struct tmpl *t, h2o_req_t *req, const struct tmpl_env *env,
     if (t->uses & (1u << TV_HOST))
         x.host = host_of(req, env);
     if (req->query_at != SIZE_MAX && req->query_at < req->path.len)
-        x.query = h2o_iovec_init(req->path.base + req->query_at + 1,
-                                 req->path.len - req->query_at - 1);
+        x.query =
+            h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
     else
         x.query = h2o_iovec_init("", 0);
 

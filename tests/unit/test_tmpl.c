@@ -155,10 +155,10 @@ x(const char *s, enum tmpl_out out)
     return v.base;
 }
 
-#define EXPECT_X(s, out, want)                                                             \
-    do {                                                                                   \
-        const char *got_ = x(s, out);                                                      \
-        cr_expect_str_eq(got_, want, "'%s' gave '%s', want '%s'", s, got_, want);          \
+#define EXPECT_X(s, out, want)                                                                     \
+    do {                                                                                           \
+        const char *got_ = x(s, out);                                                              \
+        cr_expect_str_eq(got_, want, "'%s' gave '%s', want '%s'", s, got_, want);                  \
     } while (0)
 #define EXPECT_H(s, want) EXPECT_X(s, TMPL_HEADER, want)
 #define EXPECT_T(s, want) EXPECT_X(s, TMPL_TARGET, want)
@@ -191,8 +191,8 @@ Test(tmpl, uses_and_query)
     tmpl_free(t);
     t = ok("/x?$${a}&id=${request_id}&h=$http_x_y&$arg_q$1", 1);
     cr_expect(tmpl_has_query(t));
-    cr_expect_eq(tmpl_uses(t), (1u << TV_REQUEST_ID) | (1u << TV_HTTP) | (1u << TV_ARG) |
-                                   (1u << TV_CAPTURE));
+    cr_expect_eq(tmpl_uses(t),
+                 (1u << TV_REQUEST_ID) | (1u << TV_HTTP) | (1u << TV_ARG) | (1u << TV_CAPTURE));
     tmpl_free(t);
     /* a '?' from "$$" or a name is no literal '?' */
     t = ok("/x$$$uri", 0);
@@ -322,8 +322,8 @@ Test(tmpl, host_forms)
 Test(tmpl, hostile_host_falls_back)
 {
     static const char *const hosts[] = {
-        "evil.com/x", "evil.com@x", "a b",   "[::1",   "[::1]x", "a[b]", "ex\r\nX: y",
-        "evil.com?x", "evil.com#", "e\\vil", "%2e%2e", "\xc3\xa9.com",
+        "evil.com/x", "evil.com@x", "a b",       "[::1",   "[::1]x", "a[b]",
+        "ex\r\nX: y", "evil.com?x", "evil.com#", "e\\vil", "%2e%2e", "\xc3\xa9.com",
     };
     size_t i;
 
