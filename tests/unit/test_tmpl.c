@@ -206,6 +206,8 @@ Test(tmpl, unknown_variable)
     bad("/x/$foo/y", 0, 3, "(known: $host $scheme");
     bad("${nope}", 0, 0, "unknown variable '${nope}'");
     bad("a$hots", 0, 1, "did you mean '$host'?");
+    /* the offset is that of the failing '$', not the first one */
+    bad("$host$$/${uri}/$bad", 0, 15, "unknown variable '$bad'");
 }
 
 Test(tmpl, longest_name_wins)
