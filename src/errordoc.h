@@ -22,6 +22,13 @@ struct errordoc_set *errordoc_merge(const struct errordoc_set *route,
                                     const struct errordoc_set *service);
 void errordoc_free(struct errordoc_set *set);
 
+/* The RFC 9457 problem document {"type":"about:blank","title":REASON,"status":STATUS,
+ * "detail":DETAIL,"instance":PATH} with detail[0..dlen) and path[0..plen) escaped so that
+ * any bytes give valid JSON (bytes >= 0x80 each as \u00XX). Writes at most cap bytes of
+ * it to buf (no NUL) and returns its whole length: call with cap 0 to size it. */
+size_t errordoc_problem_json(char *buf, size_t cap, int status, const char *detail, size_t dlen,
+                             const char *path, size_t plen);
+
 /* Worker: the filter on pc that puts set's documents in place of percore's own errors. */
 void errordoc_register(h2o_pathconf_t *pc, const struct errordoc_set *set);
 

@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "reqdata.h"
 #include "util.h"
 
 #define FASTCGI_KEEPALIVE_MS 3000
@@ -136,6 +137,7 @@ on_filter(h2o_handler_t *self, h2o_req_t *req)
         dst++;
     }
     hs->size = dst;
+    reqdata_mark_upstream(req); /* what the application answers is its own */
     return -1;
 }
 

@@ -11,6 +11,7 @@
 #include "hnd.h"
 #include "log.h"
 #include "percore/module.h"
+#include "reqdata.h"
 #include "util.h"
 
 struct module_conf {
@@ -108,6 +109,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         h2o_send_error_500(req, hnd_reason(500), "module failed to start\n", 0);
         return 0;
     }
+    reqdata_mark_upstream(req); /* what the module answers is its own */
     rc = h->conf->mod->handle(h->data, (struct percore_request *)req);
     return rc == PERCORE_DECLINED ? -1 : 0;
 }
