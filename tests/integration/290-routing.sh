@@ -626,7 +626,7 @@ bad() {
             "$(cat "${D}/out" || true)"
     fi
 }
-bad "a bad regex" 3 <<CONF
+bad "a bad regex" 3 "(unclosed" <<CONF
 service s {
     listen 127.0.0.1:${P};
     route ~ ^/(unclosed { respond 200; }
@@ -647,13 +647,13 @@ service s {
     }
 }
 CONF
-bad "\$3 in a regex route with one group" 3 <<CONF
+bad "\$3 in a regex route with one group" 3 "\$3" <<CONF
 service s {
     listen 127.0.0.1:${P};
     route ~ ^/(a)\$ { proxy http://127.0.0.1:${PA}/x/\$3; }
 }
 CONF
-bad "\$2 in a rewrite with one group" 3 <<CONF
+bad "\$2 in a rewrite with one group" 3 "\$2" <<CONF
 service s {
     listen 127.0.0.1:${P};
     rewrite ^/(a)\$ /b/\$2 last;
@@ -786,8 +786,12 @@ touch "${D}/stop"
 wait "${CLIENT}"
 CLIENT=
 read -r NA NB NF <"${D}/counts"
-expect_eq "a reload to two services on the address: b.test now reaches b, no failed request (A ${NA}, B ${NB})" \
-    "${NF}" "0"
+if [[ "${NB}" -gt 0 && "${NF}" -eq 0 ]]; then
+    ok "a reload to two services on the address: b.test moves to b, no request fails (A ${NA}, B ${NB})"
+else
+    not_ok "a reload to two services on the address: b.test moves to b, no request fails" \
+        "A ${NA}, B ${NB}, failed ${NF}"
+fi
 fetch -H "Host: a.test" "http://127.0.0.1:${PL}/"
 R=$(up "j['upstream']")
 expect_eq "and a.test reaches a" "${R}" "A"
