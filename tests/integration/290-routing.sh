@@ -573,12 +573,13 @@ if serve "${CONF}" "error documents"; then
     R=$(up "j['type'] + ' ' + j['title'] + ' ' + j['instance']")
     expect_eq "with type, title and instance" "${R}" "about:blank Not Found /nope"
     for t in '/a\"b' '/a%22b' '/a%22%7d%2c%22x%22%3a1' '/a\\b' '/a%5c' '/a%ff' '/a%c3%28' \
-        '/%3cscript%3e' '/a\xff'; do
+        '/%3cscript%3e'; do
         R=$(problem GET "${t}")
         expect_eq "the path '${t}' (404) makes valid JSON" "${R}" \
             "404 application/problem+json json"
     done
-    for t in '/a%0d' '/a%0d%0aX:%201' '/a%00' '/a%1b'; do
+    # A control byte in the path is refused before routing (400); a raw byte >= 0x80 may be.
+    for t in '/a%0d' '/a%0d%0aX:%201' '/a%00' '/a%1b' '/a\xff'; do
         R=$(problem GET "${t}")
         case ${R} in
         "400 application/problem+json json" | "404 application/problem+json json" | 400\ text/*)
