@@ -583,7 +583,7 @@ if serve "${CONF}" "error documents"; then
         R=$(problem GET "${t}")
         case ${R} in
         "400 application/problem+json json" | "404 application/problem+json json" | 400\ text/*)
-            ok "the path '${t}': ${R}" ;;
+            ok "the path '${t}': ${R%% not JSON*}" ;;
         *) not_ok "the path '${t}': 400 or 404, and valid JSON if problem+json" "got ${R}" ;;
         esac
     done
