@@ -19,11 +19,18 @@
 
 #include "conf.h"
 #include "accesslog.h"
+#include "errordoc.h"
 #include "hnd.h"
+#include "regex.h"
 #include "tls.h"
+#include "tmpl.h"
 #include "util.h"
 
-enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4 };
+enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4, CTX_SVCROUTE = 6 };
+
+/* The groups of the regex of the route block being loaded: what $1..$9 may refer to in its
+ * templates (conf_captures_in_scope). */
+static unsigned captures_in_scope;
 
 struct loader {
     struct conf *conf;
@@ -32,7 +39,8 @@ struct loader {
     unsigned failed;           /* directives whose setter failed */
     struct util_hmap services; /* by name: index in conf->services */
     struct util_hmap listens;  /* by family and port: service index, listen index */
-    struct util_hmap routes;   /* of the service being loaded, by prefix: route index */
+    struct util_hmap routes;   /* of the service being loaded, by pattern: route index */
+    unsigned ctx;              /* of the block being loaded */
 };
 
 struct directive;
@@ -74,16 +82,19 @@ struct keyword {
 
 static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
-    set_handler, set_header, set_user, set_group;
+    set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
+    set_reqheader, set_errordoc;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
+static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 
 /* The offset of field f in the object of context ctx, which must have type t (or the build
  * fails): a generic setter writes it through that type. */
 #define OBJ_MAIN struct conf
 #define OBJ_SERVICE struct conf_service
 #define OBJ_ROUTE struct conf_route
+#define OBJ_SVCROUTE void
 #define FIELD(ctx, f, t)                                                                      \
     (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
 
@@ -117,6 +128,10 @@ static const struct directive directives[] = {
      set_access_log, 0, 0, NULL, "access_log /PATH|off"},
     FLAG("compress", ROUTE, compress),
     FLAG("cpu_affinity", MAIN, cpu_affinity),
+    CUSTOM("error_format", SVCROUTE, 1, 1, 0, set_errordoc, NULL,
+           "error_format text|problem+json"),
+    CUSTOM("error_page", SVCROUTE, 3, -1, D_REPEAT, set_errordoc, NULL,
+           "error_page CODE... file /PATH|respond TEXT"),
     HANDLER("fastcgi", hnd_fastcgi_ops),
     HANDLER("files", hnd_files_ops),
     CUSTOM("group", MAIN, 1, 1, 0, set_group, NULL, "group NAME|GID"),
@@ -134,19 +149,31 @@ static const struct directive directives[] = {
            1000000),
     TIME("idle_timeout", SERVICE, idle_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
     CUSTOM("listen", SERVICE, 1, 3, D_REPEAT, set_listen, NULL,
-           "listen ADDRESS:PORT [tls] [http2]"),
+           "listen ADDRESS:PORT [tls] [http2] [default]"),
     CUSTOM("log", MAIN, 1, 1, 0, set_log, NULL, "log journal|stderr|/PATH"),
+    CUSTOM("match_arg", ROUTE, 1, 2, D_REPEAT, set_cond, &cond_arg,
+           "match_arg NAME [VALUE|~REGEX]"),
+    CUSTOM("match_header", ROUTE, 1, 2, D_REPEAT, set_cond, &cond_header,
+           "match_header NAME [VALUE|~REGEX]"),
     SIZE("max_body_size", SERVICE, max_body, CONF_DEFAULT_MAX_BODY, 0, 1024 * 1024 * 1024),
     NUMBER("max_connections", MAIN, max_connections, CONF_DEFAULT_MAX_CONNECTIONS, 1,
            CONF_MAX_CONNECTIONS_MAX),
     SIZE("max_header_size", SERVICE, max_header_size, CONF_DEFAULT_MAX_HEADER_SIZE, 1024,
          CONF_MAX_HEADER_SIZE_MAX),
+    CUSTOM("methods", ROUTE, 1, 16, 0, set_methods, NULL, "methods METHOD..."),
     HANDLER("metrics", hnd_metrics_ops),
     HANDLER("module", hnd_module_ops),
     HANDLER("proxy", hnd_proxy_ops),
+    CUSTOM("proxy_header", SVCROUTE, 2, 2, D_REPEAT, set_reqheader, NULL,
+           "proxy_header NAME VALUE"),
+    CUSTOM("proxy_header_unset", SVCROUTE, 1, 1, D_REPEAT, set_reqheader, NULL,
+           "proxy_header_unset NAME"),
     HANDLER("redirect", hnd_redirect_ops),
     HANDLER("respond", hnd_respond_ops),
-    CUSTOM("route", SERVICE, 1, 1, D_BLOCK | D_REPEAT, set_route, NULL, "route PREFIX { ... }"),
+    CUSTOM("rewrite", SVCROUTE, 2, 3, D_REPEAT, set_rewrite, NULL,
+           "rewrite REGEX REPLACEMENT [last|break|redirect|permanent]"),
+    CUSTOM("route", SERVICE, 1, 2, D_BLOCK | D_REPEAT, set_route, NULL,
+           "route [=|~|~*] PATTERN { ... }"),
     /* Connections are swept once a second: less could not be kept. */
     TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
     CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
@@ -338,8 +365,10 @@ static void
 load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void *obj)
 {
     const struct conf_node **seen = xcalloc(NELEMS(directives), sizeof(*seen));
+    unsigned outer = ld->ctx;
 
     assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE);
+    ld->ctx = ctx;
     for (size_t i = 0; i < block->nchildren; i++) {
         const struct conf_node *n = &block->children[i];
         const struct directive *d = dir_lookup(ld, n, ctx, seen);
@@ -355,6 +384,7 @@ load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void 
             ld->failed++;
         }
     }
+    ld->ctx = outer;
     free(seen);
 }
 
@@ -793,8 +823,8 @@ addr_key(const struct listen_addr *a)
     return (uint64_t)a->ss.ss_family << 16 | port;
 }
 
-/* A service that shares an address with earlier ones needs names to be picked by (the
- * first on an address is its default), and no name may be claimed twice there. */
+/* No name may be claimed twice on an address services share (check_defaults then asks
+ * that all but its default have names). */
 static void
 check_shared(struct loader *ld, struct conf_service *svc)
 {
@@ -816,17 +846,59 @@ check_shared(struct loader *ld, struct conf_service *svc)
             assert(ld->listens.ents[e].a != last);
             last = ld->listens.ents[e].a;
             svc->shared = o->shared = 1;
-            if (svc->nserver_names == 0) {
-                err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
-                       "'server_name' for TLS clients to pick it by", svc->name, l->addr.text,
-                       o->name);
-                return;
-            }
             for (size_t n = 0; n < svc->nserver_names; n++)
                 if (has_server_name(o, svc->server_names[n]))
                     err_at(ld, &svc->server_name_pos, "server_name '%s' of service '%s' is "
                            "also a server_name of service '%s' on %s", svc->server_names[n],
                            svc->name, o->name, l->addr.text);
+        }
+    }
+}
+
+/* The service that answers on a's address what no other there names: the one whose listen
+ * says `default`, else the first; *second_dflt gets a second `default` listen, or NULL. */
+static const struct conf_service *
+address_default(const struct conf *c, const struct listen_addr *a,
+                const struct conf_listen **second_dflt)
+{
+    const struct conf_service *first = NULL, *dflt = NULL;
+
+    *second_dflt = NULL;
+    for (size_t i = 0; i < c->nservices; i++) {
+        for (size_t j = 0; j < c->services[i].nlistens; j++) {
+            const struct conf_listen *l = &c->services[i].listens[j];
+            if (!listener_addr_equal(&l->addr, a))
+                continue;
+            if (first == NULL)
+                first = &c->services[i];
+            if (l->dflt && dflt != NULL && *second_dflt == NULL)
+                *second_dflt = l;
+            else if (l->dflt && dflt == NULL)
+                dflt = &c->services[i];
+        }
+    }
+    return dflt != NULL ? dflt : first;
+}
+
+/* On each address several services share, one `default` at most, and a server_name for
+ * every other service there to be picked by. */
+static void
+check_defaults(struct loader *ld)
+{
+    const struct conf *c = ld->conf;
+
+    for (size_t i = 0; i < c->nservices; i++) {
+        const struct conf_service *s = &c->services[i];
+        for (size_t j = 0; s->shared && j < s->nlistens; j++) {
+            const struct conf_listen *l = &s->listens[j], *second;
+            const struct conf_service *d = address_default(c, &l->addr, &second);
+            if (second != NULL && l == second)
+                err_at(ld, &l->pos, "a second 'default' for %s (service '%s' is its default)",
+                       l->addr.text, d->name);
+            if (d != s && s->nserver_names == 0)
+                err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
+                       "'server_name' to be picked by; give it one, or make it the address's "
+                       "'default'", s->name, l->addr.text, d->name);
         }
     }
 }
@@ -861,6 +933,17 @@ service_new(struct loader *ld, const char *name, const struct conf_pos *pos)
     return svc;
 }
 
+/* Each route's error documents: its own over the service's. */
+static void
+merge_errors(struct conf_service *svc)
+{
+    for (size_t i = 0; i < svc->nroutes; i++) {
+        struct errordoc_set *own = svc->routes[i].errors;
+        svc->routes[i].errors = errordoc_merge(own, svc->errors);
+        errordoc_free(own);
+    }
+}
+
 /* A service block: fails when anything in it did. */
 static int
 set_service(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
@@ -882,6 +965,7 @@ set_service(struct loader *ld, const struct directive *d, const struct conf_node
     load_block(ld, n, CTX_SERVICE, svc);
     check_service_tls(ld, svc);
     check_shared(ld, svc);
+    merge_errors(svc);
     if (svc->nlistens == 0 && ld->socks != NULL && ld->socks->known &&
         !socket_passed(ld->socks, svc->name))
         err_at(ld, &n->pos, "service '%s' has no 'listen' and systemd passed no socket named "
@@ -912,18 +996,19 @@ listen_conflict(struct loader *ld, const struct listen_addr *a, const char **own
     return NULL;
 }
 
-/* The options after a listen's address: `tls`, `http2`, each at most once. */
+/* The options after a listen's address: `tls`, `http2`, `default`, each at most once. */
 static int
-listen_options(struct loader *ld, const struct conf_node *n, int *tls, int *http2)
+listen_options(struct loader *ld, const struct conf_node *n, int *tls, int *http2, int *dflt)
 {
-    *tls = *http2 = 0;
+    *tls = *http2 = *dflt = 0;
     for (size_t i = 1; i < n->nargs; i++) {
         const struct conf_arg *o = &n->args[i];
-        int *flag = strcmp(o->s, "tls") == 0 ? tls : strcmp(o->s, "http2") == 0 ? http2 : NULL;
+        int *flag = strcmp(o->s, "tls") == 0 ? tls : strcmp(o->s, "http2") == 0 ? http2
+                    : strcmp(o->s, "default") == 0 ? dflt : NULL;
 
         if (flag == NULL)
-            return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls' or 'http2'",
-                          o->s);
+            return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls', 'http2' "
+                          "or 'default'", o->s);
         if (*flag)
             return err_at(ld, &o->pos, "listen option '%s' given twice", o->s);
         *flag = 1;
@@ -946,29 +1031,33 @@ set_listen(struct loader *ld, const struct directive *d, const struct conf_node 
     struct listen_addr *addrs;
     size_t naddrs;
     char err[256];
-    int tls, http2, rc = 0;
+    int tls, http2, dflt, rc = 0;
 
     assert(self < ld->conf->nservices);
-    if (listen_options(ld, n, &tls, &http2) == -1)
+    if (listen_options(ld, n, &tls, &http2, &dflt) == -1)
         return -1;
     if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "%s", err);
     for (size_t i = 0; i < naddrs; i++) {
         other = listen_conflict(ld, &addrs[i], &owner);
-        /* TLS services may share an address; clients pick one by SNI (see check_shared). */
-        if (other != NULL && !(tls && other->tls && strcmp(owner, svc->name) != 0 &&
+        /* Services may share an address: Host (or SNI, over TLS) picks one (see
+         * check_shared and check_defaults). */
+        if (other != NULL && !(tls == other->tls && strcmp(owner, svc->name) != 0 &&
                                listener_addr_equal(&other->addr, &addrs[i]))) {
             rc = err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at "
                         "%s:%d:%d)%s", addrs[i].text, owner, other->addr.text,
                         other->pos.file, other->pos.line, other->pos.col,
-                        strcmp(owner, svc->name) == 0 ? "" :
-                        "; services can share an address only when each listens on exactly "
-                        "it with 'tls' and has a 'server_name'");
+                        strcmp(owner, svc->name) == 0 ? ""
+                        : tls != other->tls ? "; services sharing an address must all use "
+                                              "'tls' or none"
+                        : "; services can share an address only when each listens on "
+                          "exactly it");
             continue;
         }
         util_hmap_add(&ld->listens, addr_key(&addrs[i]), self, svc->nlistens);
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
-        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2, 0};
+        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2,
+                                                             dflt};
     }
     free(addrs);
     return rc;
@@ -1032,17 +1121,88 @@ set_server_name(struct loader *ld, const struct directive *d, const struct conf_
     return rc;
 }
 
-/* The earlier route of the service being loaded with this prefix, or NULL. */
+static const char *const match_ops[] = {[MATCH_PREFIX] = "", [MATCH_EXACT] = "= ",
+                                         [MATCH_REGEX] = "~ "};
+
+/* The earlier route of the service being loaded that takes every request r would: the same
+ * pattern, and no condition of its own. NULL when there is none. */
 static const struct conf_route *
-find_route(struct loader *ld, const struct conf_service *svc, const char *prefix)
+shadowing_route(struct loader *ld, const struct conf_service *svc, const struct conf_route *r)
 {
-    uint64_t h = util_hash_str(prefix);
+    uint64_t h = util_hash_str(r->prefix);
 
     for (size_t e = util_hmap_first(&ld->routes, h); e != SIZE_MAX;
-         e = util_hmap_next(&ld->routes, e))
-        if (strcmp(svc->routes[ld->routes.ents[e].a].prefix, prefix) == 0)
-            return &svc->routes[ld->routes.ents[e].a];
+         e = util_hmap_next(&ld->routes, e)) {
+        const struct conf_route *o = &svc->routes[ld->routes.ents[e].a];
+        if (o != r && o->match == r->match && strcmp(o->prefix, r->prefix) == 0 &&
+            (o->re == NULL || o->re->caseless == r->re->caseless) && o->nmethods == 0 &&
+            o->nconds == 0)
+            return o;
+    }
     return NULL;
+}
+
+/* A regex argument compiled, or NULL once the problem is reported at it. */
+static struct regex *
+compile_regex(struct loader *ld, const struct conf_arg *a, int caseless)
+{
+    char err[256];
+    size_t off = 0;
+    struct regex *re = regex_compile(a->s, caseless, err, sizeof(err), &off);
+
+    if (re == NULL)
+        err_at(ld, &a->pos, "invalid regex '%s': %s (at offset %zu)", a->s, err, off);
+    return re;
+}
+
+/* A template argument compiled (captures: the highest $N allowed), or NULL once the problem
+ * is reported at it. */
+static struct tmpl *
+compile_tmpl(struct loader *ld, const struct conf_arg *a, unsigned captures)
+{
+    char err[400];
+    size_t off = 0;
+    struct tmpl *t = tmpl_compile(a->s, captures, err, sizeof(err), &off);
+
+    if (t == NULL)
+        err_at(ld, &a->pos, "%s (in '%s' at offset %zu)", err, a->s, off);
+    return t;
+}
+
+/* A path pattern (prefix or exact): a path, without query or fragment. */
+static int
+check_path_pattern(struct loader *ld, const struct conf_arg *a, const char *what)
+{
+    if (a->s[0] != '/')
+        return err_at(ld, &a->pos, "route %s '%s' must start with '/'", what, a->s);
+    if (strpbrk(a->s, "?#") != NULL)
+        return err_at(ld, &a->pos, "route %s '%s' must be a path, without '?' or '#'", what,
+                      a->s);
+    return 0;
+}
+
+/* `route PREFIX`, `route = PATH`, `route ~ REGEX`, `route ~* REGEX` into r. */
+static int
+route_pattern(struct loader *ld, const struct conf_node *n, struct conf_route *r)
+{
+    const struct conf_arg *op = &n->args[0], *a = &n->args[n->nargs - 1];
+
+    if (n->nargs == 1) {
+        if (strcmp(op->s, "=") == 0 || strcmp(op->s, "~") == 0 || strcmp(op->s, "~*") == 0)
+            return err_at(ld, &op->pos, "route '%s' needs a pattern after it", op->s);
+        r->match = MATCH_PREFIX;
+        return check_path_pattern(ld, a, "prefix");
+    }
+    if (strcmp(op->s, "=") == 0) {
+        r->match = MATCH_EXACT;
+        return check_path_pattern(ld, a, "path");
+    }
+    if (strcmp(op->s, "~") != 0 && strcmp(op->s, "~*") != 0)
+        return err_at(ld, &op->pos, "unknown route operator '%s': expected '=' (exact path), "
+                      "'~' (regex) or '~*' (regex, any case) before the pattern", op->s);
+    r->match = MATCH_REGEX;
+    r->re = compile_regex(ld, a, op->s[1] == '*');
+    return r->re == NULL ? -1 : 0;
 }
 
 /* A route block: fails when anything in it did. */
@@ -1050,31 +1210,87 @@ static int
 set_route(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf_service *svc = obj;
-    const struct conf_arg *a = &n->args[0];
+    const struct conf_arg *a = &n->args[n->nargs - 1];
     const struct conf_route *dup;
-    struct conf_route *r;
+    struct conf_route r = {0}, *rp;
     size_t before = ld->diag->n;
 
-    if (a->s[0] != '/')
-        return err_at(ld, &a->pos, "route prefix '%s' must start with '/'", a->s);
-    if (strpbrk(a->s, "?#") != NULL)
-        return err_at(ld, &a->pos, "route prefix '%s' must be a path, without '?' or '#'", a->s);
-    dup = find_route(ld, svc, a->s);
-    if (dup != NULL)
-        return err_at(ld, &a->pos, "duplicate route '%s' in service '%s' (first at "
-                      "%s:%d:%d)", a->s, svc->name, dup->pos.file, dup->pos.line,
-                      dup->pos.col);
-    util_hmap_add(&ld->routes, util_hash_str(a->s), svc->nroutes, 0);
+    if (route_pattern(ld, n, &r) == -1) {
+        regex_free(r.re);
+        return -1;
+    }
     svc->routes = xreallocarray(svc->routes, svc->nroutes + 1, sizeof(*svc->routes));
-    r = &svc->routes[svc->nroutes++];
-    memset(r, 0, sizeof(*r));
-    r->prefix = xstrdup(a->s);
-    r->pos = n->pos;
-    set_defaults(CTX_ROUTE, r);
-    load_block(ld, n, CTX_ROUTE, r);
-    if (r->hnd == NULL)
-        err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", r->prefix, hnd_names());
+    rp = &svc->routes[svc->nroutes++];
+    *rp = r;
+    rp->prefix = xstrdup(a->s);
+    rp->pos = n->pos;
+    set_defaults(CTX_ROUTE, rp);
+    captures_in_scope = rp->re != NULL ? rp->re->ncaptures : 0;
+    load_block(ld, n, CTX_ROUTE, rp);
+    captures_in_scope = 0;
+    if (rp->hnd == NULL)
+        err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", rp->prefix,
+               hnd_names());
+    dup = shadowing_route(ld, svc, rp);
+    if (dup != NULL)
+        err_at(ld, &a->pos, "duplicate route '%s%s' in service '%s' (first at %s:%d:%d)%s",
+               match_ops[rp->match], rp->prefix, svc->name, dup->pos.file, dup->pos.line,
+               dup->pos.col, rp->nmethods + rp->nconds > 0 ? ", which has no condition and "
+               "takes every request this one would" : "");
+    util_hmap_add(&ld->routes, util_hash_str(rp->prefix), svc->nroutes - 1, 0);
     return ld->diag->n == before ? 0 : -1;
+}
+
+unsigned
+conf_captures_in_scope(void)
+{
+    return captures_in_scope;
+}
+
+/* The lists of a directive that stands in a service or a route block, for the block being
+ * loaded. */
+static struct conf_route *
+route_obj(struct loader *ld, void *obj)
+{
+    return ld->ctx == CTX_ROUTE ? obj : NULL;
+}
+
+/* `rewrite REGEX REPLACEMENT [FLAG]`. */
+static int
+set_rewrite(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    static const struct keyword flags[] = {{"last", RW_LAST}, {"break", RW_BREAK},
+                                           {"redirect", RW_REDIRECT},
+                                           {"permanent", RW_PERMANENT}, {NULL, 0}};
+    struct conf_route *r = route_obj(ld, obj);
+    struct conf_service *svc = r == NULL ? obj : NULL;
+    struct conf_rewrite rw = {.flag = RW_NEXT, .pos = n->pos};
+    struct conf_rewrite **v = r != NULL ? &r->rewrites : &svc->rewrites;
+    size_t *nv = r != NULL ? &r->nrewrites : &svc->nrewrites;
+
+    if (n->nargs == 3) {
+        size_t i;
+        for (i = 0; flags[i].name != NULL && strcmp(flags[i].name, n->args[2].s) != 0; i++)
+            ;
+        if (flags[i].name == NULL)
+            return err_at(ld, &n->args[2].pos, "unknown rewrite flag '%s': expected 'last', "
+                          "'break', 'redirect' or 'permanent'", n->args[2].s);
+        rw.flag = flags[i].value;
+    }
+    if (svc != NULL && rw.flag == RW_BREAK)
+        return err_at(ld, &n->args[2].pos, "'break' keeps the route, and a service's rewrite "
+                      "comes before one is chosen: use 'last' here");
+    rw.re = compile_regex(ld, &n->args[0], 0);
+    if (rw.re == NULL)
+        return -1;
+    rw.repl = compile_tmpl(ld, &n->args[1], rw.re->ncaptures);
+    if (rw.repl == NULL) {
+        regex_free(rw.re);
+        return -1;
+    }
+    *v = xreallocarray(*v, *nv + 1, sizeof(**v));
+    (*v)[(*nv)++] = rw;
+    return 0;
 }
 
 /* ---- route context ---- */
@@ -1139,6 +1355,7 @@ set_header(struct loader *ld, const struct directive *d, const struct conf_node 
     struct conf_route *r = obj;
     const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
     enum conf_header_cmd cmd = *(const enum conf_header_cmd *)d->data;
+    struct tmpl *tv = NULL;
 
     /* The rows' argument counts: a value for set and add, none for unset. */
     assert((cmd == HDR_UNSET) == (value == NULL));
@@ -1149,10 +1366,114 @@ set_header(struct loader *ld, const struct directive *d, const struct conf_node 
             cmd != HDR_ADD)
             return err_at(ld, &n->pos, "'%s' conflicts with an earlier line for header '%s'; "
                           "use header_add to send it more than once", d->name, name->s);
+    if (value != NULL && (tv = compile_tmpl(ld, value, captures_in_scope)) == NULL)
+        return -1;
     r->headers = xreallocarray(r->headers, r->nheaders + 1, sizeof(*r->headers));
     r->headers[r->nheaders++] =
-        (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL, NULL};
+        (struct conf_header){cmd, xstrdup(name->s), value ? xstrdup(value->s) : NULL, tv};
     return 0;
+}
+
+/* `proxy_header NAME VALUE`, `proxy_header_unset NAME`: one line per name in a block. */
+static int
+set_reqheader(struct loader *ld, const struct directive *d, const struct conf_node *n,
+              void *obj)
+{
+    static const char *const managed[] = {"host", "content-length", "transfer-encoding",
+                                          "connection", "upgrade", "te", "keep-alive"};
+    struct conf_route *r = route_obj(ld, obj);
+    struct conf_service *svc = r == NULL ? obj : NULL;
+    struct conf_reqheader **v = r != NULL ? &r->reqheaders : &svc->reqheaders;
+    size_t *nv = r != NULL ? &r->nreqheaders : &svc->nreqheaders;
+    const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
+    struct tmpl *t = NULL;
+    char *lc;
+
+    if (header_problem(ld, name, value) == -1)
+        return -1;
+    for (size_t i = 0; i < NELEMS(managed); i++)
+        if (strcasecmp(name->s, managed[i]) == 0)
+            return err_at(ld, &name->pos, "request header '%s' is managed by percore and the "
+                          "protocol; it cannot be configured", name->s);
+    for (size_t i = 0; i < *nv; i++)
+        if (strcasecmp((*v)[i].name, name->s) == 0)
+            return err_at(ld, &n->pos, "request header '%s' is already set in this block "
+                          "(at %s:%d:%d)", name->s, (*v)[i].pos.file, (*v)[i].pos.line,
+                          (*v)[i].pos.col);
+    if (value != NULL && (t = compile_tmpl(ld, value, captures_in_scope)) == NULL)
+        return -1;
+    lc = xstrdup(name->s);
+    for (char *p = lc; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *v = xreallocarray(*v, *nv + 1, sizeof(**v));
+    (*v)[(*nv)++] = (struct conf_reqheader){lc, t, n->pos};
+    return 0;
+}
+
+/* `methods METHOD...`: tokens, compared as written (methods are case-sensitive). */
+static int
+set_methods(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_route *r = obj;
+
+    for (size_t i = 0; i < n->nargs; i++) {
+        const struct conf_arg *a = &n->args[i];
+        if (!valid_header_name(a->s) || strlen(a->s) > 32)
+            return err_at(ld, &a->pos, "invalid method '%s': expected a token such as GET",
+                          a->s);
+        for (const char *p = a->s; *p != '\0'; p++)
+            if (islower((unsigned char)*p))
+                return err_at(ld, &a->pos, "method '%s' has lowercase letters; methods are "
+                              "case-sensitive and the standard ones uppercase", a->s);
+        for (size_t j = 0; j < r->nmethods; j++)
+            if (strcmp(r->methods[j], a->s) == 0)
+                return err_at(ld, &a->pos, "method '%s' listed twice", a->s);
+        r->methods = xreallocarray(r->methods, r->nmethods + 1, sizeof(*r->methods));
+        r->methods[r->nmethods++] = xstrdup(a->s);
+    }
+    return 0;
+}
+
+/* `match_header NAME [VALUE|~REGEX]`, `match_arg NAME [VALUE|~REGEX]`. */
+static int
+set_cond(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_route *r = obj;
+    struct conf_cond c = {.kind = *(const enum conf_cond_kind *)d->data, .pos = n->pos};
+    const struct conf_arg *name = &n->args[0], *value = n->nargs > 1 ? &n->args[1] : NULL;
+
+    if (c.kind == COND_HEADER ? !valid_header_name(name->s)
+                              : name->s[0] == '\0' || strpbrk(name->s, "&=#") != NULL)
+        return err_at(ld, &name->pos, "invalid %s name '%s'",
+                      c.kind == COND_HEADER ? "header" : "query argument", name->s);
+    if (value != NULL && value->s[0] == '~' && !value->quoted) {
+        struct conf_arg re = *value;
+        re.s = value->s + 1;
+        if ((c.re = compile_regex(ld, &re, 0)) == NULL)
+            return -1;
+    } else if (value != NULL) {
+        c.value = xstrdup(value->s);
+    }
+    c.name = xstrdup(name->s);
+    if (c.kind == COND_HEADER)
+        for (char *p = c.name; *p != '\0'; p++)
+            *p = (char)tolower((unsigned char)*p);
+    r->conds = xreallocarray(r->conds, r->nconds + 1, sizeof(*r->conds));
+    r->conds[r->nconds++] = c;
+    return 0;
+}
+
+/* `error_page` and `error_format`, for the service or the route. */
+static int
+set_errordoc(struct loader *ld, const struct directive *d, const struct conf_node *n,
+             void *obj)
+{
+    struct conf_route *r = route_obj(ld, obj);
+    struct errordoc_set **set = r != NULL ? &r->errors : &((struct conf_service *)obj)->errors;
+
+    if (strcmp(d->name, "error_format") == 0)
+        return errordoc_parse_format(n, set, ld->diag);
+    return errordoc_parse_page(n, set, ld->diag);
 }
 
 /* ---- load / free ---- */
@@ -1218,6 +1539,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
         if (c->nservices == 0 && diag->n == before)
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
+        check_defaults(&ld);
         check_user_group(&ld);
         check_sandbox(&ld);
     }
@@ -1252,6 +1574,26 @@ conf_load_string(const char *name, const char *text, const struct conf_sockets *
 }
 
 static void
+rewrites_clear(struct conf_rewrite *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        regex_free(v[i].re);
+        tmpl_free(v[i].repl);
+    }
+    free(v);
+}
+
+static void
+reqheaders_clear(struct conf_reqheader *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        tmpl_free(v[i].value);
+    }
+    free(v);
+}
+
+static void
 route_clear(struct conf_route *r)
 {
     if (r->hnd != NULL)
@@ -1259,9 +1601,23 @@ route_clear(struct conf_route *r)
     for (size_t i = 0; i < r->nheaders; i++) {
         free(r->headers[i].name);
         free(r->headers[i].value);
+        tmpl_free(r->headers[i].tvalue);
     }
     free(r->headers);
     free(r->prefix);
+    regex_free(r->re);
+    for (size_t i = 0; i < r->nmethods; i++)
+        free(r->methods[i]);
+    free(r->methods);
+    for (size_t i = 0; i < r->nconds; i++) {
+        free(r->conds[i].name);
+        free(r->conds[i].value);
+        regex_free(r->conds[i].re);
+    }
+    free(r->conds);
+    rewrites_clear(r->rewrites, r->nrewrites);
+    reqheaders_clear(r->reqheaders, r->nreqheaders);
+    errordoc_free(r->errors);
 }
 
 static void
@@ -1270,6 +1626,9 @@ service_clear(struct conf_service *s)
     for (size_t j = 0; j < s->nroutes; j++)
         route_clear(&s->routes[j]);
     free(s->routes);
+    rewrites_clear(s->rewrites, s->nrewrites);
+    reqheaders_clear(s->reqheaders, s->nreqheaders);
+    errordoc_free(s->errors);
     free(s->listens);
     for (size_t j = 0; j < s->nserver_names; j++)
         free(s->server_names[j]);

@@ -68,7 +68,7 @@ struct conf_route {
     size_t nconds;
     struct conf_rewrite *rewrites;
     size_t nrewrites;
-    struct conf_reqheader *reqheaders; /* the service's first, then the route's own */
+    struct conf_reqheader *reqheaders; /* applied after the service's */
     size_t nreqheaders;
     struct errordoc_set *errors; /* its own over the service's; NULL: none */
     const struct hnd_ops *hnd;
@@ -176,6 +176,10 @@ struct conf *conf_load(const char *path, const struct conf_sockets *socks,
 struct conf *conf_load_string(const char *name, const char *text,
                               const struct conf_sockets *socks, struct conf_diag *diag);
 void conf_free(struct conf *c);
+
+/* While a route block is loaded (handlers parse their arguments then): how many groups its
+ * regex has, which its templates' $1..$9 may use; 0 elsewhere. */
+unsigned conf_captures_in_scope(void);
 
 /* Every time directive and handler option: libh2o keeps timeouts as milliseconds and
  * waits as int milliseconds, so a day keeps far from both limits. */

@@ -22,6 +22,9 @@ struct hnd_ops {
      * sandbox, else who needs it off ("module 'x' (/path)"), a string hconf owns. May be
      * NULL: always within. */
     const char *(*unsandboxed)(const void *hconf);
+    /* Worker: whether its templates (a redirect target, a proxy path) use variables, which
+     * the router then records per request. May be NULL: none. */
+    int (*uses_vars)(const void *hconf);
 };
 
 extern const struct hnd_ops hnd_respond_ops;

@@ -17,6 +17,9 @@
 #include "h2o_private.h"
 #include "hnd.h"
 #include "log.h"
+#include "reqdata.h"
+#include "router.h"
+#include "tmpl.h"
 #include "util.h"
 
 #define PROXY_POOL_CAPACITY 1024
@@ -35,6 +38,7 @@ struct upstream_conf {
     socklen_t sslen;
     char *authority; /* Host: sent upstream unless preserve_host */
     char *path;      /* prefix the request's path suffix is appended to */
+    struct tmpl *tpath; /* the path has variables: expanded instead, no suffix added */
 };
 
 struct proxy_conf {
@@ -163,6 +167,29 @@ resolve_upstream(const char *s, const char *host, const char *port, struct upstr
     return 0;
 }
 
+/* u's path as a template: "/api/v$1/user/$2". A path whose only '$' are "$$" is its
+ * literal. -1 with a message in err for a bad variable. */
+static int
+compile_path(struct upstream_conf *u, char *err, size_t errlen)
+{
+    char msg[400];
+    size_t off = 0;
+    struct tmpl *t = tmpl_compile(u->path, conf_captures_in_scope(), msg, sizeof(msg), &off);
+
+    if (t == NULL) {
+        snprintf(err, errlen, "%s (in upstream '%s', path offset %zu)", msg, u->url, off);
+        return -1;
+    }
+    if (!tmpl_has_vars(t)) {
+        free(u->path);
+        u->path = xstrdup(tmpl_literal(t));
+        tmpl_free(t);
+        return 0;
+    }
+    u->tpath = t;
+    return 0;
+}
+
 /* Parse upstream URL s, http://HOST[:PORT][/PATH] or unix:/PATH, into *u (its strings
  * owned by u, freed by proxy_free()). On error returns -1 with a message in err. */
 static int
@@ -192,7 +219,7 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
     u->authority = xstrndup(p, (size_t)(slash - p));
     u->path = xstrdup(*slash ? slash : "/");
     u->url = xstrdup(s);
-    return 0;
+    return strchr(u->path, '$') != NULL ? compile_path(u, err, errlen) : 0;
 }
 
 static void
@@ -206,6 +233,7 @@ proxy_free(void *p)
         free(pc->ups[i].url);
         free(pc->ups[i].authority);
         free(pc->ups[i].path);
+        tmpl_free(pc->ups[i].tpath);
     }
     free(pc->ups);
     free(pc);
@@ -262,7 +290,7 @@ parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag 
 static int
 add_upstream(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
-    char err[300];
+    char err[1024];
 
     pc->ups = xreallocarray(pc->ups, pc->nups + 1, sizeof(*pc->ups));
     if (parse_upstream(a->s, &pc->ups[pc->nups], err, sizeof(err)) == -1) {
@@ -743,6 +771,24 @@ flow_setup_ostream(h2o_req_t *req, h2o_ostream_t ***slot)
     *slot = &o->super.next;
 }
 
+/* The request target sent to upstream u: its path template expanded (with the request's
+ * query unless the template has its own), or its path with the request's suffix. */
+static h2o_iovec_t
+target_of(h2o_req_t *req, const struct upstream_conf *u, const struct upstream_rt *rt)
+{
+    struct tmpl_env env;
+    h2o_iovec_t path, query = h2o_iovec_init(NULL, 0);
+
+    if (u->tpath == NULL)
+        return upstream_path(req, rt->url.path);
+    router_tmpl_env(req, &env, tmpl_uses(u->tpath));
+    path = tmpl_expand(u->tpath, req, &env, TMPL_TARGET);
+    if (!tmpl_has_query(u->tpath) && req->query_at != SIZE_MAX)
+        query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
+                                        req->path.len - req->query_at, &query.len);
+    return h2o_concat(&req->pool, path, query);
+}
+
 static void
 forward(struct attempt *a)
 {
@@ -760,7 +806,7 @@ forward(struct attempt *a)
     ov->headers_cmds = forwarded_cmds(req);
     authority = a->h->conf->preserve_host ? req->authority : rt->url.authority;
     h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
-                          upstream_path(req, rt->url.path), ov, 0);
+                          target_of(req, &a->h->conf->ups[a->idx], rt), ov, 0);
 }
 
 static int
@@ -917,7 +963,22 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
         }
     }
     flow_setup_ostream(req, &slot);
+    /* The upstream's own response runs libh2o's proxy generator; percore's errors (and
+     * libh2o's "connection failed") are sent inline, whose generator has no proceed. */
+    if (req->_generator != NULL && req->_generator->proceed != NULL)
+        reqdata_mark_upstream(req);
     h2o_setup_next_ostream(req, slot);
+}
+
+static int
+proxy_uses_vars(const void *hconf)
+{
+    const struct proxy_conf *pc = hconf;
+
+    for (size_t i = 0; i < pc->nups; i++)
+        if (pc->ups[i].tpath != NULL)
+            return 1;
+    return 0;
 }
 
 static void
@@ -952,4 +1013,5 @@ const struct hnd_ops hnd_proxy_ops = {
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,
+    .uses_vars = proxy_uses_vars,
 };

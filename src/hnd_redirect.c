@@ -1,18 +1,23 @@
 /* The redirect handler: a fixed status and target, keeping the path suffix after the
- * route's prefix (and the query) unless `exact` is given. */
+ * route's prefix (and the query) unless `exact` is given; a target with variables
+ * ("https://$host$request_uri") is expanded instead, and used as it comes out. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "router.h"
+#include "tmpl.h"
 #include "util.h"
 
 struct redirect_conf {
     int status;
     char *target;
     int exact;
+    struct tmpl *tmpl; /* the target has variables; NULL: it has none */
 };
 
 struct redirect_handler {
@@ -99,6 +104,25 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
                       n->args[2].s);
         return -1;
     }
+    if (strchr(url->s, '$') != NULL) {
+        char err[400];
+        size_t off = 0;
+        struct tmpl *t = tmpl_compile(url->s, conf_captures_in_scope(), err, sizeof(err), &off);
+        if (t == NULL) {
+            conf_diag_add(diag, &url->pos, "%s (in '%s' at offset %zu)", err, url->s, off);
+            return -1;
+        }
+        if (tmpl_has_vars(t)) {
+            rc = xcalloc(1, sizeof(*rc));
+            rc->status = status;
+            rc->target = xstrdup(url->s);
+            rc->exact = 1;
+            rc->tmpl = t;
+            *out = rc;
+            return 0;
+        }
+        tmpl_free(t); /* only "$$": the target as written, checked below */
+    }
     if (n->nargs == 2 && (why = target_problem(url->s)) != NULL) {
         conf_diag_add(diag, &url->pos, "redirect target '%s' %s", url->s, why);
         return -1;
@@ -119,6 +143,7 @@ redirect_free(void *p)
     if (rc == NULL)
         return;
     free(rc->target);
+    tmpl_free(rc->tmpl);
     free(rc);
 }
 
@@ -153,11 +178,25 @@ static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     const struct redirect_conf *rc = ((struct redirect_handler *)self)->conf;
-    h2o_iovec_t dest = location(&req->pool, rc, req->pathconf->path.len, req->path_normalized,
-                                req->path, req->query_at);
+    h2o_iovec_t dest;
+    struct tmpl_env env;
+
+    if (rc->tmpl != NULL) {
+        router_tmpl_env(req, &env, tmpl_uses(rc->tmpl));
+        dest = tmpl_expand(rc->tmpl, req, &env, TMPL_TARGET);
+    } else {
+        dest = location(&req->pool, rc, req->pathconf->path.len, req->path_normalized,
+                        req->path, req->query_at);
+    }
 
     h2o_send_redirect(req, rc->status, hnd_reason(rc->status), dest.base, dest.len);
     return 0;
+}
+
+static int
+redirect_uses_vars(const void *hconf)
+{
+    return ((const struct redirect_conf *)hconf)->tmpl != NULL;
 }
 
 static void
@@ -177,4 +216,5 @@ const struct hnd_ops hnd_redirect_ops = {
     .parse = redirect_parse,
     .setup = redirect_setup,
     .free_conf = redirect_free,
+    .uses_vars = redirect_uses_vars,
 };

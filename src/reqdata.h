@@ -9,7 +9,7 @@
 #include "regex.h"
 
 struct route_rt;
-struct service_rt;
+struct site_rt;
 
 enum {
     RD_UPSTREAM_RESPONSE = 1, /* the response came from an upstream, FastCGI or a module */
@@ -18,10 +18,10 @@ enum {
 struct reqdata {
     h2o_req_t *req;
     unsigned flags;
-    const struct service_rt *svc;  /* chosen by Host (or SNI) */
+    const struct site_rt *site;    /* chosen by Host (or SNI) */
     const struct route_rt *route;  /* NULL: no route took it */
-    int status;                    /* the router's own answer (404, 405, 500) */
-    const char *allow;             /* 405: the Allow header */
+    int status;                    /* the router's own answer: 405, 500, a rewrite's 30x */
+    h2o_iovec_t allow;             /* 405: the Allow header */
     h2o_iovec_t location;          /* a rewrite's redirect */
     const char *subject;           /* the path the route's captures index */
     size_t ov[2 * (REGEX_MAX_CAPTURES + 1)];

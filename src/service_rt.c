@@ -1,7 +1,7 @@
-/* A service at run time, in a worker at start: translates the service's part of the conf
- * tree (routes, guards, headers, limits, timeouts) into its own libh2o configuration and
- * context, and tells each listening socket which services it serves. Also the request
- * logger every route ends with. */
+/* Services at run time, in a worker at start: each listening address gets its own libh2o
+ * configuration and context, in which every service on the address is a site (a hostconf
+ * of its routes, guards, headers and limits) and one dispatch host runs the router
+ * (router.c). Also the request logger every route ends with. */
 #include "config.h"
 
 #include <assert.h>
@@ -11,16 +11,21 @@
 #include "accesslog.h"
 #include "conf.h"
 #include "conn.h"
+#include "errordoc.h"
 #include "h2guard.h"
 #include "h2o_inc.h"
 #include "hnd.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "regex.h"
 #include "reqcheck.h"
+#include "route_match.h"
+#include "router.h"
 #include "sendguard.h"
 #include "service_rt.h"
 #include "tlsaccept.h"
+#include "tmpl.h"
 #include "util.h"
 #include "worker.h"
 
@@ -86,7 +91,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
 }
 
 static void
-add_request_logger(h2o_pathconf_t *pc, struct service_rt *rt, struct metrics_slot *metrics)
+add_request_logger(h2o_pathconf_t *pc, const struct service_rt *rt, struct metrics_slot *metrics)
 {
     struct request_logger *rl = (void *)h2o_create_logger(pc, sizeof(*rl));
 
@@ -94,17 +99,6 @@ add_request_logger(h2o_pathconf_t *pc, struct service_rt *rt, struct metrics_slo
     rl->access = rt->access;
     rl->svc = rt->svc;
     rl->metrics = metrics;
-}
-
-static int
-route_cmp(const void *a, const void *b)
-{
-    const struct conf_route *ra = *(struct conf_route *const *)a;
-    const struct conf_route *rb = *(struct conf_route *const *)b;
-    size_t la = strlen(ra->prefix), lb = strlen(rb->prefix);
-
-    /* libh2o takes the first registered prefix that matches: longest first. */
-    return la < lb ? 1 : la > lb ? -1 : strcmp(ra->prefix, rb->prefix);
 }
 
 static void
@@ -209,22 +203,48 @@ add_framing_guard(h2o_pathconf_t *pc)
     h2o_create_filter(pc, sizeof(h2o_filter_t))->on_setup_ostream = on_framing_setup_ostream;
 }
 
-/* The checks every request of s goes through before its route's handler. */
+/* A service on an address shared with services allowing larger bodies: libh2o takes up to
+ * the largest, and each service holds to its own (libh2o has read the body by now). */
+struct body_limit {
+    h2o_handler_t super;
+    uint64_t max;
+};
+
+static int
+on_body_limit(h2o_handler_t *self, h2o_req_t *req)
+{
+    if (req->entity.base == NULL || req->entity.len <= ((struct body_limit *)self)->max)
+        return -1;
+    h2o_send_error_generic(req, 413, hnd_reason(413), "request body too large\n",
+                           H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION);
+    return 0;
+}
+
+/* The checks every request of s goes through before its route's handler, on an address
+ * whose body limit is addr_max. */
 static void
-add_guards(h2o_pathconf_t *pc, const struct conf_service *s)
+add_guards(h2o_pathconf_t *pc, const struct conf_service *s, uint64_t addr_max)
 {
     reqcheck_register(pc);
     if (s->shared)
         h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_misdirected;
     add_header_limit(pc, s);
+    if (s->max_body < addr_max) {
+        struct body_limit *bl = (void *)h2o_create_handler(pc, sizeof(*bl));
+        bl->super.on_req = on_body_limit;
+        bl->max = s->max_body;
+    }
 }
 
+/* The address's configuration: connections are its default service's (timeouts), bodies
+ * up to the largest limit of its services. */
 static void
-setup_globalconf(h2o_globalconf_t *g, const struct conf *c, const struct conf_service *s)
+setup_globalconf(h2o_globalconf_t *g, const struct conf *c, const struct conf_service *s,
+                 uint64_t max_body)
 {
     h2o_config_init(g);
     g->server_name = h2o_iovec_init(H2O_STRLIT("percore"));
-    g->max_request_entity_size = s->max_body;
+    g->max_request_entity_size = max_body;
     g->handshake_timeout = (uint64_t)s->handshake_timeout_ms;
     g->http1.req_timeout = (uint64_t)s->header_timeout_ms;
     g->http2.idle_timeout = (uint64_t)s->idle_timeout_ms;
@@ -245,18 +265,39 @@ offers_http2(const struct conf_service *s)
     return 0;
 }
 
+/* Whether route r's templates (headers, request headers, its handler's) use variables:
+ * the router then keeps the request's route and captures for them. */
+static int
+route_needs_env(const struct conf_service *s, const struct conf_route *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (r->headers[i].tvalue != NULL && tmpl_has_vars(r->headers[i].tvalue))
+            return 1;
+    for (size_t i = 0; i < s->nreqheaders; i++)
+        if (s->reqheaders[i].value != NULL && tmpl_has_vars(s->reqheaders[i].value))
+            return 1;
+    for (size_t i = 0; i < r->nreqheaders; i++)
+        if (r->reqheaders[i].value != NULL && tmpl_has_vars(r->reqheaders[i].value))
+            return 1;
+    return r->hnd->uses_vars != NULL && r->hnd->uses_vars(r->hnd_conf);
+}
+
 /* Route r of s on pc, whole. */
 static void
 setup_route(h2o_pathconf_t *pc, const struct conf_service *s, const struct conf_route *r,
-            struct service_rt *rt, struct metrics_slot *metrics)
+            const struct service_rt *rt, uint64_t addr_max, struct metrics_slot *metrics)
 {
     pc->error_log.emit_request_errors = 0; /* on_request_done logs them */
     /* First: its filter must be set up last, next to the connection. */
     sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
+    /* Before the handler's filters (the proxy's marks its upstream's responses first). */
+    errordoc_register(pc, r->errors);
     add_framing_guard(pc);
-    add_guards(pc, s);
+    add_guards(pc, s, addr_max);
+    router_register_reqheaders(pc, s, r);
     r->hnd->setup(pc, r->hnd_conf);
-    setup_headers(pc, r);
+    if (!router_register_headers(pc, r))
+        setup_headers(pc, r);
     if (r->compress) {
         /* gzip only: Debian's libh2o is built without brotli. */
         static h2o_compress_args_t gzip = {.min_size = 256, .gzip = {.quality = 1},
@@ -266,56 +307,69 @@ setup_route(h2o_pathconf_t *pc, const struct conf_service *s, const struct conf_
     add_request_logger(pc, rt, metrics);
 }
 
-/* rt's libh2o host and routes for s: each route's pathconf runs the send guard's filter,
- * the request guards, the route's handler, its headers and compression, and the request
- * logger; requests no route matches get the same guards and logger. */
-static void
-setup_service(const struct conf *c, const struct conf_service *s, struct service_rt *rt,
-              struct metrics_slot *metrics)
+/* The path libh2o keeps for a route's pathconf, which handlers read as the part of the
+ * request's path the route stands for: the prefix, the exact path, or nothing for a regex
+ * (the whole path is then the suffix). */
+static const char *
+pathconf_path(const struct conf_route *r)
 {
-    h2o_hostconf_t *host;
-    const struct conf_route **routes;
+    return r->match == MATCH_REGEX ? "" : r->prefix;
+}
 
-    rt->access = s->access_log != NULL ? accesslog_open(s->access_log) : NULL;
-    rt->svc = metrics_service_index(s->name);
-    setup_globalconf(&rt->gconf, c, s);
-    host = h2o_config_register_host(&rt->gconf, h2o_iovec_init(s->name, strlen(s->name)),
+/* Site st of service rt on address a: a hostconf of its routes in file order, and a
+ * fallback for requests no route takes (the router's own answers). */
+static void
+setup_site(struct addr_rt *a, struct site_rt *st, struct service_rt *rt,
+           struct metrics_slot *metrics)
+{
+    const struct conf_service *s = rt->conf;
+    uint64_t addr_max = a->gconf.max_request_entity_size;
+    h2o_hostconf_t *host;
+
+    st->service = rt;
+    host = h2o_config_register_host(&a->gconf, h2o_iovec_init(s->name, strlen(s->name)),
                                     65535);
     /* A Link: rel=preload header must never turn into an HTTP/2 push. */
     host->http2.push_preload = 0;
-    routes = xcalloc(s->nroutes, sizeof(*routes));
-    for (size_t i = 0; i < s->nroutes; i++)
-        routes[i] = &s->routes[i];
-    qsort(routes, s->nroutes, sizeof(*routes), route_cmp);
     /* Finish each pathconf before registering the next: registering reallocs. */
     for (size_t i = 0; i < s->nroutes; i++)
-        setup_route(h2o_config_register_path(host, routes[i]->prefix, 0), s, routes[i], rt,
-                    metrics);
-    free(routes);
-    /* Requests no route matched (404s) are limited, counted and logged too. */
+        setup_route(h2o_config_register_path(host, pathconf_path(&s->routes[i]), 0), s,
+                    &s->routes[i], rt, addr_max, metrics);
+    st->routes = xcalloc(s->nroutes, sizeof(*st->routes));
+    for (size_t i = 0; i < s->nroutes; i++)
+        st->routes[i] = (struct route_rt){&s->routes[i], &host->paths.entries[i],
+                                          route_needs_env(s, &s->routes[i])};
+    st->table = route_table_build(s->routes, s->nroutes);
+    /* Requests no route takes (404s) are limited, counted and logged too. */
     sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);
+    errordoc_register(&host->fallback_path, s->errors);
     add_framing_guard(&host->fallback_path);
-    add_guards(&host->fallback_path, s);
+    add_guards(&host->fallback_path, s, addr_max);
+    router_register_answer(&host->fallback_path);
     add_request_logger(&host->fallback_path, rt, metrics);
-    rt->hosts[0] = host;
-    rt->hosts[1] = NULL;
+    st->host = host;
 }
 
-/* rt's context on loop, and an accept context of each kind (TLS ones with s's SSL_CTXs,
- * which get the SNI callback). */
+/* The dispatch host: the router, and for what libh2o answers before any handler (a 400,
+ * a 413) the default service's guards on the response and logger. */
 static void
-setup_contexts(const struct conf_service *s, struct service_rt *rt, h2o_loop_t *loop)
+setup_dispatch(struct addr_rt *a, struct metrics_slot *metrics)
 {
-    void *ssl[LSN_KIND_MAX] = {[LSN_PLAIN] = NULL, [LSN_TLS] = s->ssl_ctx,
-                               [LSN_TLS_H2] = s->ssl_ctx_h2};
+    const struct service_rt *rt = a->sites[0].service;
+    const struct conf_service *s = rt->conf;
+    h2o_hostconf_t *host = h2o_config_register_host(
+        &a->gconf, h2o_iovec_init(H2O_STRLIT("percore-router")), 65535);
+    h2o_pathconf_t *pc = &host->fallback_path;
 
-    h2o_context_init(&rt->ctx, loop, &rt->gconf);
-    for (size_t k = 0; k < LSN_KIND_MAX; k++)
-        rt->actx[k] = (h2o_accept_ctx_t){.ctx = &rt->ctx, .hosts = rt->hosts, .ssl_ctx = ssl[k]};
-    rt->http2_max_resets = s->http2_max_resets;
-    for (size_t k = LSN_TLS; k < LSN_KIND_MAX; k++)
-        if (ssl[k] != NULL)
-            tlsaccept_prepare(ssl[k]);
+    host->http2.push_preload = 0;
+    pc->error_log.emit_request_errors = 0;
+    sendguard_register(pc, s->send_timeout_ms, offers_http2(s), s->shared);
+    errordoc_register(pc, s->errors);
+    add_framing_guard(pc);
+    router_register(pc, a);
+    add_request_logger(pc, rt, metrics);
+    a->hosts[0] = host;
+    a->hosts[1] = NULL;
 }
 
 struct service_rt *
@@ -323,9 +377,14 @@ service_rt_setup(const struct conf *c, h2o_loop_t *loop, struct metrics_slot *me
 {
     struct service_rt *services = xcalloc(c->nservices, sizeof(*services));
 
+    (void)loop;
+    (void)metrics;
+    regex_worker_init();
     for (size_t i = 0; i < c->nservices; i++) {
-        setup_service(c, &c->services[i], &services[i], metrics);
-        setup_contexts(&c->services[i], &services[i], loop);
+        const struct conf_service *s = &c->services[i];
+        services[i].conf = s;
+        services[i].access = s->access_log != NULL ? accesslog_open(s->access_log) : NULL;
+        services[i].svc = metrics_service_index(s->name);
     }
     return services;
 }
@@ -336,70 +395,137 @@ kind_of(const struct conf_listen *cl)
     return cl->http2 ? LSN_TLS_H2 : cl->tls ? LSN_TLS : LSN_PLAIN;
 }
 
-/* The index of the service that l serves in this worker's config, or -1; *kind tells
- * whether its `listen` asked for TLS and HTTP/2. */
-static int
-service_of(const struct conf *c, const struct listener *l, enum lsn_kind *kind)
+/* The listen of service s on address a, or NULL. */
+static const struct conf_listen *
+listen_of(const struct conf_service *s, const struct listen_addr *a)
 {
-    *kind = LSN_PLAIN;
+    for (size_t j = 0; j < s->nlistens; j++)
+        if (listener_addr_equal(&s->listens[j].addr, a))
+            return &s->listens[j];
+    return NULL;
+}
+
+/* The index of the service that owns l in this worker's config (socket activation: the one
+ * of its name), or -1. */
+static int
+service_of(const struct conf *c, const struct listener *l)
+{
     for (size_t i = 0; i < c->nservices; i++) {
         if (l->owner == NULL || strcmp(c->services[i].name, l->owner) != 0)
             continue;
-        if (l->activated)
+        if (l->activated || listen_of(&c->services[i], &l->addr) != NULL)
             return (int)i;
-        for (size_t j = 0; j < c->services[i].nlistens; j++) {
-            const struct conf_listen *cl = &c->services[i].listens[j];
-            if (listener_addr_equal(&cl->addr, &l->addr)) {
-                *kind = kind_of(cl);
-                return (int)i;
-            }
-        }
     }
     return -1;
-}
-
-static void
-add_site(struct lsn_rt *lr, const struct conf_service *cs, struct service_rt *rt,
-         enum lsn_kind kind)
-{
-    lr->sites = xreallocarray(lr->sites, lr->nsites + 1, sizeof(*lr->sites));
-    lr->sites[lr->nsites++] = (struct tls_site){cs->server_names, cs->nserver_names,
-                                                &rt->actx[kind], rt->http2_max_resets};
 }
 
 int
 service_rt_serves(const struct conf *c, const struct listener *l)
 {
-    enum lsn_kind kind;
+    return service_of(c, l) != -1;
+}
 
-    return service_of(c, l, &kind) != -1;
+/* The services served on l, the default first: an activated socket serves its owner only;
+ * an address, every service that listens on it. *kinds gets each one's listen kind. */
+static size_t
+services_on(const struct conf *c, const struct listener *l, int owner, size_t **idx,
+            enum lsn_kind **kinds)
+{
+    size_t n = 0, dflt = 0;
+
+    *idx = xcalloc(c->nservices, sizeof(**idx));
+    *kinds = xcalloc(c->nservices, sizeof(**kinds));
+    for (size_t i = 0; i < c->nservices; i++) {
+        const struct conf_listen *cl = listen_of(&c->services[i], &l->addr);
+        if (l->activated ? (int)i != owner : cl == NULL)
+            continue;
+        if (cl != NULL && cl->dflt)
+            dflt = n;
+        (*kinds)[n] = cl != NULL ? kind_of(cl) : LSN_PLAIN;
+        (*idx)[n++] = i;
+    }
+    if (dflt != 0) {
+        size_t i = (*idx)[dflt];
+        enum lsn_kind k = (*kinds)[dflt];
+        memmove(*idx + 1, *idx, dflt * sizeof(**idx));
+        memmove(*kinds + 1, *kinds, dflt * sizeof(**kinds));
+        (*idx)[0] = i;
+        (*kinds)[0] = k;
+    }
+    return n;
+}
+
+static h2o_context_t **contexts;
+static size_t ncontexts;
+
+size_t
+service_rt_contexts(h2o_context_t ***ctxs)
+{
+    *ctxs = contexts;
+    return ncontexts;
+}
+
+/* The site names and accept contexts of a's sites (TLS: each with its service's SSL_CTX
+ * for its listen's kind, which gets the SNI callback). */
+static void
+setup_names(struct addr_rt *a, const enum lsn_kind *kinds)
+{
+    a->names = xcalloc(a->nsites, sizeof(*a->names));
+    for (size_t i = 0; i < a->nsites; i++) {
+        struct site_rt *st = &a->sites[i];
+        const struct conf_service *s = st->service->conf;
+        void *ssl = kinds[i] == LSN_TLS_H2 ? s->ssl_ctx_h2 : kinds[i] == LSN_TLS ? s->ssl_ctx
+                                                                                 : NULL;
+        st->actx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->hosts, .ssl_ctx = ssl};
+        if (ssl != NULL)
+            tlsaccept_prepare(ssl);
+        a->names[i] = (struct tls_site){s->server_names, s->nserver_names, &st->actx,
+                                        s->http2_max_resets, st};
+    }
 }
 
 struct lsn_rt *
-service_rt_listener(const struct conf *c, struct service_rt *services, const struct listener *l)
+service_rt_listener(const struct conf *c, struct service_rt *services, const struct listener *l,
+                    h2o_loop_t *loop, struct metrics_slot *metrics)
 {
-    enum lsn_kind kind;
-    int svc = service_of(c, l, &kind);
+    int owner = service_of(c, l);
+    struct addr_rt *a;
     struct lsn_rt *lr;
+    enum lsn_kind *kinds;
+    size_t *idx;
+    uint64_t max_body = 0;
 
-    if (svc == -1)
+    if (owner == -1)
         return NULL;
+    a = xcalloc(1, sizeof(*a));
+    a->nsites = services_on(c, l, owner, &idx, &kinds);
+    assert(a->nsites >= 1);
+    a->tls = kinds[0] != LSN_PLAIN;
+    for (size_t i = 0; i < a->nsites; i++)
+        if (c->services[idx[i]].max_body > max_body)
+            max_body = c->services[idx[i]].max_body;
+    setup_globalconf(&a->gconf, c, &c->services[idx[0]], max_body);
+    a->sites = xcalloc(a->nsites, sizeof(*a->sites));
+    for (size_t i = 0; i < a->nsites; i++)
+        a->sites[i].service = &services[idx[i]];
+    setup_dispatch(a, metrics);
+    for (size_t i = 0; i < a->nsites; i++)
+        setup_site(a, &a->sites[i], &services[idx[i]], metrics);
+    h2o_context_init(&a->ctx, loop, &a->gconf);
+    a->actx = (h2o_accept_ctx_t){.ctx = &a->ctx, .hosts = a->hosts};
+    setup_names(a, kinds);
+    contexts = xreallocarray(contexts, ncontexts + 1, sizeof(*contexts));
+    contexts[ncontexts++] = &a->ctx;
+
     lr = xcalloc(1, sizeof(*lr));
-    lr->send_timeout_ms = c->services[svc].send_timeout_ms;
-    lr->owner = &services[svc];
-    if (kind == LSN_PLAIN) {
-        lr->actx = &services[svc].actx[LSN_PLAIN];
-        return lr;
+    lr->owner = a->sites[0].service;
+    lr->send_timeout_ms = lr->owner->conf->send_timeout_ms;
+    lr->actx = &a->actx;
+    if (a->tls) {
+        lr->sites = a->names;
+        lr->nsites = a->nsites;
     }
-    assert(kind == LSN_TLS || kind == LSN_TLS_H2);
-    add_site(lr, &c->services[svc], &services[svc], kind);
-    for (size_t i = 0; i < c->nservices; i++) {
-        if ((int)i == svc)
-            continue;
-        for (size_t j = 0; j < c->services[i].nlistens; j++)
-            if (listener_addr_equal(&c->services[i].listens[j].addr, &l->addr))
-                add_site(lr, &c->services[i], &services[i],
-                         kind_of(&c->services[i].listens[j]));
-    }
+    free(idx);
+    free(kinds);
     return lr;
 }

@@ -38,9 +38,8 @@ name_matches(const char *pattern, const char *name, size_t nlen)
     return nlen > plen && strcasecmp(name + nlen - plen, pattern + 1) == 0;
 }
 
-/* The site for name: an exact match, else the longest wildcard, else NULL. */
-static const struct tls_site *
-find_site(const struct tls_site *sites, size_t nsites, const char *name)
+const struct tls_site *
+tlsaccept_find_site(const struct tls_site *sites, size_t nsites, const char *name)
 {
     const struct tls_site *best = NULL;
     size_t bestlen = 0, nlen = strlen(name);
@@ -95,7 +94,7 @@ on_client_hello(SSL *ssl, int *alert, void *arg)
 
     if (h == NULL || h->nsites < 2 || (name = client_hello_sni(ssl, buf, sizeof(buf))) == NULL)
         return SSL_CLIENT_HELLO_SUCCESS;
-    site = find_site(h->sites, h->nsites, name);
+    site = tlsaccept_find_site(h->sites, h->nsites, name);
     if (site == NULL || site == h->site)
         return SSL_CLIENT_HELLO_SUCCESS; /* the default site answers unknown names */
     h->site = site;
@@ -192,7 +191,7 @@ tlsaccept_misdirected(h2o_req_t *req)
         return 0; /* no usable Host: the connection's service answers */
     memcpy(name, host.base, host.len);
     name[host.len] = '\0';
-    want = find_site(cs->sites, cs->nsites, name);
+    want = tlsaccept_find_site(cs->sites, cs->nsites, name);
     if (want == NULL)
         want = &cs->sites[0];
     return want != cs->site;

@@ -6,12 +6,15 @@
 
 #include "h2o_inc.h"
 
-/* One service reachable on a TLS address. */
+struct site_rt;
+
+/* One service reachable on an address (TLS, or plain with names). */
 struct tls_site {
     char *const *names;    /* its server_name patterns, lowercase */
     size_t nnames;
     h2o_accept_ctx_t *actx; /* its SSL_CTX for this address, context and hosts */
     unsigned http2_max_resets;
+    struct site_rt *site;   /* how the router serves it there */
 };
 
 /* The site a TLS connection was given at its handshake, in its record (conn.h); zero for
@@ -20,6 +23,11 @@ struct tls_conn {
     const struct tls_site *sites, *site;
     size_t nsites;
 };
+
+/* The site name (a host name without port or trailing dot) picks among sites: an exact
+ * server_name, else the longest "*.suffix" that matches; NULL when none does. */
+const struct tls_site *tlsaccept_find_site(const struct tls_site *sites, size_t nsites,
+                                           const char *name);
 
 /* Install the SNI callback on an SSL_CTX this worker accepts with; once per context. */
 void tlsaccept_prepare(void *ssl_ctx);

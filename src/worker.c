@@ -249,7 +249,8 @@ start_listening(void)
 
     for (size_t i = 0; i < args->nlisteners; i++) {
         const struct listener *l = &args->listeners[i];
-        struct lsn_rt *lr = service_rt_listener(args->conf, this_worker.services, l);
+        struct lsn_rt *lr = service_rt_listener(args->conf, this_worker.services, l,
+                                                this_worker.loop, this_worker.metrics);
         h2o_socket_t *ls;
 
         if (lr == NULL)
@@ -398,16 +399,19 @@ static void __attribute__((noreturn))
 drain_and_exit(void)
 {
     int64_t deadline = util_now_ms() + this_worker.heritage->conf->shutdown_timeout_ms;
+    h2o_context_t **ctxs;
+    size_t nctxs;
 
     linger_arm_all();
     for (size_t i = 0; i < this_worker.nlsocks; i++) {
         h2o_socket_read_stop(this_worker.lsocks[i]);
         h2o_socket_close(this_worker.lsocks[i]);
     }
-    for (size_t i = 0; i < this_worker.heritage->conf->nservices; i++) {
-        h2o_context_request_shutdown(&this_worker.services[i].ctx);
-        h2guard_drain_started(&this_worker.services[i].ctx);
-        this_worker.services[i].ctx.http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
+    nctxs = service_rt_contexts(&ctxs);
+    for (size_t i = 0; i < nctxs; i++) {
+        h2o_context_request_shutdown(ctxs[i]);
+        h2guard_drain_started(ctxs[i]);
+        ctxs[i]->http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
     while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {
         h2o_evloop_run(this_worker.loop, 100);

@@ -532,7 +532,8 @@ find_listener(const struct conf *c)
         fatalx("%s", err);
     l.addr = addrs[0];
     free(addrs);
-    lr = service_rt_listener(c, this_worker.services, &l);
+    lr = service_rt_listener(c, this_worker.services, &l, this_worker.loop,
+                             this_worker.metrics);
     if (lr == NULL)
         fatalx("no service for the harness's listener");
     return lr;

@@ -96,8 +96,8 @@ setup(void)
     actx[0].ssl_ctx = server_ctx("a.test", 1);
     actx[1] = (h2o_accept_ctx_t){.ctx = &hctx, .hosts = hosts};
     actx[1].ssl_ctx = server_ctx("b.test", 0);
-    sites[0] = (struct tls_site){a_names, 1, &actx[0], 100};
-    sites[1] = (struct tls_site){b_names, 2, &actx[1], 100};
+    sites[0] = (struct tls_site){a_names, 1, &actx[0], 100, NULL};
+    sites[1] = (struct tls_site){b_names, 2, &actx[1], 100, NULL};
 }
 
 /* The server's end of a new connection, accepted as the worker does; the client's end
@@ -260,14 +260,15 @@ Test(tlsaccept, find_site_exact_then_longest_wildcard)
     static char *const x[] = {NAME("*.test")};
     static char *const y[] = {NAME("*.y.test"), NAME("exact.y.test")};
     static char *const z[] = {NAME("*.z.y.test")};
-    const struct tls_site s[] = {{x, 1, NULL, 0}, {y, 2, NULL, 0}, {z, 1, NULL, 0}};
+    const struct tls_site s[] = {
+        {x, 1, NULL, 0, NULL}, {y, 2, NULL, 0, NULL}, {z, 1, NULL, 0, NULL}};
 
-    cr_assert_eq(find_site(s, 3, "exact.y.test"), &s[1]);
-    cr_assert_eq(find_site(s, 3, "a.z.y.test"), &s[2], "the longest wildcard");
-    cr_assert_eq(find_site(s, 3, "a.y.test"), &s[1]);
-    cr_assert_eq(find_site(s, 3, "y.test"), &s[0]);
-    cr_assert_eq(find_site(s, 3, "test"), NULL, "*.test needs a label before it");
-    cr_assert_eq(find_site(s, 3, "EXACT.Y.TEST"), &s[1], "names are case-insensitive");
+    cr_assert_eq(tlsaccept_find_site(s, 3, "exact.y.test"), &s[1]);
+    cr_assert_eq(tlsaccept_find_site(s, 3, "a.z.y.test"), &s[2], "the longest wildcard");
+    cr_assert_eq(tlsaccept_find_site(s, 3, "a.y.test"), &s[1]);
+    cr_assert_eq(tlsaccept_find_site(s, 3, "y.test"), &s[0]);
+    cr_assert_eq(tlsaccept_find_site(s, 3, "test"), NULL, "*.test needs a label before it");
+    cr_assert_eq(tlsaccept_find_site(s, 3, "EXACT.Y.TEST"), &s[1], "names are case-insensitive");
     cr_assert_eq(find_site(s, 1, "other.example"), NULL);
 }
 
