@@ -10,6 +10,7 @@
 
 #include "conf.h"
 #include "hnd.h"
+#include "tmpl.h"
 #include "util.h"
 
 /* As when percore runs outside systemd: no sockets passed. */
@@ -210,9 +211,11 @@ Test(conf, listen_forms)
 Test(conf, string_escapes)
 {
     struct conf *c = load_ok("service s { listen 127.0.0.1:1; route / {"
-                             " header X-E \"t\\tq\\\"b\\\\x\\x41\\$\"; respond 200; } }");
+                             " header X-E \"t\\tq\\\"b\\\\x\\x41\\$\\$\"; respond 200; } }");
 
-    cr_assert_str_eq(c->services[0].routes[0].headers[0].value, "t\tq\"b\\xA$");
+    /* "$$" is the templates' '$'. */
+    cr_assert_str_eq(c->services[0].routes[0].headers[0].value, "t\tq\"b\\xA$$");
+    cr_assert_str_eq(tmpl_literal(c->services[0].routes[0].headers[0].tvalue), "t\tq\"b\\xA$");
     conf_free(c);
 }
 
@@ -388,13 +391,11 @@ static const struct bad bad_inputs[] = {
     {"service a { listen *:8080; route / { respond 200; } }\n"
      "service b { listen 127.0.0.1:8080; route / { respond 200; } }\n",
      "t.conf:2:20: 127.0.0.1:8080 is already used by service 'a' (listen 0.0.0.0:8080 at "
-     "t.conf:1:20); services can share an address only when each listens on exactly it with "
-     "'tls' and has a 'server_name'"},
+     "t.conf:1:20); services can share an address only when each listens on exactly it"},
     {"service a { listen 127.0.0.1:8080; route / { respond 200; } }\n"
-     "service b { listen 127.0.0.1:8080; server_name b.example; route / { respond 200; } }\n",
-     "t.conf:2:20: 127.0.0.1:8080 is already used by service 'a' (listen 127.0.0.1:8080 at "
-     "t.conf:1:20); services can share an address only when each listens on exactly it with "
-     "'tls' and has a 'server_name'"},
+     "service b { listen 127.0.0.1:8080; route / { respond 200; } }\n",
+     "t.conf:2:20: service 'b' shares 127.0.0.1:8080 with service 'a' but has no 'server_name' "
+     "to be picked by; give it one, or make it the address's 'default'"},
     {SVC_OPEN "  server_name exa_mple.com;\n" SVC_ROUTE "}\n",
      "t.conf:3:15: invalid server_name 'exa_mple.com': expected a host name such as "
      "'example.com' or '*.example.com'"},
@@ -470,7 +471,7 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  tls_certificate /c.pem;\n  tls_key /k.pem;\n" SVC_ROUTE "}\n",
      "t.conf:3:3: service 's' has TLS files but no 'listen ... tls'"},
     {SVC_OPEN "  listen 127.0.0.1:8443 ssl;\n" SVC_ROUTE "}\n",
-     "t.conf:3:25: unknown listen option 'ssl': expected 'tls' or 'http2'"},
+     "t.conf:3:25: unknown listen option 'ssl': expected 'tls', 'http2' or 'default'"},
     {SVC_OPEN "  listen 127.0.0.1:8443 tls tls;\n" SVC_ROUTE "}\n",
      "t.conf:3:29: listen option 'tls' given twice"},
     {SVC_OPEN "  listen 127.0.0.1:8443 http2;\n" SVC_ROUTE "}\n",
@@ -1598,10 +1599,11 @@ Test(table, duplicates_among_many)
     snprintf(text + len, cap - len, "service s7 { listen 127.0.0.1:10005; route /a { respond "
              "200; } route /a { respond 200; } }\n");
     expect_err(text, NULL, "t.conf:3001:9: duplicate service 's7' (first defined at t.conf:8:1)");
-    snprintf(text + len, cap - len, "service z { listen 127.0.0.1:10005; route /a { respond "
-             "200; } route /a { respond 200; } }\n");
+    snprintf(text + len, cap - len, "service z { listen 127.0.0.1:10005 tls; route /a { "
+             "respond 200; } route /a { respond 200; } }\n");
     expect_err(text, NULL, "t.conf:3001:20: 127.0.0.1:10005 is already used by service 's5' "
-               "(listen 127.0.0.1:10005 at t.conf:6:21)");
+               "(listen 127.0.0.1:10005 at t.conf:6:21); services sharing an address must all "
+               "use 'tls' or none");
     snprintf(text + len, cap - len, "service z { listen 127.0.0.1:9999; route /a { respond "
              "200; } route /a { respond 200; } }\n");
     expect_err(text, NULL, "t.conf:3001:68: duplicate route '/a' in service 'z' (first at "

@@ -269,7 +269,7 @@ Test(tlsaccept, find_site_exact_then_longest_wildcard)
     cr_assert_eq(tlsaccept_find_site(s, 3, "y.test"), &s[0]);
     cr_assert_eq(tlsaccept_find_site(s, 3, "test"), NULL, "*.test needs a label before it");
     cr_assert_eq(tlsaccept_find_site(s, 3, "EXACT.Y.TEST"), &s[1], "names are case-insensitive");
-    cr_assert_eq(find_site(s, 1, "other.example"), NULL);
+    cr_assert_eq(tlsaccept_find_site(s, 1, "other.example"), NULL);
 }
 
 /* A request for host over a connection of the site at index given. */
