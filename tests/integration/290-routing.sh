@@ -479,7 +479,8 @@ CONF
 if serve "${CONF}" "rewrites"; then
     RW=http://127.0.0.1:${PRW}
     fetch "${RW}/old/x/y?z=1"
-    LOC=$(hdr Location)
+    hdr Location
+    LOC=${HV}
     case ${CODE}:${LOC} in
     "301:/new/x/y?z=1" | "301:http://127.0.0.1:${PRW}/new/x/y?z=1")
         ok "service rewrite ... permanent: 301 to /new/x/y?z=1 (${LOC})" ;;
