@@ -78,13 +78,61 @@ target_problem(const char *t)
     return NULL;
 }
 
+/* Target t (url's text, or what its template makes of "$$") without variables. */
+static int
+parse_fixed(const struct conf_node *n, const char *t, const struct conf_arg *url, int status,
+            void **out, struct conf_diag *diag)
+{
+    struct redirect_conf *rc;
+    const char *why;
+
+    if (n->nargs == 2 && (why = target_problem(t)) != NULL) {
+        conf_diag_add(diag, &url->pos, "redirect target '%s' %s", url->s, why);
+        return -1;
+    }
+    rc = xcalloc(1, sizeof(*rc));
+    rc->status = status;
+    rc->target = lacks_path(t) ? xasprintf("%s/", t) : xstrdup(t);
+    rc->exact = n->nargs > 2;
+    *out = rc;
+    return 0;
+}
+
+/* A target with '$': a template, used whole as it expands ("https://$host$request_uri");
+ * one whose only '$' are "$$" is a fixed target. */
+static int
+parse_template(const struct conf_node *n, const struct conf_arg *url, int status, void **out,
+               struct conf_diag *diag)
+{
+    struct redirect_conf *rc;
+    char err[400];
+    size_t off = 0;
+    struct tmpl *t = tmpl_compile(url->s, conf_captures_in_scope(), err, sizeof(err), &off);
+    int rv;
+
+    if (t == NULL) {
+        conf_diag_add(diag, &url->pos, "%s (in '%s' at offset %zu)", err, url->s, off);
+        return -1;
+    }
+    if (!tmpl_has_vars(t)) {
+        rv = parse_fixed(n, tmpl_literal(t), url, status, out, diag);
+        tmpl_free(t);
+        return rv;
+    }
+    rc = xcalloc(1, sizeof(*rc));
+    rc->status = status;
+    rc->target = xstrdup(url->s);
+    rc->exact = 1;
+    rc->tmpl = t;
+    *out = rc;
+    return 0;
+}
+
 static int
 redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
     const struct conf_arg *st = &n->args[0], *url = &n->args[1];
-    struct redirect_conf *rc;
     static const char *const statuses[] = {"301", "302", "303", "307", "308"};
-    const char *why;
     int status = 0;
 
     for (size_t i = 0; i < NELEMS(statuses); i++)
@@ -104,35 +152,9 @@ redirect_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
                       n->args[2].s);
         return -1;
     }
-    if (strchr(url->s, '$') != NULL) {
-        char err[400];
-        size_t off = 0;
-        struct tmpl *t = tmpl_compile(url->s, conf_captures_in_scope(), err, sizeof(err), &off);
-        if (t == NULL) {
-            conf_diag_add(diag, &url->pos, "%s (in '%s' at offset %zu)", err, url->s, off);
-            return -1;
-        }
-        if (tmpl_has_vars(t)) {
-            rc = xcalloc(1, sizeof(*rc));
-            rc->status = status;
-            rc->target = xstrdup(url->s);
-            rc->exact = 1;
-            rc->tmpl = t;
-            *out = rc;
-            return 0;
-        }
-        tmpl_free(t); /* only "$$": the target as written, checked below */
-    }
-    if (n->nargs == 2 && (why = target_problem(url->s)) != NULL) {
-        conf_diag_add(diag, &url->pos, "redirect target '%s' %s", url->s, why);
-        return -1;
-    }
-    rc = xcalloc(1, sizeof(*rc));
-    rc->status = status;
-    rc->target = lacks_path(url->s) ? xasprintf("%s/", url->s) : xstrdup(url->s);
-    rc->exact = n->nargs > 2;
-    *out = rc;
-    return 0;
+    if (strchr(url->s, '$') != NULL)
+        return parse_template(n, url, status, out, diag);
+    return parse_fixed(n, url->s, url, status, out, diag);
 }
 
 static void
