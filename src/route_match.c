@@ -13,6 +13,72 @@
 #include "route_match.h"
 #include "util.h"
 
+/* Positions in a list (regex or prefix routes, in their order) sorted into buckets by the
+ * first two bytes of the text every match must start with (a regex's literal, a prefix),
+ * so a path is tried against the entries that can match it and those whose text is too
+ * short to sort, merged back into the list's order. */
+#define NBUCKETS 64
+
+struct buckets {
+    size_t *at[NBUCKETS];
+    size_t n[NBUCKETS];
+    size_t *any; /* text shorter than two bytes: tried for every path */
+    size_t nany;
+};
+
+static unsigned
+bucket_of(const char *s)
+{
+    return ((unsigned char)s[0] * 31u + (unsigned char)s[1]) & (NBUCKETS - 1);
+}
+
+static void
+bucket_add(struct buckets *b, size_t k, const char *text, size_t len)
+{
+    size_t **v = len >= 2 ? &b->at[bucket_of(text)] : &b->any;
+    size_t *n = len >= 2 ? &b->n[bucket_of(text)] : &b->nany;
+
+    *v = xreallocarray(*v, *n + 1, sizeof(**v));
+    (*v)[(*n)++] = k;
+}
+
+static void
+buckets_free(struct buckets *b)
+{
+    for (size_t i = 0; i < NBUCKETS; i++)
+        free(b->at[i]);
+    free(b->any);
+}
+
+/* Walks the positions a path may match, in list order. */
+struct bucket_walk {
+    const size_t *a, *b;
+    size_t na, nb, i, j;
+};
+
+static struct bucket_walk
+bucket_walk(const struct buckets *bk, const char *path, size_t len)
+{
+    struct bucket_walk w = {bk->any, NULL, bk->nany, 0, 0, 0};
+
+    if (len >= 2) {
+        w.b = bk->at[bucket_of(path)];
+        w.nb = bk->n[bucket_of(path)];
+    }
+    return w;
+}
+
+/* The next position, or SIZE_MAX. */
+static size_t
+bucket_next(struct bucket_walk *w)
+{
+    if (w->i < w->na && (w->j >= w->nb || w->a[w->i] < w->b[w->j]))
+        return w->a[w->i++];
+    if (w->j < w->nb)
+        return w->b[w->j++];
+    return SIZE_MAX;
+}
+
 struct route_table {
     const struct conf_route *routes;
     size_t n;
@@ -22,6 +88,7 @@ struct route_table {
     size_t *prefix; /* prefix routes' indices, longest first, then file order */
     size_t nprefix;
     size_t *plen; /* strlen of each route's pattern, by route index */
+    struct buckets regex_b, prefix_b; /* positions in regex and prefix */
     /* The header token of each condition (NULL: not a token, or an argument), looked up
      * once here: tokens[tok_at[i] + j] for condition j of route i. */
     const h2o_token_t **tokens;
@@ -103,6 +170,12 @@ route_table_build(const struct conf_route *routes, size_t n)
         }
     }
     sort_prefixes(t);
+    for (size_t k = 0; k < t->nregex; k++) {
+        const struct regex *re = routes[t->regex[k]].re;
+        bucket_add(&t->regex_b, k, re->literal, re->literal_len);
+    }
+    for (size_t k = 0; k < t->nprefix; k++)
+        bucket_add(&t->prefix_b, k, routes[t->prefix[k]].prefix, t->plen[t->prefix[k]]);
     t->tokens = xcalloc(ntok + 1, sizeof(*t->tokens));
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < routes[i].nconds; j++) {
@@ -119,6 +192,8 @@ route_table_free(struct route_table *t)
     if (t == NULL)
         return;
     util_hmap_clear(&t->exact);
+    buckets_free(&t->regex_b);
+    buckets_free(&t->prefix_b);
     free(t->regex);
     free(t->prefix);
     free(t->plen);
@@ -326,6 +401,8 @@ static int
 find(const struct route_table *t, const struct rm_req *rq, struct rm_result *res, int *mismatch)
 {
     uint64_t h = hash_bytes(rq->path, rq->path_len);
+    struct bucket_walk w;
+    size_t k;
 
     for (size_t e = util_hmap_first(&t->exact, h); e != SIZE_MAX;
          e = util_hmap_next(&t->exact, e)) {
@@ -333,14 +410,16 @@ find(const struct route_table *t, const struct rm_req *rq, struct rm_result *res
         if (path_matches(t, ri, rq, NULL) && takes(t, ri, rq, mismatch))
             return (int)ri;
     }
-    for (size_t k = 0; k < t->nregex; k++) {
+    w = bucket_walk(&t->regex_b, rq->path, rq->path_len);
+    while ((k = bucket_next(&w)) != SIZE_MAX) {
         size_t ri = t->regex[k];
         if (path_matches(t, ri, rq, res->ov) && takes(t, ri, rq, mismatch)) {
             res->nov = t->routes[ri].re->ncaptures + 1;
             return (int)ri;
         }
     }
-    for (size_t k = 0; k < t->nprefix; k++) {
+    w = bucket_walk(&t->prefix_b, rq->path, rq->path_len);
+    while ((k = bucket_next(&w)) != SIZE_MAX) {
         size_t ri = t->prefix[k];
         if (path_matches(t, ri, rq, NULL) && takes(t, ri, rq, mismatch))
             return (int)ri;
