@@ -234,11 +234,25 @@ table_ok(void)
     return 1;
 }
 
+/* Other servers' words for percore's directives. */
+static const struct {
+    const char *theirs, *ours;
+} other_words[] = {
+    {"add_header", "header"},       {"location", "route"},
+    {"proxy_pass", "proxy"},        {"proxy_set_header", "proxy_header"},
+    {"return", "redirect' or 'respond"}, {"root", "files"},
+    {"server", "service"},          {"reverse_proxy", "proxy"},
+};
+
 /* The known name closest to an unknown one, if it is close enough to be a typo. */
 static const char *
 dir_suggest(const char *name)
 {
     const char *best = NULL;
+
+    for (size_t i = 0; i < NELEMS(other_words); i++)
+        if (strcmp(name, other_words[i].theirs) == 0)
+            return other_words[i].ours;
     size_t bestd = (size_t)-1, limit = strlen(name) / 3 + 1, d;
 
     /* No name has more than 29 bytes, so a longer word is no typo of one (and the
@@ -895,7 +909,7 @@ check_defaults(struct loader *ld)
             if (second != NULL && l == second)
                 err_at(ld, &l->pos, "a second 'default' for %s (service '%s' is its default)",
                        l->addr.text, d->name);
-            if (d != s && s->nserver_names == 0)
+            if (d != s && s->nserver_names == 0 && !l->dflt)
                 err_at(ld, &l->pos, "service '%s' shares %s with service '%s' but has no "
                        "'server_name' to be picked by; give it one, or make it the address's "
                        "'default'", s->name, l->addr.text, d->name);
@@ -1173,6 +1187,10 @@ compile_tmpl(struct loader *ld, const struct conf_arg *a, unsigned captures)
 static int
 check_path_pattern(struct loader *ld, const struct conf_arg *a, const char *what)
 {
+    if (a->s[0] == '~' || a->s[0] == '^' || a->s[0] == '=')
+        return err_at(ld, &a->pos, "route %s '%s' must start with '/'; a regex route is "
+                      "'route ~ REGEX' and an exact one 'route = /PATH', the operator apart",
+                      what, a->s);
     if (a->s[0] != '/')
         return err_at(ld, &a->pos, "route %s '%s' must start with '/'", what, a->s);
     if (strpbrk(a->s, "?#") != NULL)
@@ -1255,6 +1273,14 @@ route_obj(struct loader *ld, void *obj)
     return ld->ctx == CTX_ROUTE ? obj : NULL;
 }
 
+/* A replacement is a path, a URL, or starts with a variable ("$1", "$scheme://..."). */
+static int
+replacement_ok(const char *s)
+{
+    return (s[0] == '/' || strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0 ||
+            s[0] == '$') && strncmp(s, "$$", 2) != 0;
+}
+
 /* `rewrite REGEX REPLACEMENT [FLAG]`. */
 static int
 set_rewrite(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
@@ -1287,6 +1313,13 @@ set_rewrite(struct loader *ld, const struct directive *d, const struct conf_node
     if (rw.repl == NULL) {
         regex_free(rw.re);
         return -1;
+    }
+    if (!replacement_ok(n->args[1].s)) {
+        regex_free(rw.re);
+        tmpl_free(rw.repl);
+        return err_at(ld, &n->args[1].pos, "rewrite replacement '%s' must be a path "
+                      "('/...'), a URL ('http://...', 'https://...') or start with a "
+                      "variable", n->args[1].s);
     }
     *v = xreallocarray(*v, *nv + 1, sizeof(**v));
     (*v)[(*nv)++] = rw;

@@ -105,6 +105,16 @@ hnd_reason(int status)
                                                                           : "Server Error";
 }
 
+size_t
+hnd_prefix_len(const h2o_req_t *req)
+{
+    h2o_iovec_t p = req->pathconf->path, path = req->path_normalized;
+
+    if (p.len <= path.len && memcmp(p.base, path.base, p.len) == 0)
+        return p.len;
+    return 0;
+}
+
 void
 hnd_send_body(h2o_req_t *req, const char *body, size_t len)
 {

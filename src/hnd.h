@@ -48,6 +48,12 @@ int hnd_resolve(const char *host, const char *port, struct sockaddr_storage *ss,
  * for its class. */
 const char *hnd_reason(int status);
 
+struct st_h2o_req_t;
+/* How many leading bytes of req's normalised path its route's prefix stands for: the
+ * pathconf's path when the path still starts with it, 0 when a rewrite moved the path
+ * elsewhere (its whole path is then the suffix). */
+size_t hnd_prefix_len(const struct st_h2o_req_t *req);
+
 /* Worker: after each event loop turn; drops what the files handler kept open for it. */
 void hnd_files_turn_end(void);
 

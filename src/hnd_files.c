@@ -912,7 +912,7 @@ static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct files_front *f = (struct files_front *)self;
-    size_t plen = req->pathconf->path.len;
+    size_t plen = hnd_prefix_len(req);
     h2o_iovec_t rel = {(char *)"", 0}, relz;
     struct open_file *of;
     int is_head;

@@ -461,12 +461,12 @@ upstream_path(h2o_req_t *req, h2o_iovec_t prefix)
 {
     static const char hex[] = "0123456789ABCDEF";
     h2o_iovec_t conf = req->pathconf->path, norm = req->path_normalized, out;
-    size_t skip = norm.len < conf.len ? norm.len : conf.len;
+    size_t skip = hnd_prefix_len(req);
     const unsigned char *sfx = (const unsigned char *)norm.base + skip;
     size_t slen = norm.len - skip;
     size_t qlen = 0;
     const char *query = NULL;
-    int conf_slash = conf.len > 0 && conf.base[conf.len - 1] == '/';
+    int conf_slash = skip > 0 && conf.base[skip - 1] == '/';
 
     if (req->query_at != SIZE_MAX)
         query = hnd_location_query(&req->pool, req->path.base + req->query_at,
@@ -583,7 +583,7 @@ strip_headers(h2o_req_t *req)
 
     for (size_t i = 0; i < req->headers.size; i++) {
         h2o_header_t *h = &req->headers.entries[i];
-        if (is_dropped(h) ||
+        if ((is_dropped(h) && !router_sets_header(req, h->name)) ||
             (nnames > 0 && bsearch(h->name, names, nnames, sizeof(*names), iov_casecmp)))
             continue;
         req->headers.entries[kept++] = *h;
@@ -626,7 +626,8 @@ forwarded_cmds(h2o_req_t *req)
     char ip[INET6_ADDRSTRLEN] = "unknown";
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     int v6 = len > 0 && ss.ss_family == AF_INET6;
-    h2o_iovec_t host = quoted(&req->pool, req->authority);
+    /* The client's own Host only: with none, libh2o's default would name a hostconf. */
+    h2o_iovec_t host = quoted(&req->pool, req->input.authority);
     size_t n = 0;
 
     if (len > 0 && ss.ss_family == AF_INET)
@@ -642,7 +643,7 @@ forwarded_cmds(h2o_req_t *req)
     if (host.len > 0) {
         cmds[n].cmd = H2O_HEADERS_CMD_ADD;
         cmds[n].name = &xfh_name;
-        cmds[n++].value = req->authority;
+        cmds[n++].value = req->input.authority;
     }
     cmds[n].cmd = H2O_HEADERS_CMD_ADD;
     cmds[n].name = (h2o_iovec_t *)&H2O_TOKEN_VIA->buf;
@@ -783,7 +784,7 @@ target_of(h2o_req_t *req, const struct upstream_conf *u, const struct upstream_r
         return upstream_path(req, rt->url.path);
     router_tmpl_env(req, &env, tmpl_uses(u->tpath));
     path = tmpl_expand(u->tpath, req, &env, TMPL_TARGET);
-    if (!tmpl_has_query(u->tpath) && req->query_at != SIZE_MAX)
+    if (!tmpl_gives_query(u->tpath) && req->query_at != SIZE_MAX)
         query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
                                         req->path.len - req->query_at, &query.len);
     return h2o_concat(&req->pool, path, query);
@@ -804,7 +805,8 @@ forward(struct attempt *a)
     ov->location_rewrite.match = &rt->url;
     ov->location_rewrite.path_prefix = req->pathconf->path;
     ov->headers_cmds = forwarded_cmds(req);
-    authority = a->h->conf->preserve_host ? req->authority : rt->url.authority;
+    authority = a->h->conf->preserve_host && req->input.authority.len > 0
+                    ? req->input.authority : rt->url.authority;
     h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
                           target_of(req, &a->h->conf->ups[a->idx], rt), ov, 0);
 }

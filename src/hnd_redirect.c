@@ -207,7 +207,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         router_tmpl_env(req, &env, tmpl_uses(rc->tmpl));
         dest = tmpl_expand(rc->tmpl, req, &env, TMPL_TARGET);
     } else {
-        dest = location(&req->pool, rc, req->pathconf->path.len, req->path_normalized,
+        dest = location(&req->pool, rc, hnd_prefix_len(req), req->path_normalized,
                         req->path, req->query_at);
     }
 

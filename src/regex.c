@@ -27,6 +27,10 @@ struct regex_impl {
 /* The process's match block, big enough for any pattern regex_compile accepts. Workers are
  * single-threaded, so one is enough; it is reused by every match and never freed. */
 static pcre2_match_data *match_data;
+/* A pattern that backtracks without end (an admin's "((a+)+)+$") costs a request at most
+ * this many steps, about a millisecond, instead of PCRE2's ten million. */
+#define REGEX_MATCH_LIMIT 100000
+static pcre2_match_context *match_ctx;
 
 /* Whether src has a '|' outside any group: then a leading "^" anchors only the first
  * alternative and no literal text is common to all matches. src compiled, so it is well
@@ -190,6 +194,11 @@ regex_worker_init(void)
     if (match_data != NULL)
         return;
     match_data = pcre2_match_data_create(REGEX_MAX_CAPTURES + 1, NULL);
+    match_ctx = pcre2_match_context_create(NULL);
+    if (match_ctx != NULL) {
+        pcre2_set_match_limit(match_ctx, REGEX_MATCH_LIMIT);
+        pcre2_set_depth_limit(match_ctx, REGEX_MATCH_LIMIT);
+    }
     if (match_data == NULL)
         fatalx("regex: out of memory for the match block");
 }
@@ -204,9 +213,9 @@ regex_match(const struct regex *re, const char *s, size_t len, size_t *ov, unsig
     assert(nov <= REGEX_MAX_CAPTURES + 1);
     regex_worker_init();
     if (ri->jit)
-        rc = pcre2_jit_match(re->code, (PCRE2_SPTR)s, len, 0, 0, match_data, NULL);
+        rc = pcre2_jit_match(re->code, (PCRE2_SPTR)s, len, 0, 0, match_data, match_ctx);
     else
-        rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, match_data, NULL);
+        rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, 0, match_data, match_ctx);
     /* Errors (the match limit, for one) count as no match: the request goes on to the
      * next route, as for any other pattern that does not match. */
     if (rc <= 0)

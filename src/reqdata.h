@@ -8,6 +8,7 @@
 #include "h2o_inc.h"
 #include "regex.h"
 
+struct reqheaders;
 struct route_rt;
 struct site_rt;
 
@@ -23,6 +24,7 @@ struct reqdata {
     int status;                    /* the router's own answer: 405, 500, a rewrite's 30x */
     h2o_iovec_t allow;             /* 405: the Allow header */
     h2o_iovec_t location;          /* a rewrite's redirect */
+    const struct reqheaders *set;  /* the request headers proxy_header set */
     const char *subject;           /* the path the route's captures index */
     size_t ov[2 * (REGEX_MAX_CAPTURES + 1)];
     unsigned nov;

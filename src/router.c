@@ -119,7 +119,7 @@ set_redirect(h2o_req_t *req, const struct conf_rewrite *rw, h2o_iovec_t to)
     struct reqdata *rd = reqdata_get(req);
     h2o_iovec_t query = h2o_iovec_init(NULL, 0);
 
-    if (!tmpl_has_query(rw->repl) && req->query_at != SIZE_MAX)
+    if (!tmpl_gives_query(rw->repl) && req->query_at != SIZE_MAX)
         query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
                                         req->path.len - req->query_at, &query.len);
     rd->status = rw->flag == RW_PERMANENT ? 301 : 302;
@@ -159,8 +159,10 @@ rewrite(h2o_req_t *req, const struct conf_rewrite *v, size_t n, const struct tmp
             set_redirect(req, rw, to);
             return RW_ANSWER;
         }
-        set_target(req, to, tmpl_has_query(rw->repl));
-        changed = 1;
+        set_target(req, to, tmpl_gives_query(rw->repl));
+        /* Only a path that changed chooses the route again. */
+        changed |= !h2o_memis(path.base, path.len, req->path_normalized.base,
+                              req->path_normalized.len);
         if (rw->flag == RW_LAST)
             return RW_REROUTE;
         if (rw->flag == RW_BREAK)
@@ -314,12 +316,17 @@ hdr_add(h2o_req_t *req, h2o_headers_t *hs, const struct hname *h, h2o_iovec_t v)
         h2o_add_header_by_str(&req->pool, hs, h->name, h->len, 0, NULL, v.base, v.len);
 }
 
+/* A header's value; a value with variables that comes out empty leaves the header out
+ * (base NULL), as a value that was never there. */
 static h2o_iovec_t
 value_of(h2o_req_t *req, const struct tmpl *t, const struct tmpl_env *env)
 {
+    h2o_iovec_t v;
+
     if (!tmpl_has_vars(t))
         return h2o_iovec_init(tmpl_literal(t), strlen(tmpl_literal(t)));
-    return tmpl_expand(t, req, env, TMPL_HEADER);
+    v = tmpl_expand(t, req, env, TMPL_HEADER);
+    return v.len > 0 ? v : h2o_iovec_init(NULL, 0);
 }
 
 struct reqheader_rt {
@@ -334,20 +341,41 @@ struct reqheaders {
     unsigned uses;
 };
 
+/* Every value is made from the request as the client sent it, then the headers change:
+ * "[$http_x_foo]" for X-Foo sees the client's X-Foo, whatever the order of the lines. */
 static int
 on_reqheaders(h2o_handler_t *self, h2o_req_t *req)
 {
     const struct reqheaders *rh = (struct reqheaders *)self;
+    h2o_iovec_t *vals = h2o_mem_alloc_pool(&req->pool, rh->n * sizeof(*vals));
     struct tmpl_env env;
 
-    if (rh->uses != 0)
-        router_tmpl_env(req, &env, rh->uses);
+    router_tmpl_env(req, &env, rh->uses);
+    for (size_t i = 0; i < rh->n; i++)
+        vals[i] = rh->v[i].value != NULL ? value_of(req, rh->v[i].value, &env)
+                                         : h2o_iovec_init(NULL, 0);
     for (size_t i = 0; i < rh->n; i++) {
         hdr_delete(&req->headers, &rh->v[i].name);
-        if (rh->v[i].value != NULL)
-            hdr_add(req, &req->headers, &rh->v[i].name, value_of(req, rh->v[i].value, &env));
+        if (vals[i].base != NULL)
+            hdr_add(req, &req->headers, &rh->v[i].name, vals[i]);
     }
+    reqdata_get(req)->set = rh;
     return -1;
+}
+
+int
+router_sets_header(h2o_req_t *req, const h2o_iovec_t *name)
+{
+    const struct reqdata *rd = reqdata_find(req);
+    const struct reqheaders *rh = rd != NULL ? rd->set : NULL;
+
+    for (size_t i = 0; rh != NULL && i < rh->n; i++) {
+        const struct hname *h = &rh->v[i].name;
+        if (h->tok != NULL ? name == &h->tok->buf
+                           : h2o_lcstris(name->base, name->len, h->name, h->len))
+            return 1;
+    }
+    return 0;
 }
 
 static void
@@ -394,8 +422,11 @@ on_resheaders(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
         const struct conf_header *h = &r->headers[i];
         if (h->cmd != HDR_ADD)
             hdr_delete(&req->res.headers, &rh->names[i]);
-        if (h->cmd != HDR_UNSET)
-            hdr_add(req, &req->res.headers, &rh->names[i], value_of(req, h->tvalue, &env));
+        if (h->cmd != HDR_UNSET) {
+            h2o_iovec_t v = value_of(req, h->tvalue, &env);
+            if (v.base != NULL)
+                hdr_add(req, &req->res.headers, &rh->names[i], v);
+        }
     }
     h2o_setup_next_ostream(req, slot);
 }

@@ -29,6 +29,10 @@ void router_register_reqheaders(h2o_pathconf_t *pc, const struct conf_service *s
  * takes constant ones): 1 if registered here. */
 int router_register_headers(h2o_pathconf_t *pc, const struct conf_route *r);
 
+/* Whether proxy_header set req's header name (which the proxy then keeps, though it
+ * drops such a header from clients). */
+int router_sets_header(h2o_req_t *req, const h2o_iovec_t *name);
+
 /* What req's templates draw on (service, route, captures; the request ID when uses, a
  * tmpl_uses mask, has it). */
 void router_tmpl_env(h2o_req_t *req, struct tmpl_env *env, unsigned uses);

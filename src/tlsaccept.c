@@ -189,6 +189,8 @@ tlsaccept_misdirected(h2o_req_t *req)
     if (h2o_url_parse_hostport(req->authority.base, req->authority.len, &host, &port) == NULL ||
         host.len == 0 || host.len >= sizeof(name))
         return 0; /* no usable Host: the connection's service answers */
+    while (host.len > 1 && host.base[host.len - 1] == '.')
+        host.len--; /* "b.test." is b.test, as the router reads it */
     memcpy(name, host.base, host.len);
     name[host.len] = '\0';
     want = tlsaccept_find_site(cs->sites, cs->nsites, name);

@@ -473,7 +473,8 @@ emit_str(struct out *o, const char *s, enum enc e)
 static h2o_iovec_t
 host_of(h2o_req_t *req, const struct tmpl_env *env)
 {
-    h2o_iovec_t a = req->input.authority.len != 0 ? req->input.authority : req->authority;
+    /* Only what the client sent: without it, libh2o's default names a hostconf. */
+    h2o_iovec_t a = req->input.authority;
     size_t len = a.len, i;
 
     if (len == 0)
@@ -613,6 +614,10 @@ emit_var(struct out *o, struct xctx *x, const struct tmpl *t, const struct tmpl_
             emit(o, scheme->name.base, scheme->name.len, dec);
         break;
     case TV_REQUEST_URI:
+        /* libh2o takes a target that does not start with '/' ("@evil.com/"): after $host
+         * it would make another host. */
+        if (req->input.path.len == 0 || req->input.path.base[0] != '/')
+            emit(o, "/", 1, raw);
         emit(o, req->input.path.base, req->input.path.len, raw);
         break;
     case TV_URI:
@@ -738,4 +743,11 @@ tmpl_expand(const struct tmpl *t, h2o_req_t *req, const struct tmpl_env *env, en
         o.len = collapse_slashes(buf, o.len);
     buf[o.len] = '\0';
     return h2o_iovec_init(buf, o.len);
+}
+
+int
+tmpl_gives_query(const struct tmpl *t)
+{
+    return tmpl_has_query(t) ||
+           (tmpl_uses(t) & (1u << TV_REQUEST_URI | 1u << TV_ARGS)) != 0;
 }

@@ -65,8 +65,11 @@ int tmpl_has_vars(const struct tmpl *t);
 const char *tmpl_literal(const struct tmpl *t);
 /* A bit (1u << TV_x) for each variable it uses. */
 unsigned tmpl_uses(const struct tmpl *t);
-/* Whether it has a literal '?' (a target template that gives its own query). */
+/* Whether it has a literal '?'. */
 int tmpl_has_query(const struct tmpl *t);
+/* Whether a target made from it carries a query of its own: a literal '?', or
+ * $request_uri or $args (the request's query is then not added again). */
+int tmpl_gives_query(const struct tmpl *t);
 
 /* The expansion for req, allocated from req->pool. */
 h2o_iovec_t tmpl_expand(const struct tmpl *t, h2o_req_t *req, const struct tmpl_env *env,

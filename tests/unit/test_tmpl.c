@@ -308,12 +308,12 @@ Test(tmpl, host_forms)
     EXPECT_T("https://$host/", "https://[::1]/");
     req.input.authority = h2o_iovec_init(H2O_STRLIT("WWW.Example.com"));
     EXPECT_H("$host", "www.example.com");
-    /* from the Host header when the request line had none */
+    /* none from the client (libh2o then puts a hostconf's name in req.authority): the
+     * server_name, else "" */
     req.input.authority = h2o_iovec_init(NULL, 0);
-    req.authority = h2o_iovec_init(H2O_STRLIT("b.example:80"));
-    EXPECT_H("$host", "b.example");
-    /* empty: the server_name, else "" */
-    req.authority = h2o_iovec_init(H2O_STRLIT(":80"));
+    req.authority = h2o_iovec_init(H2O_STRLIT("percore-router"));
+    EXPECT_H("$host", "example.org");
+    req.input.authority = h2o_iovec_init(H2O_STRLIT(":80"));
     EXPECT_H("$host", "example.org");
     env.server_name = NULL;
     EXPECT_H("[$host]", "[]");
@@ -368,7 +368,10 @@ Test(tmpl, no_scheme_from_a_variable)
     EXPECT_T("/$1", "/javascript:alert(1)");
     EXPECT_T("$scheme://$host/", "https://example.com/");
     set_target("http://evil.com/");
-    EXPECT_T("$request_uri", "http%3A//evil.com/");
+    /* a target without its '/' gets one: after $host it cannot make another host */
+    EXPECT_T("$request_uri", "/http://evil.com/");
+    set_target("@evil.com/");
+    EXPECT_T("https://$host$request_uri", "https://example.com/@evil.com/");
     EXPECT_H("$1", "javascript:alert(1)");
 }
 
