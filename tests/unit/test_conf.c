@@ -10,6 +10,7 @@
 
 #include "conf.h"
 #include "hnd.h"
+#include "regex.h"
 #include "tmpl.h"
 #include "util.h"
 
@@ -228,6 +229,143 @@ Test(conf, single_quotes_are_raw)
     conf_free(c);
 }
 
+Test(conf, route_match_kinds)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1;\n"
+                             " route ~* ^/A { respond 200; }\n"
+                             " route ~ ^/(b)/(c)$ { respond 200; }\n"
+                             " route = /x { respond 200; }\n"
+                             " route /p/ { respond 200; } }\n");
+    const struct conf_route *r = c->services[0].routes;
+
+    cr_assert_eq(c->services[0].nroutes, 4);
+    cr_assert_eq(r[0].match, MATCH_REGEX);
+    cr_assert_not_null(r[0].re);
+    cr_assert(r[0].re->caseless);
+    cr_assert_str_eq(r[0].prefix, "^/A");
+    cr_assert_eq(r[1].match, MATCH_REGEX);
+    cr_assert_not(r[1].re->caseless);
+    cr_assert_eq(r[1].re->ncaptures, 2);
+    cr_assert_eq(r[2].match, MATCH_EXACT);
+    cr_assert_null(r[2].re);
+    cr_assert_str_eq(r[2].prefix, "/x");
+    cr_assert_eq(r[3].match, MATCH_PREFIX);
+    cr_assert_str_eq(r[3].prefix, "/p/");
+    conf_free(c);
+}
+
+Test(conf, route_methods_and_conditions)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1; route /api/ {\n"
+                             " methods GET POST;\n"
+                             " match_header X-Canary 1;\n"
+                             " match_header X-Any;\n"
+                             " match_header User-Agent ~^curl/;\n"
+                             " match_arg Debug;\n"
+                             " match_arg v \"~x\";\n"
+                             " respond 200; } }\n");
+    const struct conf_route *r = &c->services[0].routes[0];
+
+    cr_assert_eq(r->nmethods, 2);
+    cr_assert_str_eq(r->methods[0], "GET");
+    cr_assert_str_eq(r->methods[1], "POST");
+    cr_assert_eq(r->nconds, 5);
+    cr_assert_eq(r->conds[0].kind, COND_HEADER);
+    cr_assert_str_eq(r->conds[0].name, "x-canary");
+    cr_assert_str_eq(r->conds[0].value, "1");
+    cr_assert_null(r->conds[0].re);
+    cr_assert_str_eq(r->conds[1].name, "x-any");
+    cr_assert_null(r->conds[1].value);
+    cr_assert_null(r->conds[1].re);
+    cr_assert_str_eq(r->conds[2].name, "user-agent");
+    cr_assert_null(r->conds[2].value);
+    cr_assert_not_null(r->conds[2].re);
+    cr_assert_str_eq(r->conds[2].re->src, "^curl/");
+    /* Argument names keep their case; a quoted "~x" is a value, not a regex. */
+    cr_assert_eq(r->conds[3].kind, COND_ARG);
+    cr_assert_str_eq(r->conds[3].name, "Debug");
+    cr_assert_null(r->conds[3].value);
+    cr_assert_str_eq(r->conds[4].value, "~x");
+    cr_assert_null(r->conds[4].re);
+    conf_free(c);
+}
+
+Test(conf, rewrites_and_request_headers)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1;\n"
+                             " rewrite ^/old/(.*)$ /new/$1 permanent;\n"
+                             " rewrite ^/a$ /b;\n"
+                             " proxy_header X-Request-Id $request_id;\n"
+                             " route ~ ^/api/v(\\d+)/ {\n"
+                             "  rewrite ^/api/v1/(.*)$ /api/v2/$1 last;\n"
+                             "  rewrite ^/x$ http://example.com/;\n"
+                             "  rewrite ^/y$ /z break;\n"
+                             "  rewrite ^/r$ /s redirect;\n"
+                             "  proxy_header X-Client $remote_addr;\n"
+                             "  proxy_header_unset Cookie;\n"
+                             "  proxy http://127.0.0.1:9/v$1; } }\n");
+    const struct conf_service *s = &c->services[0];
+    const struct conf_route *r = &s->routes[0];
+
+    cr_assert_eq(s->nrewrites, 2);
+    cr_assert_eq(s->rewrites[0].flag, RW_PERMANENT);
+    cr_assert_eq(s->rewrites[0].re->ncaptures, 1);
+    cr_assert_eq(s->rewrites[1].flag, RW_NEXT);
+    cr_assert_eq(r->nrewrites, 4);
+    cr_assert_eq(r->rewrites[0].flag, RW_LAST);
+    cr_assert_eq(r->rewrites[1].flag, RW_NEXT);
+    cr_assert_eq(r->rewrites[2].flag, RW_BREAK);
+    cr_assert_eq(r->rewrites[3].flag, RW_REDIRECT);
+    cr_assert_eq(s->nreqheaders, 1);
+    cr_assert_str_eq(s->reqheaders[0].name, "x-request-id");
+    cr_assert_not_null(s->reqheaders[0].value);
+    cr_assert_eq(r->nreqheaders, 2);
+    cr_assert_str_eq(r->reqheaders[0].name, "x-client");
+    cr_assert_not_null(r->reqheaders[0].value);
+    cr_assert_str_eq(r->reqheaders[1].name, "cookie");
+    cr_assert_null(r->reqheaders[1].value);
+    conf_free(c);
+}
+
+Test(conf, shared_plain_address)
+{
+    struct conf *c = load_ok(
+        "service a { listen 127.0.0.1:8080; server_name a.example; route / { respond 200; } }\n"
+        "service b { listen 127.0.0.1:8080; server_name *.b.example; route / { respond 200; } }\n"
+        "service c { listen 127.0.0.1:8080 default; route / { respond 200; } }\n"
+        "service d { listen 127.0.0.1:8081; route / { respond 200; } }\n");
+
+    cr_assert(c->services[0].shared);
+    cr_assert(c->services[1].shared);
+    cr_assert(c->services[2].shared);
+    cr_assert_not(c->services[3].shared);
+    cr_assert_not(c->services[0].listens[0].dflt);
+    cr_assert(c->services[2].listens[0].dflt);
+    cr_assert_str_eq(c->services[1].server_names[0], "*.b.example");
+    conf_free(c);
+}
+
+Test(conf, error_documents_merge)
+{
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1;\n"
+                             " error_format problem+json;\n"
+                             " error_page 502 503 respond \"down\\n\";\n"
+                             " route /a/ { error_page 404 respond gone; respond 200; }\n"
+                             " route /b/ { respond 200; } }\n"
+                             "service t { listen 127.0.0.1:2;\n"
+                             " route /a/ { error_format text; respond 200; }\n"
+                             " route /b/ { respond 200; } }\n");
+    const struct conf_service *s = &c->services[0], *t = &c->services[1];
+
+    cr_assert_not_null(s->errors);
+    cr_assert_not_null(s->routes[0].errors);
+    cr_assert_not_null(s->routes[1].errors);
+    cr_assert_null(t->errors);
+    cr_assert_not_null(t->routes[0].errors);
+    cr_assert_null(t->routes[1].errors);
+    conf_free(c);
+}
+
 Test(conf, include_glob)
 {
     char path[256];
@@ -305,6 +443,10 @@ struct bad {
 #define SVC_OPEN "service s {\n  listen 127.0.0.1:8080;\n"
 #define SVC_ROUTE "  route / { respond 200; }\n"
 #define HELLO_SVC "service s { listen 127.0.0.1:8080; route / { respond 200; } }\n"
+/* What an unknown variable's message lists. */
+#define KNOWN_VARS                                                                            \
+    "(known: $host $scheme $request_uri $uri $args $arg_NAME $http_NAME $remote_addr "          \
+    "$remote_port $server_addr $server_port $service $route $request_id $1..$9)"
 
 static const struct bad bad_inputs[] = {
     /* lexical */
@@ -528,6 +670,111 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:39: invalid proxy timeout 'soon': expected a time from 1ms to 24h"},
     {SVC_OPEN "  route / { respond 200; hedaer X-A b; }\n}\n",
      "t.conf:3:26: unknown directive 'hedaer'; did you mean 'header'?"},
+    /* route patterns */
+    {SVC_OPEN "  route ~ ^/(a { respond 200; }\n}\n",
+     "t.conf:3:11: invalid regex '^/(a': missing closing parenthesis (at offset 4)"},
+    {SVC_OPEN "  route ~* ^/(a { respond 200; }\n}\n",
+     "t.conf:3:12: invalid regex '^/(a': missing closing parenthesis (at offset 4)"},
+    {SVC_OPEN "  route ~ ^/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)$ { respond 200; }\n}\n",
+     "t.conf:3:11: invalid regex '^/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)$': 10 capture groups, at "
+     "most 9 may be used ($1..$9) (at offset 0)"},
+    {SVC_OPEN "  route ^ /x { respond 200; }\n}\n",
+     "t.conf:3:9: unknown route operator '^': expected '=' (exact path), '~' (regex) or '~*' "
+     "(regex, any case) before the pattern"},
+    {SVC_OPEN "  route = { respond 200; }\n}\n", "t.conf:3:9: route '=' needs a pattern after it"},
+    {SVC_OPEN "  route ~* { respond 200; }\n}\n",
+     "t.conf:3:9: route '~*' needs a pattern after it"},
+    {SVC_OPEN "  route = api { respond 200; }\n}\n",
+     "t.conf:3:11: route path 'api' must start with '/'"},
+    {SVC_OPEN "  route = /x { respond 200; }\n  route = /x { respond 201; }\n}\n",
+     "t.conf:4:11: duplicate route '= /x' in service 's' (first at t.conf:3:3)"},
+    {SVC_OPEN "  route ~ ^/a { respond 200; }\n  route ~ ^/a { respond 201; }\n}\n",
+     "t.conf:4:11: duplicate route '~ ^/a' in service 's' (first at t.conf:3:3)"},
+    {SVC_OPEN "  route = /x { respond 200; }\n  route = /x { methods GET; respond 201; }\n}\n",
+     "t.conf:4:11: duplicate route '= /x' in service 's' (first at t.conf:3:3), which has no "
+     "condition and takes every request this one would"},
+    {SVC_OPEN "  route /x { respond 200; }\n  route /x { match_header X-A; respond 201; }\n}\n",
+     "t.conf:4:9: duplicate route '/x' in service 's' (first at t.conf:3:3), which has no "
+     "condition and takes every request this one would"},
+    /* rewrites */
+    {SVC_OPEN "  rewrite ^/(a /b;\n" SVC_ROUTE "}\n",
+     "t.conf:3:11: invalid regex '^/(a': missing closing parenthesis (at offset 4)"},
+    {SVC_OPEN "  route / { respond 200; rewrite ^/(a /b; }\n}\n",
+     "t.conf:3:34: invalid regex '^/(a': missing closing parenthesis (at offset 4)"},
+    {SVC_OPEN "  route / { respond 200; rewrite ^/a /b sometimes; }\n}\n",
+     "t.conf:3:41: unknown rewrite flag 'sometimes': expected 'last', 'break', 'redirect' or "
+     "'permanent'"},
+    {SVC_OPEN "  rewrite ^/a /b break;\n" SVC_ROUTE "}\n",
+     "t.conf:3:18: 'break' keeps the route, and a service's rewrite comes before one is "
+     "chosen: use 'last' here"},
+    {SVC_OPEN "  rewrite ^/(a) /$2;\n" SVC_ROUTE "}\n",
+     "t.conf:3:17: '$2' refers to group 2 but the regex has 1 group (in '/$2' at offset 1)"},
+    /* variables */
+    {SVC_OPEN "  route / { respond 200; header X-A $nope; }\n}\n",
+     "t.conf:3:37: unknown variable '$nope' " KNOWN_VARS " (in '$nope' at offset 0)"},
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1; proxy_header X-A $nope; }\n}\n",
+     "t.conf:3:56: unknown variable '$nope' " KNOWN_VARS " (in '$nope' at offset 0)"},
+    {SVC_OPEN "  route / { redirect 301 https://$nope/; }\n}\n",
+     "t.conf:3:26: unknown variable '$nope' " KNOWN_VARS " (in 'https://$nope/' at offset 8)"},
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1/$nope; }\n}\n",
+     "t.conf:3:19: unknown variable '$nope' " KNOWN_VARS
+     " (in upstream 'http://127.0.0.1:1/$nope', path offset 1)"},
+    {SVC_OPEN "  rewrite ^/(.*)$ /$nope;\n" SVC_ROUTE "}\n",
+     "t.conf:3:19: unknown variable '$nope' " KNOWN_VARS " (in '/$nope' at offset 1)"},
+    {SVC_OPEN "  route / { respond 200; header X-A \"${host\"; }\n}\n",
+     "t.conf:3:37: '${' without a name and a closing '}' (in '${host' at offset 0)"},
+    {SVC_OPEN "  route ~ ^/(a)$ { respond 200; header X-A $2; }\n}\n",
+     "t.conf:3:44: '$2' refers to group 2 but the regex has 1 group (in '$2' at offset 0)"},
+    {SVC_OPEN "  route ~ ^/(a)$ { proxy http://127.0.0.1:1/x/$2; }\n}\n",
+     "t.conf:3:26: '$2' refers to group 2 but the regex has 1 group (in upstream "
+     "'http://127.0.0.1:1/x/$2', path offset 3)"},
+    {SVC_OPEN "  route /a/ { respond 200; header X-A $1; }\n}\n",
+     "t.conf:3:39: '$1' refers to a regex group but no regex is in scope here (in '$1' at "
+     "offset 0)"},
+    /* conditions and methods */
+    {SVC_OPEN "  route / { respond 200; match_header X ~(; }\n}\n",
+     "t.conf:3:41: invalid regex '(': missing closing parenthesis (at offset 1)"},
+    {SVC_OPEN "  route / { respond 200; match_arg a=b; }\n}\n",
+     "t.conf:3:36: invalid query argument name 'a=b'"},
+    {SVC_OPEN "  route / { respond 200; methods get; }\n}\n",
+     "t.conf:3:34: method 'get' has lowercase letters; methods are case-sensitive and the "
+     "standard ones uppercase"},
+    {SVC_OPEN "  route / { respond 200; methods GET POST GET; }\n}\n",
+     "t.conf:3:43: method 'GET' listed twice"},
+    /* request headers */
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1; proxy_header Host x; }\n}\n",
+     "t.conf:3:52: request header 'Host' is managed by percore and the protocol; it cannot be "
+     "configured"},
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1; proxy_header X-A a; proxy_header x-a b; }\n"
+              "}\n",
+     "t.conf:3:59: request header 'x-a' is already set in this block (at t.conf:3:39)"},
+    {SVC_OPEN "  proxy_header X-A a;\n  proxy_header X-A b;\n" SVC_ROUTE "}\n",
+     "t.conf:4:3: request header 'X-A' is already set in this block (at t.conf:3:3)"},
+    {SVC_OPEN "  route / { proxy http://127.0.0.1:1; proxy_header_unset \"Bad Name\"; }\n}\n",
+     "t.conf:3:58: invalid header name 'Bad Name'"},
+    /* error documents */
+    {SVC_OPEN "  error_page 399 respond x;\n" SVC_ROUTE "}\n",
+     "t.conf:3:14: invalid status '399' for 'error_page': expected 400 to 599"},
+    {SVC_OPEN "  error_format xml;\n" SVC_ROUTE "}\n",
+     "t.conf:3:16: invalid value 'xml' for 'error_format': expected 'text' or 'problem+json'"},
+    /* shared addresses */
+    {"service a { listen 127.0.0.1:8080; server_name a.example; route / { respond 200; } }\n"
+     "service b { listen 127.0.0.1:8080; server_name b.example a.example; route / { respond "
+     "200; } }\n",
+     "t.conf:2:36: server_name 'a.example' of service 'b' is also a server_name of service 'a' "
+     "on 127.0.0.1:8080"},
+    {"service a { listen 127.0.0.1:8080 default; route / { respond 200; } }\n"
+     "service b { listen 127.0.0.1:8080 default; route / { respond 200; } }\n",
+     "t.conf:2:20: a second 'default' for 127.0.0.1:8080 (service 'a' is its default)"},
+    {"service a { listen 127.0.0.1:8080; server_name a.example; route / { respond 200; } }\n"
+     "service b { listen 127.0.0.1:8080; route / { respond 200; } }\n",
+     "t.conf:2:20: service 'b' shares 127.0.0.1:8080 with service 'a' but has no 'server_name' "
+     "to be picked by; give it one, or make it the address's 'default'"},
+    {"service a { listen 127.0.0.1:8080; server_name a.example; route / { respond 200; } }\n"
+     "service b { listen 127.0.0.1:8080 tls; server_name b.example; tls_certificate /c.pem; "
+     "tls_key /k.pem; route / { respond 200; } }\n",
+     "t.conf:2:20: 127.0.0.1:8080 is already used by service 'a' (listen 127.0.0.1:8080 at "
+     "t.conf:1:20); services sharing an address must all use 'tls' or none"},
     /* user and group: resolved at load */
     {"user percore-no-such-user;\n" HELLO_SVC,
      "t.conf:1:6: unknown user 'percore-no-such-user'"},
