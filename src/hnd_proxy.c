@@ -219,7 +219,14 @@ parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
     u->authority = xstrndup(p, (size_t)(slash - p));
     u->path = xstrdup(*slash ? slash : "/");
     u->url = xstrdup(s);
-    return strchr(u->path, '$') != NULL ? compile_path(u, err, errlen) : 0;
+    if (strchr(u->path, '$') != NULL && compile_path(u, err, errlen) == -1) {
+        free(u->url);
+        free(u->authority);
+        free(u->path);
+        memset(u, 0, sizeof(*u));
+        return -1;
+    }
+    return 0;
 }
 
 static void

@@ -220,8 +220,8 @@ add_capture(struct parse *p, const char *name, size_t len, unsigned max_capture,
     n = (unsigned)(name[0] - '0');
     if (n > max_capture) {
         if (max_capture == 0)
-            (void)snprintf(err, errlen,
-                           "'$%u' refers to a regex group but no regex is in scope here", n);
+            (void)snprintf(err, errlen, "'$%u' refers to a regex group, but no regex with "
+                           "groups is in scope here", n);
         else
             (void)snprintf(err, errlen, "'$%u' refers to group %u but the regex has %u group%s", n,
                            n, max_capture, max_capture == 1 ? "" : "s");

@@ -729,8 +729,8 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:26: '$2' refers to group 2 but the regex has 1 group (in upstream "
      "'http://127.0.0.1:1/x/$2', path offset 3)"},
     {SVC_OPEN "  route /a/ { respond 200; header X-A $1; }\n}\n",
-     "t.conf:3:39: '$1' refers to a regex group but no regex is in scope here (in '$1' at "
-     "offset 0)"},
+     "t.conf:3:39: '$1' refers to a regex group, but no regex with groups is in scope here "
+     "(in '$1' at offset 0)"},
     /* conditions and methods */
     {SVC_OPEN "  route / { respond 200; match_header X ~(; }\n}\n",
      "t.conf:3:41: invalid regex '(': missing closing parenthesis (at offset 1)"},

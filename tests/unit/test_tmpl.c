@@ -241,7 +241,7 @@ Test(tmpl, capture_errors)
     bad("/a/${10}", 9, 3, "'$10': captures are $1 to $9");
     bad("/a/$2", 1, 3, "'$2' refers to group 2 but the regex has 1 group");
     bad("/a/$3", 2, 3, "the regex has 2 groups");
-    bad("/a/$1", 0, 3, "'$1' refers to a regex group but no regex is in scope here");
+    bad("/a/$1", 0, 3, "'$1' refers to a regex group, but no regex with groups is in scope here");
     bad("/${1}/$9", 8, 6, "the regex has 8 groups");
 }
 
