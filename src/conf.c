@@ -984,7 +984,7 @@ set_service(struct loader *ld, const struct directive *d, const struct conf_node
         !socket_passed(ld->socks, svc->name))
         err_at(ld, &n->pos, "service '%s' has no 'listen' and systemd passed no socket named "
                "'%s'", svc->name, svc->name);
-    if (svc->nroutes == 0)
+    if (svc->nroutes == 0 && ld->diag->n == before)
         err_at(ld, &n->pos, "service '%s' has no 'route'", svc->name);
     return ld->diag->n == before ? 0 : -1;
 }
@@ -1246,7 +1246,8 @@ set_route(struct loader *ld, const struct directive *d, const struct conf_node *
     captures_in_scope = rp->re != NULL ? rp->re->ncaptures : 0;
     load_block(ld, n, CTX_ROUTE, rp);
     captures_in_scope = 0;
-    if (rp->hnd == NULL)
+    /* A handler whose line failed has said so. */
+    if (rp->hnd == NULL && ld->diag->n == before)
         err_at(ld, &n->pos, "route '%s' has no handler; add one of: %s", rp->prefix,
                hnd_names());
     dup = shadowing_route(ld, svc, rp);

@@ -1,6 +1,7 @@
 /* Tokenizer for the config language, run by the master (and by percore -t). */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,12 +205,22 @@ is_word_char(int c)
            c != '#';
 }
 
+/* Whether the '{' at lx's offset, in a word begun at start, opens a "${name}". */
+static int
+braced_name(const struct conf_lex *lx, size_t start)
+{
+    size_t o = lx->off;
+
+    return o > start && lx->buf[o - 1] == '$' && o + 1 < lx->len &&
+           (isalnum((unsigned char)lx->buf[o + 1]) || lx->buf[o + 1] == '_');
+}
+
 struct conf_token
 conf_lex_next(struct conf_lex *lx)
 {
     struct conf_token t = {0};
     size_t start;
-    int c;
+    int c, in_braces = 0;
 
     skip_space_and_comments(lx);
     t.pos = lx->pos;
@@ -240,9 +251,14 @@ conf_lex_next(struct conf_lex *lx)
         return lex_error(lx, t.pos, "unexpected character (byte 0x%02x)", c);
     }
     start = lx->off;
-    while ((c = peek(lx)) != -1 && is_word_char(c)) {
+    /* A variable's "${name}" belongs to the word (`header X-A ${host};`); a '{' after a
+     * regex's '$' ("^/a${") still opens a block. */
+    while ((c = peek(lx)) != -1 &&
+           (is_word_char(c) || (c == '{' && braced_name(lx, start)) ||
+            (c == '}' && in_braces))) {
         if (lx->off - start >= CONF_TOKEN_MAX)
             return lex_error(lx, t.pos, "word longer than %d bytes", CONF_TOKEN_MAX);
+        in_braces = c == '{' || (in_braces && c != '}');
         advance(lx);
     }
     t.type = TOK_WORD;

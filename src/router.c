@@ -87,7 +87,7 @@ router_tmpl_env(h2o_req_t *req, struct tmpl_env *env, unsigned uses)
     if (rd != NULL && rd->site != NULL)
         env_of_site(env, rd->site);
     if (rd != NULL && rd->route != NULL) {
-        env->route = rd->route->conf->prefix;
+        env->route = rd->route->label;
         env->subject = rd->subject;
         env->ov = rd->ov;
         env->nov = rd->nov;

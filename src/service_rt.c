@@ -316,6 +316,16 @@ pathconf_path(const struct conf_route *r)
     return r->match == MATCH_REGEX ? "" : r->prefix;
 }
 
+static char *
+route_label(const struct conf_route *r)
+{
+    const char *op = r->match == MATCH_EXACT ? "= "
+                     : r->match == MATCH_REGEX ? (r->re->caseless ? "~* " : "~ ")
+                                               : "";
+
+    return xasprintf("%s%s", op, r->prefix);
+}
+
 /* Site st of service rt on address a: a hostconf of its routes in file order, and a
  * fallback for requests no route takes (the router's own answers). */
 static void
@@ -337,7 +347,8 @@ setup_site(struct addr_rt *a, struct site_rt *st, struct service_rt *rt,
                     &s->routes[i], rt, addr_max, metrics);
     st->routes = xcalloc(s->nroutes, sizeof(*st->routes));
     for (size_t i = 0; i < s->nroutes; i++)
-        st->routes[i] = (struct route_rt){&s->routes[i], &host->paths.entries[i],
+        st->routes[i] = (struct route_rt){&s->routes[i], route_label(&s->routes[i]),
+                                          &host->paths.entries[i],
                                           route_needs_env(s, &s->routes[i])};
     st->table = route_table_build(s->routes, s->nroutes);
     /* Requests no route takes (404s) are limited, counted and logged too. */

@@ -33,6 +33,7 @@ struct service_rt {
  * must keep for it per request. */
 struct route_rt {
     const struct conf_route *conf;
+    char *label; /* $route: the pattern with its operator ("~ ^/v(\d+)/", "= /x", "/api/") */
     h2o_pathconf_t *pc;
     int needs_env; /* its templates use variables: the router records the request's */
 };

@@ -220,6 +220,18 @@ Test(conf, string_escapes)
     conf_free(c);
 }
 
+Test(conf, braced_variable_in_a_word)
+{
+    /* "${host}" stays in its word; a '{' after a regex's '$' still opens the block. */
+    struct conf *c = load_ok("service s { listen 127.0.0.1:1; route ~ ^/a${"
+                             " header X-A ${host}x; respond 200; } }");
+
+    cr_assert_str_eq(c->services[0].routes[0].prefix, "^/a$");
+    cr_assert_str_eq(c->services[0].routes[0].headers[0].value, "${host}x");
+    cr_assert(tmpl_has_vars(c->services[0].routes[0].headers[0].tvalue));
+    conf_free(c);
+}
+
 Test(conf, single_quotes_are_raw)
 {
     struct conf *c = load_ok("service s { listen 127.0.0.1:1; route / {"
