@@ -61,6 +61,7 @@ expect_eq "HTTP/1.1 on service a, same address" "$(get a.test --http2 -o /dev/nu
 code() { get "$@" -o /dev/null -w '%{http_code}'; }
 expect_eq "Host of another service than SNI chose: 421" "$(code a.test -H "Host: b.test:$PORT")" "421"
 expect_eq "the same over HTTP/2" "$(code a.test --http2 -H "Host: b.test")" "421"
+expect_eq "and with a trailing dot (Host b.test.)" "$(code a.test -H "Host: b.test.")" "421"
 expect_eq "Host matching SNI: 200" "$(code b.test -H "Host: www.b.test")" "200"
 expect_eq "an unknown Host on the default service's connection: 200" \
     "$(code a.test -H "Host: nobody.test")" "200"

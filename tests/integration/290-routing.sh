@@ -179,6 +179,46 @@ if serve "${CONF}" "services by Host, the second the default"; then
     expect_eq "the wildcard still reaches its service" "${R}" "W"
 fi
 
+# ---- $host and the forwarded host: only what the client sent ----
+PH=$(free_port)
+cat >"${CONF}" <<CONF
+workers 1;
+shutdown_timeout 5s;
+service h {
+    listen 127.0.0.1:${PH};
+    server_name a.test;
+    route /p/ { proxy http://127.0.0.1:${PA}; }
+    route / { redirect 301 https://\$host\$request_uri; }
+}
+CONF
+if serve "${CONF}" "hosts from the client"; then
+    # A target not starting with '/' must not make the Location's host "a.test@evil.com",
+    # "a.test.evil.com" or "a.test:@evil.com".
+    for target in '@evil.com/' '.evil.com/' ':@evil.com/'; do
+        fetch --request-target "${target}" -H "Host: a.test" "http://127.0.0.1:${PH}/"
+        hdr Location
+        LH=$(python3 -c 'import sys, urllib.parse as u; print(u.urlsplit(sys.argv[1]).netloc)' \
+            "${HV}")
+        expect_eq "target '${target}': the Location's host is a.test (${HV})" \
+            "${CODE} ${LH}" "301 a.test"
+    done
+    fetch -0 -H "Host:" "http://127.0.0.1:${PH}/x"
+    hdr Location
+    expect_eq "HTTP/1.0 without Host: \$host is the service's server_name" \
+        "${CODE} ${HV}" "301 https://a.test/x"
+    fetch -0 -H "Host:" "http://127.0.0.1:${PH}/p/x"
+    uph forwarded
+    FWD=${UH}
+    uph x-forwarded-host
+    XFH=${UH}
+    if [[ "${FWD}" == *for=* && "${FWD}" != *host=* && -z "${XFH}" ]]; then
+        ok "proxied without Host: Forwarded has no host= (${FWD}), no X-Forwarded-Host"
+    else
+        not_ok "proxied without Host: Forwarded has no host=, no X-Forwarded-Host" \
+            "Forwarded '${FWD}', X-Forwarded-Host '${XFH}'"
+    fi
+fi
+
 # ---- route precedence and conditions ----
 PR=$(free_port)
 PRR=$(free_port)
@@ -224,6 +264,7 @@ service rr {
         methods GET HEAD;
         respond 200 "regex\n";
     }
+    route ~ ^/x/((a+)+)+\$ { respond 200 "redos\n"; }
     route / { respond 200 "root\n"; }
 }
 CONF
@@ -312,6 +353,11 @@ if serve "${CONF}" "route precedence"; then
         "${CODE} ${BODY}" "200 root"
     fetch "http://127.0.0.1:${PRR}/v2/users/7"
     expect_eq "and GET still takes it" "${CODE} ${BODY}" "200 regex"
+    fetch "http://127.0.0.1:${PRR}/x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"
+    expect_eq "a regex that backtracks without end: no match, the '/' route" \
+        "${CODE} ${BODY}" "200 root"
+    fetch "http://127.0.0.1:${PRR}/v2/users/7"
+    expect_eq "and the next request is served" "${CODE} ${BODY}" "200 regex"
 fi
 
 # ---- variables ----
@@ -329,6 +375,7 @@ service v {
         header X-Arg \$arg_id;
         header X-Rid \$request_id;
         header X-Evil \$http_x_evil;
+        header X-Resp-Absent \$http_x_nothere;
         respond 200 "vars\n";
     }
     route /up/ {
@@ -338,6 +385,13 @@ service v {
         proxy_header X-Arg \$arg_id;
         proxy http://127.0.0.1:${PA};
     }
+    route /rip/ {
+        proxy_header X-Real-IP \$remote_addr;
+        proxy_header X-Foo "[\$http_x_foo]";
+        proxy_header X-Absent \$http_x_nothere;
+        proxy http://127.0.0.1:${PA};
+    }
+    route /rq/ { proxy http://127.0.0.1:${PA}/up\$request_uri; }
 }
 CONF
 # raw REQUEST: the request (a python bytes literal's body, escapes allowed) on a new
@@ -402,6 +456,26 @@ if serve "${CONF}" "variables"; then
     uph x-kept
     expect_eq "proxy_header_unset Cookie: no Cookie upstream, other headers kept" \
         "${COOKIE}/${UH}" "/1"
+    fetch -H "X-Real-IP: 6.6.6.6" -H "X-Foo: foo" "${V}/rip/x"
+    uph x-real-ip
+    expect_eq "proxy_header X-Real-IP \$remote_addr reaches the upstream" "${UH}" "127.0.0.1"
+    uph x-foo
+    expect_eq "proxy_header X-Foo \"[\$http_x_foo]\" sees the client's X-Foo" "${UH}" "[foo]"
+    R=$(up "any(k.lower() == 'x-absent' for k, v in j['headers'])")
+    expect_eq "proxy_header X-Absent \$http_x_nothere: no X-Absent upstream" "${R}" "False"
+    fetch -H "X-Real-IP: 6.6.6.6" "${V}/up/x"
+    uph x-real-ip
+    expect_eq "a client's X-Real-IP is still dropped where no proxy_header sets it" "${UH}" ""
+    fetch "${V}/vars/x"
+    if [[ "${CODE}" == 200 ]] && ! grep -qi '^x-resp-absent:' <<<"${HEAD}"; then
+        ok "header X-Resp-Absent \$http_x_nothere: no such response header"
+    else
+        not_ok "header X-Resp-Absent \$http_x_nothere: no such response header" \
+            "${CODE}: ${HEAD}"
+    fi
+    fetch "${V}/rq/x?a=1"
+    R=$(up "j['path']")
+    expect_eq "proxy .../up\$request_uri: the query once" "${R}" "/up/rq/x?a=1"
 
     # Hostile values never make a header of their own, in the response or upstream.
     H='\r\nHost: v\r\nConnection: close\r\n'
@@ -466,6 +540,22 @@ service rw {
         header X-Uri \$uri;
         respond 200 "brk\n";
     }
+    route /rw/ {
+        rewrite ^/rw/(.*)\$ https://x.test\$request_uri permanent;
+        respond 200 "rw\n";
+    }
+    route /ab {
+        rewrite ^/ab/(.*)\$ /xyzw/\$1 break;
+        proxy http://127.0.0.1:${PA};
+    }
+    route /cd/ {
+        rewrite ^/cd/(.*)\$ /c/\$1 break;
+        proxy http://127.0.0.1:${PA}/base/;
+    }
+    route /same/ {
+        rewrite ^/same/(.*)\$ /same/\$1;
+        respond 200 "same\n";
+    }
     route = /loop1 {
         rewrite ^ /loop2 last;
         respond 200 "loop1\n";
@@ -498,6 +588,21 @@ if serve "${CONF}" "rewrites"; then
     hdr X-Uri
     expect_eq "rewrite ... break: the route kept, the path changed" "${CODE} ${BODY} ${HV}" \
         "200 brk /b/x"
+    fetch "${RW}/rw/x?a=1"
+    hdr Location
+    expect_eq "a redirect to https://x.test\$request_uri: the query once" "${CODE} ${HV}" \
+        "301 https://x.test/rw/x?a=1"
+    fetch "${RW}/ab/zz?k=1"
+    R=$(up "j['path']")
+    expect_eq "route /ab, rewritten to /xyzw/zz ... break: the upstream gets that path" \
+        "${R}" "/xyzw/zz?k=1"
+    fetch "${RW}/cd/zz"
+    R=$(up "j['path']")
+    expect_eq "route /cd/ rewritten to /c/zz, proxied to .../base/: /base/c/zz" \
+        "${R}" "/base/c/zz"
+    fetch "${RW}/same/x"
+    expect_eq "a rewrite to the same path does not choose the route again" \
+        "${CODE} ${BODY}" "200 same"
     BEFORE=$(workers)
     fetch "${RW}/loop1"
     expect_eq "a rewrite loop: 500" "${CODE}" "500"
@@ -659,6 +764,28 @@ bad "\$2 in a rewrite with one group" 3 "\$2" <<CONF
 service s {
     listen 127.0.0.1:${P};
     rewrite ^/(a)\$ /b/\$2 last;
+    route / { respond 200; }
+}
+CONF
+bad "nginx's 'location' suggests 'route'" 3 "did you mean 'route'" <<CONF
+service s {
+    listen 127.0.0.1:${P};
+    location / { }
+}
+CONF
+bad "nginx's 'proxy_set_header' suggests 'proxy_header'" 4 "'proxy_header'" <<CONF
+service s {
+    listen 127.0.0.1:${P};
+    route / {
+        proxy_set_header X-A 1;
+        proxy http://127.0.0.1:${PA};
+    }
+}
+CONF
+bad "a rewrite replacement that is no path nor URL" 3 "replacement 'b'" <<CONF
+service s {
+    listen 127.0.0.1:${P};
+    rewrite ^/a b;
     route / { respond 200; }
 }
 CONF
