@@ -12,6 +12,8 @@
 #   bench/routes.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS]
 #   PERCORE=path/to/percore bench/routes.sh
 #   SCENARIOS="one many" bench/routes.sh        only these (a ratio needs both of its own)
+#   BASELINE=path/to/other/percore bench/routes.sh   adds "base": the one-route config
+#                                                  served by that build, and one/base
 set -eu
 
 DURATION=10
@@ -79,13 +81,15 @@ conf() {
 }
 
 start_server() { # SCENARIO
+    local bin=${PERCORE}
+    [[ $1 == base ]] && bin=${BASELINE}
     conf "$1" >"${TMP}/$1.conf"
-    if ! "${PERCORE}" -t -c "${TMP}/$1.conf" >"${TMP}/t.out" 2>&1; then
+    if ! "${bin}" -t -c "${TMP}/$1.conf" >"${TMP}/t.out" 2>&1; then
         echo "bench: percore refuses the $1 config:" >&2
         cat "${TMP}/t.out" >&2
         exit 1
     fi
-    taskset -c 0 "${PERCORE}" -f -c "${TMP}/$1.conf" 2>"${TMP}/percore.log" &
+    taskset -c 0 "${bin}" -f -c "${TMP}/$1.conf" 2>"${TMP}/percore.log" &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         curl -sf -o /dev/null "http://127.0.0.1:${PORT}/hello" 2>/dev/null && return 0
@@ -177,7 +181,8 @@ median() {
     MED=$(awk -v f="$2" '{ v[NR] = $f } END { print v[int((NR + 1) / 2)] }' "${TMP}/sorted")
 }
 
-SCENARIOS=${SCENARIOS:-one many const reqid}
+SCENARIOS=${SCENARIOS:-one many const reqid${BASELINE:+ base}}
+[[ -z "${BASELINE:-}" || -x "${BASELINE}" ]] || { echo "bench: ${BASELINE} is not executable" >&2; exit 1; }
 VERSION=$("${PERCORE}" -V)
 printf '%s, 1 worker on CPU 0, wrk on CPU 1, %s connections, %ss runs, median of %s\n\n' \
     "${VERSION}" "${CONNS}" "${DURATION}" "${ROUNDS}"
@@ -201,6 +206,7 @@ for s in ${SCENARIOS}; do
     many) label="many: 200 routes (100 regex, 50 prefix, 49 =)" ;;
     const) label="const: header X-Id <constant>" ;;
     reqid) label="reqid: header X-Id \$request_id" ;;
+    base) label="base: 1 route, the BASELINE build" ;;
     *) label=${s} ;;
     esac
     printf '%-44s %12s %14s%s\n' "${label}" "${RPS[${s}]}" "${EFF[${s}]}" "${note}"
@@ -212,3 +218,4 @@ ratio() { # LABEL A B: the ratios A/B of req/s and of req/CPU-s, if both ran
 }
 ratio "ratio many/one (the route table)" many one
 ratio "ratio reqid/const (a variable)" reqid const
+ratio "ratio one/base (this build against BASELINE)" one base

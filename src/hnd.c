@@ -105,6 +105,18 @@ hnd_reason(int status)
                                                                           : "Server Error";
 }
 
+h2o_iovec_t
+hnd_client_authority(const h2o_req_t *req)
+{
+    h2o_iovec_t a = req->input.authority;
+    h2o_hostconf_t *const *hosts = req->conn != NULL ? req->conn->hosts : NULL;
+
+    if (a.len == 0 || (hosts != NULL && hosts[0] != NULL &&
+                       a.base == hosts[0]->authority.hostport.base))
+        return h2o_iovec_init(NULL, 0);
+    return a;
+}
+
 size_t
 hnd_prefix_len(const h2o_req_t *req)
 {

@@ -3,6 +3,7 @@
 #define PERCORE_HND_H
 
 #include "conf_parse.h"
+#include "h2o_inc.h"
 
 struct st_h2o_pathconf_t;
 
@@ -53,6 +54,10 @@ struct st_h2o_req_t;
  * pathconf's path when the path still starts with it, 0 when a rewrite moved the path
  * elsewhere (its whole path is then the suffix). */
 size_t hnd_prefix_len(const struct st_h2o_req_t *req);
+
+/* The host the client named (request line, Host or :authority), or an empty iovec: when
+ * it named none, libh2o puts its default hostconf's name there, which is percore's. */
+h2o_iovec_t hnd_client_authority(const struct st_h2o_req_t *req);
 
 /* Worker: after each event loop turn; drops what the files handler kept open for it. */
 void hnd_files_turn_end(void);

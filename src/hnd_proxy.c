@@ -634,7 +634,9 @@ forwarded_cmds(h2o_req_t *req)
     socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
     int v6 = len > 0 && ss.ss_family == AF_INET6;
     /* The client's own Host only: with none, libh2o's default would name a hostconf. */
-    h2o_iovec_t host = quoted(&req->pool, req->input.authority);
+    h2o_iovec_t client_host = hnd_client_authority(req);
+    h2o_iovec_t host = client_host.len > 0 ? quoted(&req->pool, client_host)
+                                           : h2o_iovec_init(NULL, 0);
     size_t n = 0;
 
     if (len > 0 && ss.ss_family == AF_INET)
@@ -650,7 +652,7 @@ forwarded_cmds(h2o_req_t *req)
     if (host.len > 0) {
         cmds[n].cmd = H2O_HEADERS_CMD_ADD;
         cmds[n].name = &xfh_name;
-        cmds[n++].value = req->input.authority;
+        cmds[n++].value = client_host;
     }
     cmds[n].cmd = H2O_HEADERS_CMD_ADD;
     cmds[n].name = (h2o_iovec_t *)&H2O_TOKEN_VIA->buf;
@@ -812,8 +814,8 @@ forward(struct attempt *a)
     ov->location_rewrite.match = &rt->url;
     ov->location_rewrite.path_prefix = req->pathconf->path;
     ov->headers_cmds = forwarded_cmds(req);
-    authority = a->h->conf->preserve_host && req->input.authority.len > 0
-                    ? req->input.authority : rt->url.authority;
+    authority = a->h->conf->preserve_host && hnd_client_authority(req).len > 0
+                    ? hnd_client_authority(req) : rt->url.authority;
     h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
                           target_of(req, &a->h->conf->ups[a->idx], rt), ov, 0);
 }
@@ -934,7 +936,7 @@ fix_location(h2o_req_t *req)
     if (i == -1)
         return;
     v = &req->res.headers.entries[i].value;
-    if (req->input.authority.len == 0)
+    if (hnd_client_authority(req).len == 0)
         strip_empty_host(req, v);
     v->base = hnd_location_visible(&req->pool, v->base, v->len, &v->len);
 }

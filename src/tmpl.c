@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <netdb.h>
 
+#include "hnd.h"
 #include "tmpl.h"
 #include "util.h"
 
@@ -474,7 +475,7 @@ static h2o_iovec_t
 host_of(h2o_req_t *req, const struct tmpl_env *env)
 {
     /* Only what the client sent: without it, libh2o's default names a hostconf. */
-    h2o_iovec_t a = req->input.authority;
+    h2o_iovec_t a = hnd_client_authority(req);
     size_t len = a.len, i;
 
     if (len == 0)
