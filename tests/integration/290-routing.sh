@@ -925,4 +925,31 @@ fetch -H "Host: a.test" "http://127.0.0.1:${PL}/"
 R=$(up "j['upstream']")
 expect_eq "and a.test reaches a" "${R}" "A"
 
+# ---- request headers toward a FastCGI application ----
+FSOCK=${D}/fcgi.sock
+python3 "$(dirname "$0")/fcgi_app.py" "unix:${FSOCK}" &
+UP_PIDS+=($!)
+wait_for test -S "${FSOCK}" || bail "FastCGI app did not start"
+PF=$(free_port)
+cat >"${CONF}" <<CONF
+workers 1;
+shutdown_timeout 5s;
+service fc {
+    listen 127.0.0.1:${PF};
+    proxy_header X-Svc \$service;
+    route /app/ {
+        proxy_header X-Client \$remote_addr;
+        proxy_header_unset Cookie;
+        fastcgi unix:${FSOCK};
+    }
+}
+CONF
+if serve "${CONF}" "FastCGI request headers"; then
+    fetch -H "X-Client: 6.6.6.6" -H "x-client: 7.7.7.7" -H "Cookie: a=b" \
+        "http://127.0.0.1:${PF}/app/params"
+    FV=$(awk '/^HTTP_(X_CLIENT|X_SVC|COOKIE)=/ { printf "%s ", $0 }' <<<"${BODY}")
+    expect_eq "FastCGI: proxy_header replaces the client's lines, proxy_header_unset drops" \
+        "${FV}" "HTTP_X_CLIENT=127.0.0.1 HTTP_X_SVC=fc "
+fi
+
 finish
