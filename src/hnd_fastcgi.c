@@ -137,8 +137,19 @@ on_filter(h2o_handler_t *self, h2o_req_t *req)
         dst++;
     }
     hs->size = dst;
-    reqdata_mark_upstream(req); /* what the application answers is its own */
     return -1;
+}
+
+/* What the application answers is its own (error documents leave it): libh2o's FastCGI
+ * generator sends it, while its own 502/503 when the application is gone are sent inline,
+ * by a generator with no proceed. */
+static void
+on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    if (req->_generator != NULL && req->_generator->proceed != NULL)
+        reqdata_mark_upstream(req);
+    h2o_setup_next_ostream(req, slot);
 }
 
 static void
@@ -151,6 +162,7 @@ fastcgi_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     };
 
     h2o_create_handler(pc, sizeof(h2o_handler_t))->on_req = on_filter;
+    h2o_create_filter(pc, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
     if (fc->root != NULL)
         vars.document_root = h2o_iovec_init(fc->root, strlen(fc->root));
     h2o_fastcgi_register_by_address(pc, (struct sockaddr *)&fc->ss, fc->sslen, &vars);

@@ -936,7 +936,9 @@ workers 1;
 shutdown_timeout 5s;
 service fc {
     listen 127.0.0.1:${PF};
+    error_format problem+json;
     proxy_header X-Svc \$service;
+    route /gone/ { fastcgi unix:${D}/no-such.sock; }
     route /app/ {
         proxy_header X-Client \$remote_addr;
         proxy_header_unset Cookie;
@@ -950,6 +952,15 @@ if serve "${CONF}" "FastCGI request headers"; then
     FV=$(awk '/^HTTP_(X_CLIENT|X_SVC|COOKIE)=/ { printf "%s ", $0 }' <<<"${BODY}")
     expect_eq "FastCGI: proxy_header replaces the client's lines, proxy_header_unset drops" \
         "${FV}" "HTTP_X_CLIENT=127.0.0.1 HTTP_X_SVC=fc "
+    hdr Content-Type
+    expect_eq "FastCGI: the application's own answer passes error_format" "${CODE} ${HV}" \
+        "200 text/plain"
+    fetch "http://127.0.0.1:${PF}/gone/x"
+    hdr Content-Type
+    ST=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])' <<<"${BODY}" \
+        2>/dev/null || echo "not JSON: ${BODY:0:60}")
+    expect_eq "FastCGI: an application that cannot be reached is percore's error" \
+        "${CODE:0:1}xx ${HV} ${ST}" "5xx application/problem+json ${CODE}"
 fi
 
 finish
