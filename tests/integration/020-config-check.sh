@@ -10,7 +10,7 @@ SHIPPED=$TOP_SRCDIR/conf/percore.conf
 expect_eq "-t accepts the shipped config" "$?:$(cat "$OUT")" "0:$SHIPPED: syntax ok"
 
 BAD=$T_DIR/bad.conf
-printf 'workers 2;\nservice s {\n    listen 127.0.0.1:1;\n    rute / { respond 200; }\n}\n' >"$BAD"
+printf 'workers 2;\nservice s {\n    listen 127.0.0.1:1;\n    rute / { respond 200; }\n    route /x { respond 999; }\n}\n' >"$BAD"
 "$PERCORE" -t -c "$BAD" >"$OUT" 2>&1
 expect_eq "-t rejects a typo with file:line:col and a hint" "$?:$(head -n 1 "$OUT")" \
     "1:$BAD:4:5: unknown directive 'rute'; did you mean 'route'?"
