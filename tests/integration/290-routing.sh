@@ -925,6 +925,34 @@ fetch -H "Host: a.test" "http://127.0.0.1:${PL}/"
 R=$(up "j['upstream']")
 expect_eq "and a.test reaches a" "${R}" "A"
 
+# ---- body limits per service on a shared address ----
+PB=$(free_port)
+cat >"${CONF}" <<CONF
+workers 1;
+shutdown_timeout 5s;
+service small {
+    listen 127.0.0.1:${PB};
+    server_name small.test;
+    max_body_size 10k;
+    route / { respond 200 "small\n"; }
+}
+service large {
+    listen 127.0.0.1:${PB};
+    server_name large.test;
+    max_body_size 1m;
+    route / { respond 200 "large\n"; }
+}
+CONF
+if serve "${CONF}" "body limits"; then
+    head -c 20000 /dev/zero >"${D}/body20k"
+    fetch -H "Host: small.test" --data-binary @"${D}/body20k" "http://127.0.0.1:${PB}/x"
+    STATUS_LINE=$(head -n 1 <<<"${HEAD}")
+    expect_eq "a shared address: 20 KB to a service allowing 10 KB gets 413" \
+        "${STATUS_LINE}" "HTTP/1.1 413 Content Too Large"
+    fetch -H "Host: large.test" --data-binary @"${D}/body20k" "http://127.0.0.1:${PB}/x"
+    expect_eq "and the service beside it allowing 1 MB takes it" "${CODE} ${BODY}" "200 large"
+fi
+
 # ---- request headers toward a FastCGI application ----
 FSOCK=${D}/fcgi.sock
 python3 "$(dirname "$0")/fcgi_app.py" "unix:${FSOCK}" &
