@@ -187,6 +187,8 @@ unquote(const char *s, const char *end, char *out, size_t *outlen)
 static int
 host_ok(h2o_iovec_t a)
 {
+    if (a.len == 0)
+        return 0; /* no host named: none is forwarded */
     for (size_t i = 0; i < a.len; i++)
         if (is_ctl((unsigned char)a.base[i]) && a.base[i] != '\t')
             return 0;

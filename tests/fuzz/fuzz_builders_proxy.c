@@ -31,6 +31,7 @@ fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority, int https, int versi
     req.conn = &conn;
     req.pool = *pool;
     req.authority = authority;
+    req.input.authority = authority; /* the host the client named */
     req.scheme = https ? &H2O_URL_SCHEME_HTTPS : &H2O_URL_SCHEME_HTTP;
     req.version = version;
     cmds = forwarded_cmds(&req);
