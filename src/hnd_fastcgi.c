@@ -147,8 +147,9 @@ static void
 on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
-    if (req->_generator != NULL && req->_generator->proceed != NULL)
-        reqdata_mark_upstream(req);
+    if (req->res.status >= 400 && req->_generator != NULL &&
+        req->_generator->proceed != NULL)
+        reqdata_mark_upstream(req); /* only errors are looked at again */
     h2o_setup_next_ostream(req, slot);
 }
 

@@ -976,8 +976,9 @@ on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
     flow_setup_ostream(req, &slot);
     /* The upstream's own response runs libh2o's proxy generator; percore's errors (and
      * libh2o's "connection failed") are sent inline, whose generator has no proceed. */
-    if (req->_generator != NULL && req->_generator->proceed != NULL)
-        reqdata_mark_upstream(req);
+    if (req->res.status >= 400 && req->_generator != NULL &&
+        req->_generator->proceed != NULL)
+        reqdata_mark_upstream(req); /* only errors are looked at again */
     h2o_setup_next_ostream(req, slot);
 }
 
