@@ -24,9 +24,10 @@
 #include "regex.h"
 #include "tls.h"
 #include "tmpl.h"
+#include "upstream.h"
 #include "util.h"
 
-enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4, CTX_SVCROUTE = 6 };
+enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4, CTX_SVCROUTE = 6, CTX_UPSTREAM = 8 };
 
 /* The groups of the regex of the route block being loaded: what $1..$9 may refer to in its
  * templates (conf_captures_in_scope). */
@@ -41,7 +42,11 @@ struct loader {
     struct util_hmap listens;  /* by family and port: service index, listen index */
     struct util_hmap routes;   /* of the service being loaded, by pattern: route index */
     unsigned ctx;              /* of the block being loaded */
+    int upstreams_loaded;      /* `upstream` blocks are loaded before anything else */
 };
+
+/* The tree being loaded, whose upstream groups proxy lines name (conf_find_upstream). */
+static const struct conf *loading;
 
 struct directive;
 /* Apply directive n (its argument count and block already checked against d) to obj, the
@@ -83,7 +88,8 @@ struct keyword {
 static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
-    set_reqheader, set_errordoc;
+    set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
+    set_retry_on;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -95,6 +101,7 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 #define OBJ_SERVICE struct conf_service
 #define OBJ_ROUTE struct conf_route
 #define OBJ_SVCROUTE void
+#define OBJ_UPSTREAM struct conf_upstream
 #define FIELD(ctx, f, t)                                                                      \
     (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
 
@@ -126,12 +133,18 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 static const struct directive directives[] = {
     {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), F_NONE, 0, 1, 1, 0,
      set_access_log, 0, 0, NULL, "access_log /PATH|off"},
+    CUSTOM("balance", UPSTREAM, 1, 2, 0, set_balance, NULL,
+           "balance round_robin|least_conn|hash VALUE"),
+    SIZE("buffer_size", UPSTREAM, buffer_size, UPSTREAM_DEFAULT_BUFFER_SIZE, UPSTREAM_BUFFER_MIN,
+         UPSTREAM_BUFFER_MAX),
     FLAG("compress", ROUTE, compress),
+    TIME("connect_timeout", UPSTREAM, connect_timeout_ms, UPSTREAM_DEFAULT_CONNECT_TIMEOUT_MS, 1),
     FLAG("cpu_affinity", MAIN, cpu_affinity),
     CUSTOM("error_format", SVCROUTE, 1, 1, 0, set_errordoc, NULL,
            "error_format text|problem+json"),
     CUSTOM("error_page", SVCROUTE, 3, -1, D_REPEAT, set_errordoc, NULL,
            "error_page CODE... file /PATH|respond TEXT"),
+    TIME("fail_timeout", UPSTREAM, fail_timeout_ms, UPSTREAM_DEFAULT_FAIL_TIMEOUT_MS, 1),
     HANDLER("fastcgi", hnd_fastcgi_ops),
     HANDLER("files", hnd_files_ops),
     CUSTOM("group", MAIN, 1, 1, 0, set_group, NULL, "group NAME|GID"),
@@ -148,6 +161,7 @@ static const struct directive directives[] = {
     NUMBER("http2_max_resets", SERVICE, http2_max_resets, CONF_DEFAULT_HTTP2_MAX_RESETS, 1,
            1000000),
     TIME("idle_timeout", SERVICE, idle_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
+    TIME("keepalive", UPSTREAM, keepalive_ms, UPSTREAM_DEFAULT_KEEPALIVE_MS, 1),
     CUSTOM("listen", SERVICE, 1, 3, D_REPEAT, set_listen, NULL,
            "listen ADDRESS:PORT [tls] [http2] [default]"),
     CUSTOM("log", MAIN, 1, 1, 0, set_log, NULL, "log journal|stderr|/PATH"),
@@ -158,6 +172,7 @@ static const struct directive directives[] = {
     SIZE("max_body_size", SERVICE, max_body, CONF_DEFAULT_MAX_BODY, 0, 1024 * 1024 * 1024),
     NUMBER("max_connections", MAIN, max_connections, CONF_DEFAULT_MAX_CONNECTIONS, 1,
            CONF_MAX_CONNECTIONS_MAX),
+    NUMBER("max_fails", UPSTREAM, max_fails, UPSTREAM_DEFAULT_MAX_FAILS, 0, 1000),
     SIZE("max_header_size", SERVICE, max_header_size, CONF_DEFAULT_MAX_HEADER_SIZE, 1024,
          CONF_MAX_HEADER_SIZE_MAX),
     CUSTOM("methods", ROUTE, 1, 16, 0, set_methods, NULL, "methods METHOD..."),
@@ -170,22 +185,31 @@ static const struct directive directives[] = {
            "proxy_header_unset NAME"),
     HANDLER("redirect", hnd_redirect_ops),
     HANDLER("respond", hnd_respond_ops),
+    NUMBER("retries", UPSTREAM, retries, 0, 0, UPSTREAM_RETRIES_MAX),
+    CUSTOM("retry_budget", UPSTREAM, 1, 1, 0, set_retry_budget, NULL, "retry_budget PERCENT%"),
+    CUSTOM("retry_on", UPSTREAM, 1, 7, 0, set_retry_on, NULL,
+           "retry_on error|timeout|429|500|502|503|504 ..."),
     CUSTOM("rewrite", SVCROUTE, 2, 3, D_REPEAT, set_rewrite, NULL,
            "rewrite REGEX REPLACEMENT [last|break|redirect|permanent]"),
     CUSTOM("route", SERVICE, 1, 2, D_BLOCK | D_REPEAT, set_route, NULL,
            "route [=|~|~*] PATTERN { ... }"),
     /* Connections are swept once a second: less could not be kept. */
     TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
+    CUSTOM("server", UPSTREAM, 1, 3, D_REPEAT, set_upserver, NULL,
+           "server URL [weight=N] [max_inflight=N]"),
     CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
     CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
     {"tls_certificate", CTX_SERVICE, FIELD(SERVICE, tls_cert, char *), F_NONE, 0, 1, 1, 0,
      set_tls_file, 0, 0, NULL, "tls_certificate /PATH.pem"},
     {"tls_key", CTX_SERVICE, FIELD(SERVICE, tls_key, char *), F_NONE, 0, 1, 1, 0, set_tls_file,
      0, 0, NULL, "tls_key /PATH.key"},
     TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
          1000),
+    CUSTOM("upstream", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_upstream, NULL,
+           "upstream NAME { server URL; ... }"),
     CUSTOM("user", MAIN, 1, 1, 0, set_user, NULL, "user NAME|UID"),
     /* On unless turned off (a flag row with the default 1). */
     {"worker_sandbox", CTX_MAIN, FIELD(MAIN, worker_sandbox, int), F_INT, 1, 1, 1, 0, set_enum,
@@ -203,6 +227,7 @@ ctx_name(unsigned ctx)
     switch (ctx) {
     case CTX_MAIN: return "the main context";
     case CTX_SERVICE: return "a service block";
+    case CTX_UPSTREAM: return "an upstream block";
     default: return "a route block";
     }
 }
@@ -358,8 +383,10 @@ dir_lookup(struct loader *ld, const struct conf_node *n, unsigned ctx,
         return NULL;
     }
     if (!(d->ctx & ctx)) {
-        unsigned want = d->ctx & CTX_MAIN ? CTX_MAIN : d->ctx & CTX_SERVICE ? CTX_SERVICE
-                                                                            : CTX_ROUTE;
+        unsigned want = d->ctx & CTX_MAIN      ? CTX_MAIN
+                        : d->ctx & CTX_SERVICE ? CTX_SERVICE
+                        : d->ctx & CTX_ROUTE   ? CTX_ROUTE
+                                               : CTX_UPSTREAM;
         err_at(ld, &n->pos, "'%s' is not allowed in %s; it belongs in %s", n->name,
                ctx_name(ctx), ctx_name(want));
         return NULL;
@@ -381,7 +408,7 @@ load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void 
     const struct conf_node **seen = xcalloc(NELEMS(directives), sizeof(*seen));
     unsigned outer = ld->ctx;
 
-    assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE);
+    assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE || ctx == CTX_UPSTREAM);
     ld->ctx = ctx;
     for (size_t i = 0; i < block->nchildren; i++) {
         const struct conf_node *n = &block->children[i];
@@ -989,6 +1016,160 @@ set_service(struct loader *ld, const struct directive *d, const struct conf_node
     return ld->diag->n == before ? 0 : -1;
 }
 
+/* ---- upstream context ---- */
+
+static struct conf_upstream *
+find_upstream(const struct conf *c, const char *name)
+{
+    for (size_t i = 0; c != NULL && i < c->nupstreams; i++)
+        if (strcmp(c->upstreams[i]->name, name) == 0)
+            return c->upstreams[i];
+    return NULL;
+}
+
+const struct conf_upstream *
+conf_find_upstream(const char *name)
+{
+    return find_upstream(loading, name);
+}
+
+/* `upstream NAME { ... }`: loaded before anything else (so proxy lines may name a group
+ * defined after them); the main block's pass over it does nothing. */
+static int
+set_upstream(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    const struct conf_arg *a = &n->args[0];
+    const struct conf_upstream *dup;
+    struct conf_upstream *g;
+    struct conf *c = obj;
+    size_t before = ld->diag->n;
+
+    (void)d;
+    if (ld->upstreams_loaded)
+        return 0;
+    if (!valid_service_name(a->s))
+        return err_at(ld, &a->pos, "invalid upstream name '%s': use a letter followed by "
+                      "letters, digits, '_', '-' or '.'", a->s);
+    dup = find_upstream(c, a->s);
+    if (dup != NULL)
+        return err_at(ld, &a->pos, "duplicate upstream '%s' (first defined at %s:%d:%d)", a->s,
+                      dup->pos.file, dup->pos.line, dup->pos.col);
+    g = upstream_new(a->s, &n->pos, 0);
+    set_defaults(CTX_UPSTREAM, g);
+    c->upstreams = xreallocarray(c->upstreams, c->nupstreams + 1, sizeof(*c->upstreams));
+    c->upstreams[c->nupstreams++] = g;
+    load_block(ld, n, CTX_UPSTREAM, g);
+    if (g->nservers == 0 && ld->diag->n == before)
+        err_at(ld, &n->pos, "upstream '%s' has no 'server'", g->name);
+    return ld->diag->n == before ? 0 : -1;
+}
+
+/* Every `upstream` block of the main context, first. A block of the wrong shape is left to
+ * the main pass, which says so. */
+static void
+load_upstreams(struct loader *ld, const struct conf_node *root)
+{
+    const struct directive *d = dir_find("upstream");
+
+    for (size_t i = 0; i < root->nchildren; i++) {
+        const struct conf_node *n = &root->children[i];
+        if (strcmp(n->name, "upstream") == 0 && n->nargs == 1 && n->has_block &&
+            set_upstream(ld, d, n, ld->conf) == -1)
+            ld->failed++;
+    }
+    ld->upstreams_loaded = 1;
+}
+
+/* `server URL [weight=N] [max_inflight=N]`. */
+static int
+set_upserver(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_upstream *g = obj;
+    char err[600];
+    int rc;
+
+    (void)d;
+    if (upstream_add_server(g, n->args[0].s, &n->args[0].pos, 0, err, sizeof(err)) == -1)
+        return err_at(ld, &n->args[0].pos, "%s", err);
+    for (size_t i = 1; i < n->nargs; i++) {
+        rc = upstream_server_option(g, n->args[i].s, err, sizeof(err));
+        if (rc == 0)
+            return err_at(ld, &n->args[i].pos, "unknown server option '%s'; usage: %s",
+                          n->args[i].s, d->usage);
+        if (rc == -1)
+            return err_at(ld, &n->args[i].pos, "%s", err);
+    }
+    return 0;
+}
+
+/* `balance round_robin|least_conn|hash VALUE`: VALUE a template ($http_x_user, ...). */
+static int
+set_balance(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_upstream *g = obj;
+    const char *w = n->args[0].s;
+    char msg[400];
+    size_t off = 0;
+
+    if (strcmp(w, "hash") == 0) {
+        if (n->nargs != 2)
+            return err_at(ld, &n->pos, "'balance hash' needs the value to hash (as "
+                          "$http_x_user); usage: %s", d->usage);
+        g->hash_key = tmpl_compile(n->args[1].s, 0, msg, sizeof(msg), &off);
+        if (g->hash_key == NULL)
+            return err_at(ld, &n->args[1].pos, "%s (offset %zu)", msg, off);
+        g->balance = BALANCE_HASH;
+        return 0;
+    }
+    if (n->nargs != 1)
+        return err_at(ld, &n->args[1].pos, "only 'balance hash' takes a value; usage: %s",
+                      d->usage);
+    if (strcmp(w, "round_robin") == 0)
+        g->balance = BALANCE_ROUND_ROBIN;
+    else if (strcmp(w, "least_conn") == 0)
+        g->balance = BALANCE_LEAST_CONN;
+    else
+        return err_at(ld, &n->args[0].pos, "invalid balance '%s'; usage: %s", w, d->usage);
+    return 0;
+}
+
+/* `retry_budget 20%`: retries allowed, in percent of the requests of the last 10 s. */
+static int
+set_retry_budget(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                 void *obj)
+{
+    struct conf_upstream *g = obj;
+    const char *s = n->args[0].s;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+
+    if (s[0] < '0' || s[0] > '9' || (*end != '%' && *end != '\0') ||
+        (*end == '%' && end[1] != '\0') || v > 100)
+        return err_at(ld, &n->args[0].pos, "invalid retry_budget '%s': expected a percentage "
+                      "from 0%% to 100%%; usage: %s", s, d->usage);
+    g->retry_budget = (unsigned)v;
+    return 0;
+}
+
+/* `retry_on WORD...`: what a sent request is retried on (see upstream.h). */
+static int
+set_retry_on(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_upstream *g = obj;
+    unsigned bits = 0, bit;
+
+    (void)d;
+    for (size_t i = 0; i < n->nargs; i++) {
+        bit = upstream_retry_word(n->args[i].s);
+        if (bit == 0)
+            return err_at(ld, &n->args[i].pos, "invalid retry_on '%s': expected some of "
+                          UPSTREAM_RETRY_WORDS, n->args[i].s);
+        bits |= bit;
+    }
+    g->retry_on = bits;
+    return 0;
+}
+
 /* ---- service context ---- */
 
 /* An address already claimed by this or an earlier service (the first in their order), or
@@ -1569,7 +1750,10 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
     assert(table_ok());
     c->files = conf_doc_steal_files(doc, &c->nfiles);
     if (parsed == 0) {
+        loading = c;
+        load_upstreams(&ld, &doc->root);
         load_block(&ld, &doc->root, CTX_MAIN, c);
+        loading = NULL;
         if (c->nservices == 0 && diag->n == before)
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
@@ -1685,6 +1869,9 @@ conf_free(struct conf *c)
     for (size_t i = 0; i < c->nservices; i++)
         service_clear(&c->services[i]);
     free(c->services);
+    for (size_t i = 0; i < c->nupstreams; i++)
+        upstream_free(c->upstreams[i]);
+    free(c->upstreams);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);
     free(c->files);

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "conf_parse.h"
@@ -79,6 +80,57 @@ struct conf_route {
     int compress; /* gzip text responses for clients that accept it */
 };
 
+/* How a group picks the server for a request. */
+enum conf_balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };
+
+/* What a failed attempt may be retried on (`retry_on`). */
+enum {
+    RETRY_ERROR = 1,   /* no connection, or closed before any response byte */
+    RETRY_TIMEOUT = 2, /* no response head in time */
+    RETRY_500 = 4,
+    RETRY_502 = 8,
+    RETRY_503 = 16,
+    RETRY_504 = 32,
+    RETRY_429 = 64,
+};
+
+/* One server of an upstream group: http://HOST[:PORT][/PATH] or unix:/PATH, its address
+ * resolved at load. */
+struct conf_upserver {
+    char *url; /* as configured, for logs and metrics */
+    struct conf_pos pos;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    char *authority;    /* Host: sent to it unless preserve_host */
+    char *path;         /* prefix the request's path suffix is appended to */
+    struct tmpl *tpath; /* the path has variables: expanded instead, no suffix added */
+    unsigned weight;    /* `weight=N`, 1 by default */
+    unsigned max_inflight; /* `max_inflight=N`: requests at once across workers; 0: any */
+    int state; /* its record in the shared upstream state (upstate.c); -1: none */
+};
+
+/* An upstream group: `upstream NAME { server ...; }`, or the servers written on a `proxy`
+ * line (a group of its own, named after them). */
+struct conf_upstream {
+    char *name;
+    struct conf_pos pos;
+    int anonymous;
+    struct conf_upserver *servers;
+    size_t nservers;
+    enum conf_balance balance;
+    struct tmpl *hash_key; /* BALANCE_HASH */
+    int64_t connect_timeout_ms;
+    int64_t timeout_ms;
+    int64_t keepalive_ms;
+    uint64_t buffer_size;
+    unsigned max_fails;      /* passive: failures within fail_timeout that mark a server down */
+    int64_t fail_timeout_ms; /* and how long it then stays down */
+    unsigned retries;        /* attempts after the first */
+    unsigned retry_budget;   /* retries, in percent of requests over 10 s */
+    unsigned retry_on;       /* RETRY_ bits */
+    int proxy_protocol;      /* 0, 1 or 2: the PROXY header version sent */
+};
+
 struct conf_listen {
     struct listen_addr addr;
     struct conf_pos pos;
@@ -149,6 +201,8 @@ struct conf {
     int worker_sandbox; /* workers confine themselves with seccomp (sandbox.c) */
     struct conf_service *services;
     size_t nservices;
+    struct conf_upstream **upstreams; /* `upstream` blocks, by name */
+    size_t nupstreams;
     char **files; /* every file read, for positions in the tree */
     size_t nfiles;
 };
@@ -180,6 +234,10 @@ void conf_free(struct conf *c);
 /* While a route block is loaded (handlers parse their arguments then): how many groups its
  * regex has, which its templates' $1..$9 may use; 0 elsewhere. */
 unsigned conf_captures_in_scope(void);
+
+/* While a config is loaded (handlers parse their arguments then): its `upstream` group of
+ * that name, or NULL. Every group is loaded before any service. */
+const struct conf_upstream *conf_find_upstream(const char *name);
 
 /* Every time directive and handler option: libh2o keeps timeouts as milliseconds and
  * waits as int milliseconds, so a day keeps far from both limits. */

@@ -5,7 +5,7 @@
  * (PERCORE_H2O_PRIVATE): another version must be read again before these are trusted.
  *
  * tests/unit/test_h2o_private.c checks the HTTP/2 stream's mirror against the installed
- * <h2o/http2_internal.h>; the proxy generator's struct is in no installed header. */
+ * <h2o/http2_internal.h>. */
 #ifndef PERCORE_H2O_PRIVATE_H
 #define PERCORE_H2O_PRIVATE_H
 
@@ -26,15 +26,6 @@ struct h2_stream_head {
     void *req_body;
     size_t expected_content_length;
     H2O_VECTOR(h2o_iovec_t) data;
-};
-
-/* The head of the proxy's generator (lib/core/proxy.c, struct rp_generator_t), which holds
- * the client it reads the upstream with. Only used after checks that it is one
- * (hnd_proxy.c, flow_attach). */
-struct rp_generator_head {
-    h2o_generator_t super;
-    h2o_req_t *src_req;
-    h2o_http1client_t *client;
 };
 
 #endif

@@ -1,12 +1,14 @@
 /* The proxy handler: forwards requests to one of several HTTP/1.1 upstreams (TCP or unix
- * socket), round robin or least connections, over keep-alive pools. libh2o's proxy has
- * no failover, so the upstream is chosen here: a connection is taken from the chosen
- * upstream's pool (or opened) before any byte of the request is sent; if that fails the
- * upstream is marked down for a while and the next one is tried; the connection is then
- * put back in the pool and libh2o's proxy sends the request over it. */
+ * socket), round robin or least connections, over keep-alive connections of percore's own
+ * (uppool.c, upclient.c). A connection is taken from the chosen upstream's pool (or
+ * opened) before any byte of the request is sent; if none can be had the upstream is
+ * skipped for a while and the next one tried. The request head is built here: the
+ * client's headers but hop-by-hop ones and those saying who the client is, which percore
+ * says itself (Forwarded, X-Forwarded-*, Via). */
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,220 +16,64 @@
 
 #include "conf.h"
 #include "h2o_inc.h"
-#include "h2o_private.h"
 #include "hnd.h"
 #include "log.h"
+#include "phr.h"
 #include "reqdata.h"
 #include "router.h"
 #include "tmpl.h"
+#include "upclient.h"
+#include "uppool.h"
+#include "upsel.h"
+#include "upstream.h"
 #include "util.h"
 
-#define PROXY_POOL_CAPACITY 1024
-#define PROXY_KEEPALIVE_MS 2000
-#define PROXY_FAIL_MS 10000
-#define PROXY_CONNECT_TIMEOUT_MS 5000
-#define PROXY_BUFFER_SIZE (2 * 1024 * 1024)
-#define PROXY_BUFFER_MIN 4096
-#define PROXY_BUFFER_MAX (1024 * 1024 * 1024)
-/* An upstream timeout that does not come (a year: libh2o subtracts it from the time). */
-#define PROXY_PAUSED_MS ((uint64_t)365 * 24 * 3600 * 1000)
-
-struct upstream_conf {
-    char *url; /* as configured, for logs */
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    char *authority; /* Host: sent upstream unless preserve_host */
-    char *path;      /* prefix the request's path suffix is appended to */
-    struct tmpl *tpath; /* the path has variables: expanded instead, no suffix added */
-};
-
+/* Proxy line options (timeout=, connect_timeout=, buffer_size=) override the group's. */
 struct proxy_conf {
-    struct upstream_conf *ups;
-    size_t nups;
-    int least_conn;
+    const struct conf_upstream *group;
+    struct conf_upstream *own; /* the servers written on the line: a group of its own */
+    char *path;         /* a named group: the line's path, prefixed to the request's */
+    struct tmpl *tpath; /* ... holding variables */
     int preserve_host;
     int64_t timeout_ms;         /* each read and write once connected */
     int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
     uint64_t buffer_size;       /* read ahead of a client that lags, per response */
+    int least_conn;             /* a flag on the line, for its own group */
 };
 
+/* The route's view of server i: http://authority/path, for targets and Location. */
 struct upstream_rt {
-    h2o_socketpool_t pool;
     h2o_url_t url;
-    int64_t down_until_ms;
-    size_t active;
+    const struct tmpl *tpath;
 };
 
 struct proxy_handler {
     h2o_handler_t super;
     const struct proxy_conf *conf;
     struct upstream_rt *rt;
-    size_t next;
+    struct upsel *sel;
     h2o_timeout_t io_timeout;
     h2o_timeout_t connect_timeout;
-    h2o_http1client_ctx_t client_ctx;
 };
 
-/* One response's flow from the upstream to the client. libh2o 2.2.5's proxy reads the
- * upstream as fast as it sends, whatever the client takes: a client that does not read
- * would make it hold the whole response (in a temp file past 32 MiB). So percore stops
- * reading the upstream socket while more than buffer_size waits in it, and starts again
- * when the proxy hands that data to the client; the upstream's timeout does not run while
- * percore itself holds the reading (the client's send timeout does). Its ctx is what
- * libh2o's client of this request uses. */
-struct flow {
-    h2o_http1client_ctx_t ctx;
-    h2o_timeout_t own;         /* ctx.io_timeout while the buffer is full; from own_init */
-    int own_init;
-    h2o_loop_t *loop;
-    h2o_timeout_t *shared;     /* the handler's io timeout */
-    uint64_t timeout_ms, limit;
-    h2o_http1client_t *client; /* from libh2o's generator, checked; NULL: no bound */
-    h2o_socket_t *sock;
-    h2o_socket_cb reader;      /* libh2o's client's read callback, once wrapped */
-    void *gen;
-    int paused;
-    uint64_t paused_at;
-    int *gone; /* while the reader runs: set by the attempt's dispose, with f gone too */
-};
-
-/* One request's way to an upstream; lives in the request's pool, allocated before
- * libh2o's proxy generator (so disposed of after it, when its client is gone). */
+/* One request's way to an upstream; lives in the request's pool. */
 struct attempt {
     h2o_req_t *req;
     struct proxy_handler *h;
-    size_t idx, tried;
-    int counted; /* holds one of rt[idx].active */
-    h2o_socketpool_connect_request_t *creq;
-    h2o_timeout_entry_t timer; /* while creq is pending */
-    struct flow flow;
-};
-
-struct flow_ostream {
-    h2o_ostream_t super;
-    struct flow *flow;
+    size_t idx;       /* the server of this attempt */
+    uint8_t *tried;   /* a byte per server */
+    unsigned retries; /* attempts that re-sent the request */
+    int counted;      /* holds one of server idx's active requests */
+    struct upconn *connecting;
+    h2o_timeout_entry_t timer; /* while connecting */
+    int reused;                /* the exchange runs on a kept connection */
+    h2o_iovec_t head;          /* the request head built for server head_idx */
+    size_t head_idx;
+    h2o_iovec_t key;           /* balance hash's value */
+    struct upclient client;
 };
 
 /* ---- config (master) ---- */
-
-/* An upstream "unix:/PATH": requests go with Host: localhost and their own path. */
-static int
-parse_unix_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
-{
-    unsigned len;
-
-    if (util_unix_sockaddr(s + 5, &u->ss, &len) == -1) {
-        snprintf(err, errlen, "invalid upstream '%s': expected unix:/absolute/path", s);
-        return -1;
-    }
-    u->sslen = len;
-    u->authority = xstrdup("localhost");
-    u->path = xstrdup("/");
-    u->url = xstrdup(s);
-    return 0;
-}
-
-/* Split an http URL's authority, p up to end, into host and port text (port is left as it
- * is when the authority has none). -1 when the host is empty or the port invalid. */
-static int
-split_hostport(const char *p, const char *end, char *host, size_t hostlen, char *port,
-               size_t portlen)
-{
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *hend = colon != NULL ? colon : end;
-
-    /* A host or port too long for its buffer would be cut to another one: refuse it. */
-    if ((size_t)(hend - p) >= hostlen ||
-        (colon != NULL && (size_t)(end - colon - 1) >= portlen))
-        return -1;
-    snprintf(host, hostlen, "%.*s", (int)(hend - p), p);
-    if (colon != NULL)
-        snprintf(port, portlen, "%.*s", (int)(end - colon - 1), colon + 1);
-    if (host[0] == '\0' || util_parse_port(port) == -1)
-        return -1;
-    return 0;
-}
-
-/* Resolve host and port of upstream s into u's address, once, at load time: the first
- * address getaddrinfo() gives is the one used. */
-static int
-resolve_upstream(const char *s, const char *host, const char *port, struct upstream_conf *u,
-                 char *err, size_t errlen)
-{
-    unsigned len;
-    int rc;
-
-    rc = hnd_resolve(host, port, &u->ss, &len);
-    if (rc != 0) {
-        snprintf(err, errlen, "upstream '%s': cannot resolve '%s': %s", s, host,
-                 gai_strerror(rc));
-        return -1;
-    }
-    u->sslen = len;
-    return 0;
-}
-
-/* u's path as a template: "/api/v$1/user/$2". A path whose only '$' are "$$" is its
- * literal. -1 with a message in err for a bad variable. */
-static int
-compile_path(struct upstream_conf *u, char *err, size_t errlen)
-{
-    char msg[400];
-    size_t off = 0;
-    struct tmpl *t = tmpl_compile(u->path, conf_captures_in_scope(), msg, sizeof(msg), &off);
-
-    if (t == NULL) {
-        snprintf(err, errlen, "%s (in upstream '%s', path offset %zu)", msg, u->url, off);
-        return -1;
-    }
-    if (!tmpl_has_vars(t)) {
-        free(u->path);
-        u->path = xstrdup(tmpl_literal(t));
-        tmpl_free(t);
-        return 0;
-    }
-    u->tpath = t;
-    return 0;
-}
-
-/* Parse upstream URL s, http://HOST[:PORT][/PATH] or unix:/PATH, into *u (its strings
- * owned by u, freed by proxy_free()). On error returns -1 with a message in err. */
-static int
-parse_upstream(const char *s, struct upstream_conf *u, char *err, size_t errlen)
-{
-    char host[256], port[8] = "80";
-    const char *p, *slash;
-
-    memset(u, 0, sizeof(*u));
-    if (strncmp(s, "unix:", 5) == 0)
-        return parse_unix_upstream(s, u, err, errlen);
-    if (strncmp(s, "http://", 7) != 0) {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH] or "
-                 "unix:/PATH", s);
-        return -1;
-    }
-    p = s + 7;
-    slash = strchr(p, '/');
-    if (slash == NULL)
-        slash = p + strlen(p);
-    if (split_hostport(p, slash, host, sizeof(host), port, sizeof(port)) == -1) {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT[/PATH]", s);
-        return -1;
-    }
-    if (resolve_upstream(s, host, port, u, err, errlen) == -1)
-        return -1;
-    u->authority = xstrndup(p, (size_t)(slash - p));
-    u->path = xstrdup(*slash ? slash : "/");
-    u->url = xstrdup(s);
-    if (strchr(u->path, '$') != NULL && compile_path(u, err, errlen) == -1) {
-        free(u->url);
-        free(u->authority);
-        free(u->path);
-        memset(u, 0, sizeof(*u));
-        return -1;
-    }
-    return 0;
-}
 
 static void
 proxy_free(void *p)
@@ -236,13 +82,9 @@ proxy_free(void *p)
 
     if (pc == NULL)
         return;
-    for (size_t i = 0; i < pc->nups; i++) {
-        free(pc->ups[i].url);
-        free(pc->ups[i].authority);
-        free(pc->ups[i].path);
-        tmpl_free(pc->ups[i].tpath);
-    }
-    free(pc->ups);
+    upstream_free(pc->own);
+    free(pc->path);
+    tmpl_free(pc->tpath);
     free(pc);
 }
 
@@ -285,7 +127,7 @@ parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag 
     if (strncmp(s, "buffer_size=", 12) != 0)
         return 0;
     if (conf_parse_size(s + 12, &pc->buffer_size) == -1 ||
-        pc->buffer_size < PROXY_BUFFER_MIN || pc->buffer_size > PROXY_BUFFER_MAX) {
+        pc->buffer_size < UPSTREAM_BUFFER_MIN || pc->buffer_size > UPSTREAM_BUFFER_MAX) {
         conf_diag_add(diag, &a->pos, "invalid proxy buffer_size '%s': expected 4k to 1g",
                       s + 12);
         return -1;
@@ -293,22 +135,81 @@ parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag 
     return 1;
 }
 
-/* Append upstream URL a to pc's list; -1 (reported) if it is not a valid one. */
+/* "http://NAME[/PATH]" naming an upstream group: the group, with the path (or NULL). */
+static const struct conf_upstream *
+named_group(const char *s, const char **path)
+{
+    char name[128];
+    const char *p, *end;
+    size_t len;
+
+    if (strncmp(s, "http://", 7) != 0)
+        return NULL;
+    p = s + 7;
+    end = p + strcspn(p, "/");
+    len = (size_t)(end - p);
+    if (len == 0 || len >= sizeof(name))
+        return NULL;
+    memcpy(name, p, len);
+    name[len] = '\0';
+    *path = *end == '/' ? end : NULL;
+    return conf_find_upstream(name);
+}
+
+/* The line's path for a named group, compiled when it has variables. */
+static int
+set_group_path(struct proxy_conf *pc, const char *path, const struct conf_arg *a,
+               struct conf_diag *diag)
+{
+    char msg[400];
+    size_t off = 0;
+    struct tmpl *t;
+
+    pc->path = xstrdup(path != NULL ? path : "/");
+    if (strchr(pc->path, '$') == NULL)
+        return 0;
+    t = tmpl_compile(pc->path, conf_captures_in_scope(), msg, sizeof(msg), &off);
+    if (t == NULL) {
+        conf_diag_add(diag, &a->pos, "%s (in '%s', path offset %zu)", msg, a->s, off);
+        return -1;
+    }
+    if (tmpl_has_vars(t)) {
+        pc->tpath = t;
+        return 0;
+    }
+    free(pc->path);
+    pc->path = xstrdup(tmpl_literal(t));
+    tmpl_free(t);
+    return 0;
+}
+
+/* An upstream word: a group's name (alone on the line) or a server of the line's own. */
 static int
 add_upstream(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
     char err[1024];
+    const char *path = NULL;
+    const struct conf_upstream *g = named_group(a->s, &path);
 
-    pc->ups = xreallocarray(pc->ups, pc->nups + 1, sizeof(*pc->ups));
-    if (parse_upstream(a->s, &pc->ups[pc->nups], err, sizeof(err)) == -1) {
+    if (g != NULL || pc->group != NULL) {
+        if (pc->group != NULL || pc->own != NULL) {
+            conf_diag_add(diag, &a->pos, "'%s': a proxy names one upstream group, or lists "
+                          "servers, not both", a->s);
+            return -1;
+        }
+        pc->group = g;
+        return set_group_path(pc, path, a, diag);
+    }
+    if (pc->own == NULL)
+        pc->own = upstream_new(a->s, &a->pos, 1);
+    if (upstream_add_server(pc->own, a->s, &a->pos, 1, err, sizeof(err)) == -1) {
         conf_diag_add(diag, &a->pos, "%s", err);
         return -1;
     }
-    pc->nups++;
     return 0;
 }
 
-/* `proxy WORD...`: each word is a flag, a NAME=VALUE setting or else an upstream URL. */
+/* `proxy WORD...`: each word is a flag, a NAME=VALUE setting or else an upstream. */
 static int
 proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 {
@@ -316,9 +217,8 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     const struct conf_arg *a;
     int rc;
 
-    pc->timeout_ms = 30000;
-    pc->connect_timeout_ms = PROXY_CONNECT_TIMEOUT_MS;
-    pc->buffer_size = PROXY_BUFFER_SIZE;
+    pc->timeout_ms = -1;
+    pc->connect_timeout_ms = -1;
     for (size_t i = 0; i < n->nargs; i++) {
         a = &n->args[i];
         if (parse_flag(pc, a->s))
@@ -329,10 +229,20 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         if (rc == -1)
             goto fail;
     }
-    if (pc->nups == 0) {
+    if (pc->own == NULL && pc->group == NULL) {
         conf_diag_add(diag, &n->pos, "'proxy' needs at least one upstream URL");
         goto fail;
     }
+    if (pc->own != NULL) {
+        pc->own->balance = pc->least_conn ? BALANCE_LEAST_CONN : BALANCE_ROUND_ROBIN;
+        pc->group = pc->own;
+    }
+    if (pc->timeout_ms == -1)
+        pc->timeout_ms = pc->group->timeout_ms;
+    if (pc->connect_timeout_ms == -1)
+        pc->connect_timeout_ms = pc->group->connect_timeout_ms;
+    if (pc->buffer_size == 0)
+        pc->buffer_size = pc->group->buffer_size;
     *out = pc;
     return 0;
 fail:
@@ -346,77 +256,6 @@ static int64_t
 now_ms(h2o_req_t *req)
 {
     return (int64_t)h2o_now(req->conn->ctx->loop);
-}
-
-/* The next upstream to try after `tried` failures: a live one if any. */
-static size_t
-pick(struct proxy_handler *h, int64_t now, size_t avoid, int have_avoid)
-{
-    size_t n = h->conf->nups, best = SIZE_MAX;
-
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (h->next + k) % n;
-        if ((have_avoid && i == avoid) || h->rt[i].down_until_ms > now)
-            continue;
-        if (!h->conf->least_conn) {
-            best = i;
-            break;
-        }
-        if (best == SIZE_MAX || h->rt[i].active < h->rt[best].active)
-            best = i;
-    }
-    if (best == SIZE_MAX) /* all down: try anyway, in turn */
-        best = (h->next + (have_avoid ? 1 : 0)) % n;
-    h->next = (best + 1) % n;
-    return best;
-}
-
-static void on_connect(h2o_socket_t *sock, const char *errstr, void *data);
-
-/* An upstream that neither accepts nor refuses (a full backlog, a dropped SYN) counts as a
- * failed connection: the next upstream is tried. */
-static void
-on_connect_timeout(h2o_timeout_entry_t *entry)
-{
-    struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, timer, entry);
-
-    if (a->creq != NULL) {
-        h2o_socketpool_cancel_connect(a->creq);
-        a->creq = NULL;
-    }
-    on_connect(NULL, "connection timeout", a);
-}
-
-static void
-try_upstream(struct attempt *a)
-{
-    h2o_context_t *ctx = a->req->conn->ctx;
-
-    if (a->counted)
-        a->h->rt[a->idx].active--;
-    a->h->rt[a->idx].active++;
-    a->counted = 1;
-    a->timer.cb = on_connect_timeout;
-    h2o_timeout_link(ctx->loop, &a->h->connect_timeout, &a->timer);
-    h2o_socketpool_connect(&a->creq, &a->h->rt[a->idx].pool, ctx->loop,
-                           &ctx->receivers.hostinfo_getaddr, on_connect, a);
-}
-
-static void
-on_attempt_dispose(void *p)
-{
-    struct attempt *a = p;
-
-    if (a->creq != NULL)
-        h2o_socketpool_cancel_connect(a->creq);
-    h2o_timeout_unlink(&a->timer);
-    if (a->counted)
-        a->h->rt[a->idx].active--;
-    /* libh2o's client, whose timeout may be linked in own, is gone: see struct attempt. */
-    if (a->flow.own_init)
-        h2o_timeout_dispose(a->flow.loop, &a->flow.own);
-    if (a->flow.gone != NULL)
-        *a->flow.gone = 1;
 }
 
 /* ---- what goes upstream ---- */
@@ -617,279 +456,190 @@ quoted(h2o_mem_pool_t *pool, h2o_iovec_t s)
     return q;
 }
 
-/* Forwarded (RFC 7239) with the peer, the scheme and the Host the client asked for, its
- * values quoted, X-Forwarded-Host, and a Via whose received-by is percore's pseudonym
- * (libh2o's own Via would paste the client's Host). libh2o adds X-Forwarded-For and
- * X-Forwarded-Proto, from the peer address and the scheme only since the client's are
- * stripped. */
-static h2o_headers_command_t *
-forwarded_cmds(h2o_req_t *req)
-{
-    static char forwarded[] = "forwarded", xfh[] = "x-forwarded-host";
-    static h2o_iovec_t fwd_name = {forwarded, sizeof(forwarded) - 1},
-                       xfh_name = {xfh, sizeof(xfh) - 1};
-    h2o_headers_command_t *cmds = h2o_mem_alloc_pool(&req->pool, 4 * sizeof(*cmds));
-    struct sockaddr_storage ss;
-    char ip[INET6_ADDRSTRLEN] = "unknown";
-    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    int v6 = len > 0 && ss.ss_family == AF_INET6;
-    /* The client's own Host only: with none, libh2o's default would name a hostconf. */
-    h2o_iovec_t client_host = hnd_client_authority(req);
-    h2o_iovec_t host = client_host.len > 0 ? quoted(&req->pool, client_host)
-                                           : h2o_iovec_init(NULL, 0);
-    size_t n = 0;
-
-    if (len > 0 && ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-    else if (v6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof(ip));
-    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
-    cmds[n].name = &fwd_name;
-    cmds[n++].value = h2o_concat(
-        &req->pool, h2o_iovec_init(v6 ? "for=\"[" : "for=", v6 ? 6 : 4),
-        h2o_iovec_init(ip, strlen(ip)), h2o_iovec_init(v6 ? "]\";proto=" : ";proto=", v6 ? 9 : 7),
-        req->scheme->name, h2o_iovec_init(";host=", host.len > 0 ? 6 : 0), host);
-    if (host.len > 0) {
-        cmds[n].cmd = H2O_HEADERS_CMD_ADD;
-        cmds[n].name = &xfh_name;
-        cmds[n++].value = client_host;
-    }
-    cmds[n].cmd = H2O_HEADERS_CMD_ADD;
-    cmds[n].name = (h2o_iovec_t *)&H2O_TOKEN_VIA->buf;
-    cmds[n++].value = req->version >= 0x200 ? h2o_iovec_init(H2O_STRLIT("2 percore"))
-                      : req->version == 0x100 ? h2o_iovec_init(H2O_STRLIT("1.0 percore"))
-                                              : h2o_iovec_init(H2O_STRLIT("1.1 percore"));
-    cmds[n].cmd = H2O_HEADERS_CMD_NULL;
-    return cmds;
-}
-
-/* ---- bounding what is read ahead of the client ---- */
-
-static void
-flow_init(struct flow *f, h2o_req_t *req, struct proxy_handler *h)
-{
-    f->ctx = h->client_ctx;
-    f->loop = req->conn->ctx->loop;
-    f->shared = &h->io_timeout;
-    f->timeout_ms = (uint64_t)h->conf->timeout_ms;
-    f->limit = h->conf->buffer_size;
-}
-
-/* Whether libh2o's client still reads this response (the proxy forgets it once the
- * upstream's response ended or failed, and then frees it). */
-static int
-flow_live(const struct flow *f)
-{
-    return f->client != NULL && ((const struct rp_generator_head *)f->gen)->client == f->client;
-}
-
-/* Wraps the client's read callback: stops reading once a full buffer waits. */
-static void
-on_upstream_read(h2o_socket_t *sock, const char *err)
-{
-    h2o_http1client_t *client = sock->data;
-    struct flow *f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, client->ctx);
-    int full = sock->input->size >= f->limit, gone = 0;
-
-    /* The reader re-arms its timeout on ctx.io_timeout: a timeout of this request alone
-     * when it may have to be stopped. */
-    if (full && !f->own_init) {
-        h2o_timeout_init(f->loop, &f->own, f->timeout_ms);
-        f->own_init = 1;
-    }
-    if (f->own_init)
-        f->own.timeout = f->timeout_ms;
-    f->ctx.io_timeout = full ? &f->own : f->shared;
-    f->gone = &gone;
-    f->reader(sock, err);
-    /* The reader may end the response and the request with it (the connection of an
-     * HTTP/1.0 client closes at once when an upstream's close ends the body): f went with
-     * the request's pool. */
-    if (gone)
-        return;
-    f->gone = NULL;
-    if (flow_live(f) && f->sock->input->size >= f->limit) {
-        h2o_socket_read_stop(f->sock);
-        f->paused = 1;
-        f->paused_at = h2o_now(f->loop);
-        f->own.timeout = PROXY_PAUSED_MS;
-    }
-}
-
-/* Finds libh2o's client of this response if the generator is the proxy's: its head names
- * this request and a client that uses this flow's ctx. */
-static void
-flow_attach(struct flow *f, h2o_req_t *req)
-{
-#ifdef PERCORE_H2O_PRIVATE
-    struct rp_generator_head *g = (void *)req->_generator;
-
-    /* Error responses have libh2o's static generator, without callbacks. */
-    if (g == NULL || g->super.proceed == NULL || g->src_req != req || g->client == NULL ||
-        g->client->ctx != &f->ctx || g->client->data != g || g->client->sock == NULL ||
-        g->client->sock->data != g->client)
-        return;
-    f->gen = g;
-    f->client = g->client;
-    f->sock = g->client->sock;
-#else
-    (void)f;
-    (void)req;
-#endif
-}
-
-/* Sees each piece the proxy hands to the client: the first time, the client's reader is
- * in place (libh2o sets it after the response's head) and gets wrapped; later, the
- * proxy has taken what waited, so reading goes on. */
-static void
-flow_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
-             h2o_send_state_t state)
-{
-    struct flow *f = ((struct flow_ostream *)self)->flow;
-
-    if (flow_live(f)) {
-        if (f->reader == NULL) {
-            if (f->sock->_cb.read != NULL && f->sock->_cb.read != on_upstream_read) {
-                f->reader = f->sock->_cb.read;
-                h2o_socket_read_start(f->sock, on_upstream_read);
-            }
-        } else if (f->paused && f->sock->input->size < f->limit) {
-            /* The upstream's timeout counts from now again. */
-            f->paused = 0;
-            f->own.timeout = h2o_now(f->loop) - f->paused_at + f->timeout_ms;
-            h2o_socket_read_start(f->sock, on_upstream_read);
-        }
-    }
-    h2o_ostream_send_next(self, req, bufs, bufcnt, state);
-}
-
-static void
-flow_setup_ostream(h2o_req_t *req, h2o_ostream_t ***slot)
-{
-    struct flow *f;
-    struct flow_ostream *o;
-
-    if (req->overrides == NULL || req->overrides->client_ctx == NULL)
-        return;
-    f = H2O_STRUCT_FROM_MEMBER(struct flow, ctx, req->overrides->client_ctx);
-    flow_attach(f, req);
-    if (f->client == NULL)
-        return;
-    o = (struct flow_ostream *)(void *)h2o_add_ostream(req, sizeof(*o), *slot);
-    o->super.do_send = flow_do_send;
-    o->flow = f;
-    *slot = &o->super.next;
-}
-
-/* The request target sent to upstream u: its path template expanded (with the request's
+/* The request target sent to server rt: its path template expanded (with the request's
  * query unless the template has its own), or its path with the request's suffix. */
 static h2o_iovec_t
-target_of(h2o_req_t *req, const struct upstream_conf *u, const struct upstream_rt *rt)
+target_of(h2o_req_t *req, const struct upstream_rt *rt)
 {
     struct tmpl_env env;
     h2o_iovec_t path, query = h2o_iovec_init(NULL, 0);
 
-    if (u->tpath == NULL)
+    if (rt->tpath == NULL)
         return upstream_path(req, rt->url.path);
-    router_tmpl_env(req, &env, tmpl_uses(u->tpath));
-    path = tmpl_expand(u->tpath, req, &env, TMPL_TARGET);
-    if (!tmpl_gives_query(u->tpath) && req->query_at != SIZE_MAX)
+    router_tmpl_env(req, &env, tmpl_uses(rt->tpath));
+    path = tmpl_expand(rt->tpath, req, &env, TMPL_TARGET);
+    if (!tmpl_gives_query(rt->tpath) && req->query_at != SIZE_MAX)
         query.base = hnd_location_query(&req->pool, req->path.base + req->query_at,
                                         req->path.len - req->query_at, &query.len);
     return h2o_concat(&req->pool, path, query);
 }
 
+/* ---- the request head sent upstream ---- */
+
+/* A growing piece of the request's pool memory for the head. */
+struct headbuf {
+    char *p;
+    size_t len, cap;
+    h2o_mem_pool_t *pool;
+};
+
 static void
-forward(struct attempt *a)
+put(struct headbuf *b, const char *s, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = 2 * (b->len + len);
+        char *p = h2o_mem_alloc_pool(b->pool, cap);
+        memcpy(p, b->p, b->len);
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, len);
+    b->len += len;
+}
+
+static void
+put_iov(struct headbuf *b, h2o_iovec_t v)
+{
+    put(b, v.base, v.len);
+}
+
+static void
+put_str(struct headbuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void
+put_header_n(struct headbuf *b, const char *name, size_t nlen, h2o_iovec_t value)
+{
+    put(b, name, nlen);
+    put(b, ": ", 2);
+    put_iov(b, value);
+    put(b, "\r\n", 2);
+}
+
+static void
+put_header(struct headbuf *b, const char *name, h2o_iovec_t value)
+{
+    put_str(b, name);
+    put(b, ": ", 2);
+    put_iov(b, value);
+    put(b, "\r\n", 2);
+}
+
+/* The client's address as text ("unknown" when it has none). */
+static const char *
+peer_text(h2o_req_t *req, char *ip, size_t len, int *v6)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+
+    *v6 = 0;
+    if (sl > 0 && ss.ss_family == AF_INET)
+        return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, (socklen_t)len);
+    if (sl > 0 && ss.ss_family == AF_INET6) {
+        *v6 = 1;
+        return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip,
+                         (socklen_t)len);
+    }
+    return "unknown";
+}
+
+/* What percore says of the request to the upstream: Forwarded (RFC 7239) with the peer,
+ * the scheme and the Host the client asked for (quoted), X-Forwarded-For, -Proto and
+ * -Host, and a Via naming percore (not the client's Host). The client's own headers of
+ * these names were stripped unless proxy_header set them. */
+static void
+put_forwarded(struct headbuf *b, h2o_req_t *req)
+{
+    char buf[INET6_ADDRSTRLEN];
+    int v6;
+    const char *ip = peer_text(req, buf, sizeof(buf), &v6);
+    h2o_iovec_t client_host = hnd_client_authority(req);
+    h2o_iovec_t host = client_host.len > 0 ? quoted(&req->pool, client_host)
+                                           : h2o_iovec_init(NULL, 0);
+
+    put_str(b, "forwarded: for=");
+    put_str(b, v6 ? "\"[" : "");
+    put_str(b, ip);
+    put_str(b, v6 ? "]\";proto=" : ";proto=");
+    put_iov(b, req->scheme->name);
+    if (host.len > 0) {
+        put_str(b, ";host=");
+        put_iov(b, host);
+    }
+    put(b, "\r\n", 2);
+    if (!router_sets_header(req, &H2O_TOKEN_X_FORWARDED_FOR->buf))
+        put_header(b, "x-forwarded-for", h2o_iovec_init(ip, strlen(ip)));
+    put_header(b, "x-forwarded-proto", req->scheme->name);
+    if (host.len > 0)
+        put_header(b, "x-forwarded-host", client_host);
+    put_str(b, req->version >= 0x200   ? "via: 2 percore\r\n"
+               : req->version == 0x100 ? "via: 1.0 percore\r\n"
+                                       : "via: 1.1 percore\r\n");
+}
+
+/* Whether a client header goes upstream as it is: Host is sent from the upstream's side,
+ * the body's length is percore's own (the body is read whole), and Expect was answered
+ * already. Cookie is joined (below). */
+static int
+is_resent(const h2o_header_t *h)
+{
+    const h2o_token_t *t = h2o_iovec_is_token(h->name) ? (const h2o_token_t *)h->name : NULL;
+
+    return t != H2O_TOKEN_HOST && t != H2O_TOKEN_CONTENT_LENGTH && t != H2O_TOKEN_EXPECT &&
+           t != H2O_TOKEN_COOKIE;
+}
+
+/* Cookies as one line: an HTTP/2 client may split them over several (RFC 9113 8.2.3). */
+static void
+put_cookies(struct headbuf *b, h2o_req_t *req)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name != &H2O_TOKEN_COOKIE->buf)
+            continue;
+        put_str(b, n++ == 0 ? "cookie: " : "; ");
+        put_iov(b, h->value);
+    }
+    if (n > 0)
+        put(b, "\r\n", 2);
+}
+
+/* The whole request head for upstream idx. */
+static h2o_iovec_t
+build_head(struct attempt *a)
 {
     h2o_req_t *req = a->req;
-    struct upstream_rt *rt = &a->h->rt[a->idx];
-    h2o_req_overrides_t *ov = h2o_mem_alloc_pool(&req->pool, sizeof(*ov));
-    h2o_iovec_t authority;
+    const struct upstream_rt *rt = &a->h->rt[a->idx];
+    struct headbuf b = {NULL, 0, 0, &req->pool};
+    h2o_iovec_t authority = a->h->conf->preserve_host && hnd_client_authority(req).len > 0
+                                ? hnd_client_authority(req)
+                                : rt->url.authority;
+    char len[32];
 
-    memset(ov, 0, sizeof(*ov));
-    ov->socketpool = &rt->pool;
-    flow_init(&a->flow, req, a->h);
-    ov->client_ctx = &a->flow.ctx;
-    ov->location_rewrite.match = &rt->url;
-    ov->location_rewrite.path_prefix = req->pathconf->path;
-    ov->headers_cmds = forwarded_cmds(req);
-    authority = a->h->conf->preserve_host && hnd_client_authority(req).len > 0
-                    ? hnd_client_authority(req) : rt->url.authority;
-    h2o_reprocess_request(req, req->method, rt->url.scheme, authority,
-                          target_of(req, &a->h->conf->ups[a->idx], rt), ov, 0);
-}
-
-static int
-is_timeout(const char *errstr)
-{
-    return errstr != NULL && strcmp(errstr, "connection timeout") == 0;
-}
-
-static void
-on_connect(h2o_socket_t *sock, const char *errstr, void *data)
-{
-    struct attempt *a = data;
-    struct upstream_rt *rt = &a->h->rt[a->idx];
-    int64_t now = now_ms(a->req);
-
-    a->creq = NULL;
-    h2o_timeout_unlink(&a->timer);
-    if (sock == NULL) {
-        if (rt->down_until_ms <= now)
-            log_warnx("upstream %s: %s; skipping it for %d s", a->h->conf->ups[a->idx].url,
-                      errstr ? errstr : "connection failed", PROXY_FAIL_MS / 1000);
-        rt->down_until_ms = now + PROXY_FAIL_MS;
-        if (++a->tried >= a->h->conf->nups) {
-            if (is_timeout(errstr))
-                h2o_send_error_generic(a->req, 504, hnd_reason(504),
-                                       "no upstream answered\n", 0);
-            else
-                h2o_send_error_502(a->req, hnd_reason(502), "no upstream answered\n", 0);
-            return;
-        }
-        a->idx = pick(a->h, now, a->idx, 1);
-        try_upstream(a);
-        return;
+    put_iov(&b, req->method);
+    put(&b, " ", 1);
+    put_iov(&b, target_of(req, rt));
+    put_str(&b, " HTTP/1.1\r\n");
+    put_header(&b, "host", authority);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (is_resent(h))
+            put_header_n(&b, h->orig_name != NULL ? h->orig_name : h->name->base, h->name->len,
+                         h->value);
     }
-    rt->down_until_ms = 0;
-    /* Back into the pool: libh2o's proxy takes it from there for this very request. */
-    h2o_socketpool_return(&rt->pool, sock);
-    forward(a);
-}
-
-static int
-on_req(h2o_handler_t *self, h2o_req_t *req)
-{
-    struct proxy_handler *h = (struct proxy_handler *)self;
-    struct attempt *a;
-
-    if (has_dotdot(req->path_normalized)) {
-        h2o_send_error_400(req, hnd_reason(400), "path with a parent segment\n", 0);
-        return 0;
+    put_cookies(&b, req);
+    put_forwarded(&b, req);
+    put_str(&b, "connection: keep-alive\r\n");
+    if (req->entity.base != NULL) {
+        snprintf(len, sizeof(len), "%zu", req->entity.len);
+        put_header(&b, "content-length", h2o_iovec_init(len, strlen(len)));
     }
-    strip_headers(req);
-    a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
-    memset(a, 0, sizeof(*a));
-    a->req = req;
-    a->h = h;
-    a->idx = pick(h, now_ms(req), 0, 0);
-    try_upstream(a);
-    return 0;
-}
-
-static void
-on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
-{
-    struct proxy_handler *h = (struct proxy_handler *)self;
-
-    h2o_timeout_init(ctx->loop, &h->io_timeout, (uint64_t)h->conf->timeout_ms);
-    h2o_timeout_init(ctx->loop, &h->connect_timeout, (uint64_t)h->conf->connect_timeout_ms);
-    h->client_ctx.loop = ctx->loop;
-    h->client_ctx.getaddr_receiver = &ctx->receivers.hostinfo_getaddr;
-    h->client_ctx.io_timeout = &h->io_timeout;
-    for (size_t i = 0; i < h->conf->nups; i++)
-        h2o_socketpool_set_timeout(&h->rt[i].pool, ctx->loop, PROXY_KEEPALIVE_MS);
+    put(&b, "\r\n", 2);
+    return h2o_iovec_init(b.p, b.len);
 }
 
 /* Tab, CR and LF: browsers drop them from a URL before they read it. */
@@ -941,45 +691,371 @@ fix_location(h2o_req_t *req)
     v->base = hnd_location_visible(&req->pool, v->base, v->len, &v->len);
 }
 
-/* An upstream's folded header line (obs-fold: one starting with a space or tab) comes out
- * of libh2o's parser as a header with no name, which it would pass on as ": value", a
- * line no client reads as part of the header before it. RFC 7230 (3.2.4) lets a proxy
- * join a fold with a space, but the header it continues may be one libh2o drops: the
- * fold goes instead. */
-static void
-drop_folds(h2o_req_t *req)
-{
-    h2o_headers_t *hs = &req->res.headers;
-    size_t n = 0;
+/* ---- the response head ---- */
 
-    for (size_t i = 0; i < hs->size; i++)
-        if (hs->entries[i].name->len != 0)
-            hs->entries[n++] = hs->entries[i];
-    hs->size = n;
-}
-
-/* libh2o answers 502 whatever went wrong; an upstream that did not answer in time is a
- * 504 (its error is the request's last). Proxied responses get the flow's ostream. */
-static void
-on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+/* Whether the upstream's Connection headers list name (RFC 9110 7.6.1: those headers
+ * were meant for percore's hop only). */
+static int
+listed_in_connection(const struct upclient_head *uh, const char *name, size_t len)
 {
-    drop_folds(req);
-    fix_location(req);
-    if (req->res.status == 502 && req->error_logs.size > 0) {
-        const h2o_iovec_t *msg = &req->error_logs.entries[req->error_logs.size - 1].msg;
-        if (h2o_memis(msg->base, msg->len, H2O_STRLIT("I/O timeout")) ||
-            h2o_memis(msg->base, msg->len, H2O_STRLIT("connection timeout"))) {
-            req->res.status = 504;
-            req->res.reason = hnd_reason(504);
+    for (size_t i = 0; i < uh->nheaders; i++) {
+        const struct phr_header *h = &uh->headers[i];
+        const char *v = h->value, *end = h->value + h->value_len;
+        if (h->name_len != 10 || strncasecmp(h->name, "connection", 10) != 0)
+            continue;
+        while (v < end) {
+            const char *tok, *tend;
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            tok = v;
+            while (v < end && *v != ',')
+                v++;
+            tend = v;
+            while (tend > tok && (tend[-1] == ' ' || tend[-1] == '\t'))
+                tend--;
+            if ((size_t)(tend - tok) == len && strncasecmp(tok, name, len) == 0)
+                return 1;
         }
     }
-    flow_setup_ostream(req, &slot);
-    /* The upstream's own response runs libh2o's proxy generator; percore's errors (and
-     * libh2o's "connection failed") are sent inline, whose generator has no proceed. */
-    if (req->res.status >= 400 && req->_generator != NULL &&
-        req->_generator->proceed != NULL)
-        reqdata_mark_upstream(req); /* only errors are looked at again */
-    h2o_setup_next_ostream(req, slot);
+    return 0;
+}
+
+/* A Location naming the upstream itself (its scheme, authority and path) is rewritten to
+ * name the route as the client reached it: its scheme and Host, the route's prefix. */
+static h2o_iovec_t
+rewrite_location(h2o_req_t *req, const struct upstream_rt *rt, h2o_iovec_t v)
+{
+    h2o_url_t loc;
+    h2o_iovec_t prefix = req->pathconf->path, host = hnd_client_authority(req);
+
+    if (h2o_url_parse(v.base, v.len, &loc) != 0 || loc.scheme != rt->url.scheme ||
+        !h2o_lcstris(loc.authority.base, loc.authority.len, rt->url.authority.base,
+                     rt->url.authority.len) ||
+        loc.path.len < rt->url.path.len ||
+        memcmp(loc.path.base, rt->url.path.base, rt->url.path.len) != 0)
+        return v;
+    loc.path.base += rt->url.path.len;
+    loc.path.len -= rt->url.path.len;
+    /* With no Host this is "http:///...", which fix_location makes a path. */
+    return h2o_concat(&req->pool, req->scheme->name, h2o_iovec_init(H2O_STRLIT("://")), host,
+                      prefix, loc.path);
+}
+
+/* One upstream header into the response, unless it is hop-by-hop (libh2o's list,
+ * Proxy-Connection, those Connection names) or Content-Length (libh2o frames the
+ * response itself from res.content_length). */
+static void
+add_response_header(struct attempt *a, const struct upclient_head *uh,
+                    const struct phr_header *ph)
+{
+    h2o_req_t *req = a->req;
+    h2o_iovec_t orig = h2o_strdup(&req->pool, ph->name, ph->name_len);
+    h2o_iovec_t name = h2o_strdup(&req->pool, ph->name, ph->name_len);
+    h2o_iovec_t value;
+    const h2o_token_t *t;
+
+    h2o_strtolower(name.base, name.len);
+    t = h2o_lookup_token(name.base, name.len);
+    if ((t != NULL && (t->proxy_should_drop_for_res || t == H2O_TOKEN_CONTENT_LENGTH)) ||
+        h2o_memis(name.base, name.len, H2O_STRLIT("proxy-connection")) ||
+        listed_in_connection(uh, name.base, name.len))
+        return;
+    value = h2o_strdup(&req->pool, ph->value, ph->value_len);
+    if (t == H2O_TOKEN_LOCATION)
+        value = rewrite_location(req, &a->h->rt[a->idx], value);
+    if (t != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, t, orig.base, value.base, value.len);
+    else
+        h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, orig.base,
+                              value.base, value.len);
+}
+
+static int
+on_head(void *data, const struct upclient_head *uh)
+{
+    struct attempt *a = data;
+    h2o_req_t *req = a->req;
+
+    req->res.status = uh->status;
+    req->res.reason = h2o_strdup(&req->pool, uh->reason.base, uh->reason.len).base;
+    for (size_t i = 0; i < uh->nheaders; i++)
+        add_response_header(a, uh, &uh->headers[i]);
+    fix_location(req);
+    /* Error documents pass the upstream's own errors on as they are. */
+    if (uh->status >= 400)
+        reqdata_mark_upstream(req);
+    return 0;
+}
+
+/* ---- attempts ---- */
+
+static const struct upclient_cbs client_cbs;
+static void try_upstream(struct attempt *a);
+
+static int
+is_idempotent(h2o_iovec_t m)
+{
+    static const char *const names[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+
+    for (size_t i = 0; i < NELEMS(names); i++)
+        if (h2o_memis(m.base, m.len, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
+static const char *
+url_of(const struct attempt *a)
+{
+    return upsel_group(a->h->sel)->servers[a->idx].url;
+}
+
+static void
+set_active(struct attempt *a, int on)
+{
+    if (a->counted == on)
+        return;
+    upsel_active(a->h->sel, a->idx, on ? 1 : -1);
+    a->counted = on;
+}
+
+static void
+start_exchange(struct attempt *a, struct upconn *c, int reused)
+{
+    h2o_req_t *req = a->req;
+
+    a->reused = reused;
+    if (a->head.base == NULL || a->head_idx != a->idx) {
+        a->head = build_head(a);
+        a->head_idx = a->idx;
+    }
+    upclient_start(&a->client, req, c, a->head, req->entity,
+                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")),
+                   &a->h->io_timeout, a->h->conf->buffer_size, &client_cbs, a);
+}
+
+/* The next server for this request, or -1 when every one was tried. */
+static int
+next_server(struct attempt *a)
+{
+    size_t i;
+
+    set_active(a, 0);
+    i = upsel_pick(a->h->sel, now_ms(a->req), a->tried, a->key);
+    if (i == SIZE_MAX)
+        return -1;
+    a->idx = i;
+    a->tried[i] = 1;
+    return 0;
+}
+
+/* No connection to server idx (the request never reached it, so another may always take
+ * it): the next one is tried, else the client gets 502 (504 when the last one did not
+ * answer in time). */
+static void
+connect_failed(struct attempt *a, const char *err)
+{
+    upsel_failed(a->h->sel, a->idx, now_ms(a->req), err);
+    if (next_server(a) == -1) {
+        h2o_req_log_error(a->req, "proxy", "%s (upstream %s)", err, url_of(a));
+        if (strcmp(err, "connection timeout") == 0)
+            h2o_send_error_generic(a->req, 504, hnd_reason(504), "no upstream answered\n", 0);
+        else
+            h2o_send_error_502(a->req, hnd_reason(502), "no upstream answered\n", 0);
+        return;
+    }
+    try_upstream(a);
+}
+
+static void
+on_connected(struct upconn *c, const char *err, void *data)
+{
+    struct attempt *a = data;
+
+    a->connecting = NULL;
+    h2o_timeout_unlink(&a->timer);
+    if (err != NULL) {
+        upconn_close(c);
+        connect_failed(a, err == h2o_socket_error_conn_fail ? "connection failed" : err);
+        return;
+    }
+    start_exchange(a, c, 0);
+}
+
+/* A server that neither accepts nor refuses (a full backlog, a dropped SYN) counts as a
+ * failed connection: the next one is tried. */
+static void
+on_connect_timeout(h2o_timeout_entry_t *entry)
+{
+    struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, timer, entry);
+
+    upconn_close(a->connecting);
+    a->connecting = NULL;
+    connect_failed(a, "connection timeout");
+}
+
+static void
+connect_new(struct attempt *a)
+{
+    struct upconn *c = uppool_connect(upsel_pool(a->h->sel, a->idx), on_connected, a);
+
+    if (c == NULL) {
+        connect_failed(a, strerror(errno));
+        return;
+    }
+    a->connecting = c;
+    a->timer.cb = on_connect_timeout;
+    h2o_timeout_link(a->req->conn->ctx->loop, &a->h->connect_timeout, &a->timer);
+}
+
+static void
+try_upstream(struct attempt *a)
+{
+    struct upconn *c;
+
+    set_active(a, 1);
+    c = uppool_take(upsel_pool(a->h->sel, a->idx));
+    if (c != NULL)
+        start_exchange(a, c, 1);
+    else
+        connect_new(a);
+}
+
+/* Whether a request that reached server idx and failed (why, as a RETRY_ bit) goes to
+ * another: the group retries on it, the request may be sent twice, retries are left, a
+ * server is left, and the budget allows. */
+static int
+retry(struct attempt *a, unsigned why)
+{
+    const struct conf_upstream *g = upsel_group(a->h->sel);
+
+    if (!(g->retry_on & why) || !is_idempotent(a->req->method) || a->retries >= g->retries ||
+        !upsel_take_retry(a->h->sel, now_ms(a->req)) || next_server(a) == -1)
+        return 0;
+    a->retries++;
+    try_upstream(a);
+    return 1;
+}
+
+/* The request went and no response came. A kept connection the server closed before
+ * reading it (its keep-alive ran out first) is no fault of the server's: a request that may
+ * be sent twice goes again on a new connection. Else a retry if the group allows one,
+ * or 502 (504 for a timeout). */
+static void
+on_fail(void *data, enum upclient_fail why, const char *err)
+{
+    struct attempt *a = data;
+    h2o_req_t *req = a->req;
+
+    if (why == UPF_CLOSED && a->reused && !upclient_got_bytes(&a->client) &&
+        is_idempotent(req->method)) {
+        connect_new(a);
+        return;
+    }
+    h2o_req_log_error(req, "proxy", "%s (upstream %s)", err, url_of(a));
+    upsel_failed(a->h->sel, a->idx, now_ms(req), why == UPF_TIMEOUT ? "timed out" : err);
+    if (retry(a, why == UPF_TIMEOUT ? RETRY_TIMEOUT : RETRY_ERROR))
+        return;
+    if (why == UPF_TIMEOUT)
+        h2o_send_error_generic(req, 504, hnd_reason(504), "upstream timed out\n", 0);
+    else
+        h2o_send_error_502(req, hnd_reason(502), why == UPF_INVALID
+                               ? "invalid response from upstream\n"
+                               : "upstream closed the connection\n", 0);
+}
+
+/* The RETRY_ bit of a status, 0 for one never retried. */
+static unsigned
+status_bit(int status)
+{
+    switch (status) {
+    case 429: return RETRY_429;
+    case 500: return RETRY_500;
+    case 502: return RETRY_502;
+    case 503: return RETRY_503;
+    case 504: return RETRY_504;
+    default: return 0;
+    }
+}
+
+/* A head: retried elsewhere when its status is one the group retries on (its body is not
+ * read; the connection goes), else passed on. */
+static int
+on_head_or_retry(void *data, const struct upclient_head *uh)
+{
+    struct attempt *a = data;
+    unsigned bit = status_bit(uh->status);
+
+    if (bit != 0 && (upsel_group(a->h->sel)->retry_on & bit)) {
+        char why[32];
+        snprintf(why, sizeof(why), "status %d", uh->status);
+        upsel_failed(a->h->sel, a->idx, now_ms(a->req), why);
+        if (retry(a, bit))
+            return -1;
+    } else {
+        upsel_answered(a->h->sel, a->idx);
+    }
+    return on_head(data, uh);
+}
+
+static const struct upclient_cbs client_cbs = {.on_fail = on_fail, .on_head = on_head_or_retry};
+
+static void
+on_attempt_dispose(void *p)
+{
+    struct attempt *a = p;
+
+    if (a->connecting != NULL)
+        upconn_close(a->connecting);
+    h2o_timeout_unlink(&a->timer);
+    set_active(a, 0);
+    upclient_dispose(&a->client);
+}
+
+/* The value a hashing group hashes for this request. */
+static h2o_iovec_t
+hash_key(h2o_req_t *req, const struct conf_upstream *g)
+{
+    struct tmpl_env env;
+
+    if (g->balance != BALANCE_HASH)
+        return h2o_iovec_init(NULL, 0);
+    router_tmpl_env(req, &env, tmpl_uses(g->hash_key));
+    return tmpl_expand(g->hash_key, req, &env, TMPL_HEADER);
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct proxy_handler *h = (struct proxy_handler *)self;
+    const struct conf_upstream *g = upsel_group(h->sel);
+    struct attempt *a;
+
+    if (has_dotdot(req->path_normalized)) {
+        h2o_send_error_400(req, hnd_reason(400), "path with a parent segment\n", 0);
+        return 0;
+    }
+    strip_headers(req);
+    a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
+    memset(a, 0, sizeof(*a));
+    a->req = req;
+    a->h = h;
+    a->tried = h2o_mem_alloc_pool(&req->pool, g->nservers);
+    memset(a->tried, 0, g->nservers);
+    a->key = hash_key(req, g);
+    upsel_count_request(h->sel, now_ms(req));
+    next_server(a); /* a first one is always there */
+    try_upstream(a);
+    return 0;
+}
+
+static void
+on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
+{
+    struct proxy_handler *h = (struct proxy_handler *)self;
+
+    h2o_timeout_init(ctx->loop, &h->io_timeout, (uint64_t)h->conf->timeout_ms);
+    h2o_timeout_init(ctx->loop, &h->connect_timeout, (uint64_t)h->conf->connect_timeout_ms);
+    h->sel = upsel_get(h->conf->group, ctx->loop);
 }
 
 static int
@@ -987,8 +1063,10 @@ proxy_uses_vars(const void *hconf)
 {
     const struct proxy_conf *pc = hconf;
 
-    for (size_t i = 0; i < pc->nups; i++)
-        if (pc->ups[i].tpath != NULL)
+    if (pc->tpath != NULL || pc->group->balance == BALANCE_HASH)
+        return 1;
+    for (size_t i = 0; pc->own != NULL && i < pc->own->nservers; i++)
+        if (pc->own->servers[i].tpath != NULL)
             return 1;
     return 0;
 }
@@ -997,22 +1075,20 @@ static void
 proxy_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
 {
     const struct proxy_conf *conf = hconf;
+    const struct conf_upstream *g = conf->group;
     struct proxy_handler *h = (void *)h2o_create_handler(pc, sizeof(*h));
 
-    h2o_create_filter(pc, sizeof(h2o_filter_t))->on_setup_ostream = on_setup_ostream;
     h->super.on_req = on_req;
     h->super.on_context_init = on_context_init;
     h->conf = conf;
-    /* Via is set by forwarded_cmds, with percore's name rather than the client's Host. */
-    pc->global->proxy.emit_via_header = 0;
-    h->rt = xcalloc(conf->nups, sizeof(*h->rt));
-    for (size_t i = 0; i < conf->nups; i++) {
-        const struct upstream_conf *u = &conf->ups[i];
-        h2o_socketpool_init_by_address(&h->rt[i].pool, (struct sockaddr *)&u->ss, u->sslen, 0,
-                                       PROXY_POOL_CAPACITY);
+    h->rt = xcalloc(g->nservers, sizeof(*h->rt));
+    for (size_t i = 0; i < g->nservers; i++) {
+        const struct conf_upserver *u = &g->servers[i];
+        const char *path = conf->own != NULL ? u->path : conf->path;
         h2o_url_init(&h->rt[i].url, &H2O_URL_SCHEME_HTTP,
                      h2o_iovec_init(u->authority, strlen(u->authority)),
-                     h2o_iovec_init(u->path, strlen(u->path)));
+                     h2o_iovec_init(path, strlen(path)));
+        h->rt[i].tpath = conf->own != NULL ? u->tpath : conf->tpath;
     }
 }
 
@@ -1020,8 +1096,8 @@ const struct hnd_ops hnd_proxy_ops = {
     .name = "proxy",
     .min_args = 1,
     .max_args = 64,
-    .usage = "proxy URL... [round_robin|least_conn] [preserve_host] [timeout=TIME] "
-             "[connect_timeout=TIME]",
+    .usage = "proxy URL...|http://GROUP[/PATH] [round_robin|least_conn] [preserve_host] "
+             "[timeout=TIME] [connect_timeout=TIME] [buffer_size=SIZE]",
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,

@@ -8,6 +8,8 @@ The JSON is {"method", "path" (the request target exactly as received), "headers
 Any method; keep-alive; a Content-Length or chunked body is read and counted. A target
 whose path holds "/status/NNN" (NNN a status from 200 to 599) is answered with NNN and the
 body "upstream NNN\n" instead, so a test can tell an upstream's own error from percore's.
+GET /count answers {"requests": N}, the requests answered before it (itself not
+counted), so a test can tell how many attempts reached this upstream.
 Ready once a request is answered: tests wait for that, as for upstream.py.
 """
 import http.server
@@ -15,9 +17,12 @@ import json
 import re
 import socketserver
 import sys
+import threading
 
 port, label = int(sys.argv[1]), sys.argv[2]
 STATUS = re.compile(r"/status/([2-5][0-9][0-9])(?:[/?]|$)")
+counted = {"requests": 0}
+lock = threading.Lock()
 
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -40,6 +45,17 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def answer(self):
         body_len = self.read_body()
+        if self.path == "/count":
+            with lock:
+                body = json.dumps(counted).encode() + b"\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        with lock:
+            counted["requests"] += 1
         m = STATUS.search(self.path.split("?", 1)[0])
         if m:
             status = int(m.group(1))

@@ -1,0 +1,49 @@
+/* A worker's connections to one upstream server: connecting, and keeping idle keep-alive
+ * connections for the next request. An idle connection stays registered with the event
+ * loop (reading, to learn at once that the server closed it), so taking one and giving it
+ * back costs no system call. */
+#ifndef PERCORE_UPPOOL_H
+#define PERCORE_UPPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "h2o_inc.h"
+
+struct uppool;
+struct upconn;
+
+/* Called once a connection attempt ends: err NULL when connected. The connection is the
+ * caller's either way (upconn_close it on error). */
+typedef void (*upconn_cb)(struct upconn *c, const char *err, void *data);
+
+struct upconn {
+    h2o_socket_t *sock;
+    struct uppool *pool;
+    unsigned requests; /* sent over it so far */
+    /* private */
+    h2o_linklist_t link;
+    h2o_timeout_entry_t timer;
+    upconn_cb cb;
+    void *data;
+};
+
+/* A pool for the server at addr, keeping at most max_idle idle connections, each for at
+ * most keepalive_ms. */
+struct uppool *uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len,
+                          uint64_t keepalive_ms, size_t max_idle);
+/* An idle connection, most recently used first, or NULL. The caller owns it. */
+struct upconn *uppool_take(struct uppool *p);
+/* Opens a new connection; cb runs from the loop (never from within this call). NULL when
+ * the connect failed at once (errno set). */
+struct upconn *uppool_connect(struct uppool *p, upconn_cb cb, void *data);
+/* Gives back a connection whose last response was read whole and whose input is empty. */
+void uppool_put(struct upconn *c);
+/* Closes a connection the caller owns (also one still connecting: the attempt ends and
+ * its callback does not run). */
+void upconn_close(struct upconn *c);
+/* How many idle connections p holds. */
+size_t uppool_idle(const struct uppool *p);
+
+#endif

@@ -1,0 +1,40 @@
+/* Choosing a server of an upstream group, in a worker: the group's connection pools, which
+ * servers are skipped after failures (max_fails within fail_timeout), round robin by
+ * weight, least connections or a consistent hash, and the retry budget. One per group and
+ * worker, shared by every route that proxies to the group. */
+#ifndef PERCORE_UPSEL_H
+#define PERCORE_UPSEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "h2o_inc.h"
+
+struct upsel;
+struct uppool;
+
+/* The group's selector in this worker, made on first use. */
+struct upsel *upsel_get(const struct conf_upstream *g, h2o_loop_t *loop);
+const struct conf_upstream *upsel_group(const struct upsel *s);
+struct uppool *upsel_pool(struct upsel *s, size_t i);
+
+/* The server for a request's next attempt: not one of tried[] (a byte per server, 1 when
+ * tried), a live one when any is left, by the group's balance (key: the hash value; only
+ * for BALANCE_HASH). SIZE_MAX when every server was tried. */
+size_t upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t key);
+
+/* A request in flight to server i starts (+1) or ends (-1). */
+void upsel_active(struct upsel *s, size_t i, int delta);
+/* Server i failed (connect error, timeout, chosen status): counted toward max_fails; why
+ * is logged when that makes it skipped. */
+void upsel_failed(struct upsel *s, size_t i, int64_t now_ms, const char *why);
+/* Server i answered: it is live again. */
+void upsel_answered(struct upsel *s, size_t i);
+
+/* A client request to the group, counted toward the budget. */
+void upsel_count_request(struct upsel *s, int64_t now_ms);
+/* Whether one more retry fits the budget (it is then counted). */
+int upsel_take_retry(struct upsel *s, int64_t now_ms);
+
+#endif

@@ -1,0 +1,227 @@
+/* Upstream groups as configured (see upstream.h). */
+#include "config.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hnd.h"
+#include "tmpl.h"
+#include "upstream.h"
+#include "util.h"
+
+struct conf_upstream *
+upstream_new(const char *name, const struct conf_pos *pos, int anonymous)
+{
+    struct conf_upstream *g = xcalloc(1, sizeof(*g));
+
+    g->name = xstrdup(name);
+    if (pos != NULL)
+        g->pos = *pos;
+    g->anonymous = anonymous;
+    g->connect_timeout_ms = UPSTREAM_DEFAULT_CONNECT_TIMEOUT_MS;
+    g->timeout_ms = UPSTREAM_DEFAULT_TIMEOUT_MS;
+    g->keepalive_ms = UPSTREAM_DEFAULT_KEEPALIVE_MS;
+    g->buffer_size = UPSTREAM_DEFAULT_BUFFER_SIZE;
+    g->max_fails = UPSTREAM_DEFAULT_MAX_FAILS;
+    g->fail_timeout_ms = UPSTREAM_DEFAULT_FAIL_TIMEOUT_MS;
+    g->retry_budget = UPSTREAM_DEFAULT_RETRY_BUDGET;
+    g->retry_on = RETRY_ERROR | RETRY_TIMEOUT;
+    return g;
+}
+
+static void
+server_clear(struct conf_upserver *s)
+{
+    free(s->url);
+    free(s->authority);
+    free(s->path);
+    tmpl_free(s->tpath);
+}
+
+void
+upstream_free(struct conf_upstream *g)
+{
+    if (g == NULL)
+        return;
+    for (size_t i = 0; i < g->nservers; i++)
+        server_clear(&g->servers[i]);
+    free(g->servers);
+    tmpl_free(g->hash_key);
+    free(g->name);
+    free(g);
+}
+
+/* A server "unix:/PATH": requests go with Host: localhost and their own path. */
+static int
+parse_unix(const char *s, struct conf_upserver *u, char *err, size_t errlen)
+{
+    unsigned len;
+
+    if (util_unix_sockaddr(s + 5, &u->ss, &len) == -1) {
+        snprintf(err, errlen, "invalid upstream '%s': expected unix:/absolute/path", s);
+        return -1;
+    }
+    u->sslen = len;
+    u->authority = xstrdup("localhost");
+    u->path = xstrdup("/");
+    return 0;
+}
+
+/* Split an http URL's authority, p up to end, into host and port text (port is left as it
+ * is when the authority has none). -1 when the host is empty or the port invalid. */
+static int
+split_hostport(const char *p, const char *end, char *host, size_t hostlen, char *port,
+               size_t portlen)
+{
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *hend = colon != NULL ? colon : end;
+
+    /* A host or port too long for its buffer would be cut to another one: refuse it. */
+    if ((size_t)(hend - p) >= hostlen ||
+        (colon != NULL && (size_t)(end - colon - 1) >= portlen))
+        return -1;
+    snprintf(host, hostlen, "%.*s", (int)(hend - p), p);
+    if (colon != NULL)
+        snprintf(port, portlen, "%.*s", (int)(end - colon - 1), colon + 1);
+    if (host[0] == '\0' || util_parse_port(port) == -1)
+        return -1;
+    return 0;
+}
+
+/* u's path as a template: "/api/v$1/user/$2". A path whose only '$' are "$$" is its
+ * literal. -1 with a message in err for a bad variable. */
+static int
+compile_path(struct conf_upserver *u, const char *url, char *err, size_t errlen)
+{
+    char msg[400];
+    size_t off = 0;
+    struct tmpl *t = tmpl_compile(u->path, conf_captures_in_scope(), msg, sizeof(msg), &off);
+
+    if (t == NULL) {
+        snprintf(err, errlen, "%s (in upstream '%s', path offset %zu)", msg, url, off);
+        return -1;
+    }
+    if (!tmpl_has_vars(t)) {
+        free(u->path);
+        u->path = xstrdup(tmpl_literal(t));
+        tmpl_free(t);
+        return 0;
+    }
+    u->tpath = t;
+    return 0;
+}
+
+/* An http:// server: its host resolved now (the first address getaddrinfo gives). */
+static int
+parse_http(const char *s, struct conf_upserver *u, int with_path, char *err, size_t errlen)
+{
+    char host[256], port[8] = "80";
+    const char *p = s + 7, *slash = strchr(p, '/');
+    unsigned len;
+    int rc;
+
+    if (slash == NULL)
+        slash = p + strlen(p);
+    if (split_hostport(p, slash, host, sizeof(host), port, sizeof(port)) == -1) {
+        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT%s", s,
+                 with_path ? "[/PATH]" : "");
+        return -1;
+    }
+    if (!with_path && *slash != '\0' && strcmp(slash, "/") != 0) {
+        snprintf(err, errlen, "upstream server '%s' has a path: in an upstream block, the "
+                 "path goes on the proxy line (proxy http://NAME/PATH)", s);
+        return -1;
+    }
+    rc = hnd_resolve(host, port, &u->ss, &len);
+    if (rc != 0) {
+        snprintf(err, errlen, "upstream '%s': cannot resolve '%s': %s", s, host,
+                 gai_strerror(rc));
+        return -1;
+    }
+    u->sslen = len;
+    u->authority = xstrndup(p, (size_t)(slash - p));
+    u->path = xstrdup(*slash ? slash : "/");
+    if (strchr(u->path, '$') != NULL && compile_path(u, s, err, errlen) == -1)
+        return -1;
+    return 0;
+}
+
+int
+upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_pos *pos,
+                    int with_path, char *err, size_t errlen)
+{
+    struct conf_upserver u = {.weight = 1, .state = -1};
+    int rc;
+
+    if (strncmp(url, "unix:", 5) == 0) {
+        rc = parse_unix(url, &u, err, errlen);
+    } else if (strncmp(url, "http://", 7) == 0) {
+        rc = parse_http(url, &u, with_path, err, errlen);
+    } else {
+        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT%s or "
+                 "unix:/PATH", url, with_path ? "[/PATH]" : "");
+        rc = -1;
+    }
+    if (rc == -1) {
+        server_clear(&u);
+        return -1;
+    }
+    u.url = xstrdup(url);
+    if (pos != NULL)
+        u.pos = *pos;
+    g->servers = xreallocarray(g->servers, g->nservers + 1, sizeof(*g->servers));
+    g->servers[g->nservers++] = u;
+    return 0;
+}
+
+/* NAME=N with N from 1 to max into *out: 1, 0 when word is not NAME=..., -1 when bad. */
+static int
+number_option(const char *word, const char *name, unsigned max, unsigned *out, char *err,
+              size_t errlen)
+{
+    size_t n = strlen(name);
+    char *end;
+    unsigned long v;
+
+    if (strncmp(word, name, n) != 0 || word[n] != '=')
+        return 0;
+    v = strtoul(word + n + 1, &end, 10);
+    if (word[n + 1] < '1' || word[n + 1] > '9' || *end != '\0' || v > max) {
+        snprintf(err, errlen, "invalid %s '%s': expected a number from 1 to %u", name,
+                 word + n + 1, max);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 1;
+}
+
+int
+upstream_server_option(struct conf_upstream *g, const char *word, char *err, size_t errlen)
+{
+    struct conf_upserver *s = &g->servers[g->nservers - 1];
+    int rc = number_option(word, "weight", UPSTREAM_WEIGHT_MAX, &s->weight, err, errlen);
+
+    if (rc == 0)
+        rc = number_option(word, "max_inflight", 1000000, &s->max_inflight, err, errlen);
+    return rc;
+}
+
+unsigned
+upstream_retry_word(const char *word)
+{
+    static const struct {
+        const char *word;
+        unsigned bit;
+    } words[] = {
+        {"error", RETRY_ERROR}, {"timeout", RETRY_TIMEOUT}, {"429", RETRY_429},
+        {"500", RETRY_500},     {"502", RETRY_502},         {"503", RETRY_503},
+        {"504", RETRY_504},
+    };
+
+    for (size_t i = 0; i < NELEMS(words); i++)
+        if (strcmp(word, words[i].word) == 0)
+            return words[i].bit;
+    return 0;
+}
