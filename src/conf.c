@@ -89,7 +89,7 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
-    set_retry_on;
+    set_retry_on, set_uptls;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -202,12 +202,15 @@ static const struct directive directives[] = {
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
     TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
-    {"tls_certificate", CTX_SERVICE, FIELD(SERVICE, tls_cert, char *), F_NONE, 0, 1, 1, 0,
-     set_tls_file, 0, 0, NULL, "tls_certificate /PATH.pem"},
-    {"tls_key", CTX_SERVICE, FIELD(SERVICE, tls_key, char *), F_NONE, 0, 1, 1, 0, set_tls_file,
-     0, 0, NULL, "tls_key /PATH.key"},
+    CUSTOM("tls_ca", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_ca /PATH.pem"),
+    {"tls_certificate", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_cert, char *), F_NONE, 0,
+     1, 1, 0, set_tls_file, 0, 0, NULL, "tls_certificate /PATH.pem"},
+    {"tls_key", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_key, char *), F_NONE, 0, 1, 1, 0,
+     set_tls_file, 0, 0, NULL, "tls_key /PATH.key"},
+    CUSTOM("tls_name", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_name NAME"),
     TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
          1000),
+    CUSTOM("tls_verify", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_verify on|off"),
     CUSTOM("upstream", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_upstream, NULL,
            "upstream NAME { server URL; ... }"),
     CUSTOM("user", MAIN, 1, 1, 0, set_user, NULL, "user NAME|UID"),
@@ -824,7 +827,8 @@ set_access_log(struct loader *ld, const struct directive *d, const struct conf_n
 }
 
 /* tls_certificate and tls_key: an absolute path to a regular file, in the field d names;
- * the first one's position stands for both in errors. */
+ * the first one's position stands for both in errors. In an upstream block, the client
+ * certificate it shows its servers. */
 static int
 set_tls_file(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
@@ -832,6 +836,8 @@ set_tls_file(struct loader *ld, const struct directive *d, const struct conf_nod
     const struct conf_arg *a = &n->args[0];
     const char *kind = conf_path_kind(a->s);
 
+    if (ld->ctx == CTX_UPSTREAM)
+        return set_uptls(ld, d, n, obj);
     if (a->s[0] != '/')
         return err_at(ld, &a->pos, "'%s' needs an absolute path", d->name);
     if (kind != NULL)
@@ -1043,6 +1049,7 @@ set_upstream(struct loader *ld, const struct directive *d, const struct conf_nod
     struct conf_upstream *g;
     struct conf *c = obj;
     size_t before = ld->diag->n;
+    char err[600];
 
     (void)d;
     if (ld->upstreams_loaded)
@@ -1061,6 +1068,8 @@ set_upstream(struct loader *ld, const struct directive *d, const struct conf_nod
     load_block(ld, n, CTX_UPSTREAM, g);
     if (g->nservers == 0 && ld->diag->n == before)
         err_at(ld, &n->pos, "upstream '%s' has no 'server'", g->name);
+    if (ld->diag->n == before && upstream_finish(g, err, sizeof(err)) == -1)
+        err_at(ld, &n->pos, "%s", err);
     return ld->diag->n == before ? 0 : -1;
 }
 
@@ -1148,6 +1157,18 @@ set_retry_budget(struct loader *ld, const struct directive *d, const struct conf
         return err_at(ld, &n->args[0].pos, "invalid retry_budget '%s': expected a percentage "
                       "from 0%% to 100%%; usage: %s", s, d->usage);
     g->retry_budget = (unsigned)v;
+    return 0;
+}
+
+/* tls_ca, tls_certificate, tls_key, tls_name, tls_verify in an upstream block: toward its
+ * https:// servers (uptls.h). */
+static int
+set_uptls(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    char err[600];
+
+    if (upstream_set_tls(obj, d->name, n->args[0].s, err, sizeof(err)) != 0)
+        return err_at(ld, &n->args[0].pos, "%s", err);
     return 0;
 }
 

@@ -15,6 +15,7 @@ struct hnd_ops;
 struct regex;
 struct tmpl;
 struct errordoc_set;
+struct uptls_conf;
 
 enum conf_header_cmd { HDR_SET, HDR_ADD, HDR_UNSET };
 
@@ -106,6 +107,8 @@ struct conf_upserver {
     struct tmpl *tpath; /* the path has variables: expanded instead, no suffix added */
     unsigned weight;    /* `weight=N`, 1 by default */
     unsigned max_inflight; /* `max_inflight=N`: requests at once across workers; 0: any */
+    int tls;            /* https:// */
+    char *host;         /* the URL's host: the TLS name unless tls_name */
     int state; /* its record in the shared upstream state (upstate.c); -1: none */
 };
 
@@ -129,6 +132,8 @@ struct conf_upstream {
     unsigned retry_budget;   /* retries, in percent of requests over 10 s */
     unsigned retry_on;       /* RETRY_ bits */
     int proxy_protocol;      /* 0, 1 or 2: the PROXY header version sent */
+    struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
+    void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
 };
 
 struct conf_listen {

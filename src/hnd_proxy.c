@@ -26,6 +26,7 @@
 #include "uppool.h"
 #include "upsel.h"
 #include "upstream.h"
+#include "uptls.h"
 #include "util.h"
 
 /* Proxy line options (timeout=, connect_timeout=, buffer_size=) override the group's. */
@@ -234,8 +235,13 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         goto fail;
     }
     if (pc->own != NULL) {
+        char err[600];
         pc->own->balance = pc->least_conn ? BALANCE_LEAST_CONN : BALANCE_ROUND_ROBIN;
         pc->group = pc->own;
+        if (upstream_finish(pc->own, err, sizeof(err)) == -1) {
+            conf_diag_add(diag, &n->pos, "%s", err);
+            goto fail;
+        }
     }
     if (pc->timeout_ms == -1)
         pc->timeout_ms = pc->group->timeout_ms;
@@ -489,7 +495,8 @@ put(struct headbuf *b, const char *s, size_t len)
     if (b->len + len > b->cap) {
         size_t cap = 2 * (b->len + len);
         char *p = h2o_mem_alloc_pool(b->pool, cap);
-        memcpy(p, b->p, b->len);
+        if (b->len > 0)
+            memcpy(p, b->p, b->len);
         b->p = p;
         b->cap = cap;
     }
@@ -866,18 +873,45 @@ connect_failed(struct attempt *a, const char *err)
     try_upstream(a);
 }
 
+/* The TLS handshake ended (its timer is the connect timer, still running). */
 static void
-on_connected(struct upconn *c, const char *err, void *data)
+on_handshake(h2o_socket_t *sock, const char *err)
 {
-    struct attempt *a = data;
+    struct upconn *c = sock->data;
+    struct attempt *a = c->data;
 
     a->connecting = NULL;
     h2o_timeout_unlink(&a->timer);
     if (err != NULL) {
         upconn_close(c);
+        connect_failed(a, err);
+        return;
+    }
+    start_exchange(a, c, 0);
+}
+
+static void
+on_connected(struct upconn *c, const char *err, void *data)
+{
+    struct attempt *a = data;
+    const struct conf_upstream *g = upsel_group(a->h->sel);
+    const struct conf_upserver *u = &g->servers[a->idx];
+
+    if (err != NULL) {
+        a->connecting = NULL;
+        h2o_timeout_unlink(&a->timer);
+        upconn_close(c);
         connect_failed(a, err == h2o_socket_error_conn_fail ? "connection failed" : err);
         return;
     }
+    if (u->tls) {
+        uptls_handshake(c->sock, g->ssl_ctx,
+                        g->tls != NULL && g->tls->name != NULL ? g->tls->name : u->host,
+                        on_handshake);
+        return;
+    }
+    a->connecting = NULL;
+    h2o_timeout_unlink(&a->timer);
     start_exchange(a, c, 0);
 }
 
@@ -922,9 +956,9 @@ try_upstream(struct attempt *a)
 
 /* Whether a request that reached server idx and failed (why, as a RETRY_ bit) goes to
  * another: the group retries on it, the request may be sent twice, retries are left, a
- * server is left, and the budget allows. */
+ * server is left, and the budget allows. The next server is then chosen. */
 static int
-retry(struct attempt *a, unsigned why)
+may_retry(struct attempt *a, unsigned why)
 {
     const struct conf_upstream *g = upsel_group(a->h->sel);
 
@@ -932,7 +966,6 @@ retry(struct attempt *a, unsigned why)
         !upsel_take_retry(a->h->sel, now_ms(a->req)) || next_server(a) == -1)
         return 0;
     a->retries++;
-    try_upstream(a);
     return 1;
 }
 
@@ -946,6 +979,10 @@ on_fail(void *data, enum upclient_fail why, const char *err)
     struct attempt *a = data;
     h2o_req_t *req = a->req;
 
+    if (why == UPF_REFUSED) { /* a status to retry on: on_head chose the next server */
+        try_upstream(a);
+        return;
+    }
     if (why == UPF_CLOSED && a->reused && !upclient_got_bytes(&a->client) &&
         is_idempotent(req->method)) {
         connect_new(a);
@@ -953,8 +990,10 @@ on_fail(void *data, enum upclient_fail why, const char *err)
     }
     h2o_req_log_error(req, "proxy", "%s (upstream %s)", err, url_of(a));
     upsel_failed(a->h->sel, a->idx, now_ms(req), why == UPF_TIMEOUT ? "timed out" : err);
-    if (retry(a, why == UPF_TIMEOUT ? RETRY_TIMEOUT : RETRY_ERROR))
+    if (may_retry(a, why == UPF_TIMEOUT ? RETRY_TIMEOUT : RETRY_ERROR)) {
+        try_upstream(a);
         return;
+    }
     if (why == UPF_TIMEOUT)
         h2o_send_error_generic(req, 504, hnd_reason(504), "upstream timed out\n", 0);
     else
@@ -989,8 +1028,8 @@ on_head_or_retry(void *data, const struct upclient_head *uh)
         char why[32];
         snprintf(why, sizeof(why), "status %d", uh->status);
         upsel_failed(a->h->sel, a->idx, now_ms(a->req), why);
-        if (retry(a, bit))
-            return -1;
+        if (may_retry(a, bit))
+            return -1; /* on_fail (UPF_REFUSED) sends it on */
     } else {
         upsel_answered(a->h->sel, a->idx);
     }
@@ -1085,7 +1124,7 @@ proxy_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     for (size_t i = 0; i < g->nservers; i++) {
         const struct conf_upserver *u = &g->servers[i];
         const char *path = conf->own != NULL ? u->path : conf->path;
-        h2o_url_init(&h->rt[i].url, &H2O_URL_SCHEME_HTTP,
+        h2o_url_init(&h->rt[i].url, u->tls ? &H2O_URL_SCHEME_HTTPS : &H2O_URL_SCHEME_HTTP,
                      h2o_iovec_init(u->authority, strlen(u->authority)),
                      h2o_iovec_init(path, strlen(path)));
         h->rt[i].tpath = conf->own != NULL ? u->tpath : conf->tpath;

@@ -241,7 +241,7 @@ read_head(struct upclient *u)
         return -1;
     }
     if (u->cbs->on_head(u->data, &h) == -1) {
-        close_conn(u);
+        fail(u, UPF_REFUSED, "head refused");
         return -1;
     }
     u->head_done = 1;

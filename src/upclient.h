@@ -18,6 +18,7 @@ enum upclient_fail {
     UPF_CLOSED,  /* closed or reset: before any byte when upclient_got_bytes() is 0 */
     UPF_TIMEOUT, /* nothing came in time */
     UPF_INVALID, /* the head was not HTTP/1.x, or too large */
+    UPF_REFUSED, /* on_head refused the head (its connection is now closed) */
 };
 
 struct upclient_head {
@@ -32,8 +33,8 @@ struct upclient_cbs {
      * again elsewhere or answer. */
     void (*on_fail)(void *data, enum upclient_fail why, const char *err);
     /* A head (1xx but 101 skipped): the caller sets req->res from it and returns 0, and the
-     * body then streams to the client; or it answers the request itself and returns -1
-     * (the connection is closed). */
+     * body then streams to the client; or it returns -1: the connection is closed and
+     * on_fail gets UPF_REFUSED (where the caller may start the exchange again). */
     int (*on_head)(void *data, const struct upclient_head *h);
 };
 

@@ -9,6 +9,7 @@
 #include "hnd.h"
 #include "tmpl.h"
 #include "upstream.h"
+#include "uptls.h"
 #include "util.h"
 
 struct conf_upstream *
@@ -35,6 +36,7 @@ static void
 server_clear(struct conf_upserver *s)
 {
     free(s->url);
+    free(s->host);
     free(s->authority);
     free(s->path);
     tmpl_free(s->tpath);
@@ -49,6 +51,10 @@ upstream_free(struct conf_upstream *g)
         server_clear(&g->servers[i]);
     free(g->servers);
     tmpl_free(g->hash_key);
+    if (g->tls != NULL)
+        uptls_conf_free(g->tls);
+    free(g->tls);
+    uptls_ctx_free(g->ssl_ctx);
     free(g->name);
     free(g);
 }
@@ -113,20 +119,22 @@ compile_path(struct conf_upserver *u, const char *url, char *err, size_t errlen)
     return 0;
 }
 
-/* An http:// server: its host resolved now (the first address getaddrinfo gives). */
+/* An http:// or https:// server: its host resolved now (the first address getaddrinfo
+ * gives). */
 static int
 parse_http(const char *s, struct conf_upserver *u, int with_path, char *err, size_t errlen)
 {
-    char host[256], port[8] = "80";
-    const char *p = s + 7, *slash = strchr(p, '/');
+    char host[256], port[8];
+    const char *p = s + (u->tls ? 8 : 7), *slash = strchr(p, '/');
     unsigned len;
     int rc;
 
+    snprintf(port, sizeof(port), "%s", u->tls ? "443" : "80");
     if (slash == NULL)
         slash = p + strlen(p);
     if (split_hostport(p, slash, host, sizeof(host), port, sizeof(port)) == -1) {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT%s", s,
-                 with_path ? "[/PATH]" : "");
+        snprintf(err, errlen, "invalid upstream '%s': expected %s://HOST:PORT%s", s,
+                 u->tls ? "https" : "http", with_path ? "[/PATH]" : "");
         return -1;
     }
     if (!with_path && *slash != '\0' && strcmp(slash, "/") != 0) {
@@ -141,6 +149,7 @@ parse_http(const char *s, struct conf_upserver *u, int with_path, char *err, siz
         return -1;
     }
     u->sslen = len;
+    u->host = xstrdup(host);
     u->authority = xstrndup(p, (size_t)(slash - p));
     u->path = xstrdup(*slash ? slash : "/");
     if (strchr(u->path, '$') != NULL && compile_path(u, s, err, errlen) == -1)
@@ -157,10 +166,11 @@ upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_
 
     if (strncmp(url, "unix:", 5) == 0) {
         rc = parse_unix(url, &u, err, errlen);
-    } else if (strncmp(url, "http://", 7) == 0) {
+    } else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+        u.tls = url[4] == 's';
         rc = parse_http(url, &u, with_path, err, errlen);
     } else {
-        snprintf(err, errlen, "invalid upstream '%s': expected http://HOST:PORT%s or "
+        snprintf(err, errlen, "invalid upstream '%s': expected http(s)://HOST:PORT%s or "
                  "unix:/PATH", url, with_path ? "[/PATH]" : "");
         rc = -1;
     }
@@ -224,4 +234,32 @@ upstream_retry_word(const char *word)
         if (strcmp(word, words[i].word) == 0)
             return words[i].bit;
     return 0;
+}
+
+int
+upstream_set_tls(struct conf_upstream *g, const char *directive, const char *value, char *err,
+                 size_t errlen)
+{
+    if (g->tls == NULL)
+        g->tls = xcalloc(1, sizeof(*g->tls));
+    return uptls_conf_set(g->tls, directive, value, err, errlen);
+}
+
+int
+upstream_finish(struct conf_upstream *g, char *err, size_t errlen)
+{
+    static const struct uptls_conf defaults;
+    int any = 0;
+
+    for (size_t i = 0; i < g->nservers; i++)
+        any |= g->servers[i].tls;
+    if (!any) {
+        if (g->tls == NULL)
+            return 0;
+        snprintf(err, errlen, "upstream '%s' has tls_* settings but no https:// server",
+                 g->name);
+        return -1;
+    }
+    g->ssl_ctx = uptls_ctx_new(g->tls != NULL ? g->tls : &defaults, err, errlen);
+    return g->ssl_ctx != NULL ? 0 : -1;
 }

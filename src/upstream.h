@@ -25,7 +25,7 @@
 struct conf_upstream *upstream_new(const char *name, const struct conf_pos *pos, int anonymous);
 void upstream_free(struct conf_upstream *g);
 
-/* Parses server URL (http://HOST[:PORT][/PATH] or unix:/PATH) into a new server of g,
+/* Parses server URL (http(s)://HOST[:PORT][/PATH] or unix:/PATH) into a new server of g,
  * resolving its host now. A path is only allowed when with_path (a proxy line's server;
  * it may hold variables). -1 with a message in err. */
 int upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_pos *pos,
@@ -34,6 +34,13 @@ int upstream_add_server(struct conf_upstream *g, const char *url, const struct c
  * one (and is set), 0 when it is no option word, -1 (message in err) for a bad value. */
 int upstream_server_option(struct conf_upstream *g, const char *word, char *err,
                            size_t errlen);
+
+/* A tls_* directive of g's block (uptls_conf_set): 0, 1 when it is none, -1 with err. */
+int upstream_set_tls(struct conf_upstream *g, const char *directive, const char *value,
+                     char *err, size_t errlen);
+/* Once g's servers and settings are all read: its TLS context when a server is https://
+ * (files read now). -1 with err when it cannot be made, or tls_* settings serve nothing. */
+int upstream_finish(struct conf_upstream *g, char *err, size_t errlen);
 
 /* `retry_on WORD...`: the RETRY_ bit of one word, or 0 if it is none. */
 unsigned upstream_retry_word(const char *word);

@@ -27,7 +27,7 @@ for _ in range(4):
     except BlockingIOError:
         pass
     fill.append(c)
-time.sleep(60)
+time.sleep(600)  # stopped by the test's cleanup
 PY
 UH=$!
 python3 "$UP" "$PA" A & UA=$!
@@ -132,13 +132,14 @@ expect_eq "the lines and the counted others make 100" "$((LINES + DROPPED))" "10
 
 T0=$(date +%s%N)
 NAME=$(curl -s -m 5 "$URL/bh/x" | j name)
-MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+MS1=$(( ($(date +%s%N) - T0) / 1000000 ))
 expect_eq "an upstream that never accepts: the next one answers" "$NAME" "B"
-check "after connect_timeout ($MS ms)" [ "$MS" -ge 450 -a "$MS" -lt 3000 ]
+check "after connect_timeout ($MS1 ms)" [ "$MS1" -ge 450 -a "$MS1" -lt 3000 ]
 T0=$(date +%s%N)
 curl -s -o /dev/null -m 5 "$URL/bh/x"
 MS=$(( ($(date +%s%N) - T0) / 1000000 ))
-check "then it is skipped: no wait ($MS ms)" [ "$MS" -lt 400 ]
+# The same answer without the 500 ms wait (as a difference: a loaded machine is slow).
+check "then it is skipped: no wait ($MS ms, the first $MS1 ms)" [ "$MS" -lt $((MS1 - 350)) ]
 expect_eq "when it is the only one: 504" "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$URL/bhonly/")" "504"
 
 # An upstream dies: every request still succeeds on the other one.
@@ -163,6 +164,6 @@ cleanup_up
 printf 'service s {\n    listen 127.0.0.1:%s;\n    route / { proxy ftp://x/; }\n}\n' "$PORT" >"$CONF"
 "$PERCORE" -t -c "$CONF" >"$T_DIR/out" 2>&1
 check "a bad upstream URL is a config error at its position" \
-    grep -q "$CONF:3:21: invalid upstream 'ftp://x/': expected http://HOST:PORT\[/PATH\] or unix:/PATH" "$T_DIR/out"
+    grep -q "$CONF:3:21: invalid upstream 'ftp://x/': expected http(s)://HOST:PORT\[/PATH\] or unix:/PATH" "$T_DIR/out"
 
 finish

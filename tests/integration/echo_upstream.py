@@ -8,6 +8,8 @@ The JSON is {"method", "path" (the request target exactly as received), "headers
 Any method; keep-alive; a Content-Length or chunked body is read and counted. A target
 whose path holds "/status/NNN" (NNN a status from 200 to 599) is answered with NNN and the
 body "upstream NNN\n" instead, so a test can tell an upstream's own error from percore's.
+Environment: ECHO_STATUS=NNN answers every request (but /count) with NNN and "upstream
+NNN"; ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files) make it serve HTTPS.
 GET /count answers {"requests": N}, the requests answered before it (itself not
 counted), so a test can tell how many attempts reached this upstream.
 Ready once a request is answered: tests wait for that, as for upstream.py.
@@ -15,7 +17,9 @@ Ready once a request is answered: tests wait for that, as for upstream.py.
 import http.server
 import json
 import re
+import os
 import socketserver
+import ssl
 import sys
 import threading
 
@@ -57,8 +61,9 @@ class H(http.server.BaseHTTPRequestHandler):
         with lock:
             counted["requests"] += 1
         m = STATUS.search(self.path.split("?", 1)[0])
-        if m:
-            status = int(m.group(1))
+        forced = os.environ.get("ECHO_STATUS")
+        if m or forced:
+            status = int(forced or m.group(1))
             body = f"upstream {status}\n".encode()
             ctype = "text/plain"
         else:
@@ -86,4 +91,9 @@ class TCP(socketserver.ThreadingMixIn, http.server.HTTPServer):
     request_queue_size = 1024
 
 
-TCP(("127.0.0.1", port), H).serve_forever()
+server = TCP(("127.0.0.1", port), H)
+if os.environ.get("ECHO_TLS_CERT"):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.environ["ECHO_TLS_CERT"], os.environ["ECHO_TLS_KEY"])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
