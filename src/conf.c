@@ -153,6 +153,7 @@ static const struct directive directives[] = {
     CUSTOM("header_add", ROUTE, 2, 2, D_REPEAT, set_header, &hdr_add, "header_add NAME VALUE"),
     TIME("header_timeout", SERVICE, header_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
     CUSTOM("header_unset", ROUTE, 1, 1, D_REPEAT, set_header, &hdr_unset, "header_unset NAME"),
+    HANDLER("health", hnd_health_ops),
     {"http2", CTX_SERVICE, FIELD(SERVICE, http2, int), F_INT, 0, 1, 1, 0, set_http2, 0, 0,
      on_off, "http2 on|off"},
     /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */

@@ -531,6 +531,8 @@ start_stop(int signo)
     if (master.state == M_RELOADING)
         reload_failed("stopping", NULL);
     master.state = M_STOPPING;
+    /* First, so the health handler fails for the whole shutdown_delay. */
+    metrics_set_stopping();
     sysd_stopping();
     ctl_answer(master.ctl_next, &master.nctl_next, "failed: stopping");
     if (master.conf->shutdown_delay_ms > 0) {

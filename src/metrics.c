@@ -17,6 +17,7 @@ struct metrics_region {
     unsigned nslots;
     char names[METRICS_MAX_SERVICES][METRICS_NAME_MAX];
     _Atomic unsigned nnames;
+    _Atomic int stopping; /* the master has begun to stop (metrics_set_stopping) */
     struct metrics_counts retired; /* workers that have exited */
     struct metrics_slot slots[];
 };
@@ -87,6 +88,19 @@ metrics_slot(int idx)
 {
     assert(idx >= 0 && (unsigned)idx < region->nslots);
     return &region->slots[idx];
+}
+
+void
+metrics_set_stopping(void)
+{
+    ASSERT_MASTER(); /* the only writer: no worker can make the others fail */
+    atomic_store_explicit(&region->stopping, 1, memory_order_relaxed);
+}
+
+int
+metrics_stopping(void)
+{
+    return atomic_load_explicit(&region->stopping, memory_order_relaxed);
 }
 
 int

@@ -49,6 +49,14 @@ int metrics_claim(void);
 void metrics_release(int idx);
 struct metrics_slot *metrics_slot(int idx);
 
+/* Master, when a stop begins (SIGTERM, SIGINT, SIGQUIT; a reload is none): from then on
+ * metrics_stopping() is true in every worker, of any generation, forked before or after.
+ * Never undone: a stop is not called off. */
+void metrics_set_stopping(void);
+/* Whether the master has begun to stop: one load from the shared region, no system call
+ * (the health handler asks it for each request). */
+int metrics_stopping(void);
+
 /* Master, before a generation starts: give each service name an index (kept across
  * reloads, so a service's counts go on). Worker: the index of a name, or -1. */
 void metrics_register_service(const char *name);

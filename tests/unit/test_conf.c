@@ -566,7 +566,7 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:9: route prefix '/a?b' must be a path, without '?' or '#'"},
     {SVC_OPEN SVC_ROUTE SVC_ROUTE "}\n",
      "t.conf:4:9: duplicate route '/' in service 's' (first at t.conf:3:3)"},
-    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, metrics, module"},
+    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, metrics, health, module"},
     {SVC_OPEN "  route / { respond 200; respond 201; }\n}\n",
      "t.conf:3:26: duplicate 'respond' (first set at t.conf:3:13)"},
     {SVC_OPEN "  route / { respond 200; module /x.so; }\n}\n",
@@ -1683,7 +1683,7 @@ Test(table, http2_on_with_tls_listen)
 
 static const struct hnd_ops *const handlers[] = {
     &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops, &hnd_proxy_ops,
-    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_module_ops,
+    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_health_ops,   &hnd_module_ops,
 };
 
 /* A statement of handler h with n arguments "a". */
@@ -1817,8 +1817,8 @@ Test(helpers, reason_phrases)
 
 Test(helpers, handler_names)
 {
-    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, module");
-    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, module");
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, module");
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, module");
 }
 
 /* Equal hashes keep the order they were added in, across growth. */
