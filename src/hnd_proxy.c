@@ -576,8 +576,16 @@ put_forwarded(struct headbuf *b, h2o_req_t *req)
         put_iov(b, host);
     }
     put(b, "\r\n", 2);
-    if (!router_sets_header(req, &H2O_TOKEN_X_FORWARDED_FOR->buf))
-        put_header(b, "x-forwarded-for", h2o_iovec_init(ip, strlen(ip)));
+    /* A list a proxy_header line began (the client's own is gone) gets the peer after it. */
+    put_str(b, "x-forwarded-for: ");
+    for (size_t i = 0; i < req->headers.size; i++) {
+        if (req->headers.entries[i].name != &H2O_TOKEN_X_FORWARDED_FOR->buf)
+            continue;
+        put_iov(b, req->headers.entries[i].value);
+        put(b, ", ", 2);
+    }
+    put_str(b, ip);
+    put(b, "\r\n", 2);
     put_header(b, "x-forwarded-proto", req->scheme->name);
     if (host.len > 0)
         put_header(b, "x-forwarded-host", client_host);
@@ -588,14 +596,14 @@ put_forwarded(struct headbuf *b, h2o_req_t *req)
 
 /* Whether a client header goes upstream as it is: Host is sent from the upstream's side,
  * the body's length is percore's own (the body is read whole), and Expect was answered
- * already. Cookie is joined (below). */
+ * already. Cookie is joined (below), X-Forwarded-For extended (put_forwarded). */
 static int
 is_resent(const h2o_header_t *h)
 {
     const h2o_token_t *t = h2o_iovec_is_token(h->name) ? (const h2o_token_t *)h->name : NULL;
 
     return t != H2O_TOKEN_HOST && t != H2O_TOKEN_CONTENT_LENGTH && t != H2O_TOKEN_EXPECT &&
-           t != H2O_TOKEN_COOKIE;
+           t != H2O_TOKEN_COOKIE && t != H2O_TOKEN_X_FORWARDED_FOR;
 }
 
 /* Cookies as one line: an HTTP/2 client may split them over several (RFC 9113 8.2.3). */
@@ -1082,7 +1090,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     memset(a->tried, 0, g->nservers);
     a->key = hash_key(req, g);
     upsel_count_request(h->sel, now_ms(req));
-    next_server(a); /* a first one is always there */
+    if (next_server(a) == -1) { /* every server at its max_inflight */
+        h2o_send_error_503(req, hnd_reason(503), "upstream servers busy\n", 0);
+        return 0;
+    }
     try_upstream(a);
     return 0;
 }

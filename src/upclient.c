@@ -21,6 +21,16 @@
 
 enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
+/* What upstream sockets read into: libh2o reads all a socket has at once, doubling (and
+ * copying into fresh pages) a buffer that fills; from 128 KiB, a response of 64 KiB and its
+ * head go in one buffer. Buffers of that size are recycled by libh2o's allocator (up to
+ * UPCLIENT_BUFFERS_KEPT), so a response costs no allocation. */
+#define UPCLIENT_BUFFER_SIZE (128 * 1024)
+#define UPCLIENT_BUFFERS_KEPT 32
+static h2o_buffer_prototype_t buffer_prototype = {{UPCLIENT_BUFFERS_KEPT, 0, NULL},
+                                                  {UPCLIENT_BUFFER_SIZE, 0, NULL, NULL, -1, {0}},
+                                                  NULL};
+
 /* ---- the connection ---- */
 
 /* Gives the connection back when the response was read whole, framed, with nothing after
@@ -34,10 +44,15 @@ release_conn(struct upclient *u)
         return;
     u->conn = NULL;
     h2o_timeout_unlink(&u->timer);
-    if (u->reusable && u->body_done && c->sock->input->size == 0 && !h2o_socket_is_writing(c->sock))
+    if (u->reusable && u->body_done && c->sock->input->size == 0 &&
+        !h2o_socket_is_writing(c->sock)) {
+        /* An idle connection holds no buffer. */
+        h2o_buffer_dispose(&c->sock->input);
+        h2o_buffer_init(&c->sock->input, &buffer_prototype);
         uppool_put(c);
-    else
+    } else {
         upconn_close(c);
+    }
 }
 
 static void
@@ -245,7 +260,9 @@ read_head(struct upclient *u)
         return -1;
     }
     u->head_done = 1;
-    h2o_buffer_consume(&u->conn->sock->input, (size_t)rc);
+    /* The head stays before the body in this buffer (consuming it would move the body):
+     * the first send skips it. */
+    u->skip = (size_t)rc;
     u->req->res.content_length = length;
     u->gen.proceed = on_proceed;
     u->gen.stop = on_stop;
@@ -255,7 +272,7 @@ read_head(struct upclient *u)
         memset(u->chunked, 0, PHR_DECODER_ROOM);
         u->chunked->consume_trailer = 1;
     }
-    u->seen = 0;
+    u->seen = u->skip;
     return 0;
 }
 
@@ -280,13 +297,14 @@ pump(struct upclient *u)
         }
         return;
     }
-    if (sock->input->size == 0 && !u->body_done)
+    if (sock->input->size == u->skip && !u->body_done)
         return;
     t = sock->input;
     sock->input = u->sending;
     u->sending = t;
     u->seen = 0;
-    v = h2o_iovec_init(u->sending->bytes, u->sending->size);
+    v = h2o_iovec_init(u->sending->bytes + u->skip, u->sending->size - u->skip);
+    u->skip = 0;
     u->in_flight = 1;
     if (u->body_done) {
         u->final_sent = 1;
@@ -315,9 +333,9 @@ on_body(struct upclient *u)
     switch (u->framing) {
     case FR_NONE:
         u->body_done = 1;
-        if (in->size > 0)
+        if (in->size > u->seen)
             u->reusable = 0;
-        in->size = 0;
+        in->size = u->seen;
         break;
     case FR_LENGTH:
         if (fresh > u->body_left) {
@@ -435,7 +453,11 @@ upclient_start(struct upclient *u, h2o_req_t *req, struct upconn *c, h2o_iovec_t
     memset(u, 0, sizeof(*u));
     u->sending = sending;
     if (u->sending == NULL)
-        h2o_buffer_init(&u->sending, &h2o_socket_buffer_prototype);
+        h2o_buffer_init(&u->sending, &buffer_prototype);
+    if (c->sock->input->size == 0 && c->sock->input->_prototype != &buffer_prototype) {
+        h2o_buffer_dispose(&c->sock->input);
+        h2o_buffer_init(&c->sock->input, &buffer_prototype);
+    }
     u->req = req;
     u->conn = c;
     u->cbs = cbs;

@@ -52,6 +52,7 @@ struct upclient {
     uint64_t limit;        /* read ahead of the client at most this much */
     uint64_t body_left;    /* content-length framing */
     size_t seen;           /* input bytes already framed */
+    size_t skip;           /* the head, before the body in the input, until sent */
     struct phr_chunked_decoder *chunked;
     int framing;
     int is_head;

@@ -131,10 +131,14 @@ upsel_pool(struct upsel *s, size_t i)
     return s->srv[i].pool;
 }
 
+/* Not tried yet, below its max_inflight, and (live_only) not skipped after failures. */
 static int
 usable(const struct upsel *s, size_t i, int64_t now, const uint8_t *tried, int live_only)
 {
-    return !tried[i] && (!live_only || s->srv[i].down_until <= now);
+    unsigned max = s->g->servers[i].max_inflight;
+
+    return !tried[i] && (max == 0 || s->srv[i].active < max) &&
+           (!live_only || s->srv[i].down_until <= now);
 }
 
 static size_t

@@ -20,8 +20,8 @@ const struct conf_upstream *upsel_group(const struct upsel *s);
 struct uppool *upsel_pool(struct upsel *s, size_t i);
 
 /* The server for a request's next attempt: not one of tried[] (a byte per server, 1 when
- * tried), a live one when any is left, by the group's balance (key: the hash value; only
- * for BALANCE_HASH). SIZE_MAX when every server was tried. */
+ * tried) nor at its max_inflight, a live one when any is left, by the group's balance
+ * (key: the hash value; only for BALANCE_HASH). SIZE_MAX when none is left. */
 size_t upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t key);
 
 /* A request in flight to server i starts (+1) or ends (-1). */

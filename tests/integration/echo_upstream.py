@@ -22,6 +22,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
 
 port, label = int(sys.argv[1]), sys.argv[2]
 STATUS = re.compile(r"/status/([2-5][0-9][0-9])(?:[/?]|$)")
@@ -60,6 +61,8 @@ class H(http.server.BaseHTTPRequestHandler):
             return
         with lock:
             counted["requests"] += 1
+        if self.path.endswith("/slow"):
+            time.sleep(2)
         m = STATUS.search(self.path.split("?", 1)[0])
         forced = os.environ.get("ECHO_STATUS")
         if m or forced:

@@ -111,6 +111,9 @@ upstream pausing {
     max_fails 1;
     fail_timeout 60s;
 }
+upstream capped {
+    server http://127.0.0.1:${PA} max_inflight=1;
+}
 upstream tls_ok {
     server https://127.0.0.1:${PT};
     tls_ca ${D}/up.pem;
@@ -138,6 +141,7 @@ service s {
     route /f/ { proxy http://failing/; }
     route /e/ { proxy http://ejecting/; }
     route /p/ { proxy http://pausing/; }
+    route /cap/ { proxy http://capped/; }
     route /tls/ { proxy http://tls_ok/; }
     route /tlsca/ { proxy http://tls_wrong_ca/; }
     route /tlsname/ { proxy http://tls_wrong_name/; }
@@ -211,6 +215,20 @@ done
 expect_eq "a dead server: 10 requests, no failure" "${BAD}" "0"
 expect_eq "it is skipped after its failure, logged once" \
     "$(grep -c "upstream http://127.0.0.1:${PDEAD}: connection failed; skipping it for 60 s" "${PC_LOG}")" "1"
+
+# ---- max_inflight ----
+A0=$(count "${PA}")
+curl -s -o "${D}/slow.out" -w '%{http_code}' "${URL}/cap/slow" >"${D}/slow.code" &
+SLOW=$!
+a_grew() { [[ "$(count "${PA}")" -gt "${A0}" ]]; }
+wait_for a_grew || not_ok "the slow request reached the server"
+expect_eq "max_inflight=1: a second request meanwhile gets 503 at once" \
+    "$(curl -s -m 1 -w ' %{http_code}' "${URL}/cap/x")" "upstream servers busy
+ 503"
+wait "${SLOW}"
+expect_eq "and the first is answered" "$(cat "${D}/slow.code")" "200"
+expect_eq "then the server takes requests again" \
+    "$(curl -s -o /dev/null -w '%{http_code}' "${URL}/cap/x")" "200"
 
 # ---- a server stopped under load ----
 kill -STOP "${UP_PIDS[1]}"
