@@ -2,10 +2,11 @@
  *
  *   127.0.0.1 - - [26/Nov/2026:12:00:00 +0000] "GET /a?b HTTP/1.1" 200 512 "-" "curl/7.88.1" 0.001
  *
- * Request line, referer and user agent have '"', '\' and bytes outside printable ASCII
- * written as \xHH, so a line is always one line and never breaks its quoting. Lines are
- * buffered per file and written with one append per loop turn: several workers share the
- * file (O_APPEND keeps their writes whole). */
+ * The address is the client's as clientaddr.c takes it (behind trusted proxies, the one
+ * they forwarded for). Request line, referer and user agent have '"', '\' and bytes
+ * outside printable ASCII written as \xHH, so a line is always one line and never breaks
+ * its quoting. Lines are buffered per file and written with one append per loop turn:
+ * several workers share the file (O_APPEND keeps their writes whole). */
 #include "config.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "clientaddr.h"
 #include "h2o_inc.h"
 #include "log.h"
 #include "util.h"
@@ -169,7 +171,7 @@ accesslog_write(struct access_log *al, h2o_req_t *req, uint64_t us)
 {
     char line[LINE_MAX_LEN], addr[NI_MAXHOST] = "-";
     struct sockaddr_storage ss;
-    socklen_t sslen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    socklen_t sslen = clientaddr_get(req, &ss);
     char *p = line;
 
     if (sslen != 0 && h2o_socket_getnumerichost((struct sockaddr *)&ss, sslen, addr) == SIZE_MAX)

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "accesslog.h"
+#include "clientaddr.h"
 #include "errordoc.h"
 #include "hnd.h"
 #include "regex.h"
@@ -27,7 +28,8 @@
 #include "upstream.h"
 #include "util.h"
 
-enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_ROUTE = 4, CTX_SVCROUTE = 6, CTX_UPSTREAM = 8 };
+enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_MAINSVC = 3, CTX_ROUTE = 4, CTX_SVCROUTE = 6,
+           CTX_UPSTREAM = 8 };
 
 /* The groups of the regex of the route block being loaded: what $1..$9 may refer to in its
  * templates (conf_captures_in_scope). */
@@ -89,7 +91,7 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
-    set_retry_on, set_uptls;
+    set_retry_on, set_uptls, set_trusted;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -102,6 +104,7 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 #define OBJ_ROUTE struct conf_route
 #define OBJ_SVCROUTE void
 #define OBJ_UPSTREAM struct conf_upstream
+#define OBJ_MAINSVC void
 #define FIELD(ctx, f, t)                                                                      \
     (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
 
@@ -163,8 +166,8 @@ static const struct directive directives[] = {
            1000000),
     TIME("idle_timeout", SERVICE, idle_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
     TIME("keepalive", UPSTREAM, keepalive_ms, UPSTREAM_DEFAULT_KEEPALIVE_MS, 1),
-    CUSTOM("listen", SERVICE, 1, 3, D_REPEAT, set_listen, NULL,
-           "listen ADDRESS:PORT [tls] [http2] [default]"),
+    CUSTOM("listen", SERVICE, 1, 5, D_REPEAT, set_listen, NULL,
+           "listen ADDRESS:PORT [tls] [http2] [default] [proxy_protocol]"),
     CUSTOM("log", MAIN, 1, 1, 0, set_log, NULL, "log journal|stderr|/PATH"),
     CUSTOM("match_arg", ROUTE, 1, 2, D_REPEAT, set_cond, &cond_arg,
            "match_arg NAME [VALUE|~REGEX]"),
@@ -212,6 +215,9 @@ static const struct directive directives[] = {
     TIME("tls_ticket_rotation", MAIN, tls_ticket_rotation_ms, CONF_DEFAULT_TICKET_ROTATION_MS,
          1000),
     CUSTOM("tls_verify", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_verify on|off"),
+    /* A service's own replaces the main context's (resolve_trusted). */
+    CUSTOM("trusted_proxies", MAINSVC, 1, -1, D_REPEAT, set_trusted, NULL,
+           "trusted_proxies off|NETWORK..."),
     CUSTOM("upstream", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_upstream, NULL,
            "upstream NAME { server URL; ... }"),
     CUSTOM("user", MAIN, 1, 1, 0, set_user, NULL, "user NAME|UID"),
@@ -1192,6 +1198,64 @@ set_retry_on(struct loader *ld, const struct directive *d, const struct conf_nod
     return 0;
 }
 
+/* ---- main context or service ---- */
+
+/* `trusted_proxies off|NETWORK...` in the block being loaded (the main context's or a
+ * service's); lines add up, and `off` stands alone. */
+static int
+set_trusted(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_trusted *t = ld->ctx == CTX_MAIN ? &((struct conf *)obj)->trusted
+                                                 : &((struct conf_service *)obj)->trusted;
+    int off = strcmp(n->args[0].s, "off") == 0;
+    char err[256];
+
+    (void)d;
+    if (off && n->nargs > 1)
+        return err_at(ld, &n->args[1].pos, "'trusted_proxies off' takes no networks");
+    if (t->set && (off || t->n == 0))
+        return err_at(ld, &n->pos, "'trusted_proxies off' stands alone in a block (first "
+                      "trusted_proxies at %s:%d:%d)", t->pos.file, t->pos.line, t->pos.col);
+    if (!t->set)
+        t->pos = n->pos;
+    t->set = 1;
+    if (off)
+        return 0;
+    if (t->n + n->nargs > CLIENTADDR_MAX_NETS)
+        return err_at(ld, &n->pos, "too many trusted_proxies networks in one block (at most "
+                      "%d)", CLIENTADDR_MAX_NETS);
+    t->nets = xreallocarray(t->nets, t->n + n->nargs, sizeof(*t->nets));
+    for (size_t i = 0; i < n->nargs; i++) {
+        if (clientaddr_parse_net(n->args[i].s, &t->nets[t->n], err, sizeof(err)) == -1)
+            return err_at(ld, &n->args[i].pos, "trusted_proxies: %s", err);
+        t->n++;
+    }
+    return 0;
+}
+
+/* Each service without trusted_proxies of its own takes the main context's; a
+ * proxy_protocol listen needs some, as only they may send the header. */
+static void
+resolve_trusted(struct loader *ld)
+{
+    const struct conf_trusted *top = &ld->conf->trusted;
+
+    for (size_t i = 0; i < ld->conf->nservices; i++) {
+        struct conf_service *s = &ld->conf->services[i];
+        if (!s->trusted.set && top->n > 0) {
+            s->trusted.nets = xreallocarray(NULL, top->n, sizeof(*top->nets));
+            memcpy(s->trusted.nets, top->nets, top->n * sizeof(*top->nets));
+            s->trusted.n = top->n;
+        }
+        for (size_t j = 0; j < s->nlistens; j++)
+            if (s->listens[j].proxy_protocol && s->trusted.n == 0)
+                err_at(ld, &s->listens[j].pos, "listen %s proxy_protocol in service '%s' "
+                       "needs trusted_proxies (in the service or the main context): only "
+                       "those peers may send a PROXY header", s->listens[j].addr.text,
+                       s->name);
+    }
+}
+
 /* ---- service context ---- */
 
 /* An address already claimed by this or an earlier service (the first in their order), or
@@ -1213,25 +1277,28 @@ listen_conflict(struct loader *ld, const struct listen_addr *a, const char **own
     return NULL;
 }
 
-/* The options after a listen's address: `tls`, `http2`, `default`, each at most once. */
+/* The options after a listen's address: `tls`, `http2`, `default`, `proxy_protocol`, each
+ * at most once, into l. */
 static int
-listen_options(struct loader *ld, const struct conf_node *n, int *tls, int *http2, int *dflt)
+listen_options(struct loader *ld, const struct conf_node *n, struct conf_listen *l)
 {
-    *tls = *http2 = *dflt = 0;
     for (size_t i = 1; i < n->nargs; i++) {
         const struct conf_arg *o = &n->args[i];
-        int *flag = strcmp(o->s, "tls") == 0 ? tls : strcmp(o->s, "http2") == 0 ? http2
-                    : strcmp(o->s, "default") == 0 ? dflt : NULL;
+        int *flag = strcmp(o->s, "tls") == 0           ? &l->tls
+                    : strcmp(o->s, "http2") == 0         ? &l->http2
+                    : strcmp(o->s, "default") == 0       ? &l->dflt
+                    : strcmp(o->s, "proxy_protocol") == 0 ? &l->proxy_protocol
+                                                          : NULL;
 
         if (flag == NULL)
-            return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls', 'http2' "
-                          "or 'default'", o->s);
+            return err_at(ld, &o->pos, "unknown listen option '%s': expected 'tls', 'http2', "
+                          "'default' or 'proxy_protocol'", o->s);
         if (*flag)
             return err_at(ld, &o->pos, "listen option '%s' given twice", o->s);
         *flag = 1;
     }
     /* Cleartext h2c would bypass the reset guard, which sits where ALPN picks h2. */
-    if (*http2 && !*tls)
+    if (l->http2 && !l->tls)
         return err_at(ld, &n->args[n->nargs - 1].pos, "'http2' needs 'tls': percore serves "
                       "HTTP/2 over TLS only (ALPN h2), not as cleartext h2c");
     return 0;
@@ -1247,11 +1314,12 @@ set_listen(struct loader *ld, const struct directive *d, const struct conf_node 
     const char *owner;
     struct listen_addr *addrs;
     size_t naddrs;
+    struct conf_listen opts = {.pos = a->pos};
     char err[256];
-    int tls, http2, dflt, rc = 0;
+    int rc = 0;
 
     assert(self < ld->conf->nservices);
-    if (listen_options(ld, n, &tls, &http2, &dflt) == -1)
+    if (listen_options(ld, n, &opts) == -1)
         return -1;
     if (listener_parse_addr(a->s, &addrs, &naddrs, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "%s", err);
@@ -1259,22 +1327,26 @@ set_listen(struct loader *ld, const struct directive *d, const struct conf_node 
         other = listen_conflict(ld, &addrs[i], &owner);
         /* Services may share an address: Host (or SNI, over TLS) picks one (see
          * check_shared and check_defaults). */
-        if (other != NULL && !(tls == other->tls && strcmp(owner, svc->name) != 0 &&
-                               listener_addr_equal(&other->addr, &addrs[i]))) {
+        if (other != NULL &&
+            !(opts.tls == other->tls && opts.proxy_protocol == other->proxy_protocol &&
+              strcmp(owner, svc->name) != 0 && listener_addr_equal(&other->addr, &addrs[i]))) {
             rc = err_at(ld, &a->pos, "%s is already used by service '%s' (listen %s at "
                         "%s:%d:%d)%s", addrs[i].text, owner, other->addr.text,
                         other->pos.file, other->pos.line, other->pos.col,
                         strcmp(owner, svc->name) == 0 ? ""
-                        : tls != other->tls ? "; services sharing an address must all use "
-                                              "'tls' or none"
+                        : opts.tls != other->tls ? "; services sharing an address must all "
+                                                   "use 'tls' or none"
+                        : opts.proxy_protocol != other->proxy_protocol
+                            ? "; services sharing an address must all use 'proxy_protocol' or "
+                              "none"
                         : "; services can share an address only when each listens on "
                           "exactly it");
             continue;
         }
         util_hmap_add(&ld->listens, addr_key(&addrs[i]), self, svc->nlistens);
         svc->listens = xreallocarray(svc->listens, svc->nlistens + 1, sizeof(*svc->listens));
-        svc->listens[svc->nlistens++] = (struct conf_listen){addrs[i], a->pos, tls, http2,
-                                                             dflt};
+        opts.addr = addrs[i];
+        svc->listens[svc->nlistens++] = opts;
     }
     free(addrs);
     return rc;
@@ -1779,6 +1851,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
         if (c->nservices == 0 && diag->n == before)
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
+        resolve_trusted(&ld);
         check_defaults(&ld);
         check_user_group(&ld);
         check_sandbox(&ld);
@@ -1869,6 +1942,7 @@ service_clear(struct conf_service *s)
     rewrites_clear(s->rewrites, s->nrewrites);
     reqheaders_clear(s->reqheaders, s->nreqheaders);
     errordoc_free(s->errors);
+    free(s->trusted.nets);
     free(s->listens);
     for (size_t j = 0; j < s->nserver_names; j++)
         free(s->server_names[j]);
@@ -1894,6 +1968,7 @@ conf_free(struct conf *c)
     for (size_t i = 0; i < c->nupstreams; i++)
         upstream_free(c->upstreams[i]);
     free(c->upstreams);
+    free(c->trusted.nets);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);
     free(c->files);

@@ -16,6 +16,7 @@ struct regex;
 struct tmpl;
 struct errordoc_set;
 struct uptls_conf;
+struct ipnet;
 
 enum conf_header_cmd { HDR_SET, HDR_ADD, HDR_UNSET };
 
@@ -142,6 +143,16 @@ struct conf_listen {
     int tls;
     int http2;   /* offer h2 by ALPN (TLS only) */
     int dflt;    /* `default`: answers a Host no service on the address names */
+    int proxy_protocol; /* each connection starts with a PROXY header (proxyproto.h) */
+};
+
+/* `trusted_proxies`: the networks whose X-Forwarded-For (and PROXY headers) are believed,
+ * in the main context or a service (whose own replaces the main one's). */
+struct conf_trusted {
+    struct ipnet *nets; /* owned */
+    size_t n;
+    int set; /* given in this block (`off` included) */
+    struct conf_pos pos;
 };
 
 struct conf_service {
@@ -174,6 +185,8 @@ struct conf_service {
     struct conf_reqheader *reqheaders;
     size_t nreqheaders;
     struct errordoc_set *errors; /* for requests no route takes; NULL: none */
+    /* trusted_proxies: its own, else (after load) a copy of the main context's */
+    struct conf_trusted trusted;
 };
 
 /* Sockets systemd passed by name (socket activation), which let a service of that name
@@ -204,6 +217,7 @@ struct conf {
     int group_set;     /* `group` given */
     struct conf_pos group_pos;
     int worker_sandbox; /* workers confine themselves with seccomp (sandbox.c) */
+    struct conf_trusted trusted; /* the services' default trusted_proxies */
     struct conf_service *services;
     size_t nservices;
     struct conf_upstream **upstreams; /* `upstream` blocks, by name */

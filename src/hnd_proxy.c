@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clientaddr.h"
 #include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
@@ -397,33 +398,37 @@ connection_names(h2o_req_t *req, size_t *n)
     return names;
 }
 
-/* Request headers no upstream gets: hop-by-hop ones, and those that say who the client is
- * or how it came, which percore sets itself (a client must not choose what the upstream
- * takes for percore's word). */
+/* Hop-by-hop request headers, which no upstream gets. */
 static int
-is_dropped(const h2o_header_t *h)
+is_hop_by_hop(const h2o_header_t *h)
 {
-    static const struct {
-        const char *name;
-        size_t len;
-    } names[] = {
-        {H2O_STRLIT("proxy-connection")}, {H2O_STRLIT("trailer")},
-        {H2O_STRLIT("forwarded")},        {H2O_STRLIT("x-real-ip")},
-    };
-
     if (h2o_iovec_is_token(h->name)) {
         const h2o_token_t *t = (const h2o_token_t *)h->name;
         return t == H2O_TOKEN_CONNECTION || t == H2O_TOKEN_KEEP_ALIVE || t == H2O_TOKEN_TE ||
                t == H2O_TOKEN_TRANSFER_ENCODING || t == H2O_TOKEN_UPGRADE ||
-               t == H2O_TOKEN_PROXY_AUTHORIZATION || t == H2O_TOKEN_HTTP2_SETTINGS ||
-               t == H2O_TOKEN_X_FORWARDED_FOR;
+               t == H2O_TOKEN_PROXY_AUTHORIZATION || t == H2O_TOKEN_HTTP2_SETTINGS;
     }
-    if (h->name->len > 12 && h2o_lcstris(h->name->base, 12, H2O_STRLIT("x-forwarded-")))
+    return h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("proxy-connection")) ||
+           h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("trailer"));
+}
+
+static int
+is_forwarded(const h2o_iovec_t *name)
+{
+    return h2o_lcstris(name->base, name->len, H2O_STRLIT("forwarded"));
+}
+
+/* Headers that say who the client is or how it came: from a trusted proxy they are kept
+ * (and extended with percore's hop), from anyone else dropped, so that no client chooses
+ * what the upstream takes for percore's word. */
+static int
+is_identity(const h2o_header_t *h)
+{
+    if (h->name == &H2O_TOKEN_X_FORWARDED_FOR->buf)
         return 1;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (h2o_lcstris(h->name->base, h->name->len, names[i].name, names[i].len))
-            return 1;
-    return 0;
+    return (h->name->len > 12 && h2o_lcstris(h->name->base, 12, H2O_STRLIT("x-forwarded-"))) ||
+           is_forwarded(h->name) ||
+           h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("x-real-ip"));
 }
 
 /* Drops those headers and the ones Connection names, in place. */
@@ -432,10 +437,12 @@ strip_headers(h2o_req_t *req)
 {
     size_t nnames, kept = 0;
     h2o_iovec_t *names = connection_names(req, &nnames);
+    int trusted = clientaddr_peer_trusted(req);
 
     for (size_t i = 0; i < req->headers.size; i++) {
         h2o_header_t *h = &req->headers.entries[i];
-        if ((is_dropped(h) && !router_sets_header(req, h->name)) ||
+        if (is_hop_by_hop(h) ||
+            (is_identity(h) && !trusted && !router_sets_header(req, h->name)) ||
             (nnames > 0 && bsearch(h->name, names, nnames, sizeof(*names), iov_casecmp)))
             continue;
         req->headers.entries[kept++] = *h;
@@ -552,13 +559,41 @@ peer_text(h2o_req_t *req, char *ip, size_t len, int *v6)
     return "unknown";
 }
 
+/* The values of the request's header lines named name (as the header loop passes them
+ * on), joined by ", ", then ", " before what percore adds; nothing when there are none. */
+static void
+put_earlier(struct headbuf *b, h2o_req_t *req, const h2o_iovec_t *name)
+{
+    for (size_t i = 0; i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->name == name ||
+            (!h2o_iovec_is_token(h->name) && h2o_lcstris(h->name->base, h->name->len,
+                                                         name->base, name->len))) {
+            put_iov(b, h->value);
+            put(b, ", ", 2);
+        }
+    }
+}
+
+static int
+has_header(h2o_req_t *req, const char *name, size_t len)
+{
+    for (size_t i = 0; i < req->headers.size; i++)
+        if (h2o_lcstris(req->headers.entries[i].name->base, req->headers.entries[i].name->len,
+                        name, len))
+            return 1;
+    return 0;
+}
+
 /* What percore says of the request to the upstream: Forwarded (RFC 7239) with the peer,
  * the scheme and the Host the client asked for (quoted), X-Forwarded-For, -Proto and
- * -Host, and a Via naming percore (not the client's Host). The client's own headers of
- * these names were stripped unless proxy_header set them. */
+ * -Host, and a Via naming percore (not the client's Host). Forwarded and X-Forwarded-For
+ * lines that are left (a trusted proxy's, or a proxy_header's) get percore's hop after
+ * them; an X-Forwarded-Proto or -Host left is kept instead of percore's. */
 static void
 put_forwarded(struct headbuf *b, h2o_req_t *req)
 {
+    static const h2o_iovec_t fwd = {(char *)"forwarded", 9};
     char buf[INET6_ADDRSTRLEN];
     int v6;
     const char *ip = peer_text(req, buf, sizeof(buf), &v6);
@@ -566,8 +601,9 @@ put_forwarded(struct headbuf *b, h2o_req_t *req)
     h2o_iovec_t host = client_host.len > 0 ? quoted(&req->pool, client_host)
                                            : h2o_iovec_init(NULL, 0);
 
-    put_str(b, "forwarded: for=");
-    put_str(b, v6 ? "\"[" : "");
+    put_str(b, "forwarded: ");
+    put_earlier(b, req, &fwd);
+    put_str(b, v6 ? "for=\"[" : "for=");
     put_str(b, ip);
     put_str(b, v6 ? "]\";proto=" : ";proto=");
     put_iov(b, req->scheme->name);
@@ -576,18 +612,13 @@ put_forwarded(struct headbuf *b, h2o_req_t *req)
         put_iov(b, host);
     }
     put(b, "\r\n", 2);
-    /* A list a proxy_header line began (the client's own is gone) gets the peer after it. */
     put_str(b, "x-forwarded-for: ");
-    for (size_t i = 0; i < req->headers.size; i++) {
-        if (req->headers.entries[i].name != &H2O_TOKEN_X_FORWARDED_FOR->buf)
-            continue;
-        put_iov(b, req->headers.entries[i].value);
-        put(b, ", ", 2);
-    }
+    put_earlier(b, req, &H2O_TOKEN_X_FORWARDED_FOR->buf);
     put_str(b, ip);
     put(b, "\r\n", 2);
-    put_header(b, "x-forwarded-proto", req->scheme->name);
-    if (host.len > 0)
+    if (!has_header(req, H2O_STRLIT("x-forwarded-proto")))
+        put_header(b, "x-forwarded-proto", req->scheme->name);
+    if (host.len > 0 && !has_header(req, H2O_STRLIT("x-forwarded-host")))
         put_header(b, "x-forwarded-host", client_host);
     put_str(b, req->version >= 0x200   ? "via: 2 percore\r\n"
                : req->version == 0x100 ? "via: 1.0 percore\r\n"
@@ -596,14 +627,16 @@ put_forwarded(struct headbuf *b, h2o_req_t *req)
 
 /* Whether a client header goes upstream as it is: Host is sent from the upstream's side,
  * the body's length is percore's own (the body is read whole), and Expect was answered
- * already. Cookie is joined (below), X-Forwarded-For extended (put_forwarded). */
+ * already. Cookie is joined (below), Forwarded and X-Forwarded-For extended
+ * (put_forwarded). */
 static int
 is_resent(const h2o_header_t *h)
 {
     const h2o_token_t *t = h2o_iovec_is_token(h->name) ? (const h2o_token_t *)h->name : NULL;
 
     return t != H2O_TOKEN_HOST && t != H2O_TOKEN_CONTENT_LENGTH && t != H2O_TOKEN_EXPECT &&
-           t != H2O_TOKEN_COOKIE && t != H2O_TOKEN_X_FORWARDED_FOR;
+           t != H2O_TOKEN_COOKIE && t != H2O_TOKEN_X_FORWARDED_FOR &&
+           (t != NULL || !is_forwarded(h->name));
 }
 
 /* Cookies as one line: an HTTP/2 client may split them over several (RFC 9113 8.2.3). */

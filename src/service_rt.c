@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "accesslog.h"
+#include "clientaddr.h"
 #include "conf.h"
 #include "conn.h"
 #include "errordoc.h"
@@ -391,6 +392,7 @@ service_rt_setup(const struct conf *c, h2o_loop_t *loop, struct metrics_slot *me
     (void)loop;
     (void)metrics;
     regex_worker_init();
+    clientaddr_init(c, service_rt_req_service);
     for (size_t i = 0; i < c->nservices; i++) {
         const struct conf_service *s = &c->services[i];
         services[i].conf = s;
@@ -469,6 +471,28 @@ services_on(const struct conf *c, const struct listener *l, int owner, size_t **
 static h2o_context_t **contexts;
 static size_t ncontexts;
 
+int
+service_rt_peer_trusted(const struct lsn_rt *lr, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < lr->addr->nsites; i++) {
+        const struct conf_trusted *t = &lr->addr->sites[i].service->conf->trusted;
+        if (!clientaddr_match(t->nets, t->n, sa))
+            return 0;
+    }
+    return 1;
+}
+
+const struct conf_service *
+service_rt_req_service(h2o_req_t *req)
+{
+    struct addr_rt *a = H2O_STRUCT_FROM_MEMBER(struct addr_rt, ctx, req->conn->ctx);
+
+    for (size_t i = 1; i < a->nsites; i++)
+        if (a->sites[i].host == req->hostconf)
+            return a->sites[i].service->conf;
+    return a->sites[0].service->conf;
+}
+
 size_t
 service_rt_contexts(h2o_context_t ***ctxs)
 {
@@ -532,6 +556,10 @@ service_rt_listener(const struct conf *c, struct service_rt *services, const str
     lr->owner = a->sites[0].service;
     lr->send_timeout_ms = lr->owner->conf->send_timeout_ms;
     lr->actx = &a->actx;
+    lr->addr = a;
+    /* Services sharing an address agree on it (conf.c). */
+    lr->proxy_protocol = listen_of(lr->owner->conf, &l->addr) != NULL &&
+                         listen_of(lr->owner->conf, &l->addr)->proxy_protocol;
     if (a->tls) {
         lr->sites = a->names;
         lr->nsites = a->nsites;

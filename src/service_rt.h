@@ -64,10 +64,12 @@ struct addr_rt {
 /* What a listening socket's data points to. */
 struct lsn_rt {
     struct service_rt *owner; /* the address's default service */
+    struct addr_rt *addr;     /* its services, for the PROXY header's trust check */
     h2o_accept_ctx_t *actx;   /* plain */
     struct tls_site *sites;   /* TLS: the addresses' sites, the default first; else NULL */
     size_t nsites;            /* 0: plain */
     int64_t send_timeout_ms;  /* the owner's, until a request names its service */
+    int proxy_protocol;       /* connections start with a PROXY header */
 };
 
 /* The services of c, by their index in c; requests are counted in metrics. Returns an
@@ -84,6 +86,14 @@ int service_rt_serves(const struct conf *c, const struct listener *l);
 struct lsn_rt *service_rt_listener(const struct conf *c, struct service_rt *services,
                                    const struct listener *l, h2o_loop_t *loop,
                                    struct metrics_slot *metrics);
+
+/* Whether sa, the peer of a connection accepted as lr says, is in the trusted_proxies of
+ * every service on its address (any of them may serve its requests). */
+int service_rt_peer_trusted(const struct lsn_rt *lr, const struct sockaddr *sa);
+
+/* The service req is served by: the site the router bound it to, else (before routing)
+ * its address's default. Only for requests on the contexts built here. */
+const struct conf_service *service_rt_req_service(h2o_req_t *req);
 
 /* Every address context built so far, for a drain. */
 size_t service_rt_contexts(h2o_context_t ***ctxs);

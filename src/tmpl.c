@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <netdb.h>
 
+#include "clientaddr.h"
 #include "hnd.h"
 #include "tmpl.h"
 #include "util.h"
@@ -528,7 +529,7 @@ get_addr(h2o_req_t *req, int peer, struct addr *ad)
     cb = req->conn != NULL ? req->conn->callbacks : NULL;
     memset(&ss, 0, sizeof(ss));
     if (cb != NULL && peer && cb->get_peername != NULL)
-        sl = cb->get_peername(req->conn, (struct sockaddr *)&ss);
+        sl = clientaddr_get(req, &ss);
     else if (cb != NULL && !peer && cb->get_sockname != NULL)
         sl = cb->get_sockname(req->conn, (struct sockaddr *)&ss);
     if (sl == 0)

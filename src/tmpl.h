@@ -19,7 +19,9 @@ enum tmpl_var {
     TV_ARGS,        /* the query without its '?', encoded as received ("" when none) */
     TV_ARG,         /* $arg_NAME: the value of the first NAME=... of the query, encoded */
     TV_HTTP,        /* $http_NAME: request header NAME ('_' for '-'); several joined ", " */
-    TV_REMOTE_ADDR, TV_REMOTE_PORT, TV_SERVER_ADDR, TV_SERVER_PORT,
+    TV_REMOTE_ADDR, /* the client's address (clientaddr.h): behind trusted proxies, theirs */
+    TV_REMOTE_PORT, /* its port; "" when X-Forwarded-For gave the address without one */
+    TV_SERVER_ADDR, TV_SERVER_PORT,
     TV_SERVICE,     /* the service's name */
     TV_ROUTE,       /* the route's pattern as written */
     TV_REQUEST_ID,  /* 32 hex digits, one per request */

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "priv.h"
+#include "proxyproto.h"
 #include "reqcheck.h"
 #include "sandbox.h"
 #include "sendguard.h"
@@ -162,7 +163,6 @@ conn_open(h2o_socket_t *sock, const struct lsn_rt *lr)
     c->fd = h2o_socket_get_fd(sock);
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = c;
-    reqcheck_conn_open(c, lr->owner->access, lr->owner->svc);
     sendguard_conn_open(c, lr->send_timeout_ms);
     linger_conn_open(c, lr->nsites > 0);
 }
@@ -187,20 +187,53 @@ worker_conn_of_req(h2o_req_t *req)
     return worker_conn(req->conn->callbacks->get_socket(req->conn));
 }
 
-/* Serve sock, just accepted on a socket served as lr says: counted, given its record, then
- * handed to libh2o (or to the TLS handshake first). The fuzzer's HTTP/1 harness serves its
- * socketpairs through here too. */
+/* Hand sock, accepted on a socket served as lr says and past its PROXY header if it had
+ * one, to libh2o (or to the TLS handshake first). */
 static void
-serve_conn(h2o_socket_t *sock, const struct lsn_rt *lr)
+start_protocol(h2o_socket_t *sock, const struct lsn_rt *lr)
 {
-    this_worker.conns++;
-    assert(this_worker.conns <= this_worker.heritage->conf->max_connections);
-    atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
-    conn_open(sock, lr);
+    struct conn *c = worker_conn(sock);
+
+    /* Now that the peer address is the one to keep: libh2o's own 400s are logged with
+     * it. */
+    assert(c != NULL);
+    reqcheck_conn_open(c, lr->owner->access, lr->owner->svc);
     if (lr->nsites == 0)
         h2o_accept(lr->actx, sock);
     else
         tlsaccept(sock, lr->sites, lr->nsites);
+}
+
+/* The PROXY header read: arg is the socket's lsn_rt. */
+static void
+on_proxy_header(h2o_socket_t *sock, void *arg)
+{
+    start_protocol(sock, arg);
+}
+
+/* Serve sock, just accepted on a socket served as lr says: counted, given its record, then
+ * (on a proxy_protocol listen, from a trusted peer and after its PROXY header) handed on.
+ * The fuzzer's HTTP/1 harness serves its socketpairs through here too. */
+static void
+serve_conn(h2o_socket_t *sock, const struct lsn_rt *lr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    this_worker.conns++;
+    assert(this_worker.conns <= this_worker.heritage->conf->max_connections);
+    atomic_store_explicit(&this_worker.metrics->conns, this_worker.conns, memory_order_relaxed);
+    conn_open(sock, lr);
+    if (!lr->proxy_protocol) {
+        start_protocol(sock, lr);
+        return;
+    }
+    len = h2o_socket_getpeername(sock, (struct sockaddr *)&ss);
+    if (len == 0 || !service_rt_peer_trusted(lr, (struct sockaddr *)&ss)) {
+        proxyproto_close(sock, "not in trusted_proxies, which a proxy_protocol listen needs");
+        return;
+    }
+    proxyproto_read(sock, lr->actx->ctx, on_proxy_header, (void *)lr);
 }
 
 static void

@@ -211,6 +211,6 @@ check "'http2 on' without a tls listen is refused" \
 printf 'service c {\n    listen 127.0.0.1:%s tls bogus;\n    route / { respond 200; }\n}\n' "$H2" >"$CONF"
 "$PERCORE" -t -c "$CONF" >"$D/out" 2>&1
 check "an unknown listen option names the choices" \
-    grep -q "$CONF:2:32: unknown listen option 'bogus': expected 'tls', 'http2' or 'default'" "$D/out"
+    grep -q "$CONF:2:32: unknown listen option 'bogus': expected 'tls', 'http2', 'default' or 'proxy_protocol'" "$D/out"
 
 finish

@@ -625,7 +625,8 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  tls_certificate /c.pem;\n  tls_key /k.pem;\n" SVC_ROUTE "}\n",
      "t.conf:3:3: service 's' has TLS files but no 'listen ... tls'"},
     {SVC_OPEN "  listen 127.0.0.1:8443 ssl;\n" SVC_ROUTE "}\n",
-     "t.conf:3:25: unknown listen option 'ssl': expected 'tls', 'http2' or 'default'"},
+     "t.conf:3:25: unknown listen option 'ssl': expected 'tls', 'http2', "
+     "'default' or 'proxy_protocol'"},
     {SVC_OPEN "  listen 127.0.0.1:8443 tls tls;\n" SVC_ROUTE "}\n",
      "t.conf:3:29: listen option 'tls' given twice"},
     {SVC_OPEN "  listen 127.0.0.1:8443 http2;\n" SVC_ROUTE "}\n",
