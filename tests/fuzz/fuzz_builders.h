@@ -6,10 +6,10 @@
 
 #include "h2o_inc.h"
 
-/* The Forwarded, X-Forwarded-Host and Via commands the proxy adds to a request for
- * authority, from the peer sa, allocated from pool; ends with H2O_HEADERS_CMD_NULL. */
-const h2o_headers_command_t *fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority,
-                                            int https, int version, const struct sockaddr *sa,
-                                            socklen_t salen);
+/* The Forwarded, X-Forwarded-For, -Proto, -Host and Via lines the proxy writes into a
+ * request head for authority, from the peer sa ("name: value\r\n" each), allocated from
+ * pool. */
+h2o_iovec_t fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority, int https,
+                           int version, const struct sockaddr *sa, socklen_t salen);
 
 #endif

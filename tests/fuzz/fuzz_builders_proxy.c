@@ -1,4 +1,4 @@
-/* The proxy's half of the builders harness (fuzz_builders.c): its request-header commands
+/* The proxy's half of the builders harness (fuzz_builders.c): the header lines it writes
  * for a fuzzed request, from a translation unit of their own because hnd_proxy.c and
  * hnd_redirect.c share static names. */
 #include "../../src/hnd_proxy.c"
@@ -15,14 +15,14 @@ get_peername(h2o_conn_t *conn, struct sockaddr *sa)
     return peer_len;
 }
 
-const h2o_headers_command_t *
+h2o_iovec_t
 fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority, int https, int version,
                const struct sockaddr *sa, socklen_t salen)
 {
     static h2o_conn_callbacks_t cbs = {.get_peername = get_peername};
     static h2o_conn_t conn = {.callbacks = &cbs};
     static h2o_req_t req;
-    const h2o_headers_command_t *cmds;
+    struct headbuf b;
 
     assert(salen <= sizeof(peer));
     memcpy(&peer, sa, salen);
@@ -34,8 +34,9 @@ fuzz_forwarded(h2o_mem_pool_t *pool, h2o_iovec_t authority, int https, int versi
     req.input.authority = authority; /* the host the client named */
     req.scheme = https ? &H2O_URL_SCHEME_HTTPS : &H2O_URL_SCHEME_HTTP;
     req.version = version;
-    cmds = forwarded_cmds(&req);
+    b = (struct headbuf){NULL, 0, 0, &req.pool};
+    put_forwarded(&b, &req);
     /* Allocated in req's copy of the pool: hand it back for the caller to clear. */
     *pool = req.pool;
-    return cmds;
+    return h2o_iovec_init(b.p, b.len);
 }
