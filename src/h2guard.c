@@ -502,29 +502,17 @@ guarded_read(h2o_socket_t *sock, const char *err)
 
 /* libh2o shuts a context's HTTP/2 connections down in two steps: a GOAWAY that lets every
  * stream under way finish but asks for no new one, then a second later (a round trip,
- * for streams already on their way) the final GOAWAY naming the last stream served. It
- * tells only the connections it knows when the drain starts: one whose TLS handshake ends
- * later hears nothing once the final step has run, keeps opening streams, and is cut at
- * shutdown_timeout with some in flight; one that ends just before the final step gets
- * it before its first requests arrive, and they are refused. For such a connection
- * libh2o's shutdown is started over (the first GOAWAY to every connection still open to
- * new streams, the final one a second later); while the final step is more than half a
- * second away, it covers the new connection too and nothing is done. The final step can
- * thus move, by at most a second per late connection, and only for connections accepted
- * before the drain (their handshakes are bounded by handshake_timeout). */
-#define GOAWAY_FINAL_MARGIN_MS 500
-
-static h2o_timeout_cb goaway_final_step;
-
-void
-h2guard_drain_started(h2o_context_t *ctx)
-{
-    h2o_timeout_entry_t *t = &ctx->http2._graceful_shutdown_timeout;
-
-    if (goaway_final_step == NULL && h2o_timeout_is_linked(t))
-        goaway_final_step = t->cb;
-}
-
+ * for streams already on their way) the final GOAWAY naming the last stream served; a
+ * stream that arrives after it is refused. It tells only the connections it knows when
+ * the drain starts. One whose TLS handshake ends later (its client, done with the
+ * handshake first, sends requests already) gets no first GOAWAY: it keeps opening streams
+ * until the final one, and those then on their way are refused; or, once the final step
+ * has run, it hears nothing, and is cut at shutdown_timeout with some in flight. So for
+ * every such connection libh2o's shutdown is started over: the first GOAWAY to every
+ * connection still open to new streams (again, for those that had it: harmless), the
+ * final one a second after this one had its first. The final step thus moves, by at most
+ * a second per late connection, and only for connections accepted before the drain
+ * (their handshakes are bounded by handshake_timeout). */
 static void
 goaway_if_draining(h2o_context_t *ctx)
 {
@@ -532,13 +520,8 @@ goaway_if_draining(h2o_context_t *ctx)
 
     if (!ctx->shutdown_requested || ctx->globalconf->http2.callbacks.request_shutdown == NULL)
         return;
-    if (h2o_timeout_is_linked(t)) {
-        if (t->cb == goaway_final_step &&
-            t->registered_at + ctx->one_sec_timeout.timeout >
-                h2o_now(ctx->loop) + GOAWAY_FINAL_MARGIN_MS)
-            return;
+    if (h2o_timeout_is_linked(t))
         h2o_timeout_unlink(t);
-    }
     t->cb = NULL; /* libh2o starts only once otherwise */
     ctx->globalconf->http2.callbacks.request_shutdown(ctx);
 }

@@ -23,10 +23,6 @@ void h2guard_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock, struct timeval c
  * the connection is closed at its next read. */
 void h2guard_request_done(struct conn *c, h2o_req_t *req);
 
-/* After h2o_context_request_shutdown(ctx): connections accepted from now on are told the
- * worker shuts down too (libh2o tells only those it knows of). */
-void h2guard_drain_started(h2o_context_t *ctx);
-
 /* From c's close hook: its meter, if any, is freed. */
 void h2guard_conn_closed(struct conn *c);
 

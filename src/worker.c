@@ -443,7 +443,6 @@ drain_and_exit(void)
     nctxs = service_rt_contexts(&ctxs);
     for (size_t i = 0; i < nctxs; i++) {
         h2o_context_request_shutdown(ctxs[i]);
-        h2guard_drain_started(ctxs[i]);
         ctxs[i]->http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
     while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {

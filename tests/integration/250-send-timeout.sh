@@ -59,7 +59,7 @@ trap cleanup EXIT
 CONF=$D/percore.conf
 cat >"$CONF" <<CONF
 workers 1;
-max_connections 6;
+max_connections 8;
 shutdown_timeout 5s;
 service dl {
     listen 127.0.0.1:$P;
@@ -144,7 +144,9 @@ check "HTTP/2: the log says a stream's window stayed shut" \
 
 # 3. Slow but steady readers for 5 timeouts: HTTP/1 at 32 KiB/s through a 16 KiB receive
 # buffer, HTTP/2 opening its window at 64 KiB/s; and responses that wait 6 s on their
-# upstream mid-body, over HTTP/1 and HTTP/2.
+# upstream mid-body, over HTTP/1 and HTTP/2. With the holding client, these are
+# max_connections (8) connections: none waits in the accept queue, where a slow reader
+# would see nothing (its reads time out after 5 s) until another connection ends.
 $STALL slow "$P" /f/big.bin plain 32768 10 >"$D/slow.plain" &
 S1=$!
 $STALL slow "$PT" /f/big.bin tls 32768 10 >"$D/slow.tls" &
@@ -228,11 +230,12 @@ expect_eq "HTTP/2 zero window: no temp file for the response" \
 kill "$H2HOLD"
 wait "$H2HOLD" 2>/dev/null
 
-# 6. max_connections (6) filled by the holding client and five that read nothing: a new
+# 6. max_connections (8) filled by the holding client and seven that read nothing: a new
 # client waits, and is served once send_timeout has cut them.
 N0=$(grep -c "closing connection from" "$PC_LOG")
 PIDS=
-for m in "stall $P plain" "stall $P plain" "stall $PT tls" "h2 $PT zero" "h2 $PT noupdate"; do
+for m in "stall $P plain" "stall $P plain" "stall $P plain" "stall $PT tls" "stall $PT tls" \
+    "h2 $PT zero" "h2 $PT noupdate"; do
     # shellcheck disable=SC2086 # split on purpose
     set -- $m
     $STALL "$1" "$2" /f/big.bin "$3" 30 >/dev/null &
@@ -240,13 +243,13 @@ for m in "stall $P plain" "stall $P plain" "stall $PT tls" "h2 $PT zero" "h2 $PT
 done
 filled() {
     [ "$(ss -Htn state established "( sport = :$P or sport = :$PT or sport = :$PP )" |
-        wc -l)" -ge 6 ]
+        wc -l)" -ge 8 ]
 }
-check "six connections fill the worker" wait_for filled
+check "eight connections fill the worker" wait_for filled
 expect_eq "a new client is served once send_timeout cut the stalled ones" \
     "$(curl -s -m 30 "http://127.0.0.1:$P/")" "hello"
-check "the five stalled clients were cut" \
-    wait_for log_count_at_least "closing connection from" $((N0 + 5))
+check "the seven stalled clients were cut" \
+    wait_for log_count_at_least "closing connection from" $((N0 + 7))
 # shellcheck disable=SC2086 # split on purpose
 wait $PIDS
 
