@@ -1003,8 +1003,12 @@ may_retry(struct attempt *a, unsigned why)
 {
     const struct conf_upstream *g = upsel_group(a->h->sel);
 
+    size_t left = 0;
+
+    for (size_t i = 0; i < g->nservers; i++)
+        left += !a->tried[i];
     if (!(g->retry_on & why) || !is_idempotent(a->req->method) || a->retries >= g->retries ||
-        !upsel_take_retry(a->h->sel, now_ms(a->req)) || next_server(a) == -1)
+        left == 0 || !upsel_take_retry(a->h->sel, now_ms(a->req)) || next_server(a) == -1)
         return 0;
     a->retries++;
     return 1;

@@ -181,7 +181,13 @@ frame(struct upclient *u, const struct upclient_head *h, uint64_t *length)
     }
     u->reusable = !close;
     if (u->is_head || h->status == 204 || h->status == 304 || h->status < 200) {
+        /* No body: a body the server sends anyway, after this read, would be taken for
+         * the next request's response (the HEAD desync), so the connection is not kept.
+         * A 204's Content-Length is not passed on (RFC 9110 8.6); HEAD's and 304's are. */
         u->framing = FR_NONE;
+        u->reusable = 0;
+        if (h->status == 204 || h->status < 200)
+            *length = SIZE_MAX;
         return 0;
     }
     if (te) {
@@ -422,6 +428,11 @@ on_proceed(h2o_generator_t *gen, h2o_req_t *req)
     (void)req;
     u->in_flight = 0;
     h2o_buffer_consume(&u->sending, u->sending->size);
+    /* A buffer a burst grew past the usual size is not kept for the rest of the body. */
+    if (u->sending->capacity > UPCLIENT_BUFFER_SIZE) {
+        h2o_buffer_dispose(&u->sending);
+        h2o_buffer_init(&u->sending, &buffer_prototype);
+    }
     if (u->final_sent)
         return;
     if (u->failed) {

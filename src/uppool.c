@@ -16,11 +16,12 @@ struct uppool {
     h2o_timeout_t keepalive;
     h2o_linklist_t idle; /* struct upconn; the most recently used at the end */
     size_t nidle, max_idle;
+    int rcvbuf;
 };
 
 struct uppool *
 uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len, uint64_t keepalive_ms,
-           size_t max_idle)
+           size_t max_idle, int rcvbuf)
 {
     struct uppool *p = xcalloc(1, sizeof(*p));
 
@@ -30,6 +31,7 @@ uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len, uint64_
     h2o_timeout_init(loop, &p->keepalive, keepalive_ms);
     h2o_linklist_init_anchor(&p->idle);
     p->max_idle = max_idle;
+    p->rcvbuf = rcvbuf;
     return p;
 }
 
@@ -110,6 +112,11 @@ uppool_connect(struct uppool *p, upconn_cb cb, void *data)
         free(c);
         return NULL;
     }
+    /* libh2o reads all a socket holds at once: its receive buffer bounds what one read
+     * brings past a response's read-ahead limit. */
+    if (p->rcvbuf > 0)
+        (void)setsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_RCVBUF, &p->rcvbuf,
+                         sizeof(p->rcvbuf));
     c->sock->data = c;
     c->pool = p;
     c->cb = cb;

@@ -30,9 +30,10 @@ struct upconn {
 };
 
 /* A pool for the server at addr, keeping at most max_idle idle connections, each for at
- * most keepalive_ms. */
+ * most keepalive_ms; each connection's receive buffer is rcvbuf bytes (0: the system's,
+ * which grows up to tcp_rmem's maximum). */
 struct uppool *uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len,
-                          uint64_t keepalive_ms, size_t max_idle);
+                          uint64_t keepalive_ms, size_t max_idle, int rcvbuf);
 /* An idle connection, most recently used first, or NULL. The caller owns it. */
 struct upconn *uppool_take(struct uppool *p);
 /* Opens a new connection; cb runs from the loop (never from within this call). NULL when

@@ -98,6 +98,15 @@ build_ring(struct upsel *s)
     qsort(s->ring, s->nring, sizeof(*s->ring), point_cmp);
 }
 
+/* A connection's receive buffer: the group's read-ahead, from 64 KiB to 1 MiB (the
+ * kernel doubles it), so a slow client's response holds about that much, not what
+ * autotuning lets a socket gather. */
+static int
+rcvbuf_for(uint64_t buffer_size)
+{
+    return buffer_size < 65536 ? 65536 : buffer_size > 1048576 ? 1048576 : (int)buffer_size;
+}
+
 struct upsel *
 upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
 {
@@ -111,7 +120,8 @@ upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
     s->srv = xcalloc(g->nservers, sizeof(*s->srv));
     for (size_t i = 0; i < g->nservers; i++)
         s->srv[i].pool = uppool_new(loop, (const struct sockaddr *)&g->servers[i].ss,
-                                    g->servers[i].sslen, (uint64_t)g->keepalive_ms, 1024);
+                                    g->servers[i].sslen, (uint64_t)g->keepalive_ms, 1024,
+                                    rcvbuf_for(g->buffer_size));
     if (g->balance == BALANCE_HASH)
         build_ring(s);
     s->link = selectors;
