@@ -43,7 +43,7 @@ NCPU=$(nproc)
 free_port() {
     local used
     while :; do
-        PORT=$((RANDOM % 20000 + 30000))
+        PORT=$((RANDOM % 20000 + 10000)) # below the ephemeral ports
         used=$(ss -Htln "sport = :${PORT}" || true)
         [[ -z "${used}" ]] && return
     done

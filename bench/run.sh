@@ -49,7 +49,7 @@ fi
 
 free_port() {
     while :; do
-        p=$((RANDOM % 20000 + 30000))
+        p=$((RANDOM % 20000 + 10000)) # below the ephemeral ports
         [ -z "$(ss -Htln "sport = :$p")" ] && { echo "$p"; return; }
     done
 }

@@ -26,7 +26,7 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; r
 for t in wrk h2load openssl "$NGINX" "$PERCORE"; do
     command -v "$t" >/dev/null || { echo "bench: $t is missing" >&2; exit 1; }
 done
-port() { while :; do p=$((RANDOM % 20000 + 30000)); [ -z "$(ss -Htln "sport = :$p")" ] && { echo "$p"; return; }; done; }
+port() { while :; do p=$((RANDOM % 20000 + 10000)); [ -z "$(ss -Htln "sport = :$p")" ] && { echo "$p"; return; }; done; }
 
 # nginx's and h2o's workers run as nobody when started as root: the files must be readable
 # to them (a 403 is much cheaper to send than a file, and would make the comparison
