@@ -11,6 +11,7 @@
 
 #include "clientaddr.h"
 #include "conf.h"
+#include "util.h"
 
 /* The bytes of an address, as networks hold them: an IPv4-mapped IPv6 address as IPv4.
  * 0 for a family that has no IP address. */
@@ -152,22 +153,6 @@ bad:
     return -1;
 }
 
-/* A port of 1 to 5 digits up to 65535, no leading zero (but "0"); -1 otherwise. */
-static int
-parse_port(const char *s, size_t len)
-{
-    unsigned v = 0;
-
-    if (len == 0 || len > 5 || (s[0] == '0' && len > 1))
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    return v <= 65535 ? (int)v : -1;
-}
-
 socklen_t
 clientaddr_parse_entry(const char *s, size_t len, struct sockaddr_storage *ss)
 {
@@ -207,7 +192,7 @@ clientaddr_parse_entry(const char *s, size_t len, struct sockaddr_storage *ss)
             alen = len;
         }
     }
-    if (alen == 0 || alen >= sizeof(buf) || (port != NULL && (p = parse_port(port, plen)) < 0))
+    if (alen == 0 || alen >= sizeof(buf) || (port != NULL && (p = util_port_text(port, plen)) < 0))
         return 0;
     memcpy(buf, s, alen);
     buf[alen] = '\0';

@@ -110,7 +110,6 @@ struct conf_upserver {
     unsigned max_inflight; /* `max_inflight=N`: requests at once across workers; 0: any */
     int tls;            /* https:// */
     char *host;         /* the URL's host: the TLS name unless tls_name */
-    int state; /* its record in the shared upstream state (upstate.c); -1: none */
 };
 
 /* An upstream group: `upstream NAME { server ...; }`, or the servers written on a `proxy`
@@ -132,7 +131,6 @@ struct conf_upstream {
     unsigned retries;        /* attempts after the first */
     unsigned retry_budget;   /* retries, in percent of requests over 10 s */
     unsigned retry_on;       /* RETRY_ bits */
-    int proxy_protocol;      /* 0, 1 or 2: the PROXY header version sent */
     struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
     void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
 };

@@ -21,28 +21,11 @@ static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 
 /* ---- version 1: "PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n" ---- */
 
-/* A port: 1 to 5 digits up to 65535, no leading zero (but "0"); -1 otherwise. */
-static int
-v1_port(const char *s)
-{
-    size_t len = strlen(s);
-    unsigned v = 0;
-
-    if (len == 0 || len > 5 || (s[0] == '0' && len > 1))
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    return v <= 65535 ? (int)v : -1;
-}
-
 /* addr and port of family fam into ss; its length, or 0 when either is malformed. */
 static socklen_t
 v1_sockaddr(int fam, const char *addr, const char *port, struct sockaddr_storage *ss)
 {
-    int p = v1_port(port);
+    int p = util_port_text(port, strlen(port));
 
     memset(ss, 0, sizeof(*ss));
     if (p < 0)

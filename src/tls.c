@@ -24,8 +24,8 @@
 /* "what: reason" in err, the reason being OpenSSL's first error queued: the cause (the
  * later ones only say where it surfaced, such as "PEM lib"). Then the queue is cleared, so
  * that it is empty for the next call to check. */
-static void
-ssl_error(char *err, size_t errlen, const char *what)
+void
+tls_ssl_error(char *err, size_t errlen, const char *what)
 {
     char reason[256] = "unknown error";
     unsigned long e = ERR_peek_error();
@@ -37,8 +37,8 @@ ssl_error(char *err, size_t errlen, const char *what)
 }
 
 /* OpenSSL says "system lib" for a missing file: say what the system said. */
-static int
-readable(const char *path, char *err, size_t errlen)
+int
+tls_readable(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "re");
 
@@ -255,12 +255,12 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, c
     static const h2o_iovec_t alpn[] = {{(char *)"http/1.1", 8}, {NULL, 0}};
     SSL_CTX *ctx;
 
-    if (!readable(cert, err, errlen) || !readable(key, err, errlen))
+    if (!tls_readable(cert, err, errlen) || !tls_readable(key, err, errlen))
         return NULL;
     ERR_clear_error(); /* errors queued before are not this context's */
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        ssl_error(err, errlen, "SSL_CTX_new");
+        tls_ssl_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -269,15 +269,15 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, c
     /* Idle TLS connections keep no read/write buffers: about a third less memory. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        ssl_error(err, errlen, cert);
+        tls_ssl_error(err, errlen, cert);
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        ssl_error(err, errlen, key);
+        tls_ssl_error(err, errlen, key);
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        ssl_error(err, errlen, key);
+        tls_ssl_error(err, errlen, key);
         goto fail;
     }
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)service,
@@ -286,7 +286,7 @@ tls_ctx_new(const char *service, const char *cert, const char *key, int http2, c
                                                   : SSL_MAX_SID_CTX_LENGTH));
     h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : alpn);
     if (ring != NULL && use_ring(ctx, service) == -1) {
-        ssl_error(err, errlen, "session ticket keys");
+        tls_ssl_error(err, errlen, "session ticket keys");
         goto fail;
     }
     return ctx;

@@ -14,6 +14,12 @@ void *tls_ctx_new(const char *service, const char *cert, const char *key, int ht
                   char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
 
+/* "what: reason" in err, the reason OpenSSL's first queued error; the queue is cleared. */
+void tls_ssl_error(char *err, size_t errlen, const char *what);
+/* Whether path can be opened for reading; if not, "path: the system's reason" in err
+ * (OpenSSL would only say "system lib"). */
+int tls_readable(const char *path, char *err, size_t errlen);
+
 /* The session ticket secrets, in memory shared by the master and all workers. */
 struct tls_tickets;
 

@@ -213,7 +213,7 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req);
 static void on_body(struct upclient *u);
 static void on_read(h2o_socket_t *sock, const char *err);
 
-/* Parses the head in the input, skipping interim (1xx) responses; 0 when there is one, 1
+/* Parses the head in the input, skipping interim (1xx) responses but 101; 0 when there is one, 1
  * when more bytes are needed, -1 when the exchange ended. */
 static int
 read_head(struct upclient *u)
@@ -240,11 +240,12 @@ read_head(struct upclient *u)
             fail(u, UPF_INVALID, "invalid response head");
             return -1;
         }
-        if (h.status == 101 && !u->upgrade) {
+        /* No request asks to upgrade (Upgrade is hop-by-hop, not sent on). */
+        if (h.status == 101) {
             fail(u, UPF_INVALID, "101 response to a request that did not ask to upgrade");
             return -1;
         }
-        if (h.status >= 200 || h.status == 101)
+        if (h.status >= 200)
             break;
         h2o_buffer_consume(&u->conn->sock->input, (size_t)rc);
         in = u->conn->sock->input;

@@ -32,9 +32,10 @@ struct upclient_cbs {
     /* The exchange failed before a head: its connection is closed; the caller may try
      * again elsewhere or answer. */
     void (*on_fail)(void *data, enum upclient_fail why, const char *err);
-    /* A head (1xx but 101 skipped): the caller sets req->res from it and returns 0, and the
-     * body then streams to the client; or it returns -1: the connection is closed and
-     * on_fail gets UPF_REFUSED (where the caller may start the exchange again). */
+    /* A final head (1xx skipped; a 101 fails as UPF_INVALID): the caller sets req->res from
+     * it and returns 0, and the body then streams to the client; or it returns -1: the
+     * connection is closed and on_fail gets UPF_REFUSED (where the caller may start the
+     * exchange again). */
     int (*on_head)(void *data, const struct upclient_head *h);
 };
 
@@ -57,7 +58,6 @@ struct upclient {
     int framing;
     int is_head;
     int got_bytes, head_done, body_done, final_sent, in_flight, reading, failed, reusable;
-    int upgrade;
 };
 
 /* Starts the exchange on c (which it now owns): writes head and body (both must live as

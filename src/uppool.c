@@ -123,9 +123,3 @@ uppool_connect(struct uppool *p, upconn_cb cb, void *data)
     c->data = data;
     return c;
 }
-
-size_t
-uppool_idle(const struct uppool *p)
-{
-    return p->nidle;
-}

@@ -44,7 +44,5 @@ void uppool_put(struct upconn *c);
 /* Closes a connection the caller owns (also one still connecting: the attempt ends and
  * its callback does not run). */
 void upconn_close(struct upconn *c);
-/* How many idle connections p holds. */
-size_t uppool_idle(const struct uppool *p);
 
 #endif

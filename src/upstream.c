@@ -161,7 +161,7 @@ int
 upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_pos *pos,
                     int with_path, char *err, size_t errlen)
 {
-    struct conf_upserver u = {.weight = 1, .state = -1};
+    struct conf_upserver u = {.weight = 1};
     int rc;
 
     if (strncmp(url, "unix:", 5) == 0) {

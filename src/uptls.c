@@ -22,6 +22,7 @@
 
 #include "heritage.h"
 #include "log.h"
+#include "tls.h"
 #include "uptls.h"
 #include "util.h"
 
@@ -299,32 +300,17 @@ ex_indices(void)
 
 /* ---- the context (master) ---- */
 
-/* "what: reason" in err, the reason being OpenSSL's first error queued (the later ones
- * only say where it surfaced); the queue is then cleared. */
-static void
-ssl_error(char *err, size_t errlen, const char *what)
-{
-    char reason[256] = "unknown error";
-    unsigned long e = ERR_peek_error();
-
-    if (e != 0)
-        ERR_error_string_n(e, reason, sizeof(reason));
-    ERR_clear_error();
-    snprintf(err, errlen, "%s: %s", what, reason);
-}
-
-/* OpenSSL says "system lib" for a missing file: say what the system said. */
+/* tls_readable, with why after the reason when the file cannot be read. */
 static int
 readable(const char *path, const char *why, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "re");
+    size_t n;
 
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s%s", path, strerror(errno), why);
-        return 0;
-    }
-    fclose(f);
-    return 1;
+    if (tls_readable(path, err, errlen))
+        return 1;
+    n = strlen(err);
+    snprintf(err + n, errlen - n, "%s", why);
+    return 0;
 }
 
 /* The system's CA file, as OpenSSL finds it (SSL_CERT_FILE, else its built-in path). Its
@@ -345,18 +331,18 @@ static int
 load_files(SSL_CTX *ctx, const struct uptls_conf *c, const char *ca, char *err, size_t errlen)
 {
     if (ca != NULL && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-        ssl_error(err, errlen, ca);
+        tls_ssl_error(err, errlen, ca);
         return -1;
     }
     if (c->cert_file == NULL)
         return 0;
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert_file) != 1) {
-        ssl_error(err, errlen, c->cert_file);
+        tls_ssl_error(err, errlen, c->cert_file);
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, c->key_file, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        ssl_error(err, errlen, c->key_file);
+        tls_ssl_error(err, errlen, c->key_file);
         return -1;
     }
     return 0;
@@ -383,18 +369,18 @@ uptls_ctx_new(const struct uptls_conf *c, char *err, size_t errlen)
         if (!readable(ca, " (the system's CAs, as no tls_ca is given)", err, errlen))
             return NULL;
     }
-    if ((ca != NULL && !readable(ca, "", err, errlen)) ||
-        (c->cert_file != NULL && !readable(c->cert_file, "", err, errlen)) ||
-        (c->key_file != NULL && !readable(c->key_file, "", err, errlen)))
+    if ((ca != NULL && !tls_readable(ca, err, errlen)) ||
+        (c->cert_file != NULL && !tls_readable(c->cert_file, err, errlen)) ||
+        (c->key_file != NULL && !tls_readable(c->key_file, err, errlen)))
         return NULL;
     if (ex_indices() == -1) {
-        ssl_error(err, errlen, "ex_data index");
+        tls_ssl_error(err, errlen, "ex_data index");
         return NULL;
     }
     ERR_clear_error(); /* errors queued before are not this context's */
     ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) {
-        ssl_error(err, errlen, "SSL_CTX_new");
+        tls_ssl_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -404,7 +390,7 @@ uptls_ctx_new(const struct uptls_conf *c, char *err, size_t errlen)
     if (load_files(ctx, c, ca, err, errlen) == -1)
         goto fail;
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
-        ssl_error(err, errlen, "ALPN");
+        tls_ssl_error(err, errlen, "ALPN");
         goto fail;
     }
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify ? on_verify : NULL);
@@ -416,7 +402,7 @@ uptls_ctx_new(const struct uptls_conf *c, char *err, size_t errlen)
     cd->verify = verify;
     if (SSL_CTX_set_ex_data(ctx, ctx_idx, cd) != 1) {
         free(cd);
-        ssl_error(err, errlen, "SSL_CTX_set_ex_data");
+        tls_ssl_error(err, errlen, "SSL_CTX_set_ex_data");
         goto fail;
     }
     return ctx;

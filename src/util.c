@@ -146,6 +146,21 @@ util_parse_port(const char *s)
     return v >= 1 ? v : -1;
 }
 
+int
+util_port_text(const char *s, size_t len)
+{
+    unsigned v = 0;
+
+    if (len == 0 || len > 5 || (s[0] == '0' && len > 1))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v <= 65535 ? (int)v : -1;
+}
+
 uint64_t
 util_hash_str(const char *s)
 {

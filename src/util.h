@@ -26,8 +26,12 @@ int util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *
 int64_t util_now_ms(void);
 
 /* A TCP port from 1 to 65535 written in decimal digits only (no sign or space), or -1: the
- * one port parser, for listen addresses, upstream URLs and FastCGI addresses alike. */
+ * port parser for listen addresses, upstream URLs and FastCGI addresses alike (a
+ * configuration's; util_port_text is a request's). */
 int util_parse_port(const char *s);
+/* A port as it comes in a protocol's text, s[0..len): 1 to 5 digits, no leading zero (but
+ * "0"), 0 to 65535; -1 otherwise. */
+int util_port_text(const char *s, size_t len);
 
 /* A multimap from 64-bit hashes to pairs of indices, for finding equal items among many
  * without comparing each with each (duplicate checks of the config loader). The caller
