@@ -309,9 +309,15 @@ void
 ctl_reply(int cfd, const char *line)
 {
     static char nl[] = "\n";
-    struct iovec iov[2] = {{(void *)line, strlen(line)}, {nl, 1}};
+    size_t len = strlen(line);
+    struct iovec iov[2] = {{(void *)line, len}, {nl, 1}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    int size = 2 * CTL_REPLY_MAX;
 
+    /* A long text (the status of many upstream servers) goes in one piece: the socket's
+     * buffer is made room for, as far as net.core.wmem_max allows. */
+    if (len > 16 * 1024)
+        (void)setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     (void)!sendmsg(cfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 

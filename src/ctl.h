@@ -59,7 +59,10 @@ void ctl_expire(struct ctl *c, int64_t now);
 size_t ctl_fds(const struct ctl *c, int *fds);
 /* Close everything and remove the files this master made. */
 void ctl_close(struct ctl *c);
-/* Send one line to a client (a trailing newline is added), never blocking. */
+/* The longest text one ctl_reply may send: it fits in a client socket's send buffer. */
+#define CTL_REPLY_MAX (256 * 1024)
+/* Send one line, or several joined by newlines (at most CTL_REPLY_MAX bytes), to a client
+ * (a trailing newline is added), never blocking. */
 void ctl_reply(int cfd, const char *line);
 
 /* Client: send cmd to the master of conf_path and print its answer. Returns the exit

@@ -16,6 +16,7 @@ struct conf;
 struct listener;
 struct metrics_region;
 struct tls_tickets;
+struct upstate_region;
 
 struct heritage {
     /* Who the worker is. */
@@ -33,11 +34,13 @@ struct heritage {
 
     /* Shared memory, mapped by the master before the first fork and never unmapped: the
      * workers' counters and heartbeats (metrics.c; the worker writes only slot
-     * metrics_idx), and the session ticket secrets (tls.c; NULL if never made). A worker
-     * attaches to both at start, before it makes any use of them. */
+     * metrics_idx), the session ticket secrets (tls.c; NULL if never made), and the
+     * upstream servers' health and counters (upstate.c). A worker attaches to them at
+     * start, before it makes any use of them. */
     struct metrics_region *metrics;
     int metrics_idx;
     struct tls_tickets *tickets;
+    struct upstate_region *upstate;
 
     /* fds: the write end of the master's worker-message pipe (struct wmsg, worker.h), and
      * the master's own (signalfd, that pipe's read end, the control socket, its clients),

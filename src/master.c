@@ -32,6 +32,7 @@
 #include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
+#include "upstate.h"
 #include "util.h"
 #include "worker.h"
 
@@ -43,6 +44,9 @@
 #define STATUS_INTERVAL_MS 2000
 #define HANG_CHECK_MS 250
 #define HEARTBEAT_FRESH_MS 3000 /* a worker's loop turned this recently: fit for WATCHDOG=1 */
+/* Metrics slots: room for two full generations during a reload, plus stragglers. */
+#define WORKER_SLOTS (2 * CONF_WORKERS_MAX + 64)
+_Static_assert(WORKER_SLOTS <= UPSTATE_WORKER_SLOTS, "upstate.h counts fewer worker slots");
 #define CTL_CLIENTS_MAX 16
 /* The master's own fds: signalfd, the notify pipe, the control socket's and its clients. */
 #define MASTER_FDS_MAX (4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX)
@@ -82,6 +86,7 @@ struct master {
     int drain_started;
     struct sockets socks; /* the listeners every worker inherits */
     struct metrics_region *metrics;
+    struct upstate_region *upstate;
     struct wproc *procs;
     size_t nprocs;
     int sigfd, notify_rd, notify_wr;
@@ -145,6 +150,7 @@ find_proc(pid_t pid)
 static void
 remove_proc(struct wproc *p)
 {
+    upstate_worker_gone(p->mslot, p->pid);
     metrics_release(p->mslot);
     *p = master.procs[--master.nprocs];
 }
@@ -184,6 +190,7 @@ spawn_worker(unsigned slot, unsigned gen, const struct conf *c, int mslot)
         .metrics = master.metrics,
         .metrics_idx = mslot,
         .tickets = tls_tickets(),
+        .upstate = master.upstate,
         .notify_fd = master.notify_wr,
         .master_fds = fds,
         .nmaster_fds = master_fds(fds),
@@ -376,6 +383,7 @@ reload_failed(const char *why, const char *status_why)
     if (master.state == M_RELOADING)
         kill_generation(master.next_gen);
     sockets_rollback(&master.socks);
+    upstate_discard();
     conf_free(master.next_conf);
     master.next_conf = NULL;
     master.state = M_RUNNING;
@@ -404,6 +412,7 @@ commit_reload(void)
     assert(master.state == M_RELOADING && master.next_conf != NULL);
     drain_workers(master.next_gen, old_timeout);
     sockets_commit(&master.socks, master.next_nslots);
+    upstate_commit();
     if (log_changed(master.conf, master.next_conf) &&
         log_open(master.next_conf->log_target, master.next_conf->log_path) == -1)
         log_warn("cannot open log '%s', keeping the current log", master.next_conf->log_path);
@@ -722,6 +731,18 @@ queue_reload(int fd)
     start_reload();
 }
 
+/* The status's lines on the serving config's upstream servers, in one write (a thousand
+ * small ones could fill the socket faster than the client reads: the master never waits). */
+static void
+reply_upstreams(int fd)
+{
+    char *text = xmalloc(CTL_REPLY_MAX);
+
+    if (upstate_status_text(util_now_ms(), time(NULL), text, CTL_REPLY_MAX) > 0)
+        ctl_reply(fd, text);
+    free(text);
+}
+
 /* A control client's command line; fd is ours to answer and close. */
 static void
 on_command(int fd, const char *cmd)
@@ -731,6 +752,7 @@ on_command(int fd, const char *cmd)
     if (strcmp(cmd, "status") == 0) {
         status_line(status, sizeof(status));
         ctl_reply(fd, status);
+        reply_upstreams(fd);
         answer_close(fd, "ok");
     } else if (strcmp(cmd, "reload") == 0) {
         queue_reload(fd);
@@ -923,9 +945,11 @@ master_init(struct conf *conf, const struct master_opts *opts)
     master.state = M_STARTING;
     master.watchdog_ms = sysd_watchdog_ms();
     log_set_role(-1, 0);
-    /* Room for two full generations during a reload, plus stragglers. */
-    master.metrics = metrics_init(2 * CONF_WORKERS_MAX + 64);
+    master.metrics = metrics_init(WORKER_SLOTS);
     register_services(master.conf);
+    /* The config's upstream servers were registered as it was loaded. */
+    master.upstate = upstate_init();
+    upstate_commit();
     setup_signals();
     if (ctl_start(&master.ctl, err, sizeof(err)) == -1)
         fatalx("%s", err);

@@ -30,6 +30,8 @@
 #include "service_rt.h"
 #include "tls.h"
 #include "tlsaccept.h"
+#include "upprobe.h"
+#include "upstate.h"
 #include "util.h"
 #include "worker.h"
 
@@ -436,6 +438,7 @@ drain_and_exit(void)
     size_t nctxs;
 
     linger_arm_all();
+    upprobe_stop(); /* the leases go to the next generation's workers */
     for (size_t i = 0; i < this_worker.nlsocks; i++) {
         h2o_socket_read_stop(this_worker.lsocks[i]);
         h2o_socket_close(this_worker.lsocks[i]);
@@ -465,6 +468,7 @@ worker_run(const struct heritage *h)
     this_worker.heritage = h;
     metrics_attach(h->metrics);
     tls_tickets_attach(h->tickets);
+    upstate_attach(h->upstate, h->metrics_idx);
     this_worker.metrics = metrics_slot(h->metrics_idx);
     reqcheck_init(this_worker.metrics);
     this_worker.loop = h2o_evloop_create();
