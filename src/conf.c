@@ -91,7 +91,7 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
-    set_retry_on, set_uptls, set_trusted;
+    set_retry_on, set_uptls, set_trusted, set_health_check;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -157,6 +157,9 @@ static const struct directive directives[] = {
     TIME("header_timeout", SERVICE, header_timeout_ms, CONF_DEFAULT_CONN_TIMEOUT_MS, 100),
     CUSTOM("header_unset", ROUTE, 1, 1, D_REPEAT, set_header, &hdr_unset, "header_unset NAME"),
     HANDLER("health", hnd_health_ops),
+    CUSTOM("health_check", UPSTREAM, 1, 6, 0, set_health_check, NULL,
+           "health_check /PATH [interval=TIME] [timeout=TIME] [fall=N] [rise=N] "
+           "[status=LOW-HIGH]"),
     {"http2", CTX_SERVICE, FIELD(SERVICE, http2, int), F_INT, 0, 1, 1, 0, set_http2, 0, 0,
      on_off, "http2 on|off"},
     /* libh2o advertises SETTINGS_MAX_CONCURRENT_STREAMS 100 whatever we set. */
@@ -1195,6 +1198,28 @@ set_retry_on(struct loader *ld, const struct directive *d, const struct conf_nod
         bits |= bit;
     }
     g->retry_on = bits;
+    return 0;
+}
+
+/* `health_check /PATH [interval=TIME] [timeout=TIME] [fall=N] [rise=N] [status=LO-HI]`. */
+static int
+set_health_check(struct loader *ld, const struct directive *d, const struct conf_node *n,
+                 void *obj)
+{
+    struct conf_upstream *g = obj;
+    char err[600];
+    int rc;
+
+    if (upstream_check_path(g, n->args[0].s, err, sizeof(err)) == -1)
+        return err_at(ld, &n->args[0].pos, "%s", err);
+    for (size_t i = 1; i < n->nargs; i++) {
+        rc = upstream_check_option(g, n->args[i].s, err, sizeof(err));
+        if (rc == 0)
+            return err_at(ld, &n->args[i].pos, "unknown health_check option '%s'; usage: %s",
+                          n->args[i].s, d->usage);
+        if (rc == -1)
+            return err_at(ld, &n->args[i].pos, "%s", err);
+    }
     return 0;
 }
 

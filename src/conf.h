@@ -10,6 +10,7 @@
 #include "conf_parse.h"
 #include "listener.h"
 #include "log.h"
+#include "upstate.h"
 
 struct hnd_ops;
 struct regex;
@@ -110,6 +111,7 @@ struct conf_upserver {
     unsigned max_inflight; /* `max_inflight=N`: requests at once across workers; 0: any */
     int tls;            /* https:// */
     char *host;         /* the URL's host: the TLS name unless tls_name */
+    int state;          /* its record in the shared region (upstate_register) */
 };
 
 /* An upstream group: `upstream NAME { server ...; }`, or the servers written on a `proxy`
@@ -133,6 +135,9 @@ struct conf_upstream {
     unsigned retry_on;       /* RETRY_ bits */
     struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
     void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
+    /* Passive ejection (from max_fails, fail_timeout) and `health_check` (check.path NULL:
+     * none; owned), as the shared records apply them; complete after upstream_finish. */
+    struct upstate_policy policy;
 };
 
 struct conf_listen {

@@ -65,7 +65,10 @@ struct attempt {
     size_t idx;       /* the server of this attempt */
     uint8_t *tried;   /* a byte per server */
     unsigned retries; /* attempts that re-sent the request */
-    int counted;      /* holds one of server idx's active requests */
+    int counted;      /* holds one of server idx's requests in flight */
+    int reporting;    /* an attempt at server idx whose end its record has not learnt */
+    int64_t connect_start_us, sent_us; /* monotonic; sent_us 0 before the exchange */
+    uint64_t connect_us;               /* UPSTATE_NONE: none (a kept connection) */
     struct upconn *connecting;
     h2o_timeout_entry_t timer; /* while connecting */
     int reused;                /* the exchange runs on a kept connection */
@@ -858,12 +861,28 @@ url_of(const struct attempt *a)
 }
 
 static void
-set_active(struct attempt *a, int on)
+release(struct attempt *a)
 {
-    if (a->counted == on)
+    if (!a->counted)
         return;
-    upsel_active(a->h->sel, a->idx, on ? 1 : -1);
-    a->counted = on;
+    upsel_release(a->h->sel, a->idx);
+    a->counted = 0;
+}
+
+/* The attempt at server idx ended with r (status: the response's, or 0): its record
+ * counts it and holds it for or against the server, once. */
+static void
+report(struct attempt *a, enum upstate_result r, int status)
+{
+    int64_t now = util_now_us();
+    uint64_t response_us = a->sent_us != 0 && status != 0 ? (uint64_t)(now - a->sent_us)
+                                                          : UPSTATE_NONE;
+
+    if (!a->reporting)
+        return;
+    a->reporting = 0;
+    upstate_report(upsel_state(a->h->sel, a->idx), &upsel_group(a->h->sel)->policy, r,
+                   a->connect_us, response_us, status, now / 1000);
 }
 
 static void
@@ -872,6 +891,9 @@ start_exchange(struct attempt *a, struct upconn *c, int reused)
     h2o_req_t *req = a->req;
 
     a->reused = reused;
+    if (!reused)
+        a->connect_us = (uint64_t)(util_now_us() - a->connect_start_us);
+    a->sent_us = util_now_us();
     if (a->head.base == NULL || a->head_idx != a->idx) {
         a->head = build_head(a);
         a->head_idx = a->idx;
@@ -881,18 +903,25 @@ start_exchange(struct attempt *a, struct upconn *c, int reused)
                    &a->h->io_timeout, a->h->conf->buffer_size, &client_cbs, a);
 }
 
-/* The next server for this request, or -1 when every one was tried. */
+/* The next server for this request, counted in flight there, or -1 when every one was
+ * tried or is at its max_inflight. */
 static int
 next_server(struct attempt *a)
 {
+    int64_t now = util_now_ms();
     size_t i;
 
-    set_active(a, 0);
-    i = upsel_pick(a->h->sel, now_ms(a->req), a->tried, a->key);
-    if (i == SIZE_MAX)
-        return -1;
+    release(a);
+    for (;;) {
+        i = upsel_pick(a->h->sel, now, a->tried, a->key);
+        if (i == SIZE_MAX)
+            return -1;
+        a->tried[i] = 1;
+        if (upsel_claim(a->h->sel, i) == 0)
+            break;
+    }
     a->idx = i;
-    a->tried[i] = 1;
+    a->counted = 1;
     return 0;
 }
 
@@ -900,12 +929,12 @@ next_server(struct attempt *a)
  * it): the next one is tried, else the client gets 502 (504 when the last one did not
  * answer in time). */
 static void
-connect_failed(struct attempt *a, const char *err)
+connect_failed(struct attempt *a, enum upstate_result r, const char *err)
 {
-    upsel_failed(a->h->sel, a->idx, now_ms(a->req), err);
+    report(a, r, 0);
     if (next_server(a) == -1) {
         h2o_req_log_error(a->req, "proxy", "%s (upstream %s)", err, url_of(a));
-        if (strcmp(err, "connection timeout") == 0)
+        if (r == UPSTATE_CONNECT_TIMEOUT)
             h2o_send_error_generic(a->req, 504, hnd_reason(504), "no upstream answered\n", 0);
         else
             h2o_send_error_502(a->req, hnd_reason(502), "no upstream answered\n", 0);
@@ -925,7 +954,7 @@ on_handshake(h2o_socket_t *sock, const char *err)
     h2o_timeout_unlink(&a->timer);
     if (err != NULL) {
         upconn_close(c);
-        connect_failed(a, err);
+        connect_failed(a, UPSTATE_TLS, err);
         return;
     }
     start_exchange(a, c, 0);
@@ -942,7 +971,8 @@ on_connected(struct upconn *c, const char *err, void *data)
         a->connecting = NULL;
         h2o_timeout_unlink(&a->timer);
         upconn_close(c);
-        connect_failed(a, err == h2o_socket_error_conn_fail ? "connection failed" : err);
+        connect_failed(a, UPSTATE_CONNECT_FAILED,
+                       err == h2o_socket_error_conn_fail ? "connection failed" : err);
         return;
     }
     if (u->tls) {
@@ -965,16 +995,21 @@ on_connect_timeout(h2o_timeout_entry_t *entry)
 
     upconn_close(a->connecting);
     a->connecting = NULL;
-    connect_failed(a, "connection timeout");
+    connect_failed(a, UPSTATE_CONNECT_TIMEOUT, "connection timeout");
 }
 
 static void
 connect_new(struct attempt *a)
 {
-    struct upconn *c = uppool_connect(upsel_pool(a->h->sel, a->idx), on_connected, a);
+    struct upconn *c;
 
+    a->connect_start_us = util_now_us();
+    c = uppool_connect(upsel_pool(a->h->sel, a->idx), on_connected, a);
     if (c == NULL) {
-        connect_failed(a, strerror(errno));
+        /* ENOENT: no socket at a unix path, as good as refused. */
+        connect_failed(a, errno == ECONNREFUSED || errno == ENOENT ? UPSTATE_CONNECT_REFUSED
+                                                                   : UPSTATE_CONNECT_FAILED,
+                       strerror(errno));
         return;
     }
     a->connecting = c;
@@ -987,7 +1022,9 @@ try_upstream(struct attempt *a)
 {
     struct upconn *c;
 
-    set_active(a, 1);
+    a->reporting = 1;
+    a->connect_us = UPSTATE_NONE;
+    a->sent_us = 0;
     c = uppool_take(upsel_pool(a->h->sel, a->idx));
     if (c != NULL)
         start_exchange(a, c, 1);
@@ -1011,6 +1048,7 @@ may_retry(struct attempt *a, unsigned why)
         left == 0 || !upsel_take_retry(a->h->sel, now_ms(a->req)) || next_server(a) == -1)
         return 0;
     a->retries++;
+    upstate_count_retry(upsel_state(a->h->sel, a->idx));
     return 1;
 }
 
@@ -1034,7 +1072,8 @@ on_fail(void *data, enum upclient_fail why, const char *err)
         return;
     }
     h2o_req_log_error(req, "proxy", "%s (upstream %s)", err, url_of(a));
-    upsel_failed(a->h->sel, a->idx, now_ms(req), why == UPF_TIMEOUT ? "timed out" : err);
+    report(a, why == UPF_TIMEOUT ? UPSTATE_RESPONSE_TIMEOUT
+              : why == UPF_INVALID ? UPSTATE_INVALID : UPSTATE_CLOSED, 0);
     if (may_retry(a, why == UPF_TIMEOUT ? RETRY_TIMEOUT : RETRY_ERROR)) {
         try_upstream(a);
         return;
@@ -1070,13 +1109,11 @@ on_head_or_retry(void *data, const struct upclient_head *uh)
     unsigned bit = status_bit(uh->status);
 
     if (bit != 0 && (upsel_group(a->h->sel)->retry_on & bit)) {
-        char why[32];
-        snprintf(why, sizeof(why), "status %d", uh->status);
-        upsel_failed(a->h->sel, a->idx, now_ms(a->req), why);
+        report(a, UPSTATE_STATUS, uh->status);
         if (may_retry(a, bit))
             return -1; /* on_fail (UPF_REFUSED) sends it on */
     } else {
-        upsel_answered(a->h->sel, a->idx);
+        report(a, UPSTATE_OK, uh->status);
     }
     return on_head(data, uh);
 }
@@ -1091,7 +1128,8 @@ on_attempt_dispose(void *p)
     if (a->connecting != NULL)
         upconn_close(a->connecting);
     h2o_timeout_unlink(&a->timer);
-    set_active(a, 0);
+    report(a, UPSTATE_ABORTED, 0);
+    release(a);
     upclient_dispose(&a->client);
 }
 

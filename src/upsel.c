@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "upstate.h"
 #include "upsel.h"
 #include "uppool.h"
 #include "util.h"
@@ -23,11 +24,8 @@
 
 struct server_rt {
     struct uppool *pool;
-    size_t active;
-    int64_t cur;        /* smooth round robin score */
-    unsigned fails;     /* within the window from fail_start */
-    int64_t fail_start; /* ms */
-    int64_t down_until; /* ms */
+    struct upstate *state; /* shared by every worker: health, in flight, counters */
+    int64_t cur;           /* smooth round robin score */
 };
 
 struct ring_point {
@@ -118,10 +116,12 @@ upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
     s = xcalloc(1, sizeof(*s));
     s->g = g;
     s->srv = xcalloc(g->nservers, sizeof(*s->srv));
-    for (size_t i = 0; i < g->nservers; i++)
+    for (size_t i = 0; i < g->nservers; i++) {
         s->srv[i].pool = uppool_new(loop, (const struct sockaddr *)&g->servers[i].ss,
                                     g->servers[i].sslen, (uint64_t)g->keepalive_ms, 1024,
                                     rcvbuf_for(g->buffer_size));
+        s->srv[i].state = upstate_get(g->servers[i].state);
+    }
     if (g->balance == BALANCE_HASH)
         build_ring(s);
     s->link = selectors;
@@ -141,14 +141,24 @@ upsel_pool(struct upsel *s, size_t i)
     return s->srv[i].pool;
 }
 
-/* Not tried yet, below its max_inflight, and (live_only) not skipped after failures. */
+/* Requests in flight at server i, from every worker. */
+static uint64_t
+in_flight(const struct upsel *s, size_t i)
+{
+    int64_t n = atomic_load_explicit(&s->srv[i].state->in_flight, memory_order_relaxed);
+
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+/* Not tried yet, below its max_inflight, and (live_only) neither down by its health checks
+ * nor taken out after failures. */
 static int
 usable(const struct upsel *s, size_t i, int64_t now, const uint8_t *tried, int live_only)
 {
     unsigned max = s->g->servers[i].max_inflight;
 
-    return !tried[i] && (max == 0 || s->srv[i].active < max) &&
-           (!live_only || s->srv[i].down_until <= now);
+    return !tried[i] && (max == 0 || in_flight(s, i) < max) &&
+           (!live_only || upstate_usable(s->srv[i].state, now));
 }
 
 static size_t
@@ -180,8 +190,8 @@ pick_least_conn(struct upsel *s, int64_t now, const uint8_t *tried, int live_onl
         size_t i = (s->next + k) % n;
         if (!usable(s, i, now, tried, live_only))
             continue;
-        if (best == SIZE_MAX || (uint64_t)s->srv[i].active * s->g->servers[best].weight <
-                                    (uint64_t)s->srv[best].active * s->g->servers[i].weight)
+        if (best == SIZE_MAX || in_flight(s, i) * s->g->servers[best].weight <
+                                    in_flight(s, best) * s->g->servers[i].weight)
             best = i;
     }
     if (best != SIZE_MAX)
@@ -230,38 +240,27 @@ upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t ke
     return i != SIZE_MAX ? i : pick_by(s, now_ms, tried, 0, key);
 }
 
-void
-upsel_active(struct upsel *s, size_t i, int delta)
+int
+upsel_claim(struct upsel *s, size_t i)
 {
-    s->srv[i].active += (size_t)(ssize_t)delta;
+    unsigned max = s->g->servers[i].max_inflight;
+
+    if (upstate_inflight_inc(s->srv[i].state) <= (int64_t)max || max == 0)
+        return 0;
+    upstate_inflight_dec(s->srv[i].state);
+    return -1;
 }
 
 void
-upsel_failed(struct upsel *s, size_t i, int64_t now_ms, const char *why)
+upsel_release(struct upsel *s, size_t i)
 {
-    struct server_rt *r = &s->srv[i];
-    const struct conf_upstream *g = s->g;
-
-    if (g->max_fails == 0)
-        return;
-    if (r->fails == 0 || now_ms - r->fail_start >= g->fail_timeout_ms) {
-        r->fails = 0;
-        r->fail_start = now_ms;
-    }
-    if (++r->fails < g->max_fails)
-        return;
-    if (r->down_until <= now_ms)
-        log_warnx("upstream %s: %s; skipping it for %lld s", g->servers[i].url, why,
-                  (long long)((g->fail_timeout_ms + 999) / 1000));
-    r->down_until = now_ms + g->fail_timeout_ms;
-    r->fails = 0;
+    upstate_inflight_dec(s->srv[i].state);
 }
 
-void
-upsel_answered(struct upsel *s, size_t i)
+struct upstate *
+upsel_state(struct upsel *s, size_t i)
 {
-    s->srv[i].down_until = 0;
-    s->srv[i].fails = 0;
+    return s->srv[i].state;
 }
 
 /* The budget's bucket for now, emptied when it held an older second. */

@@ -1,6 +1,7 @@
-/* Choosing a server of an upstream group, in a worker: the group's connection pools, which
- * servers are skipped after failures (max_fails within fail_timeout), round robin by
- * weight, least connections or a consistent hash, and the retry budget. One per group and
+/* Choosing a server of an upstream group, in a worker: the group's connection pools, the
+ * servers that may be sent requests (their health, shared by every worker: upstate.h),
+ * round robin by weight, least requests in flight or a consistent hash, and the retry
+ * budget (per worker). One per group and
  * worker, shared by every route that proxies to the group. */
 #ifndef PERCORE_UPSEL_H
 #define PERCORE_UPSEL_H
@@ -13,6 +14,7 @@
 
 struct upsel;
 struct uppool;
+struct upstate;
 
 /* The group's selector in this worker, made on first use. */
 struct upsel *upsel_get(const struct conf_upstream *g, h2o_loop_t *loop);
@@ -24,13 +26,13 @@ struct uppool *upsel_pool(struct upsel *s, size_t i);
  * (key: the hash value; only for BALANCE_HASH). SIZE_MAX when none is left. */
 size_t upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t key);
 
-/* A request in flight to server i starts (+1) or ends (-1). */
-void upsel_active(struct upsel *s, size_t i, int delta);
-/* Server i failed (connect error, timeout, chosen status): counted toward max_fails; why
- * is logged when that makes it skipped. */
-void upsel_failed(struct upsel *s, size_t i, int64_t now_ms, const char *why);
-/* Server i answered: it is live again. */
-void upsel_answered(struct upsel *s, size_t i);
+/* A request to server i starts: 0 when it is counted in flight (every worker's requests
+ * count), -1 when that would take the server past its max_inflight (nothing counted). */
+int upsel_claim(struct upsel *s, size_t i);
+/* ... and ends. */
+void upsel_release(struct upsel *s, size_t i);
+/* Server i's shared record, for what its attempts report (upstate_report). */
+struct upstate *upsel_state(struct upsel *s, size_t i);
 
 /* A client request to the group, counted toward the budget. */
 void upsel_count_request(struct upsel *s, int64_t now_ms);

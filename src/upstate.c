@@ -380,13 +380,24 @@ observe(struct upstate_hist *h, uint64_t us)
     add(&h->sum_us, us);
 }
 
+/* A span for the log: "60 s", or "1500 ms" when not whole seconds. */
+static const char *
+span_text(int64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%lld s", (long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%lld ms", (long long)ms);
+    return buf;
+}
+
 /* Take u out for fail_timeout unless it already is; the worker that does logs it. */
 static void
 eject(struct upstate *u, const struct upstate_policy *p, enum upstate_result r, int status,
       unsigned n, int64_t now)
 {
     int64_t until = atomic_load(&u->down_until_ms);
-    char buf[UPSTATE_KEY_MAX], why[64];
+    char buf[UPSTATE_KEY_MAX], why[64], span[32];
     const char *up, *srv;
 
     if (until > now || !atomic_compare_exchange_strong(&u->down_until_ms, &until,
@@ -399,9 +410,9 @@ eject(struct upstate *u, const struct upstate_policy *p, enum upstate_result r, 
     add(&u->ejections, 1);
     upstate_names(u, buf, sizeof(buf), &up, &srv);
     upstate_check_why(r, status, why, sizeof(why));
-    log_warnx("upstream '%s' server '%s' is down for %lld ms: %u failed request%s within "
-              "%lld ms (the last: %s)", up, srv, (long long)p->fail_timeout_ms, n,
-              n == 1 ? "" : "s", (long long)p->fail_timeout_ms, why);
+    span_text(p->fail_timeout_ms, span, sizeof(span));
+    log_warnx("upstream '%s' server '%s' is down for %s: %u failed request%s within %s (the "
+              "last: %s)", up, srv, span, n, n == 1 ? "" : "s", span, why);
 }
 
 static void

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hnd.h"
+#include "conf.h"
 #include "tmpl.h"
 #include "upstream.h"
 #include "uptls.h"
@@ -29,6 +30,7 @@ upstream_new(const char *name, const struct conf_pos *pos, int anonymous)
     g->fail_timeout_ms = UPSTREAM_DEFAULT_FAIL_TIMEOUT_MS;
     g->retry_budget = UPSTREAM_DEFAULT_RETRY_BUDGET;
     g->retry_on = RETRY_ERROR | RETRY_TIMEOUT;
+    upstate_policy_init(&g->policy);
     return g;
 }
 
@@ -55,6 +57,7 @@ upstream_free(struct conf_upstream *g)
         uptls_conf_free(g->tls);
     free(g->tls);
     uptls_ctx_free(g->ssl_ctx);
+    free((char *)g->policy.check.path);
     free(g->name);
     free(g);
 }
@@ -246,6 +249,138 @@ upstream_set_tls(struct conf_upstream *g, const char *directive, const char *val
 }
 
 int
+upstream_check_path(struct conf_upstream *g, const char *path, char *err, size_t errlen)
+{
+    size_t len = strlen(path);
+
+    if (path[0] != '/' || len > UPSTREAM_CHECK_PATH_MAX) {
+        snprintf(err, errlen, "invalid health_check path '%s': expected /PATH of at most %d "
+                 "bytes", path, UPSTREAM_CHECK_PATH_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c <= ' ' || c >= 0x7f) {
+            snprintf(err, errlen, "invalid health_check path '%s': a space, a control or a "
+                     "non-ASCII byte (escape it as %%XX)", path);
+            return -1;
+        }
+    }
+    free((char *)g->policy.check.path);
+    g->policy.check.path = xstrdup(path);
+    return 0;
+}
+
+/* "name=VALUE" when word starts with name and '=': VALUE, else NULL. */
+static const char *
+option_value(const char *word, const char *name)
+{
+    size_t n = strlen(name);
+
+    return strncmp(word, name, n) == 0 && word[n] == '=' ? word + n + 1 : NULL;
+}
+
+/* status=LO-HI or status=CODE, codes from 100 to 599. */
+static int
+parse_status_range(const char *v, int *lo, int *hi)
+{
+    char *end;
+    long a = strtol(v, &end, 10), b = a;
+
+    if (end == v || a < 100 || a > 599)
+        return -1;
+    if (*end == '-') {
+        v = end + 1;
+        b = strtol(v, &end, 10);
+        if (end == v || b < a || b > 599)
+            return -1;
+    }
+    if (*end != '\0')
+        return -1;
+    *lo = (int)a;
+    *hi = (int)b;
+    return 0;
+}
+
+int
+upstream_check_option(struct conf_upstream *g, const char *word, char *err, size_t errlen)
+{
+    struct upstate_policy *p = &g->policy;
+    const char *v;
+    unsigned n;
+    int rc;
+
+    if ((v = option_value(word, "interval")) != NULL ||
+        (v = option_value(word, "timeout")) != NULL) {
+        int64_t *ms = word[0] == 'i' ? &p->check.interval_ms : &p->check.timeout_ms;
+        if (conf_parse_time_ms(v, 1, ms) != 0) {
+            snprintf(err, errlen, "invalid health_check %s: expected a time such as 500ms, "
+                     "2s or 1m", word);
+            return -1;
+        }
+        return 1;
+    }
+    if ((v = option_value(word, "status")) != NULL) {
+        if (parse_status_range(v, &p->check.status_min, &p->check.status_max) == -1) {
+            snprintf(err, errlen, "invalid health_check %s: expected status=CODE or "
+                     "status=LOW-HIGH, from 100 to 599", word);
+            return -1;
+        }
+        return 1;
+    }
+    rc = number_option(word, "fall", 100, &n, err, errlen);
+    if (rc == 1)
+        p->check.fall = n;
+    if (rc == 0) {
+        rc = number_option(word, "rise", 100, &n, err, errlen);
+        if (rc == 1)
+            p->check.rise = n;
+    }
+    return rc;
+}
+
+/* The key of server s's shared record: "GROUP URL"; a proxy line's servers are the group
+ * "proxy", by scheme and authority (their paths are the routes', not the server's). */
+static int
+server_key(const struct conf_upstream *g, const struct conf_upserver *s, char *key,
+           size_t len)
+{
+    int n;
+
+    if (!g->anonymous)
+        n = snprintf(key, len, "%s %s", g->name, s->url);
+    else if (strncmp(s->url, "unix:", 5) == 0)
+        n = snprintf(key, len, "proxy %s", s->url);
+    else
+        n = snprintf(key, len, "proxy %s://%s", s->tls ? "https" : "http", s->authority);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* Each server's record in the shared region, made or found by its key. */
+static int
+register_servers(struct conf_upstream *g, char *err, size_t errlen)
+{
+    char key[UPSTATE_KEY_MAX];
+
+    for (size_t i = 0; i < g->nservers; i++) {
+        struct conf_upserver *s = &g->servers[i];
+        if (server_key(g, s, key, sizeof(key)) == -1) {
+            snprintf(err, errlen, "upstream '%s' server '%s': the name and URL are too long "
+                     "for its shared record (%d bytes at most)", g->name, s->url,
+                     UPSTATE_KEY_MAX - 1);
+            return -1;
+        }
+        s->state = upstate_register(key, g->policy.check.path != NULL);
+        if (s->state == -1) {
+            snprintf(err, errlen, "upstream '%s' server '%s': more than %d upstream servers",
+                     g->name, s->url, UPSTATE_MAX);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
 upstream_finish(struct conf_upstream *g, char *err, size_t errlen)
 {
     static const struct uptls_conf defaults;
@@ -253,13 +388,22 @@ upstream_finish(struct conf_upstream *g, char *err, size_t errlen)
 
     for (size_t i = 0; i < g->nservers; i++)
         any |= g->servers[i].tls;
-    if (!any) {
-        if (g->tls == NULL)
-            return 0;
+    if (any && g->policy.check.path != NULL) {
+        snprintf(err, errlen, "upstream '%s': health_check over TLS (an https:// server) is "
+                 "not supported; passive checks (max_fails) still apply", g->name);
+        return -1;
+    }
+    g->policy.max_fails = g->max_fails;
+    g->policy.fail_timeout_ms = g->fail_timeout_ms;
+    if (!any && g->tls != NULL) {
         snprintf(err, errlen, "upstream '%s' has tls_* settings but no https:// server",
                  g->name);
         return -1;
     }
+    if (register_servers(g, err, errlen) == -1)
+        return -1;
+    if (!any)
+        return 0;
     g->ssl_ctx = uptls_ctx_new(g->tls != NULL ? g->tls : &defaults, err, errlen);
     return g->ssl_ctx != NULL ? 0 : -1;
 }

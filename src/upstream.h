@@ -20,6 +20,7 @@
 #define UPSTREAM_BUFFER_MAX (1024 * 1024 * 1024)
 #define UPSTREAM_RETRIES_MAX 10
 #define UPSTREAM_WEIGHT_MAX 1000
+#define UPSTREAM_CHECK_PATH_MAX 1024
 
 /* A new group with every default (no server yet); anonymous for a proxy line's own. */
 struct conf_upstream *upstream_new(const char *name, const struct conf_pos *pos, int anonymous);
@@ -38,8 +39,17 @@ int upstream_server_option(struct conf_upstream *g, const char *word, char *err,
 /* A tls_* directive of g's block (uptls_conf_set): 0, 1 when it is none, -1 with err. */
 int upstream_set_tls(struct conf_upstream *g, const char *directive, const char *value,
                      char *err, size_t errlen);
-/* Once g's servers and settings are all read: its TLS context when a server is https://
- * (files read now). -1 with err when it cannot be made, or tls_* settings serve nothing. */
+/* `health_check PATH [interval=TIME] [timeout=TIME] [fall=N] [rise=N] [status=LO[-HI]]`:
+ * the path (0, or -1 with err), then each option word (1 when set, 0 when it is no option
+ * word, -1 with err for a bad value). */
+int upstream_check_path(struct conf_upstream *g, const char *path, char *err, size_t errlen);
+int upstream_check_option(struct conf_upstream *g, const char *word, char *err, size_t errlen);
+
+/* Once g's servers and settings are all read: its passive and active check policy, each
+ * server's record in the shared region (upstate_register: the caller commits or discards
+ * the load), and its TLS context when a server is https:// (files read now). -1 with err
+ * when a record or the context cannot be made, tls_* settings serve nothing, or health
+ * checks would need TLS. */
 int upstream_finish(struct conf_upstream *g, char *err, size_t errlen);
 
 /* `retry_on WORD...`: the RETRY_ bit of one word, or 0 if it is none. */

@@ -22,8 +22,9 @@ struct sockaddr_storage;
 /* Fill ss with the unix socket address of the absolute path; -1 if it is not one. */
 int util_unix_sockaddr(const char *path, struct sockaddr_storage *ss, unsigned *len);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds, and microseconds (a vDSO read: no system call). */
 int64_t util_now_ms(void);
+int64_t util_now_us(void);
 
 /* A TCP port from 1 to 65535 written in decimal digits only (no sign or space), or -1: the
  * port parser for listen addresses, upstream URLs and FastCGI addresses alike (a

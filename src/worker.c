@@ -461,6 +461,35 @@ drain_and_exit(void)
     _exit(0);
 }
 
+/* The health checks of the config's upstream blocks (a proxy line's servers have none). */
+static void
+start_probes(const struct conf *c)
+{
+    struct upprobe_target *t = NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        const struct conf_upstream *g = c->upstreams[i];
+        if (g->policy.check.path == NULL)
+            continue;
+        t = xreallocarray(t, n + g->nservers, sizeof(*t));
+        for (size_t k = 0; k < g->nservers; k++) {
+            const struct conf_upserver *s = &g->servers[k];
+            t[n++] = (struct upprobe_target){
+                .idx = s->state,
+                .addr = (const struct sockaddr *)&s->ss,
+                .addrlen = s->sslen,
+                .host = s->authority,
+                .policy = &g->policy,
+                .tls = s->tls,
+            };
+        }
+    }
+    if (n > 0 && upprobe_start(this_worker.loop, t, n) == -1)
+        log_warn("upstream health checks not started");
+    free(t);
+}
+
 void
 worker_run(const struct heritage *h)
 {
@@ -482,6 +511,7 @@ worker_run(const struct heritage *h)
     on_heartbeat(&this_worker.heartbeat);
     sendguard_init(this_worker.loop);
     linger_init(this_worker.loop);
+    start_probes(h->conf);
     drop_privileges();
     /* Changing ids resets it: a worker taken over must not read a sibling's memory (other
      * clients' requests) through /proc/PID/mem. */

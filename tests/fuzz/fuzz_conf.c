@@ -32,6 +32,7 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
+#include "upstate.h"
 #include "util.h"
 
 static char sandbox[PATH_MAX];
@@ -480,6 +481,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     before = lowest_free_fd();
     sandbox_len = strlen(sandbox);
     c = conf_load(input_path, &no_sockets, &diag);
+    /* As the master does for a load that will not serve: the shared records it registered
+     * (upstream servers) are free for the next input's. */
+    upstate_discard();
     sandbox_len = 0;
     if (c != NULL) {
         assert(diag.n == 0);

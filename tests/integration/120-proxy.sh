@@ -153,7 +153,7 @@ expect_eq "an upstream that died: 20 requests, no failure" "$FAILS" "0"
 expect_eq "they all went to the live one" "$(curl -s "$URL/api/x" | j name)" "B"
 # (It may be skipped already: its /hang timed out above, which counts as a failure.)
 check "the log says the dead upstream is skipped" \
-    grep -Eq "upstream http://127.0.0.1:$PA/v1/: (connection failed|timed out); skipping it for 10 s" "$PC_LOG"
+    grep -Eq "upstream 'proxy' server 'http://127.0.0.1:$PA' is down for 10 s: 1 failed request within 10 s \(the last: (cannot connect|no response in time)\)" "$PC_LOG"
 kill "$UB"
 wait "$UB" 2>/dev/null
 expect_eq "no upstream answers: 502" \

@@ -226,7 +226,7 @@ for _ in $(seq 1 10); do
 done
 expect_eq "a dead server: 10 requests, no failure" "${BAD}" "0"
 expect_eq "it is skipped after its failure, logged once" \
-    "$(grep -c "upstream http://127.0.0.1:${PDEAD}: connection failed; skipping it for 60 s" "${PC_LOG}")" "1"
+    "$(grep -c "server 'http://127.0.0.1:${PDEAD}' is down for 60 s: 1 failed request within 60 s (the last: cannot connect)" "${PC_LOG}")" "1"
 
 # ---- max_inflight ----
 A0=$(count "${PA}")
@@ -252,7 +252,7 @@ REQS=$(awk '/requests in/ { print $1 }' "${D}/wrk.out")
 check "SIGSTOP on one server under wrk: ${REQS:-no} requests, no error or non-2xx" \
     sh -c "[ '${REQS:-0}' -gt 100 ] && ! grep -q 'Non-2xx\|Socket errors' '${D}/wrk.out'"
 check "the stopped server is skipped (logged)" \
-    log_has "upstream http://127.0.0.1:${PB}: timed out; skipping it for 60 s"
+    log_has "server 'http://127.0.0.1:${PB}' is down for 60 s: 1 failed request within 60 s (the last: no response in time)"
 
 # ---- TLS ----
 fetch_label() { LBL=$(labels "$1" 1); }

@@ -216,8 +216,8 @@ Test(upstate, max_fails_within_fail_timeout_eject_for_fail_timeout)
     cr_assert_not(upstate_usable(u, 20998));
     cr_assert(upstate_usable(u, 20999), "back after fail_timeout");
     cr_assert_eq(atomic_load(&u->ejections), 1);
-    cr_assert_eq(count(log, "upstream 'api' server 'http://a' is down for 10000 ms: 3 failed "
-                            "requests within 10000 ms (the last: connection refused)"), 1,
+    cr_assert_eq(count(log, "upstream 'api' server 'http://a' is down for 10 s: 3 failed "
+                            "requests within 10 s (the last: connection refused)"), 1,
                  "%s", log);
 }
 
