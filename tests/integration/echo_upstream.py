@@ -10,8 +10,9 @@ whose path holds "/status/NNN" (NNN a status from 200 to 599) is answered with N
 body "upstream NNN\n" instead, so a test can tell an upstream's own error from percore's.
 Environment: ECHO_STATUS=NNN answers every request (but /count) with NNN and "upstream
 NNN"; ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files) make it serve HTTPS.
-GET /count answers {"requests": N}, the requests answered before it (itself not
-counted), so a test can tell how many attempts reached this upstream.
+GET /count answers {"requests": N, "checks": M}, the requests answered before it (itself not
+counted), so a test can tell how many attempts reached this upstream; requests with
+User-Agent percore-health (health checks) count in M, not N.
 Ready once a request is answered: tests wait for that, as for upstream.py.
 """
 import http.server
@@ -26,7 +27,7 @@ import time
 
 port, label = int(sys.argv[1]), sys.argv[2]
 STATUS = re.compile(r"/status/([2-5][0-9][0-9])(?:[/?]|$)")
-counted = {"requests": 0}
+counted = {"requests": 0, "checks": 0}
 lock = threading.Lock()
 
 
@@ -59,8 +60,9 @@ class H(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        kind = "checks" if self.headers.get("User-Agent") == "percore-health" else "requests"
         with lock:
-            counted["requests"] += 1
+            counted[kind] += 1
         if self.path.endswith("/slow"):
             time.sleep(2)
         m = STATUS.search(self.path.split("?", 1)[0])

@@ -1,0 +1,215 @@
+#!/bin/bash
+# Upstream health shared by every worker: active checks run once per instance, not once
+# per worker, take a dead server out for every worker and bring it back after `rise`
+# passed checks; a worker that dies hands its checks over; passive ejection seen by one
+# worker holds for all; health and counters survive a reload; `percore -s status` and the
+# metrics show them; positioned config errors.
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ECHO="$(dirname "$0")/echo_upstream.py"
+D=${T_DIR}
+UP_PIDS=()
+cleanup() {
+    stop_percore
+    for p in "${UP_PIDS[@]}"; do kill "${p}" 2>/dev/null; done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+
+# start_upstream LABEL PORT: an echo upstream (env: ECHO_STATUS), answering before this
+# returns; its pid in LAST_UP.
+start_upstream() {
+    python3 "${ECHO}" "$2" "$1" &
+    LAST_UP=$!
+    UP_PIDS+=("${LAST_UP}")
+    wait_for curl -sf -o /dev/null "http://127.0.0.1:$2/count" || bail "upstream $1 did not start"
+}
+
+# counted PORT KIND: requests or health checks the upstream on PORT has answered.
+counted() {
+    curl -s "http://127.0.0.1:$1/count" | python3 -c \
+        "import json, sys; print(json.load(sys.stdin)['$2'])" 2>/dev/null || echo "-1"
+}
+
+# labels PATH N: the upstream label of each of N answers (new connections), one per line.
+labels() {
+    for _ in $(seq 1 "$2"); do
+        curl -s -m 10 "${URL}$1" | python3 -c \
+            'import json, sys; print(json.load(sys.stdin)["upstream"])' 2>/dev/null ||
+            echo "-"
+    done
+}
+
+status() {
+    "${PERCORE}" -c "${CONF}" -s status 2>&1
+}
+
+# status_has PATTERN: a line of -s status matches the extended regex.
+status_has() {
+    status | grep -Eq "$1"
+}
+
+# checks_reach PORT N: the upstream on PORT has answered N health checks or more.
+checks_reach() {
+    [[ $(counted "$1" checks) -ge $2 ]]
+}
+
+# metric NAME LABELS: one sample's value from the metrics handler.
+metric() {
+    curl -s "${URL}/metrics" | awk -v k="$1{$2}" '$1 == k { print $2 }'
+}
+
+PA=$(free_port)
+PB=$(free_port)
+PC=$(free_port)
+PF=$(free_port) # answers 503 to everything
+PORT=$(free_port)
+URL="http://127.0.0.1:${PORT}"
+start_upstream A "${PA}"
+start_upstream B "${PB}"
+PB_PID=${LAST_UP}
+start_upstream C "${PC}"
+ECHO_STATUS=503 start_upstream F "${PF}"
+
+CONF="${D}/percore.conf"
+write_conf() {
+    cat >"${CONF}" <<EOF
+workers 2;
+shutdown_timeout 5s;
+upstream checked {
+    server http://127.0.0.1:${PA};
+    server http://127.0.0.1:${PB};
+    health_check /healthz interval=200ms timeout=1s fall=2 rise=2;
+}
+upstream passive {
+    server http://127.0.0.1:${PC};
+    server http://127.0.0.1:${PF};
+    retries 1;
+    retry_on 503;
+    max_fails 1;
+    fail_timeout 60s;
+}
+service s {
+    listen 127.0.0.1:${PORT};
+    route = /metrics { metrics; }
+    route /c/ { proxy http://checked/; }
+    route /p/ { proxy http://passive/; }
+    route = /generation { respond 200 "$1"; }
+}
+EOF
+}
+write_conf one
+start_percore "${CONF}"
+
+B_UP="upstream checked server http://127.0.0.1:${PB}: up since"
+B_DOWN="upstream checked server http://127.0.0.1:${PB}: down since .* \\(health check: "
+check "-s status lists each server, up" wait_for status_has "${B_UP}"
+
+# ---- once per instance ----
+wait_for checks_reach "${PA}" 2 || bail "no health check reached A"
+C0=$(counted "${PA}" checks)
+T0=$(date +%s%N)
+wait_for checks_reach "${PA}" $((C0 + 10))
+MS=$((($(date +%s%N) - T0) / 1000000))
+# Two workers each checking every 200 ms would make 10 checks in about 1 s; one instance
+# needs 9 intervals at least (a loaded machine only makes it slower).
+check "10 checks of one server took ${MS} ms: one checker for two workers, not two" \
+    [ "${MS}" -ge 1500 ]
+check "health checks are no requests for the counters" \
+    [ "$(metric percore_upstream_requests_total "upstream=\"checked\",server=\"http://127.0.0.1:${PA}\"")" = 0 ]
+
+# ---- a dead server is out for every worker ----
+kill "${PB_PID}"
+wait "${PB_PID}" 2>/dev/null
+check "a stopped server is down after 2 failed checks" \
+    wait_for status_has "${B_DOWN}connection refused\\)"
+check "the metrics say so" \
+    [ "$(metric percore_upstream_up "upstream=\"checked\",server=\"http://127.0.0.1:${PB}\"")" = 0 ]
+check "the log says so, once" \
+    [ "$(grep -c "server 'http://127.0.0.1:${PB}' is down: 2 health checks failed in a row" "${PC_LOG}")" = 1 ]
+ERRS0=$(curl -s "${URL}/metrics" | grep "^percore_upstream_errors_total{upstream=\"checked\",server=\"http://127.0.0.1:${PB}\"" | awk '{ s += $2 } END { print s + 0 }')
+labels /c/x 20 >"${D}/l1"
+expect_eq "20 requests on new connections (both workers) all reach A" \
+    "$(sort -u "${D}/l1" | paste -sd, -)" "A"
+ERRS1=$(curl -s "${URL}/metrics" | grep "^percore_upstream_errors_total{upstream=\"checked\",server=\"http://127.0.0.1:${PB}\"" | awk '{ s += $2 } END { print s + 0 }')
+expect_eq "and no worker tried B (its error count stays)" "${ERRS1}" "${ERRS0}"
+
+# ---- state and counters survive a reload ----
+SINCE0=$(status | grep "server http://127.0.0.1:${PB}:" || true)
+REQ0=$(metric percore_upstream_requests_total "upstream=\"checked\",server=\"http://127.0.0.1:${PA}\"")
+write_conf two
+kill -HUP "${PC_PID}"
+check "the reload is done" wait_for log_has "reload done"
+serves_two() {
+    [[ $(curl -s "${URL}/generation") = two ]]
+}
+check "the new generation serves" wait_for serves_two
+SINCE1=$(status | grep "server http://127.0.0.1:${PB}:" || true)
+expect_eq "B is still down, since the same time" "${SINCE1}" "${SINCE0}"
+REQ1=$(metric percore_upstream_requests_total "upstream=\"checked\",server=\"http://127.0.0.1:${PA}\"")
+check "A's request count goes on (${REQ0} then ${REQ1})" [ "${REQ1:-0}" -ge "${REQ0:-1}" ]
+
+# ---- checks go on when workers die ----
+OLD=$(workers | paste -sd' ' -)
+for w in ${OLD}; do kill -KILL "${w}"; done
+# replaced: two workers, none of them an old one.
+replaced() {
+    local now
+    now=$(workers)
+    [[ $(wc -l <<<"${now}") -eq 2 ]] && ! grep -qxF -f <(tr ' ' '\n' <<<"${OLD}") <<<"${now}"
+}
+check "the workers are replaced" wait_for replaced
+C1=$(counted "${PA}" checks)
+check "and the checks go on" wait_for checks_reach "${PA}" $((C1 + 3))
+
+# ---- back after rise ----
+start_upstream B "${PB}"
+check "B is up again after 2 passed checks" wait_for status_has "${B_UP}"
+check "the log says so" log_has "server 'http://127.0.0.1:${PB}' is up: 2 health checks passed in a row (status 200)"
+labels /c/x 20 >"${D}/l2"
+expect_eq "and requests reach both" "$(sort -u "${D}/l2" | paste -sd, -)" "A,B"
+
+# ---- passive ejection by one worker holds for all ----
+labels /p/x 20 >"${D}/l3"
+expect_eq "20 requests all answered by C (F's 503s retried)" \
+    "$(sort -u "${D}/l3" | paste -sd, -)" "C"
+expect_eq "F got one request: the one that took it out, for both workers" \
+    "$(counted "${PF}" requests)" "1"
+check "F is out for 60 s (status)" status_has \
+    "upstream passive server http://127.0.0.1:${PF}: down since .* until .* \\(ejected after failed requests, the last: status 503\\)"
+F_LABELS="upstream=\"passive\",server=\"http://127.0.0.1:${PF}\""
+expect_eq "the 503 counts as a 5xx response" \
+    "$(metric percore_upstream_responses_total "${F_LABELS},class=\"5xx\"")" "1"
+expect_eq "and a retry_status error" \
+    "$(metric percore_upstream_errors_total "${F_LABELS},kind=\"retry_status\"")" "1"
+check "the retry counts at C" \
+    [ "$(metric percore_upstream_retries_total "upstream=\"passive\",server=\"http://127.0.0.1:${PC}\"")" = 1 ]
+check "response times are measured (a histogram with 20 observations at C)" \
+    [ "$(metric percore_upstream_response_seconds_count "upstream=\"passive\",server=\"http://127.0.0.1:${PC}\"")" = 20 ]
+stop_percore
+
+# ---- config errors ----
+# conf_error LINE: the check's error for an upstream block with LINE in it.
+conf_error() {
+    printf 'upstream u {\n    server http://127.0.0.1:%s;\n    %s\n}\nservice s { listen 127.0.0.1:%s; route / { proxy http://u/; } }\n' \
+        "${PA}" "$1" "${PORT}" >"${D}/bad.conf"
+    "${PERCORE}" -t -c "${D}/bad.conf" 2>&1
+}
+# refused LINE PATTERN: the error for LINE matches PATTERN.
+refused() {
+    conf_error "$1" | grep -q "$2"
+}
+check "a path without '/' is refused, with its position" \
+    refused "health_check healthz;" "bad.conf:3:18: invalid health_check path 'healthz'"
+check "an unknown option is named" \
+    refused "health_check /h every=1s;" "bad.conf:3:21: unknown health_check option 'every=1s'"
+check "a bad status range is refused" \
+    refused "health_check /h status=500-200;" "bad.conf:3:21: invalid health_check status=500-200"
+check "a bad time is refused" \
+    refused "health_check /h interval=soon;" "bad.conf:3:21: invalid health_check interval=soon"
+printf 'upstream u {\n    server https://127.0.0.1:%s;\n    health_check /h;\n}\n' "${PA}" >"${D}/tls.conf"
+"${PERCORE}" -t -c "${D}/tls.conf" >"${D}/tls.out" 2>&1
+check "checks over TLS are refused, saying why" grep -q "health_check over TLS" "${D}/tls.out"
+
+finish
