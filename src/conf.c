@@ -91,7 +91,7 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
-    set_retry_on, set_uptls, set_trusted, set_health_check;
+    set_retry_on, set_uptls, set_trusted, set_health_check, set_queue;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
@@ -190,6 +190,7 @@ static const struct directive directives[] = {
            "proxy_header NAME VALUE"),
     CUSTOM("proxy_header_unset", SVCROUTE, 1, 1, D_REPEAT, set_reqheader, NULL,
            "proxy_header_unset NAME"),
+    CUSTOM("queue", UPSTREAM, 1, 2, 0, set_queue, NULL, "queue N [timeout=TIME]"),
     HANDLER("redirect", hnd_redirect_ops),
     HANDLER("respond", hnd_respond_ops),
     NUMBER("retries", UPSTREAM, retries, 0, 0, UPSTREAM_RETRIES_MAX),
@@ -1220,6 +1221,20 @@ set_health_check(struct loader *ld, const struct directive *d, const struct conf
         if (rc == -1)
             return err_at(ld, &n->args[i].pos, "%s", err);
     }
+    return 0;
+}
+
+/* `queue N [timeout=TIME]`: requests held per worker while every server is full. */
+static int
+set_queue(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    char err[300];
+    int rc = upstream_set_queue(obj, n->args[0].s, n->nargs > 1 ? n->args[1].s : NULL, err,
+                                sizeof(err));
+
+    (void)d;
+    if (rc < 0)
+        return err_at(ld, &n->args[rc == -2 ? 1 : 0].pos, "%s", err);
     return 0;
 }
 

@@ -133,6 +133,8 @@ struct conf_upstream {
     unsigned retries;        /* attempts after the first */
     unsigned retry_budget;   /* retries, in percent of requests over 10 s */
     unsigned retry_on;       /* RETRY_ bits */
+    unsigned queue;          /* requests a worker holds while every server is at max_inflight */
+    int64_t queue_timeout_ms; /* ... each for at most this long, then 503 */
     struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
     void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
     /* Passive ejection (from max_fails, fail_timeout) and `health_check` (check.path NULL:

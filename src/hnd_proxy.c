@@ -75,6 +75,7 @@ struct attempt {
     h2o_iovec_t head;          /* the request head built for server head_idx */
     size_t head_idx;
     h2o_iovec_t key;           /* balance hash's value */
+    struct upsel_waiter wait;  /* queued: every server was at its max_inflight */
     struct upclient client;
 };
 
@@ -1128,6 +1129,7 @@ on_attempt_dispose(void *p)
     if (a->connecting != NULL)
         upconn_close(a->connecting);
     h2o_timeout_unlink(&a->timer);
+    upsel_unwait(&a->wait);
     report(a, UPSTATE_ABORTED, 0);
     release(a);
     upclient_dispose(&a->client);
@@ -1143,6 +1145,28 @@ hash_key(h2o_req_t *req, const struct conf_upstream *g)
         return h2o_iovec_init(NULL, 0);
     router_tmpl_env(req, &env, tmpl_uses(g->hash_key));
     return tmpl_expand(g->hash_key, req, &env, TMPL_HEADER);
+}
+
+/* A queued request's turn: it goes when a server has room now. */
+static int
+on_queue_turn(struct upsel_waiter *w)
+{
+    struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w);
+
+    memset(a->tried, 0, upsel_group(a->h->sel)->nservers);
+    if (next_server(a) == -1)
+        return -1;
+    upsel_unwait(w);
+    try_upstream(a);
+    return 0;
+}
+
+static void
+on_queue_timeout(struct upsel_waiter *w)
+{
+    struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w);
+
+    h2o_send_error_503(a->req, hnd_reason(503), "upstream servers busy\n", 0);
 }
 
 static int
@@ -1166,7 +1190,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     a->key = hash_key(req, g);
     upsel_count_request(h->sel, now_ms(req));
     if (next_server(a) == -1) { /* every server at its max_inflight */
-        h2o_send_error_503(req, hnd_reason(503), "upstream servers busy\n", 0);
+        a->wait.on_turn = on_queue_turn;
+        a->wait.on_timeout = on_queue_timeout;
+        if (upsel_wait(h->sel, &a->wait) == -1)
+            h2o_send_error_503(req, hnd_reason(503), "upstream servers busy\n", 0);
         return 0;
     }
     try_upstream(a);

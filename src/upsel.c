@@ -21,6 +21,9 @@
 #define RING_POINTS 100 /* per unit of weight */
 #define BUDGET_SLOTS 10 /* seconds */
 #define RETRY_FLOOR 10  /* retries a window always allows */
+/* A queue's head tries again this often while it waits: other workers' requests free
+ * room too, and they cannot wake this one. */
+#define QUEUE_POLL_MS 5
 
 struct server_rt {
     struct uppool *pool;
@@ -44,6 +47,13 @@ struct upsel {
         uint64_t requests, retries;
     } budget[BUDGET_SLOTS];
     struct upsel *link; /* this worker's selectors */
+    /* Requests waiting for room (upsel_waiter), with their timeout, the poll while any
+     * waits, and a turn at once when a request of this worker ends. */
+    h2o_linklist_t waiting;
+    size_t nwaiting;
+    h2o_timeout_t queue_timeout, poll, soon;
+    h2o_timeout_entry_t poll_entry, soon_entry;
+    h2o_loop_t *loop;
 };
 
 static struct upsel *selectors;
@@ -105,6 +115,67 @@ rcvbuf_for(uint64_t buffer_size)
     return buffer_size < 65536 ? 65536 : buffer_size > 1048576 ? 1048576 : (int)buffer_size;
 }
 
+/* The waiters take their turns in order until one finds no room; the poll goes on while
+ * any is left. */
+static void
+serve_queue(struct upsel *s)
+{
+    while (!h2o_linklist_is_empty(&s->waiting)) {
+        struct upsel_waiter *w =
+            H2O_STRUCT_FROM_MEMBER(struct upsel_waiter, link, s->waiting.next);
+        if (w->on_turn(w) != 0)
+            break;
+    }
+    if (s->nwaiting > 0 && !h2o_timeout_is_linked(&s->poll_entry))
+        h2o_timeout_link(s->loop, &s->poll, &s->poll_entry);
+}
+
+static void
+on_poll(h2o_timeout_entry_t *e)
+{
+    serve_queue(H2O_STRUCT_FROM_MEMBER(struct upsel, poll_entry, e));
+}
+
+static void
+on_soon(h2o_timeout_entry_t *e)
+{
+    serve_queue(H2O_STRUCT_FROM_MEMBER(struct upsel, soon_entry, e));
+}
+
+static void
+on_queue_timeout(h2o_timeout_entry_t *e)
+{
+    struct upsel_waiter *w = H2O_STRUCT_FROM_MEMBER(struct upsel_waiter, timer, e);
+
+    upsel_unwait(w);
+    w->on_timeout(w);
+}
+
+int
+upsel_wait(struct upsel *s, struct upsel_waiter *w)
+{
+    if (s->nwaiting >= s->g->queue)
+        return -1;
+    w->sel = s;
+    h2o_linklist_insert(&s->waiting, &w->link);
+    s->nwaiting++;
+    w->timer.cb = on_queue_timeout;
+    h2o_timeout_link(s->loop, &s->queue_timeout, &w->timer);
+    if (!h2o_timeout_is_linked(&s->poll_entry))
+        h2o_timeout_link(s->loop, &s->poll, &s->poll_entry);
+    return 0;
+}
+
+void
+upsel_unwait(struct upsel_waiter *w)
+{
+    if (!h2o_linklist_is_linked(&w->link))
+        return;
+    h2o_linklist_unlink(&w->link);
+    h2o_timeout_unlink(&w->timer);
+    w->sel->nwaiting--;
+}
+
 struct upsel *
 upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
 {
@@ -124,6 +195,13 @@ upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
     }
     if (g->balance == BALANCE_HASH)
         build_ring(s);
+    s->loop = loop;
+    h2o_linklist_init_anchor(&s->waiting);
+    h2o_timeout_init(loop, &s->queue_timeout, (uint64_t)g->queue_timeout_ms);
+    h2o_timeout_init(loop, &s->poll, QUEUE_POLL_MS);
+    h2o_timeout_init(loop, &s->soon, 0);
+    s->poll_entry.cb = on_poll;
+    s->soon_entry.cb = on_soon;
     s->link = selectors;
     selectors = s;
     return s;
@@ -255,6 +333,9 @@ void
 upsel_release(struct upsel *s, size_t i)
 {
     upstate_inflight_dec(s->srv[i].state);
+    /* Not now: this may run while a request is being freed. */
+    if (s->nwaiting > 0 && !h2o_timeout_is_linked(&s->soon_entry))
+        h2o_timeout_link(s->loop, &s->soon, &s->soon_entry);
 }
 
 struct upstate *

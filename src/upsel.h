@@ -34,6 +34,26 @@ void upsel_release(struct upsel *s, size_t i);
 /* Server i's shared record, for what its attempts report (upstate_report). */
 struct upstate *upsel_state(struct upsel *s, size_t i);
 
+/* A request waiting for a server of the group: every one it may use was at its
+ * max_inflight. The queue is per worker, first in first out, bounded by the group's
+ * `queue` (its length and how long one waits). */
+struct upsel_waiter {
+    /* A server may have room: 0 when the waiter took one (it has left the queue), -1 when
+     * none had room (it stays, and so do those behind it). */
+    int (*on_turn)(struct upsel_waiter *w);
+    /* It waited the group's queue timeout: it has left the queue. */
+    void (*on_timeout)(struct upsel_waiter *w);
+    /* private */
+    struct upsel *sel;
+    h2o_linklist_t link;
+    h2o_timeout_entry_t timer;
+};
+
+/* Queue w (its callbacks set): -1 when the group's queue is full or it has none. */
+int upsel_wait(struct upsel *s, struct upsel_waiter *w);
+/* w leaves its queue; a no-op when not in one. */
+void upsel_unwait(struct upsel_waiter *w);
+
 /* A client request to the group, counted toward the budget. */
 void upsel_count_request(struct upsel *s, int64_t now_ms);
 /* Whether one more retry fits the budget (it is then counted). */

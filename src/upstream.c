@@ -30,6 +30,8 @@ upstream_new(const char *name, const struct conf_pos *pos, int anonymous)
     g->fail_timeout_ms = UPSTREAM_DEFAULT_FAIL_TIMEOUT_MS;
     g->retry_budget = UPSTREAM_DEFAULT_RETRY_BUDGET;
     g->retry_on = RETRY_ERROR | RETRY_TIMEOUT;
+    g->queue = UPSTREAM_DEFAULT_QUEUE;
+    g->queue_timeout_ms = UPSTREAM_DEFAULT_QUEUE_TIMEOUT_MS;
     upstate_policy_init(&g->policy);
     return g;
 }
@@ -337,6 +339,28 @@ upstream_check_option(struct conf_upstream *g, const char *word, char *err, size
             p->check.rise = n;
     }
     return rc;
+}
+
+int
+upstream_set_queue(struct conf_upstream *g, const char *n, const char *option, char *err,
+                   size_t errlen)
+{
+    const char *v = option != NULL ? option_value(option, "timeout") : NULL;
+    char *end;
+    unsigned long q = strtoul(n, &end, 10);
+
+    if (n[0] < '0' || n[0] > '9' || *end != '\0' || q > UPSTREAM_QUEUE_MAX) {
+        snprintf(err, errlen, "invalid queue '%s': expected a number from 0 to %d", n,
+                 UPSTREAM_QUEUE_MAX);
+        return -1;
+    }
+    if (option != NULL && (v == NULL || conf_parse_time_ms(v, 1, &g->queue_timeout_ms) != 0)) {
+        snprintf(err, errlen, "invalid queue option '%s': expected timeout=TIME (500ms, 2s)",
+                 option);
+        return -2;
+    }
+    g->queue = (unsigned)q;
+    return 0;
 }
 
 /* The key of server s's shared record: "GROUP URL"; a proxy line's servers are the group

@@ -21,6 +21,9 @@
 #define UPSTREAM_RETRIES_MAX 10
 #define UPSTREAM_WEIGHT_MAX 1000
 #define UPSTREAM_CHECK_PATH_MAX 1024
+#define UPSTREAM_DEFAULT_QUEUE 32
+#define UPSTREAM_DEFAULT_QUEUE_TIMEOUT_MS 1000
+#define UPSTREAM_QUEUE_MAX 100000
 
 /* A new group with every default (no server yet); anonymous for a proxy line's own. */
 struct conf_upstream *upstream_new(const char *name, const struct conf_pos *pos, int anonymous);
@@ -44,6 +47,11 @@ int upstream_set_tls(struct conf_upstream *g, const char *directive, const char 
  * word, -1 with err for a bad value). */
 int upstream_check_path(struct conf_upstream *g, const char *path, char *err, size_t errlen);
 int upstream_check_option(struct conf_upstream *g, const char *word, char *err, size_t errlen);
+
+/* `queue N [timeout=TIME]`: N from 0 to UPSTREAM_QUEUE_MAX then the option (NULL: none):
+ * 0, or with err -1 for a bad N, -2 for a bad option. */
+int upstream_set_queue(struct conf_upstream *g, const char *n, const char *option, char *err,
+                       size_t errlen);
 
 /* Once g's servers and settings are all read: its passive and active check policy, each
  * server's record in the shared region (upstate_register: the caller commits or discards

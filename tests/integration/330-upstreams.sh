@@ -113,6 +113,11 @@ upstream pausing {
 }
 upstream capped {
     server http://127.0.0.1:${PA} max_inflight=1;
+    queue 1 timeout=20s;
+}
+upstream capped_short {
+    server http://127.0.0.1:${PB} max_inflight=1;
+    queue 4 timeout=300ms;
 }
 upstream tls_ok {
     server https://127.0.0.1:${PT};
@@ -142,6 +147,7 @@ service s {
     route /e/ { proxy http://ejecting/; }
     route /p/ { proxy http://pausing/; }
     route /cap/ { proxy http://capped/; }
+    route /capshort/ { proxy http://capped_short/; }
     route /tls/ { proxy http://tls_ok/; }
     route /tlsca/ { proxy http://tls_wrong_ca/; }
     route /tlsname/ { proxy http://tls_wrong_name/; }
@@ -234,11 +240,31 @@ curl -s -o "${D}/slow.out" -w '%{http_code}' "${URL}/cap/slow" >"${D}/slow.code"
 SLOW=$!
 a_grew() { [[ "$(count "${PA}")" -gt "${A0}" ]]; }
 wait_for a_grew || not_ok "the slow request reached the server"
-expect_eq "max_inflight=1: a second request meanwhile gets 503 at once" \
-    "$(curl -s -m 1 -w ' %{http_code}' "${URL}/cap/x")" "upstream servers busy
- 503"
+# Two more meanwhile: one waits in the queue (of 1) and is answered once the slow one is,
+# the other finds the queue full and gets 503 at once.
+curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "${URL}/cap/x" >"${D}/q1" &
+Q1=$!
+curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "${URL}/cap/x" >"${D}/q2" &
+Q2=$!
+wait "${Q1}" "${Q2}"
 wait "${SLOW}"
 expect_eq "and the first is answered" "$(cat "${D}/slow.code")" "200"
+expect_eq "max_inflight=1, queue 1: of two more requests, one waits and is answered, one gets 503" \
+    "$(cat "${D}/q1" "${D}/q2" | cut -d' ' -f1 | sort | paste -sd' ' -)" "200 503"
+FAST=$(awk '$1 == 503 { print ($2 < 1.5) }' "${D}/q1" "${D}/q2")
+expect_eq "the 503 came at once, not after the slow request" "${FAST}" "1"
+B0=$(count "${PB}")
+curl -s -o /dev/null "${URL}/capshort/slow" &
+SLOW2=$!
+b_grew() { [[ "$(count "${PB}")" -gt "${B0}" ]]; }
+wait_for b_grew || not_ok "the slow request reached the server"
+read -r CODE TIME < <(curl -s -o "${D}/short.body" -w '%{http_code} %{time_total}\n' \
+    "${URL}/capshort/x")
+wait "${SLOW2}"
+expect_eq "a request queued longer than the queue's timeout (300ms) gets 503" \
+    "${CODE} $(cat "${D}/short.body")" "503 upstream servers busy"
+check "after about 300 ms (${TIME} s)" \
+    awk -v t="${TIME}" 'BEGIN { exit !(t >= 0.29 && t < 1.9) }'
 expect_eq "then the server takes requests again" \
     "$(curl -s -o /dev/null -w '%{http_code}' "${URL}/cap/x")" "200"
 
@@ -293,6 +319,12 @@ bad_conf "a duplicate upstream" \
     "duplicate upstream 'g'"
 bad_conf "balance hash without a value" \
     "upstream g { server http://127.0.0.1:1; balance hash; } ${SVC}" "needs the value to hash"
+bad_conf "a queue that is no number" \
+    "upstream g { server http://127.0.0.1:1; queue many; } ${SVC}" \
+    "bad.conf:1:47: invalid queue 'many'"
+bad_conf "a queue option that is no timeout" \
+    "upstream g { server http://127.0.0.1:1; queue 5 wait=1s; } ${SVC}" \
+    "bad.conf:1:49: invalid queue option 'wait=1s'"
 bad_conf "'server' outside an upstream block" "server { } ${SVC}" "upstream block"
 printf 'service s { listen 127.0.0.1:%s; route / { proxy http://later/; } }\nupstream later { server http://127.0.0.1:1; }\n' \
     "${PORT}" >"${D}/later.conf"
