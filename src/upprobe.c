@@ -13,6 +13,7 @@
 #include "phr.h"
 #include "upprobe.h"
 #include "upstate.h"
+#include "uptls.h"
 #include "util.h"
 
 #define STATUS_LINE_MAX 1024 /* longer: not an HTTP response worth reading on */
@@ -35,6 +36,8 @@ struct probe {
     h2o_timeout_entry_t tick, deadline;
     h2o_socket_t *sock; /* while a check runs */
     int connected;
+    void *ssl_ctx; /* https: the group's SSL_CTX, and the name to verify */
+    char *tls_name;
 };
 
 static struct {
@@ -149,11 +152,32 @@ on_written(h2o_socket_t *sock, const char *err)
         on_read(sock, err);
 }
 
+/* Connected (and through TLS): the request goes, the status line is awaited. */
+static void
+send_check(struct probe *p)
+{
+    h2o_iovec_t req = h2o_iovec_init(p->req, p->reqlen);
+
+    h2o_socket_read_start(p->sock, on_read);
+    h2o_socket_write(p->sock, &req, 1, on_written);
+}
+
+static void
+on_handshake(h2o_socket_t *sock, const char *err)
+{
+    struct probe *p = sock->data;
+
+    if (err != NULL) {
+        check_end(p, UPSTATE_TLS, 0);
+        return;
+    }
+    send_check(p);
+}
+
 static void
 on_connect(h2o_socket_t *sock, const char *err)
 {
     struct probe *p = sock->data;
-    h2o_iovec_t req = h2o_iovec_init(p->req, p->reqlen);
     socklen_t len = sizeof(int);
     int soerr = 0;
 
@@ -166,8 +190,10 @@ on_connect(h2o_socket_t *sock, const char *err)
         return;
     }
     p->connected = 1;
-    h2o_socket_read_start(sock, on_read);
-    h2o_socket_write(sock, &req, 1, on_written);
+    if (p->ssl_ctx != NULL)
+        uptls_handshake(sock, p->ssl_ctx, p->tls_name, on_handshake);
+    else
+        send_check(p);
 }
 
 static void
@@ -231,12 +257,12 @@ target_ok(const struct upprobe_target *t)
 {
     const struct upstate_policy *p = t->policy;
 
-    if (p->check.path == NULL || t->tls)
+    if (p->check.path == NULL)
         return 1; /* skipped */
     return p->check.path[0] == '/' && !has_ctl(p->check.path, 1) && t->host != NULL &&
            !has_ctl(t->host, 0) && t->addrlen <= sizeof(struct sockaddr_storage) &&
            t->addrlen > 0 && p->check.interval_ms > 0 && p->check.timeout_ms > 0 &&
-           t->idx >= 0 && t->idx < UPSTATE_MAX;
+           t->idx >= 0 && t->idx < UPSTATE_MAX && (t->ssl_ctx == NULL || t->tls_name != NULL);
 }
 
 static void
@@ -252,6 +278,8 @@ add_probe(const struct upprobe_target *t)
                        "User-Agent: percore-health\r\n\r\n", t->policy->check.path, t->host);
     p->reqlen = strlen(p->req);
     p->pol.check.path = NULL;
+    p->ssl_ctx = t->ssl_ctx;
+    p->tls_name = t->tls_name != NULL ? xstrdup(t->tls_name) : NULL;
     p->every = queue_for((uint64_t)p->pol.check.interval_ms);
     p->limit = queue_for((uint64_t)p->pol.check.timeout_ms);
     p->tick.cb = on_tick;
@@ -277,7 +305,7 @@ upprobe_start(h2o_loop_t *loop, const struct upprobe_target *targets, size_t n)
     prober.first = &prober.queues[0];
     queue_for(0);
     for (size_t i = 0; i < n; i++)
-        if (targets[i].policy->check.path != NULL && !targets[i].tls)
+        if (targets[i].policy->check.path != NULL)
             add_probe(&targets[i]);
     return 0;
 }
@@ -297,6 +325,7 @@ upprobe_stop(void)
             h2o_socket_close(p->sock);
         upstate_lease_drop(p->u, prober.pid);
         free(p->req);
+        free(p->tls_name);
     }
     for (size_t i = 0; i < prober.nqueues; i++)
         h2o_timeout_dispose(prober.loop, &prober.queues[i].t);

@@ -1,8 +1,9 @@
 /* Active health checks of upstream servers, run by the workers on their event loops, once
  * per instance: every worker has a timer per server, but only the worker holding the
  * server's lease (upstate.h) checks it. A check connects, sends
- * `GET PATH HTTP/1.1` with Host, `Connection: close` and `User-Agent: percore-health`,
- * and reads the status line, all within the check's timeout; its result goes to the
+ * `GET PATH HTTP/1.1` with Host, `Connection: close` and `User-Agent: percore-health`
+ * (over TLS, verified as requests are, for an https server), and reads the status line,
+ * all within the check's timeout; its result goes to the
  * server's record, where fall and rise turn it down or up. A worker that dies loses its
  * leases (the master frees them), and another takes them over at its next tick. */
 #ifndef PERCORE_UPPROBE_H
@@ -21,7 +22,8 @@ struct upprobe_target {
     socklen_t addrlen;
     const char *host;                    /* the Host header's value */
     const struct upstate_policy *policy; /* its check part; no check.path: not checked */
-    int tls; /* an https server: not checked (checks over TLS are not done yet) */
+    void *ssl_ctx; /* an https server's (SSL_CTX, its group's): checked over TLS */
+    const char *tls_name; /* ... the name its certificate must have, sent by SNI */
 };
 
 /* Worker, once, before its loop runs: check each target from now on (the first check at

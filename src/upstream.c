@@ -412,11 +412,6 @@ upstream_finish(struct conf_upstream *g, char *err, size_t errlen)
 
     for (size_t i = 0; i < g->nservers; i++)
         any |= g->servers[i].tls;
-    if (any && g->policy.check.path != NULL) {
-        snprintf(err, errlen, "upstream '%s': health_check over TLS (an https:// server) is "
-                 "not supported; passive checks (max_fails) still apply", g->name);
-        return -1;
-    }
     g->policy.max_fails = g->max_fails;
     g->policy.fail_timeout_ms = g->fail_timeout_ms;
     if (!any && g->tls != NULL) {

@@ -56,8 +56,7 @@ int upstream_set_queue(struct conf_upstream *g, const char *n, const char *optio
 /* Once g's servers and settings are all read: its passive and active check policy, each
  * server's record in the shared region (upstate_register: the caller commits or discards
  * the load), and its TLS context when a server is https:// (files read now). -1 with err
- * when a record or the context cannot be made, tls_* settings serve nothing, or health
- * checks would need TLS. */
+ * when a record or the context cannot be made, or tls_* settings serve nothing. */
 int upstream_finish(struct conf_upstream *g, char *err, size_t errlen);
 
 /* `retry_on WORD...`: the RETRY_ bit of one word, or 0 if it is none. */

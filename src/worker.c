@@ -32,6 +32,7 @@
 #include "tlsaccept.h"
 #include "upprobe.h"
 #include "upstate.h"
+#include "uptls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -481,7 +482,8 @@ start_probes(const struct conf *c)
                 .addrlen = s->sslen,
                 .host = s->authority,
                 .policy = &g->policy,
-                .tls = s->tls,
+                .ssl_ctx = s->tls ? g->ssl_ctx : NULL,
+                .tls_name = g->tls != NULL && g->tls->name != NULL ? g->tls->name : s->host,
             };
         }
     }

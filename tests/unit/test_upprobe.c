@@ -484,7 +484,7 @@ Test(upprobe, targets_not_valid_are_refused)
 
     worker_with("api http://x", 1);
     tcp_server(&s, NULL, 1);
-    t = (struct upprobe_target){0, (struct sockaddr *)&s.addr, s.addrlen, "x", &pol, 0};
+    t = (struct upprobe_target){0, (struct sockaddr *)&s.addr, s.addrlen, "x", &pol, NULL, NULL};
     t.idx = (int)(rec - upstate_get(0));
     pol.check.path = "healthz";
     cr_assert_eq(upprobe_start(loop, &t, 1), -1);
@@ -495,9 +495,12 @@ Test(upprobe, targets_not_valid_are_refused)
     t.host = "x\r\nEvil: 1";
     cr_assert_eq(upprobe_start(loop, &t, 1), -1);
     cr_assert_eq(prober.loop, NULL, "nothing started");
-    /* No path, or TLS: valid, not checked. */
+    /* TLS without the name to verify: refused. No path: valid, not checked. */
     t.host = "x";
-    t.tls = 1;
+    t.ssl_ctx = &t; /* never used: refused first */
+    cr_assert_eq(upprobe_start(loop, &t, 1), -1);
+    t.ssl_ctx = NULL;
+    pol.check.path = NULL;
     cr_assert_eq(upprobe_start(loop, &t, 1), 0);
     cr_assert_eq(prober.nprobes, 0);
     server_close(&s);
