@@ -737,8 +737,11 @@ static void
 reply_upstreams(int fd)
 {
     char *text = xmalloc(CTL_REPLY_MAX);
+    struct timespec wall;
 
-    if (upstate_status_text(util_now_ms(), time(NULL), text, CTL_REPLY_MAX) > 0)
+    clock_gettime(CLOCK_REALTIME, &wall);
+    if (upstate_status_text(util_now_ms(), (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000,
+                            text, CTL_REPLY_MAX) > 0)
         ctl_reply(fd, text);
     free(text);
 }

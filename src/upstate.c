@@ -237,9 +237,10 @@ upstate_worker_gone(int slot, pid_t pid)
 
 /* The local time of monotonic time t, for the status. */
 static void
-when(int64_t t, int64_t now_ms, time_t wall, char *buf, size_t len)
+when(int64_t t, int64_t now_ms, int64_t wall_ms, char *buf, size_t len)
 {
-    time_t at = wall - (time_t)((now_ms - t) / 1000);
+    /* In milliseconds: the two clocks' offset is the same at every call, so is the second. */
+    time_t at = (time_t)((wall_ms - (now_ms - t)) / 1000);
     struct tm tm;
 
     if (localtime_r(&at, &tm) == NULL || strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
@@ -247,7 +248,8 @@ when(int64_t t, int64_t now_ms, time_t wall, char *buf, size_t len)
 }
 
 void
-upstate_describe(const struct upstate *u_, int64_t now_ms, time_t wall, char *buf, size_t len)
+upstate_describe(const struct upstate *u_, int64_t now_ms, int64_t wall_ms, char *buf,
+                 size_t len)
 {
     struct upstate *u = (struct upstate *)u_; /* atomic loads take no const */
     char names[UPSTATE_KEY_MAX], t1[32], t2[32], why[64];
@@ -260,20 +262,20 @@ upstate_describe(const struct upstate *u_, int64_t now_ms, time_t wall, char *bu
 
     upstate_names(u, names, sizeof(names), &up, &srv);
     if (atomic_load(&u->down)) {
-        when(since, now_ms, wall, t1, sizeof(t1));
+        when(since, now_ms, wall_ms, t1, sizeof(t1));
         upstate_check_why((enum upstate_result)(last >> 32), (int)(uint32_t)last, why,
                           sizeof(why));
         n = snprintf(buf, len, "upstream %s server %s: down since %s (health check: %s)", up,
                      srv, t1, why);
     } else if (until > now_ms) {
-        when(atomic_load(&u->ejected_ms), now_ms, wall, t1, sizeof(t1));
-        when(until, now_ms, wall, t2, sizeof(t2));
+        when(atomic_load(&u->ejected_ms), now_ms, wall_ms, t1, sizeof(t1));
+        when(until, now_ms, wall_ms, t2, sizeof(t2));
         upstate_check_why((enum upstate_result)(cause >> 32), (int)(uint32_t)cause, why,
                           sizeof(why));
         n = snprintf(buf, len, "upstream %s server %s: down since %s until %s (ejected "
                      "after failed requests, the last: %s)", up, srv, t1, t2, why);
     } else {
-        when(until > since ? until : since, now_ms, wall, t1, sizeof(t1));
+        when(until > since ? until : since, now_ms, wall_ms, t1, sizeof(t1));
         n = snprintf(buf, len, "upstream %s server %s: up since %s", up, srv, t1);
     }
     if (n >= 0 && (size_t)n < len && inflight > 0)
@@ -281,7 +283,7 @@ upstate_describe(const struct upstate *u_, int64_t now_ms, time_t wall, char *bu
 }
 
 size_t
-upstate_status_text(int64_t now_ms, time_t wall, char *buf, size_t len)
+upstate_status_text(int64_t now_ms, int64_t wall_ms, char *buf, size_t len)
 {
     char line[UPSTATE_KEY_MAX + 256];
     size_t n = 0, more = 0, room = len - 64; /* kept for the count */
@@ -293,7 +295,7 @@ upstate_status_text(int64_t now_ms, time_t wall, char *buf, size_t len)
         size_t l;
         if ((u = upstate_current(i)) == NULL)
             continue;
-        upstate_describe(u, now_ms, wall, line, sizeof(line));
+        upstate_describe(u, now_ms, wall_ms, line, sizeof(line));
         l = strlen(line);
         if (n + (n > 0) + l >= room) {
             more++;

@@ -144,14 +144,15 @@ void upstate_discard(void);
  * and its health-check leases are free at once. */
 void upstate_worker_gone(int slot, pid_t pid);
 /* One line on u for `percore -s status` into buf (without newline): its upstream and
- * server, up or down, since when (local time of wall clock `wall`), why. */
-void upstate_describe(const struct upstate *u, int64_t now_ms, time_t wall, char *buf,
+ * server, up or down, since when (local time; wall_ms is the real-time clock in
+ * milliseconds read with now_ms), why. */
+void upstate_describe(const struct upstate *u, int64_t now_ms, int64_t wall_ms, char *buf,
                       size_t len);
 
 /* upstate_describe's lines on every server of the serving config, joined by newlines (no
  * last one) into buf; those past len are left out, and a last line counts them. The
  * length, 0 when there is no server (buf is then ""). len must be 128 or more. */
-size_t upstate_status_text(int64_t now_ms, time_t wall, char *buf, size_t len);
+size_t upstate_status_text(int64_t now_ms, int64_t wall_ms, char *buf, size_t len);
 
 /* ---- workers ---- */
 

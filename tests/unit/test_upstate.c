@@ -538,7 +538,7 @@ Test(upstate, status_lines)
     /* now is 100 s after the checks took it down. */
     check(u, UPSTATE_CONNECT_REFUSED, ECONNREFUSED, 900000);
     check(u, UPSTATE_CONNECT_REFUSED, ECONNREFUSED, 1000000);
-    upstate_describe(u, 1100000, wall, line, sizeof(line));
+    upstate_describe(u, 1100000, wall * 1000, line, sizeof(line));
     at = wall - 100;
     strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", localtime_r(&at, &tm));
     snprintf(want, sizeof(want), "upstream api server http://10.0.0.1:8080: down since %s "
@@ -550,7 +550,7 @@ Test(upstate, status_lines)
     for (int i = 0; i < 3; i++)
         upstate_report(u, &pol, UPSTATE_STATUS, UPSTATE_NONE, 10, 502, 1100000);
     upstate_inflight_inc(u);
-    upstate_describe(u, 1105000, wall, line, sizeof(line));
+    upstate_describe(u, 1105000, wall * 1000, line, sizeof(line));
     at = wall - 5;
     strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", localtime_r(&at, &tm));
     at = wall + 5;
@@ -560,7 +560,7 @@ Test(upstate, status_lines)
              t, t2);
     cr_assert_str_eq(line, want);
 
-    upstate_describe(u, 1120000, wall, line, sizeof(line));
+    upstate_describe(u, 1120000, wall * 1000, line, sizeof(line));
     at = wall - 10;
     strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", localtime_r(&at, &tm));
     snprintf(want, sizeof(want), "upstream api server http://10.0.0.1:8080: up since %s, "
@@ -598,7 +598,7 @@ Test(upstate, the_status_of_a_thousand_servers_reaches_the_client_whole)
         cr_assert_geq(upstate_register(key, 0), 0);
     }
     upstate_commit();
-    n = upstate_status_text(util_now_ms(), time(NULL), text, sizeof(text));
+    n = upstate_status_text(util_now_ms(), (int64_t)time(NULL) * 1000, text, sizeof(text));
     cr_assert_eq(count(text, "\n"), UPSTATE_MAX - 1, "a line each");
     cr_assert_eq(strncmp(text, "upstream api server http://10.0.0.0:8080: up since ", 51), 0,
                  "%.80s", text);
@@ -616,7 +616,7 @@ Test(upstate, the_status_of_a_thousand_servers_reaches_the_client_whole)
         cr_assert_geq(upstate_register(key, 0), 0);
     }
     upstate_commit();
-    n = upstate_status_text(util_now_ms(), time(NULL), text, sizeof(text));
+    n = upstate_status_text(util_now_ms(), (int64_t)time(NULL) * 1000, text, sizeof(text));
     cr_assert_leq(n, CTL_REPLY_MAX - 1);
     cr_assert_gt(n, CTL_REPLY_MAX - 400, "as full as it gets");
     cr_assert_not_null(strstr(text, " more upstream servers"));
