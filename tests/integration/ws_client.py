@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""A WebSocket client for the tunnel tests (python3-websockets); prints what it saw.
+
+usage: ws_client.py echo URL COUNT [PAUSE_AT FLAG]
+       ws_client.py idle URL
+       ws_client.py until-close URL FLAG
+
+echo: COUNT messages (text and binary, 1 B to 64 KiB, ten in flight at a time), each
+  checked against its echo; after PAUSE_AT of them it prints "paused" and goes on once
+  FLAG exists. Prints "echoed N" and closes normally; exits 1 at the first wrong or
+  missing echo.
+idle: one message, then nothing: prints "closed after S" (seconds from its echo until
+  the connection closed).
+until-close: ten messages, "paused", then once FLAG exists one message every 0.1 s until
+  the connection closes: prints "echoed N after go, closed after S" (S from the go).
+Every wait is bounded (60 s).
+"""
+import asyncio
+import os
+import sys
+import time
+
+import websockets
+
+SIZES = [1, 17, 125, 126, 1000, 65535, 65536, 4096, 300, 20000]
+LIMIT = 60
+
+
+def message(i):
+    body = (("%d:" % i) * (SIZES[i % len(SIZES)] // 2 + 1))[:SIZES[i % len(SIZES)]]
+    return body if i % 2 == 0 else body.encode()
+
+
+def say(*args):
+    print(*args, flush=True)
+
+
+async def wait_flag(flag):
+    say("paused")
+    deadline = time.monotonic() + LIMIT
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise SystemExit("no go within %d s" % LIMIT)
+        await asyncio.sleep(0.05)
+
+
+async def roundtrip(ws, i):
+    await ws.send(message(i))
+    got = await asyncio.wait_for(ws.recv(), LIMIT)
+    if got != message(i):
+        raise SystemExit("message %d came back wrong (%d bytes)" % (i, len(got)))
+
+
+def connect(url):
+    return websockets.connect(url, ping_interval=None, max_size=None, open_timeout=LIMIT,
+                              close_timeout=10)
+
+
+async def echo(url, count, pause_at=None, flag=None):
+    async with connect(url) as ws:
+        i = 0
+        while i < count:
+            if i == pause_at:
+                await wait_flag(flag)
+            end = min(i + 10, count)
+            if pause_at is not None and i < pause_at:
+                end = min(end, pause_at)
+            for k in range(i, end):
+                await ws.send(message(k))
+            for k in range(i, end):
+                got = await asyncio.wait_for(ws.recv(), LIMIT)
+                if got != message(k):
+                    raise SystemExit("message %d came back wrong (%d bytes)" % (k, len(got)))
+            i = end
+        say("echoed %d" % i)
+
+
+async def idle(url):
+    async with connect(url) as ws:
+        await roundtrip(ws, 0)
+        start = time.monotonic()
+        try:
+            await asyncio.wait_for(ws.recv(), LIMIT)
+            raise SystemExit("a message came on an idle tunnel")
+        except websockets.ConnectionClosed:
+            say("closed after %.1f" % (time.monotonic() - start))
+
+
+async def until_close(url, flag):
+    async with connect(url) as ws:
+        for i in range(10):
+            await roundtrip(ws, i)
+        await wait_flag(flag)
+        start = time.monotonic()
+        n = 0
+        try:
+            while time.monotonic() - start < LIMIT:
+                await roundtrip(ws, 10 + n)
+                n += 1
+                await asyncio.sleep(0.1)
+            raise SystemExit("still open after %d s" % LIMIT)
+        except websockets.ConnectionClosed:
+            say("echoed %d after go, closed after %.1f" % (n, time.monotonic() - start))
+
+
+def main():
+    mode, url = sys.argv[1], sys.argv[2]
+    if mode == "echo":
+        pause = (int(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 5 else (None, None)
+        asyncio.run(echo(url, int(sys.argv[3]), *pause))
+    elif mode == "idle":
+        asyncio.run(idle(url))
+    else:
+        asyncio.run(until_close(url, sys.argv[3]))
+
+
+if __name__ == "__main__":
+    main()
