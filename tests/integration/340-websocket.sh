@@ -1,7 +1,7 @@
 #!/bin/bash
 # WebSocket through the proxy: 1,000 messages echoed by a python3-websockets upstream, each
 # checked, with a reload (SIGHUP) in the middle that cuts nothing, the old worker serving
-# the tunnel until it ends; a 101 to a request that asked for no upgrade is a 502; any
+# the tunnel until it ends; the same over TLS; a 101 to a request that asked for no upgrade is a 502; any
 # other Upgrade is not sent on, nor is a WebSocket one over POST; a tunnel with nothing
 # to say closes after its websocket_timeout; a stop (SIGTERM) lets an open tunnel work
 # until shutdown_timeout, then closes it.
@@ -28,6 +28,13 @@ PW=$(free_port) # WebSocket echo
 PR=$(free_port) # a bare 101 to anything
 PE=$(free_port) # HTTP echo: shows the request head it got
 PORT=$(free_port)
+PTLS=$(free_port)
+TLS_LISTEN=
+if command -v openssl >/dev/null; then
+    make_cert localhost "${T_DIR}/cert.pem" "${T_DIR}/key.pem"
+    TLS_LISTEN="listen 127.0.0.1:${PTLS} tls; tls_certificate ${T_DIR}/cert.pem;
+    tls_key ${T_DIR}/key.pem;"
+fi
 python3 "${HERE}/ws_upstream.py" "${PW}" "${PR}" &
 UP_PIDS+=($!)
 python3 "${HERE}/echo_upstream.py" "${PE}" E &
@@ -37,7 +44,7 @@ if ! wait_for listening "${PW}" || ! wait_for listening "${PR}" ||
     bail "upstreams did not start"
 fi
 
-# conf SHUTDOWN_TIMEOUT: two workers; /ws/ tunnels to the echo, /idle/ the same with a
+# conf SHUTDOWN_TIMEOUT: two workers, a TLS listen too if openssl is there; /ws/ tunnels to the echo, /idle/ the same with a
 # short websocket_timeout, /raw/ to the bare 101, /echo/ to the HTTP echo.
 conf() {
     cat <<EOF
@@ -45,6 +52,7 @@ shutdown_timeout $1;
 workers 2;
 service ws {
     listen 127.0.0.1:${PORT};
+    ${TLS_LISTEN}
     route /ws/ { proxy http://127.0.0.1:${PW}/ websocket_timeout=20s; }
     route /idle/ { proxy http://127.0.0.1:${PW}/ websocket_timeout=1s; }
     route /raw/ { proxy http://127.0.0.1:${PR}/; }
@@ -101,6 +109,14 @@ if log_has "shutdown_timeout reached"; then
     not_ok "no worker reached shutdown_timeout"
 else
     ok "no worker reached shutdown_timeout"
+fi
+
+if [[ -n "${TLS_LISTEN}" ]]; then
+    out=$(WS_CA="${T_DIR}/cert.pem" python3 "${HERE}/ws_client.py" echo \
+        "wss://127.0.0.1:${PTLS}/ws/tls" 200 2>&1)
+    expect_eq "200 messages echoed over TLS" "${out}" "echoed 200"
+else
+    ok "200 messages echoed over TLS # SKIP no openssl"
 fi
 
 # 2. A 101 answered to a plain request; other upgrades.
