@@ -1,10 +1,11 @@
 #!/bin/bash
 # WebSocket through the proxy: 1,000 messages echoed by a python3-websockets upstream, each
 # checked, with a reload (SIGHUP) in the middle that cuts nothing, the old worker serving
-# the tunnel until it ends; the same over TLS; a 101 to a request that asked for no upgrade is a 502; any
-# other Upgrade is not sent on, nor is a WebSocket one over POST; a tunnel with nothing
-# to say closes after its websocket_timeout; a stop (SIGTERM) lets an open tunnel work
-# until shutdown_timeout, then closes it.
+# the tunnel until it ends; the same over TLS; bytes that come in one read with the
+# request or with the 101 get through; a 101 to a request that asked for no upgrade is a
+# 502; any other Upgrade is not sent on, nor is a WebSocket one over POST; a tunnel with
+# nothing to say closes after its websocket_timeout; a stop (SIGTERM) lets an open tunnel
+# work until shutdown_timeout, then closes it.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -122,6 +123,9 @@ fi
 # 2. A 101 answered to a plain request; other upgrades.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT}/raw/x")
 expect_eq "a 101 to a request that asked for no upgrade is a 502" "${code}" 502
+got=$(python3 "${HERE}/ws_client.py" raw "${PORT}" /raw/ws 2>&1)
+expect_eq "a frame sent with the request, and one with the 101, get through" "${got}" \
+    "101, hello, frame back"
 
 # upgrade_headers CURL-ARGS...: the Upgrade and Connection the HTTP echo got, as
 # "upgrade=...;connection=...".

@@ -4,6 +4,7 @@
 usage: ws_client.py echo URL COUNT [PAUSE_AT FLAG]
        ws_client.py idle URL
        ws_client.py until-close URL FLAG
+       ws_client.py raw PORT PATH
 
 echo: COUNT messages (text and binary, 1 B to 64 KiB, ten in flight at a time), each
   checked against its echo; after PAUSE_AT of them it prints "paused" and goes on once
@@ -14,10 +15,14 @@ idle: one message, then nothing: prints "closed after S" (seconds from its echo 
 until-close: ten messages, "paused", then once FLAG exists one message every 0.1 s until
   the connection closes: prints "echoed N after go, closed after S" (S from the go).
 A wss:// URL is verified against the CA file in $WS_CA, but not its host name.
+raw: against ws_upstream.py's raw server through 127.0.0.1:PORT, a WebSocket handshake and
+  a frame in one write; prints "101, hello, frame back" when the 101 came with the
+  server's "hello" frame after it and then the client's frame came back.
 Every wait is bounded (60 s).
 """
 import asyncio
 import os
+import socket
 import ssl
 import sys
 import time
@@ -109,11 +114,32 @@ async def until_close(url, flag):
             say("echoed %d after go, closed after %.1f" % (n, time.monotonic() - start))
 
 
+def raw(port, path):
+    frame = b"\x82\x83\x01\x02\x03\x04" + bytes(b ^ m for b, m in zip(b"abc", b"\x01\x02\x03"))
+    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+           "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" % path).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=LIMIT) as s:
+        s.sendall(req + frame)
+        got = b""
+        while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < 7 + len(frame):
+            more = s.recv(65536)
+            if not more:
+                break
+            got += more
+    head, _, rest = got.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else b"?"
+    say("%s, %s, %s" % (status.decode(), "hello" if rest[:7] == b"\x81\x05hello" else rest[:7],
+                        "frame back" if rest[7:] == frame else rest[7:]))
+
+
 def main():
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "echo":
         pause = (int(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 5 else (None, None)
         asyncio.run(echo(url, int(sys.argv[3]), *pause))
+    elif mode == "raw":
+        raw(int(sys.argv[2]), sys.argv[3])
     elif mode == "idle":
         asyncio.run(idle(url))
     else:

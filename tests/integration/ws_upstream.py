@@ -5,8 +5,10 @@ usage: ws_upstream.py WS_PORT RAW_PORT
 
 WS_PORT: a WebSocket echo server: every message comes back as it came (text or binary),
 on any path. It sends no pings, so a tunnel with nothing to say stays idle.
-RAW_PORT: an HTTP server that answers every request with a bare 101 (Upgrade: websocket)
-and then says nothing, as a broken upstream would, whatever the request asked.
+RAW_PORT: an HTTP server that answers every request with a 101 (Upgrade: websocket),
+whatever the request asked, as a broken upstream would. To a request whose head names
+websocket, the 101 and a text frame "hello" go in one write, and then every byte it gets
+comes back as it came (frames unparsed); to any other, the 101 alone, then nothing.
 Both listen on 127.0.0.1; tests wait for the ports.
 """
 import asyncio
@@ -24,12 +26,21 @@ async def echo(ws, _path=None):
 
 
 async def raw_101(reader, writer):
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
     try:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\n"
-                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-        await writer.drain()
-        await reader.read()  # until the proxy closes
+        req = await reader.readuntil(b"\r\n\r\n")
+        if b"websocket" not in req.lower():
+            writer.write(head)
+            await writer.drain()
+            await reader.read()  # until the proxy closes
+        else:
+            writer.write(head + b"\x81\x05hello")
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     writer.close()
