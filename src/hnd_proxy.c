@@ -23,6 +23,7 @@
 #include "reqdata.h"
 #include "router.h"
 #include "tmpl.h"
+#include "tunnel.h"
 #include "upclient.h"
 #include "uppool.h"
 #include "upsel.h"
@@ -40,6 +41,7 @@ struct proxy_conf {
     int64_t timeout_ms;         /* each read and write once connected */
     int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
     uint64_t buffer_size;       /* read ahead of a client that lags, per response */
+    int64_t ws_timeout_ms;      /* a WebSocket tunnel idle this long is closed */
     int least_conn;             /* a flag on the line, for its own group */
 };
 
@@ -56,6 +58,7 @@ struct proxy_handler {
     struct upsel *sel;
     h2o_timeout_t io_timeout;
     h2o_timeout_t connect_timeout;
+    h2o_timeout_t websocket_timeout;
 };
 
 /* One request's way to an upstream; lives in the request's pool. */
@@ -76,6 +79,7 @@ struct attempt {
     size_t head_idx;
     h2o_iovec_t key;           /* balance hash's value */
     struct upsel_waiter wait;  /* queued: every server was at its max_inflight */
+    int websocket;             /* an upgrade to WebSocket, sent on */
     struct upclient client;
 };
 
@@ -109,15 +113,17 @@ parse_flag(struct proxy_conf *pc, const char *s)
     return 1;
 }
 
-/* A NAME=VALUE word: timeout, connect_timeout or buffer_size. 1 if a is one (now set), 0
- * if it is not, -1 (reported) for a bad value. */
+/* A NAME=VALUE word: timeout, connect_timeout, websocket_timeout or buffer_size. 1 if a is
+ * one (now set), 0 if it is not, -1 (reported) for a bad value. */
 static int
 parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
     const struct {
         const char *name;
         int64_t *ms;
-    } times[] = {{"timeout", &pc->timeout_ms}, {"connect_timeout", &pc->connect_timeout_ms}};
+    } times[] = {{"timeout", &pc->timeout_ms},
+                 {"connect_timeout", &pc->connect_timeout_ms},
+                 {"websocket_timeout", &pc->ws_timeout_ms}};
     const char *s = a->s;
 
     for (size_t i = 0; i < NELEMS(times); i++) {
@@ -225,6 +231,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 
     pc->timeout_ms = -1;
     pc->connect_timeout_ms = -1;
+    pc->ws_timeout_ms = TUNNEL_IDLE_DEFAULT_MS;
     for (size_t i = 0; i < n->nargs; i++) {
         a = &n->args[i];
         if (parse_flag(pc, a->s))
@@ -685,7 +692,8 @@ build_head(struct attempt *a)
     }
     put_cookies(&b, req);
     put_forwarded(&b, req);
-    put_str(&b, "connection: keep-alive\r\n");
+    put_str(&b, a->websocket ? "upgrade: websocket\r\nconnection: upgrade\r\n"
+                             : "connection: keep-alive\r\n");
     if (req->entity.base != NULL) {
         snprintf(len, sizeof(len), "%zu", req->entity.len);
         put_header(&b, "content-length", h2o_iovec_init(len, strlen(len)));
@@ -1119,7 +1127,42 @@ on_head_or_retry(void *data, const struct upclient_head *uh)
     return on_head(data, uh);
 }
 
-static const struct upclient_cbs client_cbs = {.on_fail = on_fail, .on_head = on_head_or_retry};
+/* Whether the server's Upgrade names websocket. */
+static int
+upgrades_to_websocket(const struct upclient_head *uh)
+{
+    for (size_t i = 0; i < uh->nheaders; i++) {
+        const struct phr_header *h = &uh->headers[i];
+        if (h->name_len == 7 && strncasecmp(h->name, "upgrade", 7) == 0)
+            return h2o_lcstris(h->value, h->value_len, H2O_STRLIT("websocket"));
+    }
+    return 0;
+}
+
+/* A 101: if the request asked to upgrade to WebSocket and the server switches to it, the
+ * 101 goes to the client with the server's headers but hop-by-hop ones (libh2o writes
+ * Connection: upgrade), and the two connections become a tunnel. Else it is refused. */
+static int
+on_upgrade(void *data, const struct upclient_head *uh, struct upconn *c)
+{
+    struct attempt *a = data;
+    h2o_req_t *req = a->req;
+
+    if (!a->websocket || !upgrades_to_websocket(uh))
+        return -1;
+    report(a, UPSTATE_OK, 101);
+    req->res.status = 101;
+    req->res.reason = h2o_strdup(&req->pool, uh->reason.base, uh->reason.len).base;
+    for (size_t i = 0; i < uh->nheaders; i++)
+        add_response_header(a, uh, &uh->headers[i]);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL,
+                   H2O_STRLIT("websocket"));
+    tunnel_open(req, c, &a->h->websocket_timeout);
+    return 0;
+}
+
+static const struct upclient_cbs client_cbs = {
+    .on_fail = on_fail, .on_head = on_head_or_retry, .on_upgrade = on_upgrade};
 
 static void
 on_attempt_dispose(void *p)
@@ -1133,6 +1176,17 @@ on_attempt_dispose(void *p)
     report(a, UPSTATE_ABORTED, 0);
     release(a);
     upclient_dispose(&a->client);
+}
+
+/* An HTTP/1.1 GET that asks to upgrade to WebSocket (libh2o sets req->upgrade only when
+ * Connection lists upgrade). HTTP/2 has no upgrade (RFC 8441 is not in libh2o 2.2.5): such
+ * a request goes as a plain one, as does any other upgrade. */
+static int
+is_websocket(h2o_req_t *req)
+{
+    return req->version == 0x101 && req->upgrade.base != NULL &&
+           h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket")) &&
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
 }
 
 /* The value a hashing group hashes for this request. */
@@ -1184,6 +1238,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), on_attempt_dispose);
     memset(a, 0, sizeof(*a));
     a->req = req;
+    a->websocket = is_websocket(req);
     a->h = h;
     a->tried = h2o_mem_alloc_pool(&req->pool, g->nservers);
     memset(a->tried, 0, g->nservers);
@@ -1207,6 +1262,7 @@ on_context_init(h2o_handler_t *self, h2o_context_t *ctx)
 
     h2o_timeout_init(ctx->loop, &h->io_timeout, (uint64_t)h->conf->timeout_ms);
     h2o_timeout_init(ctx->loop, &h->connect_timeout, (uint64_t)h->conf->connect_timeout_ms);
+    h2o_timeout_init(ctx->loop, &h->websocket_timeout, (uint64_t)h->conf->ws_timeout_ms);
     h->sel = upsel_get(h->conf->group, ctx->loop);
 }
 
@@ -1249,7 +1305,7 @@ const struct hnd_ops hnd_proxy_ops = {
     .min_args = 1,
     .max_args = 64,
     .usage = "proxy URL...|http://GROUP[/PATH] [round_robin|least_conn] [preserve_host] "
-             "[timeout=TIME] [connect_timeout=TIME] [buffer_size=SIZE]",
+             "[timeout=TIME] [connect_timeout=TIME] [websocket_timeout=TIME] [buffer_size=SIZE]",
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,

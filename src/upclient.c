@@ -213,8 +213,43 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req);
 static void on_body(struct upclient *u);
 static void on_read(h2o_socket_t *sock, const char *err);
 
-/* Parses the head in the input, skipping interim (1xx) responses but 101; 0 when there is one, 1
- * when more bytes are needed, -1 when the exchange ended. */
+/* A 101 head h of headlen bytes: the connection goes to the caller if its request asked
+ * to upgrade, else the exchange fails. The exchange is over either way; u is not touched
+ * once the caller took the connection. */
+static void
+switch_protocols(struct upclient *u, const struct upclient_head *h, size_t headlen)
+{
+    struct upconn *c = u->conn;
+
+    if (u->cbs->on_upgrade == NULL) {
+        fail(u, UPF_INVALID, "101 response to a request that did not ask to upgrade");
+        return;
+    }
+    /* The write's callback would find the caller's data on the socket. */
+    if (h2o_socket_is_writing(c->sock)) {
+        fail(u, UPF_INVALID, "101 response before the request was sent");
+        return;
+    }
+    h2o_socket_read_stop(c->sock);
+    h2o_timeout_unlink(&u->timer);
+    c->sock->data = NULL;
+    u->reading = 0;
+    u->conn = NULL;
+    u->head_done = 1;
+    u->final_sent = 1;
+    if (u->cbs->on_upgrade(u->data, h, c) == -1) {
+        u->conn = c;
+        u->head_done = 0;
+        u->final_sent = 0;
+        c->sock->data = u;
+        fail(u, UPF_INVALID, "101 response to a request that did not ask to upgrade");
+        return;
+    }
+    h2o_buffer_consume(&c->sock->input, headlen);
+}
+
+/* Parses the head in the input, skipping interim (1xx) responses but 101; 0 when there is
+ * one, 1 when more bytes are needed, -1 when the exchange ended. */
 static int
 read_head(struct upclient *u)
 {
@@ -240,12 +275,7 @@ read_head(struct upclient *u)
             fail(u, UPF_INVALID, "invalid response head");
             return -1;
         }
-        /* No request asks to upgrade (Upgrade is hop-by-hop, not sent on). */
-        if (h.status == 101) {
-            fail(u, UPF_INVALID, "101 response to a request that did not ask to upgrade");
-            return -1;
-        }
-        if (h.status >= 200)
+        if (h.status >= 200 || h.status == 101)
             break;
         h2o_buffer_consume(&u->conn->sock->input, (size_t)rc);
         in = u->conn->sock->input;
@@ -258,6 +288,10 @@ read_head(struct upclient *u)
     h.reason = h2o_iovec_init(msg, msglen);
     h.headers = headers;
     h.nheaders = kept;
+    if (h.status == 101) {
+        switch_protocols(u, &h, (size_t)rc);
+        return -1;
+    }
     if (frame(u, &h, &length) == -1) {
         fail(u, UPF_INVALID, "invalid content-length in response");
         return -1;

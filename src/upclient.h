@@ -2,7 +2,8 @@
  * written, the response head read and handed to the caller, then the body streams to the
  * client's request (content-length, chunked or until close), with no more than a set
  * amount read ahead of a client that lags. Afterwards the connection goes back to its
- * pool when the response was read whole and framed, else it is closed. */
+ * pool when the response was read whole and framed, else it is closed; after a 101 to a
+ * request that asked to upgrade, it goes to the caller. */
 #ifndef PERCORE_UPCLIENT_H
 #define PERCORE_UPCLIENT_H
 
@@ -32,11 +33,17 @@ struct upclient_cbs {
     /* The exchange failed before a head: its connection is closed; the caller may try
      * again elsewhere or answer. */
     void (*on_fail)(void *data, enum upclient_fail why, const char *err);
-    /* A final head (1xx skipped; a 101 fails as UPF_INVALID): the caller sets req->res from
+    /* A final head (1xx skipped; a 101 goes to on_upgrade): the caller sets req->res from
      * it and returns 0, and the body then streams to the client; or it returns -1: the
      * connection is closed and on_fail gets UPF_REFUSED (where the caller may start the
      * exchange again). */
     int (*on_head)(void *data, const struct upclient_head *h);
+    /* A 101: the caller returns -1 if its request asked for no upgrade (the exchange then
+     * fails as UPF_INVALID), or takes c and returns 0. c is then reading nothing and has
+     * no callback (the caller sets sock->data); once this returns, the head is dropped from
+     * its input and what is left there is what the server sent after the head, so c must
+     * not be closed before this returns. NULL: every 101 fails as UPF_INVALID. */
+    int (*on_upgrade)(void *data, const struct upclient_head *h, struct upconn *c);
 };
 
 struct upclient {

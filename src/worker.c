@@ -30,6 +30,7 @@
 #include "service_rt.h"
 #include "tls.h"
 #include "tlsaccept.h"
+#include "tunnel.h"
 #include "upprobe.h"
 #include "upstate.h"
 #include "uptls.h"
@@ -430,7 +431,8 @@ notify_master(enum wmsg_type type)
 
 /* Stop accepting, let in-flight requests finish, give idle keep-alive connections a short
  * grace (libh2o has no HTTP/1 shutdown hook), and exit once all are gone, their lingering
- * closes included, or time is up. */
+ * closes included, or time is up. A WebSocket tunnel is an open connection (its client's
+ * socket keeps its record) and runs on until it ends or time is up; the exit closes it. */
 static void __attribute__((noreturn))
 drain_and_exit(void)
 {
@@ -455,8 +457,8 @@ drain_and_exit(void)
         accesslog_flush();
     }
     if (this_worker.conns > 0)
-        log_warnx("shutdown_timeout reached with %zu connections open, closing them",
-                  this_worker.conns);
+        log_warnx("shutdown_timeout reached with %zu connections open (%zu websocket "
+                  "tunnels), closing them", this_worker.conns, tunnel_count());
     else
         log_debug("drained");
     _exit(0);
