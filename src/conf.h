@@ -133,6 +133,7 @@ struct conf_upstream {
     unsigned retry_on;       /* RETRY_ bits */
     struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
     void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
+    int proxy_protocol;      /* 0, or the PROXY version (1, 2) each connection starts with */
 };
 
 struct conf_listen {

@@ -20,6 +20,7 @@
 #include "hnd.h"
 #include "log.h"
 #include "phr.h"
+#include "proxyproto.h"
 #include "reqdata.h"
 #include "router.h"
 #include "tmpl.h"
@@ -968,10 +969,38 @@ on_connect_timeout(h2o_timeout_entry_t *entry)
     connect_failed(a, "connection timeout");
 }
 
+/* The PROXY header a connection opened for this request starts with, in buf (of
+ * PROXYPROTO_OUT_MAX bytes), or none when the group sends none: the client as percore
+ * sees it (clientaddr.h: the peer, or whom trusted proxies name) and the address the
+ * client came to. It is also the key a kept connection is taken by (uppool_take_for), so
+ * that a connection whose header named one client never carries another's request. */
+_Static_assert(PROXYPROTO_OUT_MAX <= UPPOOL_PREAMBLE_MAX, "a PROXY header is a preamble");
+
+static h2o_iovec_t
+proxy_header(struct attempt *a, char *buf)
+{
+    int version = upsel_group(a->h->sel)->proxy_protocol;
+    struct sockaddr_storage src, dst;
+    const struct sockaddr *s = NULL, *d = NULL;
+    h2o_conn_t *conn = a->req->conn;
+
+    if (version == 0)
+        return h2o_iovec_init(NULL, 0);
+    if (clientaddr_get(a->req, &src) != 0)
+        s = (struct sockaddr *)&src;
+    if (conn->callbacks->get_sockname != NULL &&
+        conn->callbacks->get_sockname(conn, (struct sockaddr *)&dst) != 0)
+        d = (struct sockaddr *)&dst;
+    return h2o_iovec_init(buf, version == 1 ? proxyproto_write_v1(s, d, buf)
+                                            : proxyproto_write_v2(s, d, buf));
+}
+
 static void
 connect_new(struct attempt *a)
 {
-    struct upconn *c = uppool_connect(upsel_pool(a->h->sel, a->idx), on_connected, a);
+    char pp[PROXYPROTO_OUT_MAX];
+    struct upconn *c = uppool_connect_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp),
+                                          on_connected, a);
 
     if (c == NULL) {
         connect_failed(a, strerror(errno));
@@ -985,10 +1014,11 @@ connect_new(struct attempt *a)
 static void
 try_upstream(struct attempt *a)
 {
+    char pp[PROXYPROTO_OUT_MAX];
     struct upconn *c;
 
     set_active(a, 1);
-    c = uppool_take(upsel_pool(a->h->sel, a->idx));
+    c = uppool_take_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp));
     if (c != NULL)
         start_exchange(a, c, 1);
     else
