@@ -42,6 +42,8 @@ struct proxy_conf {
     int64_t connect_timeout_ms; /* to get a connection, before any byte is sent */
     uint64_t buffer_size;       /* read ahead of a client that lags, per response */
     int least_conn;             /* a flag on the line, for its own group */
+    int proxy_protocol;         /* proxy_protocol=, for its own group; -1: not given */
+    struct conf_pos proxy_protocol_pos;
 };
 
 /* The route's view of server i: http://authority/path, for targets and Location. */
@@ -106,8 +108,26 @@ parse_flag(struct proxy_conf *pc, const char *s)
     return 1;
 }
 
-/* A NAME=VALUE word: timeout, connect_timeout or buffer_size. 1 if a is one (now set), 0
- * if it is not, -1 (reported) for a bad value. */
+/* proxy_protocol=v1|v2|off: 1 (set), or -1 (reported) for a bad value. */
+static int
+parse_proxy_protocol(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
+{
+    static const char *const words[] = {"off", "v1", "v2"};
+    const char *v = a->s + strlen("proxy_protocol=");
+
+    for (int i = 0; i < (int)NELEMS(words); i++) {
+        if (strcmp(v, words[i]) == 0) {
+            pc->proxy_protocol = i;
+            pc->proxy_protocol_pos = a->pos;
+            return 1;
+        }
+    }
+    conf_diag_add(diag, &a->pos, "invalid proxy proxy_protocol '%s': expected v1, v2 or off", v);
+    return -1;
+}
+
+/* A NAME=VALUE word: timeout, connect_timeout, buffer_size or proxy_protocol. 1 if a is one
+ * (now set), 0 if it is not, -1 (reported) for a bad value. */
 static int
 parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
@@ -127,6 +147,8 @@ parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag 
                       CONF_TIME_MAX, times[i].name, s + n + 1);
         return -1;
     }
+    if (strncmp(s, "proxy_protocol=", 15) == 0)
+        return parse_proxy_protocol(pc, a, diag);
     if (strncmp(s, "buffer_size=", 12) != 0)
         return 0;
     if (conf_parse_size(s + 12, &pc->buffer_size) == -1 ||
@@ -222,6 +244,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
 
     pc->timeout_ms = -1;
     pc->connect_timeout_ms = -1;
+    pc->proxy_protocol = -1;
     for (size_t i = 0; i < n->nargs; i++) {
         a = &n->args[i];
         if (parse_flag(pc, a->s))
@@ -236,9 +259,17 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         conf_diag_add(diag, &n->pos, "'proxy' needs at least one upstream URL");
         goto fail;
     }
+    /* A named group's connections are shared by every line that names it. */
+    if (pc->proxy_protocol != -1 && pc->own == NULL) {
+        conf_diag_add(diag, &pc->proxy_protocol_pos, "proxy_protocol= is for the servers "
+                      "written on the line: set 'proxy_protocol' in upstream '%s'",
+                      pc->group->name);
+        goto fail;
+    }
     if (pc->own != NULL) {
         char err[600];
         pc->own->balance = pc->least_conn ? BALANCE_LEAST_CONN : BALANCE_ROUND_ROBIN;
+        pc->own->proxy_protocol = pc->proxy_protocol == -1 ? 0 : pc->proxy_protocol;
         pc->group = pc->own;
         if (upstream_finish(pc->own, err, sizeof(err)) == -1) {
             conf_diag_add(diag, &n->pos, "%s", err);
@@ -1214,7 +1245,8 @@ const struct hnd_ops hnd_proxy_ops = {
     .min_args = 1,
     .max_args = 64,
     .usage = "proxy URL...|http://GROUP[/PATH] [round_robin|least_conn] [preserve_host] "
-             "[timeout=TIME] [connect_timeout=TIME] [buffer_size=SIZE]",
+             "[timeout=TIME] [connect_timeout=TIME] [buffer_size=SIZE] "
+             "[proxy_protocol=v1|v2]",
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,

@@ -83,6 +83,7 @@ service front {
     route /v1/ { proxy http://v1/; }
     route /v2/ { proxy http://v2/; }
     route /tls/ { proxy http://tls/; }
+    route /line/ { proxy http://127.0.0.1:${U1}/ proxy_protocol=v1; }
 }
 service behind_xff {
     listen 127.0.0.1:${PX};
@@ -106,6 +107,9 @@ client 127.0.0.1 "${P}" /v2/x --bind 127.0.0.2
 expect_eq "v2: the same, from another address" \
     "${VER} ${CMD} ${SRC} ${DST}" "2 PROXY ${LOCAL} 127.0.0.1:${P}"
 check "the client's port is its own (${LOCAL})" [ "${LOCAL#127.0.0.2:}" -gt 0 ]
+client 127.0.0.1 "${P}" /line/x
+expect_eq "proxy_protocol= on a proxy line, for its own servers" \
+    "${VER} ${CMD} ${SRC} ${DST}" "1 PROXY ${LOCAL} 127.0.0.1:${P}"
 client ::1 "${P6}" /v1/x --bind ::1
 expect_eq "v1 over IPv6 (TCP6)" "${VER} ${SRC} ${DST}" "1 ${LOCAL} [::1]:${P6}"
 client ::1 "${P6}" /v2/x --bind ::1
@@ -176,4 +180,7 @@ bad_conf "an unknown version" "upstream g { server http://127.0.0.1:1; proxy_pro
 bad_conf "not in a service" \
     "service s { listen 127.0.0.1:${P}; proxy_protocol v1; route / { respond 200; } }" \
     "'proxy_protocol' is not allowed in a service block"
+bad_conf "proxy_protocol= on a line naming a group" \
+    "upstream g { server http://127.0.0.1:1; } service s { listen 127.0.0.1:${P}; route / { proxy http://g/ proxy_protocol=v2; } }" \
+    "set 'proxy_protocol' in upstream 'g'"
 finish
