@@ -94,6 +94,7 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_retry_on, set_uptls, set_trusted, set_health_check, set_queue;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const struct keyword pp_versions[] = {{"v1", 1}, {"v2", 2}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
 static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 
@@ -190,6 +191,8 @@ static const struct directive directives[] = {
            "proxy_header NAME VALUE"),
     CUSTOM("proxy_header_unset", SVCROUTE, 1, 1, D_REPEAT, set_reqheader, NULL,
            "proxy_header_unset NAME"),
+    {"proxy_protocol", CTX_UPSTREAM, FIELD(UPSTREAM, proxy_protocol, int), F_INT, 0, 1, 1, 0,
+     set_enum, 0, 0, pp_versions, "proxy_protocol v1|v2|off"},
     CUSTOM("queue", UPSTREAM, 1, 2, 0, set_queue, NULL, "queue N [timeout=TIME]"),
     HANDLER("redirect", hnd_redirect_ops),
     HANDLER("respond", hnd_respond_ops),

@@ -137,6 +137,7 @@ struct conf_upstream {
     int64_t queue_timeout_ms; /* ... each for at most this long, then 503 */
     struct uptls_conf *tls;  /* tls_* directives (uptls.h); NULL: none given */
     void *ssl_ctx;           /* SSL_CTX for its https:// servers, made at load */
+    int proxy_protocol;      /* 0, or the PROXY version (1, 2) each connection starts with */
     /* Passive ejection (from max_fails, fail_timeout) and `health_check` (check.path NULL:
      * none; owned), as the shared records apply them; complete after upstream_finish. */
     struct upstate_policy policy;

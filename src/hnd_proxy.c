@@ -20,6 +20,7 @@
 #include "hnd.h"
 #include "log.h"
 #include "phr.h"
+#include "proxyproto.h"
 #include "reqdata.h"
 #include "router.h"
 #include "tmpl.h"
@@ -43,6 +44,8 @@ struct proxy_conf {
     uint64_t buffer_size;       /* read ahead of a client that lags, per response */
     int64_t ws_timeout_ms;      /* a WebSocket tunnel idle this long is closed */
     int least_conn;             /* a flag on the line, for its own group */
+    int proxy_protocol;         /* proxy_protocol=, for its own group; -1: not given */
+    struct conf_pos proxy_protocol_pos;
 };
 
 /* The route's view of server i: http://authority/path, for targets and Location. */
@@ -113,8 +116,26 @@ parse_flag(struct proxy_conf *pc, const char *s)
     return 1;
 }
 
-/* A NAME=VALUE word: timeout, connect_timeout, websocket_timeout or buffer_size. 1 if a is
- * one (now set), 0 if it is not, -1 (reported) for a bad value. */
+/* proxy_protocol=v1|v2|off: 1 (set), or -1 (reported) for a bad value. */
+static int
+parse_proxy_protocol(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
+{
+    static const char *const words[] = {"off", "v1", "v2"};
+    const char *v = a->s + strlen("proxy_protocol=");
+
+    for (int i = 0; i < (int)NELEMS(words); i++) {
+        if (strcmp(v, words[i]) == 0) {
+            pc->proxy_protocol = i;
+            pc->proxy_protocol_pos = a->pos;
+            return 1;
+        }
+    }
+    conf_diag_add(diag, &a->pos, "invalid proxy proxy_protocol '%s': expected v1, v2 or off", v);
+    return -1;
+}
+
+/* A NAME=VALUE word: timeout, connect_timeout, websocket_timeout, buffer_size or
+ * proxy_protocol. 1 if a is one (now set), 0 if it is not, -1 (reported) for a bad value. */
 static int
 parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag *diag)
 {
@@ -136,6 +157,8 @@ parse_setting(struct proxy_conf *pc, const struct conf_arg *a, struct conf_diag 
                       CONF_TIME_MAX, times[i].name, s + n + 1);
         return -1;
     }
+    if (strncmp(s, "proxy_protocol=", 15) == 0)
+        return parse_proxy_protocol(pc, a, diag);
     if (strncmp(s, "buffer_size=", 12) != 0)
         return 0;
     if (conf_parse_size(s + 12, &pc->buffer_size) == -1 ||
@@ -232,6 +255,7 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     pc->timeout_ms = -1;
     pc->connect_timeout_ms = -1;
     pc->ws_timeout_ms = TUNNEL_IDLE_DEFAULT_MS;
+    pc->proxy_protocol = -1;
     for (size_t i = 0; i < n->nargs; i++) {
         a = &n->args[i];
         if (parse_flag(pc, a->s))
@@ -246,9 +270,17 @@ proxy_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
         conf_diag_add(diag, &n->pos, "'proxy' needs at least one upstream URL");
         goto fail;
     }
+    /* A named group's connections are shared by every line that names it. */
+    if (pc->proxy_protocol != -1 && pc->own == NULL) {
+        conf_diag_add(diag, &pc->proxy_protocol_pos, "proxy_protocol= is for the servers "
+                      "written on the line: set 'proxy_protocol' in upstream '%s'",
+                      pc->group->name);
+        goto fail;
+    }
     if (pc->own != NULL) {
         char err[600];
         pc->own->balance = pc->least_conn ? BALANCE_LEAST_CONN : BALANCE_ROUND_ROBIN;
+        pc->own->proxy_protocol = pc->proxy_protocol == -1 ? 0 : pc->proxy_protocol;
         pc->group = pc->own;
         if (upstream_finish(pc->own, err, sizeof(err)) == -1) {
             conf_diag_add(diag, &n->pos, "%s", err);
@@ -1007,13 +1039,40 @@ on_connect_timeout(h2o_timeout_entry_t *entry)
     connect_failed(a, UPSTATE_CONNECT_TIMEOUT, "connection timeout");
 }
 
+/* The PROXY header a connection opened for this request starts with, in buf (of
+ * PROXYPROTO_OUT_MAX bytes), or none when the group sends none: the client as percore
+ * sees it (clientaddr.h: the peer, or whom trusted proxies name) and the address the
+ * client came to. It is also the key a kept connection is taken by (uppool_take_for), so
+ * that a connection whose header named one client never carries another's request. */
+_Static_assert(PROXYPROTO_OUT_MAX <= UPPOOL_PREAMBLE_MAX, "a PROXY header is a preamble");
+
+static h2o_iovec_t
+proxy_header(struct attempt *a, char *buf)
+{
+    int version = upsel_group(a->h->sel)->proxy_protocol;
+    struct sockaddr_storage src, dst;
+    const struct sockaddr *s = NULL, *d = NULL;
+    h2o_conn_t *conn = a->req->conn;
+
+    if (version == 0)
+        return h2o_iovec_init(NULL, 0);
+    if (clientaddr_get(a->req, &src) != 0)
+        s = (struct sockaddr *)&src;
+    if (conn->callbacks->get_sockname != NULL &&
+        conn->callbacks->get_sockname(conn, (struct sockaddr *)&dst) != 0)
+        d = (struct sockaddr *)&dst;
+    return h2o_iovec_init(buf, version == 1 ? proxyproto_write_v1(s, d, buf)
+                                            : proxyproto_write_v2(s, d, buf));
+}
+
 static void
 connect_new(struct attempt *a)
 {
+    char pp[PROXYPROTO_OUT_MAX];
     struct upconn *c;
 
     a->connect_start_us = util_now_us();
-    c = uppool_connect(upsel_pool(a->h->sel, a->idx), on_connected, a);
+    c = uppool_connect_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp), on_connected, a);
     if (c == NULL) {
         /* ENOENT: no socket at a unix path, as good as refused. */
         connect_failed(a, errno == ECONNREFUSED || errno == ENOENT ? UPSTATE_CONNECT_REFUSED
@@ -1029,12 +1088,13 @@ connect_new(struct attempt *a)
 static void
 try_upstream(struct attempt *a)
 {
+    char pp[PROXYPROTO_OUT_MAX];
     struct upconn *c;
 
     a->reporting = 1;
     a->connect_us = UPSTATE_NONE;
     a->sent_us = 0;
-    c = uppool_take(upsel_pool(a->h->sel, a->idx));
+    c = uppool_take_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp));
     if (c != NULL)
         start_exchange(a, c, 1);
     else
@@ -1305,7 +1365,8 @@ const struct hnd_ops hnd_proxy_ops = {
     .min_args = 1,
     .max_args = 64,
     .usage = "proxy URL...|http://GROUP[/PATH] [round_robin|least_conn] [preserve_host] "
-             "[timeout=TIME] [connect_timeout=TIME] [websocket_timeout=TIME] [buffer_size=SIZE]",
+             "[timeout=TIME] [connect_timeout=TIME] [websocket_timeout=TIME] [buffer_size=SIZE] "
+             "[proxy_protocol=v1|v2]",
     .parse = proxy_parse,
     .setup = proxy_setup,
     .free_conf = proxy_free,

@@ -1,8 +1,10 @@
-/* The PROXY protocol (haproxy's proxy-protocol.txt), versions 1 and 2, as a receiver: a
- * load balancer that speaks it sends, before anything of the connection's own, the
- * client's address. The parser is pure (unit tests and the fuzzer drive it); the reader,
+/* The PROXY protocol (haproxy's proxy-protocol.txt), versions 1 and 2: a load balancer
+ * that speaks it sends, before anything of the connection's own, the client's address.
+ * As a receiver: the parser is pure (unit tests and the fuzzer drive it); the reader,
  * worker only, takes the header off an accepted connection on a `proxy_protocol` listen
- * before TLS or HTTP start. */
+ * before TLS or HTTP start. As a sender (an upstream group's `proxy_protocol`): the
+ * writers (proxyproto_send.c), pure, make the header a connection to an upstream server
+ * starts with. */
 #ifndef PERCORE_PROXYPROTO_H
 #define PERCORE_PROXYPROTO_H
 
@@ -34,6 +36,22 @@ struct proxyproto_hdr {
  * CRLF). Never reads past len. */
 ssize_t proxyproto_parse(const void *buf, size_t len, struct proxyproto_hdr *h,
                          const char **why);
+
+/* The most bytes proxyproto_write_v1 and proxyproto_write_v2 write: a version 1 line is
+ * at most 107 bytes, a version 2 header without TLVs at most 52. */
+#define PROXYPROTO_OUT_MAX PROXYPROTO_V1_MAX
+
+/* The header for a connection relayed for a client at src that came to dst (each an
+ * AF_INET or AF_INET6 address, or NULL), into buf, which holds PROXYPROTO_OUT_MAX bytes;
+ * returns its length. An IPv4-mapped address is written as the IPv4 one; when one
+ * address is IPv6 and the other IPv4, the IPv4 one is written as mapped IPv6 (one family
+ * per header). Version 1: "PROXY TCP4 SRC DST SPORT DPORT\r\n" (TCP6 for IPv6), or
+ * "PROXY UNKNOWN\r\n" when an address is missing or of another family (a unix socket).
+ * Version 2: the PROXY command with the INET or INET6 addresses and no TLVs, or where
+ * version 1 says UNKNOWN the LOCAL command with the UNSPEC family and no address. Either
+ * way the receiver keeps the connection's own addresses when it is told none. */
+size_t proxyproto_write_v1(const struct sockaddr *src, const struct sockaddr *dst, void *buf);
+size_t proxyproto_write_v2(const struct sockaddr *src, const struct sockaddr *dst, void *buf);
 
 /* ---- worker ---- */
 

@@ -1,13 +1,20 @@
 /* A worker's connections to one upstream server (see uppool.h). libh2o 2.2.5's socket
  * pool exports a socket when it is returned and imports it again when it is taken (an
  * fcntl and an epoll_ctl each way); here an idle connection keeps its h2o socket and its
- * place in the loop, and is taken and given back by moving a list link. */
+ * place in the loop, and is taken and given back by moving a list link. Connections
+ * opened with a preamble (a PROXY header) are idle in a bucket by its hash as well, so
+ * that finding one for a client looks at a few, not at every idle one. */
 #include "config.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "uppool.h"
 #include "util.h"
+
+/* Buckets of idle connections by preamble: for the 1024 idle ones upsel.c lets a pool
+ * keep, 4 each on average. */
+#define NBUCKETS 256
 
 struct uppool {
     h2o_loop_t *loop;
@@ -17,7 +24,41 @@ struct uppool {
     h2o_linklist_t idle; /* struct upconn; the most recently used at the end */
     size_t nidle, max_idle;
     int rcvbuf;
+    h2o_linklist_t *buckets; /* NBUCKETS; NULL until a connection with a preamble is idle */
 };
+
+/* FNV-1a: preambles differ in an address or a port, and spread over the buckets. */
+static uint64_t
+hash_bytes(const char *b, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static h2o_linklist_t *
+bucket_of(struct uppool *p, uint64_t hash)
+{
+    return &p->buckets[hash % NBUCKETS];
+}
+
+/* The buckets, made when the first connection with a preamble is given back; any idle
+ * ones already there go into theirs. */
+static void
+make_buckets(struct uppool *p)
+{
+    p->buckets = xcalloc(NBUCKETS, sizeof(*p->buckets));
+    for (size_t i = 0; i < NBUCKETS; i++)
+        h2o_linklist_init_anchor(&p->buckets[i]);
+    for (h2o_linklist_t *l = p->idle.next; l != &p->idle; l = l->next) {
+        struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, l);
+        h2o_linklist_insert(bucket_of(p, c->hash), &c->same);
+    }
+}
 
 struct uppool *
 uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len, uint64_t keepalive_ms,
@@ -39,6 +80,8 @@ static void
 unlink_idle(struct upconn *c)
 {
     h2o_linklist_unlink(&c->link);
+    if (h2o_linklist_is_linked(&c->same))
+        h2o_linklist_unlink(&c->same);
     h2o_timeout_unlink(&c->timer);
     c->pool->nidle--;
 }
@@ -68,15 +111,33 @@ on_idle_timeout(h2o_timeout_entry_t *entry)
 }
 
 struct upconn *
+uppool_take_for(struct uppool *p, h2o_iovec_t preamble)
+{
+    struct upconn *c = NULL;
+    h2o_linklist_t *anchor;
+
+    if (p->buckets == NULL) {
+        /* No connection with a preamble was ever idle here: no idle one has one. */
+        if (preamble.len == 0 && !h2o_linklist_is_empty(&p->idle))
+            c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.prev);
+    } else {
+        anchor = bucket_of(p, hash_bytes(preamble.base, preamble.len));
+        for (h2o_linklist_t *l = anchor->prev; l != anchor && c == NULL; l = l->prev) {
+            struct upconn *t = H2O_STRUCT_FROM_MEMBER(struct upconn, same, l);
+            if (t->preamble_len == preamble.len &&
+                (preamble.len == 0 || memcmp(t->preamble, preamble.base, preamble.len) == 0))
+                c = t;
+        }
+    }
+    if (c != NULL)
+        unlink_idle(c);
+    return c;
+}
+
+struct upconn *
 uppool_take(struct uppool *p)
 {
-    struct upconn *c;
-
-    if (h2o_linklist_is_empty(&p->idle))
-        return NULL;
-    c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.prev);
-    unlink_idle(c);
-    return c;
+    return uppool_take_for(p, h2o_iovec_init(NULL, 0));
 }
 
 void
@@ -86,27 +147,54 @@ uppool_put(struct upconn *c)
 
     if (p->nidle >= p->max_idle)
         upconn_close(H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.next));
+    if (c->preamble_len != 0 && p->buckets == NULL)
+        make_buckets(p);
     c->sock->data = c;
     h2o_socket_read_start(c->sock, on_idle_read);
     h2o_linklist_insert(&p->idle, &c->link);
+    if (p->buckets != NULL)
+        h2o_linklist_insert(bucket_of(p, c->hash), &c->same);
     c->timer.cb = on_idle_timeout;
     h2o_timeout_link(p->loop, &p->keepalive, &c->timer);
     p->nidle++;
 }
 
 static void
-on_connect(h2o_socket_t *sock, const char *err)
+on_preamble_sent(h2o_socket_t *sock, const char *err)
 {
     struct upconn *c = sock->data;
 
     c->cb(c, err, c->data);
 }
 
+static void
+on_connect(h2o_socket_t *sock, const char *err)
+{
+    struct upconn *c = sock->data;
+    h2o_iovec_t pre = h2o_iovec_init(c->preamble, c->preamble_len);
+
+    /* Before anything of the caller's, a TLS handshake included: a PROXY header goes in
+     * clear. The caller's connect timeout runs on until cb. */
+    if (err == NULL && pre.len != 0) {
+        h2o_socket_write(sock, &pre, 1, on_preamble_sent);
+        return;
+    }
+    c->cb(c, err, c->data);
+}
+
 struct upconn *
 uppool_connect(struct uppool *p, upconn_cb cb, void *data)
 {
-    struct upconn *c = xcalloc(1, sizeof(*c));
+    return uppool_connect_for(p, h2o_iovec_init(NULL, 0), cb, data);
+}
 
+struct upconn *
+uppool_connect_for(struct uppool *p, h2o_iovec_t preamble, upconn_cb cb, void *data)
+{
+    struct upconn *c;
+
+    assert(preamble.len <= UPPOOL_PREAMBLE_MAX);
+    c = xcalloc(1, sizeof(*c));
     c->sock = h2o_socket_connect(p->loop, (struct sockaddr *)&p->addr, p->addrlen, on_connect);
     if (c->sock == NULL) {
         free(c);
@@ -121,5 +209,9 @@ uppool_connect(struct uppool *p, upconn_cb cb, void *data)
     c->pool = p;
     c->cb = cb;
     c->data = data;
+    if (preamble.len != 0)
+        memcpy(c->preamble, preamble.base, preamble.len);
+    c->preamble_len = preamble.len;
+    c->hash = hash_bytes(preamble.base, preamble.len);
     return c;
 }

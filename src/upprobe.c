@@ -11,6 +11,7 @@
 #include "heritage.h"
 #include "log.h"
 #include "phr.h"
+#include "proxyproto.h"
 #include "upprobe.h"
 #include "upstate.h"
 #include "uptls.h"
@@ -38,6 +39,8 @@ struct probe {
     int connected;
     void *ssl_ctx; /* https: the group's SSL_CTX, and the name to verify */
     char *tls_name;
+    char pp[PROXYPROTO_OUT_MAX]; /* a PROXY header before TLS (else it starts req) */
+    size_t pplen;
 };
 
 static struct {
@@ -175,6 +178,18 @@ on_handshake(h2o_socket_t *sock, const char *err)
 }
 
 static void
+on_header_written(h2o_socket_t *sock, const char *err)
+{
+    struct probe *p = sock->data;
+
+    if (err != NULL) {
+        check_end(p, UPSTATE_CLOSED, 0);
+        return;
+    }
+    uptls_handshake(sock, p->ssl_ctx, p->tls_name, on_handshake);
+}
+
+static void
 on_connect(h2o_socket_t *sock, const char *err)
 {
     struct probe *p = sock->data;
@@ -190,10 +205,14 @@ on_connect(h2o_socket_t *sock, const char *err)
         return;
     }
     p->connected = 1;
-    if (p->ssl_ctx != NULL)
+    if (p->ssl_ctx != NULL && p->pplen > 0) {
+        h2o_iovec_t hdr = h2o_iovec_init(p->pp, p->pplen);
+        h2o_socket_write(sock, &hdr, 1, on_header_written);
+    } else if (p->ssl_ctx != NULL) {
         uptls_handshake(sock, p->ssl_ctx, p->tls_name, on_handshake);
-    else
+    } else {
         send_check(p);
+    }
 }
 
 static void
@@ -269,14 +288,25 @@ static void
 add_probe(const struct upprobe_target *t)
 {
     struct probe *p = &prober.probes[prober.nprobes++];
+    size_t pre;
+    char *get;
 
     p->u = upstate_get(t->idx);
     p->pol = *t->policy;
     memcpy(&p->addr, t->addr, t->addrlen);
     p->addrlen = t->addrlen;
-    p->req = xasprintf("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-                       "User-Agent: percore-health\r\n\r\n", t->policy->check.path, t->host);
-    p->reqlen = strlen(p->req);
+    if (t->proxy_protocol != 0)
+        p->pplen = t->proxy_protocol == 1 ? proxyproto_write_v1(NULL, NULL, p->pp)
+                                          : proxyproto_write_v2(NULL, NULL, p->pp);
+    get = xasprintf("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+                    "User-Agent: percore-health\r\n\r\n", t->policy->check.path, t->host);
+    /* Without TLS, the header (binary for v2) is the request's start: one write. */
+    pre = t->ssl_ctx == NULL ? p->pplen : 0;
+    p->reqlen = pre + strlen(get);
+    p->req = xmalloc(p->reqlen);
+    memcpy(p->req, p->pp, pre);
+    memcpy(p->req + pre, get, p->reqlen - pre);
+    free(get);
     p->pol.check.path = NULL;
     p->ssl_ctx = t->ssl_ctx;
     p->tls_name = t->tls_name != NULL ? xstrdup(t->tls_name) : NULL;

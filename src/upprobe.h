@@ -24,6 +24,7 @@ struct upprobe_target {
     const struct upstate_policy *policy; /* its check part; no check.path: not checked */
     void *ssl_ctx; /* an https server's (SSL_CTX, its group's): checked over TLS */
     const char *tls_name; /* ... the name its certificate must have, sent by SNI */
+    int proxy_protocol;   /* 1, 2: each check starts with a PROXY header (LOCAL, no client) */
 };
 
 /* Worker, once, before its loop runs: check each target from now on (the first check at

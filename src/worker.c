@@ -486,6 +486,7 @@ start_probes(const struct conf *c)
                 .policy = &g->policy,
                 .ssl_ctx = s->tls ? g->ssl_ctx : NULL,
                 .tls_name = g->tls != NULL && g->tls->name != NULL ? g->tls->name : s->host,
+                .proxy_protocol = g->proxy_protocol,
             };
         }
     }

@@ -8,10 +8,15 @@
  *   complete yet", and a refusal of a prefix stands for the whole input (the reader closes
  *   the connection at the first refusal, so a later byte must not have rescued it);
  * - an address taken is an IPv4 or IPv6 one of the family's length; for v1, it is the
- *   line's own text.
+ *   line's own text;
+ * - written back by the sender of its version (proxyproto_write_v1/v2) and read again, a
+ *   header gives the same addresses (IPv4-mapped ones taken as IPv4, as the sender
+ *   writes them), or again none.
  *
- * proxyproto.c is included for its statics; the worker's rate limit is stubbed. */
+ * proxyproto.c and proxyproto_send.c are included for their statics; the worker's rate
+ * limit is stubbed. */
 #include "../../src/proxyproto.c"
+#include "../../src/proxyproto_send.c"
 
 #include <stdio.h>
 
@@ -80,6 +85,30 @@ check_result(const uint8_t *data, size_t size, ssize_t n, const struct proxyprot
         check_v1_text(data, n, h);
 }
 
+/* h written by the sender of its version and read again: the same addresses, or none. */
+static void
+check_round_trip(const struct proxyproto_hdr *h)
+{
+    uint8_t out[PROXYPROTO_OUT_MAX];
+    struct endpoint want[2], got[2];
+    struct proxyproto_hdr r;
+    const char *why;
+    const struct sockaddr *src = h->has_addr ? (const struct sockaddr *)&h->src : NULL;
+    const struct sockaddr *dst = h->has_addr ? (const struct sockaddr *)&h->dst : NULL;
+    size_t n = h->version == 1 ? proxyproto_write_v1(src, dst, out)
+                               : proxyproto_write_v2(src, dst, out);
+
+    CHECK(n > 0 && n <= sizeof(out));
+    CHECK(proxyproto_parse(out, n, &r, &why) == (ssize_t)n);
+    CHECK(r.version == h->version && r.has_addr == h->has_addr);
+    if (!h->has_addr)
+        return;
+    CHECK(endpoints(src, dst, &want[0], &want[1]) == 0);
+    CHECK(endpoints((struct sockaddr *)&r.src, (struct sockaddr *)&r.dst, &got[0],
+                    &got[1]) == 0);
+    CHECK(memcmp(want, got, sizeof(want)) == 0);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -93,6 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(proxyproto_parse(data, (size_t)n, &hp, &whyp) == n);
         CHECK(hp.has_addr == h.has_addr && hp.srclen == h.srclen &&
               memcmp(&hp.src, &h.src, sizeof(h.src)) == 0);
+        check_round_trip(&h);
     }
     /* Prefixes at 17 places, and just short of the header. */
     for (size_t k = 0; k <= 17; k++) {

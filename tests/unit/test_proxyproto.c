@@ -1,8 +1,10 @@
 /* The PROXY protocol (src/proxyproto.c): the parser on good, split and hostile headers of
- * both versions, and the reader on a socketpair in an event loop: what follows the header
- * stays for TLS or HTTP, the peer becomes the header's source, and a bad, late or untrusted
- * header closes the connection. */
+ * both versions; the writers, byte for byte and through the parser again; and the reader
+ * on a socketpair in an event loop: what follows the header stays for TLS or HTTP, the
+ * peer becomes the header's source, and a bad, late or untrusted header closes the
+ * connection. */
 #include "../../src/proxyproto.c"
+#include "../../src/proxyproto_send.c"
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -353,6 +355,214 @@ Test(both, random_input)
             memcpy(b, "PROXY ", 6);
         ssize_t n = parse(b, len, &h);
         cr_assert(n <= (ssize_t)len);
+    }
+}
+
+/* ---- the writers ---- */
+
+/* text ("192.0.2.1", "2001:db8::1") and port as a socket address in *ss. */
+static const struct sockaddr *
+sa(struct sockaddr_storage *ss, const char *text, unsigned port)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (strchr(text, ':') == NULL) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        cr_assert_eq(inet_pton(AF_INET, text, &sin->sin_addr), 1, "%s", text);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        cr_assert_eq(inet_pton(AF_INET6, text, &sin6->sin6_addr), 1, "%s", text);
+    }
+    return (const struct sockaddr *)ss;
+}
+
+/* Write with version v (into a buffer exactly PROXYPROTO_OUT_MAX long, so that ASan sees
+ * any byte past it), read back: the parser takes exactly what was written, and gives the
+ * header's addresses as "SRC DST" in out ("-" when it has none). */
+static size_t
+round_trip(int v, const struct sockaddr *src, const struct sockaddr *dst, uint8_t *b,
+           char *out, size_t outlen)
+{
+    struct proxyproto_hdr h;
+    char s[64], d[64];
+    size_t n = v == 1 ? proxyproto_write_v1(src, dst, b) : proxyproto_write_v2(src, dst, b);
+
+    cr_assert(n > 0 && n <= PROXYPROTO_OUT_MAX);
+    cr_assert_eq(parse(b, n, &h), (ssize_t)n);
+    cr_assert_eq(h.version, v);
+    prefixes_wait(b, n);
+    if (!h.has_addr) {
+        snprintf(out, outlen, "-");
+        return n;
+    }
+    cr_assert_eq(h.src.ss_family, h.dst.ss_family);
+    snprintf(out, outlen, "%s %s", addr_text(&h.src, s, sizeof(s)),
+             addr_text(&h.dst, d, sizeof(d)));
+    return n;
+}
+
+Test(write, v1_tcp4)
+{
+    struct sockaddr_storage s, d;
+    uint8_t *b = malloc(PROXYPROTO_OUT_MAX);
+    char out[128];
+    size_t n;
+
+    n = round_trip(1, sa(&s, "192.0.2.1", 56324), sa(&d, "198.51.100.2", 443), b, out,
+                   sizeof(out));
+    cr_assert_eq(n, strlen("PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"));
+    cr_assert_eq(memcmp(b, "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", n), 0);
+    cr_assert_str_eq(out, "192.0.2.1:56324 198.51.100.2:443");
+    /* A port X-Forwarded-For did not give is 0. */
+    round_trip(1, sa(&s, "203.0.113.7", 0), sa(&d, "10.0.0.1", 80), b, out, sizeof(out));
+    cr_assert_str_eq(out, "203.0.113.7:0 10.0.0.1:80");
+    free(b);
+}
+
+Test(write, v1_tcp6_and_the_longest_line)
+{
+    static const char ff[] = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe";
+    struct sockaddr_storage s, d;
+    uint8_t *b = malloc(PROXYPROTO_OUT_MAX);
+    char out[200], want[200];
+    size_t n;
+
+    n = round_trip(1, sa(&s, "2001:db8::7", 4243), sa(&d, "2001:db8::1", 8080), b, out,
+                   sizeof(out));
+    cr_assert_eq(memcmp(b, "PROXY TCP6 2001:db8::7 2001:db8::1 4243 8080\r\n", n), 0);
+    cr_assert_str_eq(out, "[2001:db8::7]:4243 [2001:db8::1]:8080");
+    n = round_trip(1, sa(&s, ff, 65535), sa(&d, ff, 65535), b, out, sizeof(out));
+    snprintf(want, sizeof(want), "PROXY TCP6 %s %s 65535 65535\r\n", ff, ff);
+    cr_assert_eq(n, strlen(want));
+    cr_assert_eq(n, 104);
+    cr_assert_eq(memcmp(b, want, n), 0);
+    free(b);
+}
+
+/* A dual-stack socket's IPv4 peers are IPv4 in the header; one IPv6 address makes both
+ * IPv6, the IPv4 one mapped. */
+Test(write, families_mixed_and_mapped)
+{
+    struct sockaddr_storage s, d;
+    uint8_t b[PROXYPROTO_OUT_MAX];
+    char out[200];
+
+    for (int v = 1; v <= 2; v++) {
+        round_trip(v, sa(&s, "::ffff:192.0.2.1", 1000), sa(&d, "::ffff:127.0.0.1", 8080), b,
+                   out, sizeof(out));
+        cr_assert_str_eq(out, "192.0.2.1:1000 127.0.0.1:8080", "v%d", v);
+        round_trip(v, sa(&s, "192.0.2.1", 1000), sa(&d, "::ffff:127.0.0.1", 8080), b, out,
+                   sizeof(out));
+        cr_assert_str_eq(out, "192.0.2.1:1000 127.0.0.1:8080", "v%d", v);
+        round_trip(v, sa(&s, "192.0.2.1", 1000), sa(&d, "2001:db8::1", 443), b, out,
+                   sizeof(out));
+        cr_assert_str_eq(out, "[::ffff:192.0.2.1]:1000 [2001:db8::1]:443", "v%d", v);
+        round_trip(v, sa(&s, "2001:db8::9", 1000), sa(&d, "::ffff:10.1.2.3", 443), b, out,
+                   sizeof(out));
+        cr_assert_str_eq(out, "[2001:db8::9]:1000 [::ffff:10.1.2.3]:443", "v%d", v);
+    }
+}
+
+Test(write, v2_inet_bytes)
+{
+    static const uint8_t want[] = {
+        0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
+        0x21, 0x11, 0x00, 0x0c,                         /* v2 PROXY, TCP over IPv4, 12 */
+        192, 0, 2, 1, 198, 51, 100, 2, 0xdc, 0x04, 0x01, 0xbb,
+    };
+    struct sockaddr_storage s, d;
+    uint8_t b[PROXYPROTO_OUT_MAX];
+    char out[128];
+    size_t n;
+
+    n = round_trip(2, sa(&s, "192.0.2.1", 56324), sa(&d, "198.51.100.2", 443), b, out,
+                   sizeof(out));
+    cr_assert_eq(n, sizeof(want));
+    cr_assert_eq(memcmp(b, want, n), 0);
+    cr_assert_str_eq(out, "192.0.2.1:56324 198.51.100.2:443");
+}
+
+Test(write, v2_inet6)
+{
+    struct sockaddr_storage s, d;
+    uint8_t b[PROXYPROTO_OUT_MAX];
+    char out[128];
+    size_t n;
+
+    n = round_trip(2, sa(&s, "2001:db8::1", 12345), sa(&d, "2001:db8::2", 80), b, out,
+                   sizeof(out));
+    cr_assert_eq(n, 52);
+    cr_assert_eq(b[12], 0x21);
+    cr_assert_eq(b[13], 0x21); /* TCP over IPv6 */
+    cr_assert_eq(b[15], 36);
+    cr_assert_str_eq(out, "[2001:db8::1]:12345 [2001:db8::2]:80");
+}
+
+/* No address, or a unix socket's: v1 UNKNOWN, v2 LOCAL with no address; the receiver
+ * keeps the connection's own. */
+Test(write, unknown_and_local)
+{
+    static const uint8_t local[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+                                    0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00};
+    struct sockaddr_storage s, d, un = {.ss_family = AF_UNIX};
+    const struct sockaddr *srcs[] = {NULL, (struct sockaddr *)&un, sa(&s, "192.0.2.1", 1)};
+    const struct sockaddr *dsts[] = {sa(&d, "127.0.0.1", 80), sa(&d, "127.0.0.1", 80), NULL};
+    uint8_t b[PROXYPROTO_OUT_MAX];
+    char out[128];
+
+    for (size_t i = 0; i < NELEMS(srcs); i++) {
+        cr_assert_eq(round_trip(1, srcs[i], dsts[i], b, out, sizeof(out)), 15);
+        cr_assert_eq(memcmp(b, "PROXY UNKNOWN\r\n", 15), 0);
+        cr_assert_str_eq(out, "-");
+        cr_assert_eq(round_trip(2, srcs[i], dsts[i], b, out, sizeof(out)), sizeof(local));
+        cr_assert_eq(memcmp(b, local, sizeof(local)), 0);
+        cr_assert_str_eq(out, "-");
+    }
+}
+
+/* Any addresses at all: what is read back is what was written (after the family rules). */
+Test(write, random_round_trips)
+{
+    unsigned seed = 4242;
+    uint8_t b[PROXYPROTO_OUT_MAX];
+
+    for (int round = 0; round < 5000; round++) {
+        struct sockaddr_storage ss[2];
+        struct endpoint want[2], got[2];
+        struct proxyproto_hdr h;
+        for (int k = 0; k < 2; k++) {
+            memset(&ss[k], 0, sizeof(ss[k]));
+            if (rand_r(&seed) % 2) {
+                struct sockaddr_in *sin = (struct sockaddr_in *)&ss[k];
+                sin->sin_family = AF_INET;
+                sin->sin_addr.s_addr = (uint32_t)rand_r(&seed);
+                sin->sin_port = (uint16_t)rand_r(&seed);
+            } else {
+                struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss[k];
+                sin6->sin6_family = AF_INET6;
+                for (size_t i = 0; i < 16; i++)
+                    sin6->sin6_addr.s6_addr[i] = (uint8_t)rand_r(&seed);
+                if (rand_r(&seed) % 4 == 0) /* now and then a mapped one */
+                    memcpy(sin6->sin6_addr.s6_addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12);
+                sin6->sin6_port = (uint16_t)rand_r(&seed);
+            }
+        }
+        int v = 1 + round % 2;
+        size_t n = v == 1 ? proxyproto_write_v1((struct sockaddr *)&ss[0],
+                                                (struct sockaddr *)&ss[1], b)
+                          : proxyproto_write_v2((struct sockaddr *)&ss[0],
+                                                (struct sockaddr *)&ss[1], b);
+        cr_assert_eq(parse(b, n, &h), (ssize_t)n, "round %d", round);
+        cr_assert(h.has_addr);
+        cr_assert_eq(endpoints((struct sockaddr *)&ss[0], (struct sockaddr *)&ss[1], &want[0],
+                               &want[1]), 0);
+        cr_assert_eq(endpoints((struct sockaddr *)&h.src, (struct sockaddr *)&h.dst, &got[0],
+                               &got[1]), 0);
+        cr_assert_eq(memcmp(want, got, sizeof(want)), 0, "round %d: %.*s", round,
+                     v == 1 ? (int)n : 0, (const char *)b);
     }
 }
 
