@@ -302,7 +302,7 @@ reqcheck_conn_closed(struct conn *c)
     struct reqcheck_conn *rc = &c->check;
 
     assert(c->sock != NULL);
-    if (!rc->http2 && c->sock->bytes_written - rc->written == PARSER_400_LEN) {
+    if (!rc->not_http1 && c->sock->bytes_written - rc->written == PARSER_400_LEN) {
         metrics_count(refused_slot, rc->svc, 400, 11, 0);
         if (rc->al != NULL)
             accesslog_write_refused(rc->al, (struct sockaddr *)&rc->peer, rc->peerlen, 400, 11);
@@ -323,9 +323,9 @@ reqcheck_conn_open(struct conn *c, struct access_log *al, int svc)
 }
 
 void
-reqcheck_conn_http2(struct conn *c)
+reqcheck_conn_not_http1(struct conn *c)
 {
-    c->check.http2 = 1;
+    c->check.not_http1 = 1;
 }
 
 void

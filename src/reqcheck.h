@@ -28,7 +28,7 @@ struct reqcheck_conn {
     size_t written; /* sock->bytes_written when its last request was logged */
     struct access_log *al;
     int svc;
-    int http2;
+    int not_http1; /* HTTP/2, or a tunnel after an upgrade: no parser 400 to find */
     struct sockaddr_storage peer;
     socklen_t peerlen;
 };
@@ -38,8 +38,9 @@ void reqcheck_init(struct metrics_slot *slot);
 /* Worker, at accept: c is a connection of the service whose access log is al (or NULL)
  * and metrics index svc. */
 void reqcheck_conn_open(struct conn *c, struct access_log *al, int svc);
-/* Worker: c speaks HTTP/2, which libh2o never answers with that 400. */
-void reqcheck_conn_http2(struct conn *c);
+/* Worker: c speaks HTTP/2, or no longer HTTP/1 (a WebSocket tunnel): libh2o never
+ * answers with that 400, and the count of bytes written means nothing. */
+void reqcheck_conn_not_http1(struct conn *c);
 /* Worker, from the request logger: req, of connection c (or NULL), was logged to al and
  * counted under svc. */
 void reqcheck_conn_logged(struct conn *c, struct st_h2o_req_t *req, struct access_log *al,

@@ -124,7 +124,7 @@ on_handshake(h2o_socket_t *sock, const char *err)
     proto = h2o_socket_ssl_get_selected_protocol(sock);
     if (proto.len == 2 && memcmp(proto.base, "h2", 2) == 0) {
         if (c != NULL)
-            reqcheck_conn_http2(c);
+            reqcheck_conn_not_http1(c);
         h2guard_accept(site->actx, sock, h->connected_at, site->http2_max_resets);
     } else {
         h2o_http1_accept(site->actx, sock, h->connected_at);

@@ -12,7 +12,9 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "conn.h"
 #include "log.h"
+#include "reqcheck.h"
 #include "tunnel.h"
 #include "uppool.h"
 #include "util.h"
@@ -119,6 +121,7 @@ static void
 on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
 {
     struct tunnel *t = data;
+    struct conn *c;
 
     if (sock == NULL) {
         tunnel_close(t);
@@ -126,6 +129,9 @@ on_upgraded(void *data, h2o_socket_t *sock, size_t reqsize)
     }
     t->client = sock;
     sock->data = t;
+    c = worker_conn(sock);
+    if (c != NULL) /* its bytes are no HTTP/1 answers any more */
+        reqcheck_conn_not_http1(c);
     h2o_buffer_consume(&sock->input, reqsize);
     touch(t);
     forward(t, sock);

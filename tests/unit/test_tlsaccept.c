@@ -198,7 +198,7 @@ handshake(const char *sni, int offer_h2, const struct tls_site *want_site, const
     cr_assert_eq(rec.tls.site, want_site, "%s: the site is in the record", sni);
     cr_assert_eq(rec.tls.sites, sites);
     cr_assert_eq(rec.tls.nsites, 2);
-    cr_assert_eq(rec.check.http2, want_h2, "%s: h2 noted for reqcheck", sni);
+    cr_assert_eq(rec.check.not_http1, want_h2, "%s: h2 noted for reqcheck", sni);
     cr_assert_eq(rec.h2 != NULL, want_h2, "%s: HTTP/2 is guarded", sni);
     hang_up(ssl, fd);
     cr_assert_null(rec.h2, "the guard's meter went with the connection");
