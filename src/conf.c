@@ -1071,6 +1071,9 @@ set_upstream(struct loader *ld, const struct directive *d, const struct conf_nod
     if (!valid_service_name(a->s))
         return err_at(ld, &a->pos, "invalid upstream name '%s': use a letter followed by "
                       "letters, digits, '_', '-' or '.'", a->s);
+    if (strcmp(a->s, "proxy") == 0)
+        return err_at(ld, &a->pos, "the upstream name 'proxy' is taken by the servers written "
+                      "on proxy lines (in metrics and status): choose another");
     dup = find_upstream(c, a->s);
     if (dup != NULL)
         return err_at(ld, &a->pos, "duplicate upstream '%s' (first defined at %s:%d:%d)", a->s,

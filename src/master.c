@@ -412,7 +412,7 @@ commit_reload(void)
     assert(master.state == M_RELOADING && master.next_conf != NULL);
     drain_workers(master.next_gen, old_timeout);
     sockets_commit(&master.socks, master.next_nslots);
-    upstate_commit();
+    upstate_commit(master.next_gen);
     if (log_changed(master.conf, master.next_conf) &&
         log_open(master.next_conf->log_target, master.next_conf->log_path) == -1)
         log_warn("cannot open log '%s', keeping the current log", master.next_conf->log_path);
@@ -453,6 +453,18 @@ reload_may_start(void)
 /* Load the reload's config into master.next_conf; on errors (a `user` percore cannot
  * become among them), tell the log and the waiting clients each of them, fail the reload
  * and return -1. */
+/* The oldest generation with a worker still running (the serving one when none drains). */
+static unsigned
+oldest_generation(void)
+{
+    unsigned gen = master.gen;
+
+    for (size_t i = 0; i < master.nprocs; i++)
+        if (master.procs[i].gen < gen)
+            gen = master.procs[i].gen;
+    return gen;
+}
+
 static int
 load_next_conf(void)
 {
@@ -460,6 +472,7 @@ load_next_conf(void)
     struct conf_sockets socks = sockets_names(&master.socks);
     char err[256];
 
+    upstate_set_oldest(oldest_generation());
     master.next_conf = conf_load(master.opts->conf_path, &socks, &diag);
     if (master.next_conf != NULL && priv_check(master.next_conf, err, sizeof(err)) == -1) {
         conf_diag_add(&diag, NULL, "%s", err);
@@ -952,7 +965,7 @@ master_init(struct conf *conf, const struct master_opts *opts)
     register_services(master.conf);
     /* The config's upstream servers were registered as it was loaded. */
     master.upstate = upstate_init();
-    upstate_commit();
+    upstate_commit(master.gen);
     setup_signals();
     if (ctl_start(&master.ctl, err, sizeof(err)) == -1)
         fatalx("%s", err);

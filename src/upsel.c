@@ -314,8 +314,15 @@ upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t ke
 {
     size_t i = pick_by(s, now_ms, tried, 1, key);
 
-    /* All skipped: try them anyway, one may be back. */
-    return i != SIZE_MAX ? i : pick_by(s, now_ms, tried, 0, key);
+    if (i != SIZE_MAX)
+        return i;
+    /* A live server not tried yet is full: the request waits for its room rather than go
+     * to one that is down. */
+    for (size_t k = 0; k < s->g->nservers; k++)
+        if (!tried[k] && upstate_usable(s->srv[k].state, now_ms))
+            return SIZE_MAX;
+    /* None is live: try the others anyway, one may be back. */
+    return pick_by(s, now_ms, tried, 0, key);
 }
 
 int

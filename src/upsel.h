@@ -22,8 +22,9 @@ const struct conf_upstream *upsel_group(const struct upsel *s);
 struct uppool *upsel_pool(struct upsel *s, size_t i);
 
 /* The server for a request's next attempt: not one of tried[] (a byte per server, 1 when
- * tried) nor at its max_inflight, a live one when any is left, by the group's balance
- * (key: the hash value; only for BALANCE_HASH). SIZE_MAX when none is left. */
+ * tried) nor at its max_inflight, by the group's balance (key: the hash value; only for
+ * BALANCE_HASH): a live one; when no live one is left untried, one that is down. SIZE_MAX
+ * when none is left, or when the live ones left are all at their max_inflight. */
 size_t upsel_pick(struct upsel *s, int64_t now_ms, const uint8_t *tried, h2o_iovec_t key);
 
 /* A request to server i starts: 0 when it is counted in flight (every worker's requests

@@ -49,6 +49,10 @@ static _Atomic int32_t *my_inflight; /* a worker's row of region->inflight */
 #define P_REGISTERED 0x1
 #define P_CHECKED 0x2
 static unsigned char pending[UPSTATE_MAX];
+static size_t npending;
+/* Master: the last generation whose config had each record, and the oldest running. */
+static unsigned last_gen[UPSTATE_MAX];
+static unsigned oldest_gen;
 
 /* The passive window: its start (ms) and its count of failures in one word, so that one
  * compare-exchange moves both. */
@@ -117,9 +121,9 @@ find(const char *key)
     return -1;
 }
 
-/* A record for a new key: one never used, else one that neither the serving config nor
- * the one being loaded has. Such a record may still be written by the workers of a
- * generation that is draining; their last counts then go to the new key. -1 if none. */
+/* A record for a new key: one never used, else one that neither the config being loaded
+ * nor that of any generation still running has (workers of a draining generation still
+ * write theirs). -1 if none. */
 static int
 make(const char *key, size_t len)
 {
@@ -132,7 +136,8 @@ make(const char *key, size_t len)
         atomic_store(&region->nrecs, n + 1);
     } else {
         for (unsigned i = 0; i < n && idx == -1; i++)
-            if (!(atomic_load(&region->recs[i].flags) & UPSTATE_F_CURRENT) && pending[i] == 0)
+            if (!(atomic_load(&region->recs[i].flags) & UPSTATE_F_CURRENT) && pending[i] == 0 &&
+                last_gen[i] < oldest_gen)
                 idx = (int)i;
         if (idx == -1)
             return -1;
@@ -157,13 +162,22 @@ upstate_register(const char *key, int checked)
     }
     upstate_init();
     idx = find(key);
+    if (idx != -1 && pending[idx] != 0) {
+        pending[idx] |= checked ? P_CHECKED : 0;
+        return idx;
+    }
+    if (npending >= UPSTATE_CONF_MAX) {
+        errno = E2BIG;
+        return -1;
+    }
     if (idx == -1)
         idx = make(key, len);
     if (idx == -1) {
         errno = ENOSPC;
         return -1;
     }
-    pending[idx] |= P_REGISTERED | (checked ? P_CHECKED : 0);
+    pending[idx] = P_REGISTERED | (checked ? P_CHECKED : 0);
+    npending++;
     return idx;
 }
 
@@ -187,7 +201,14 @@ unchecked(struct upstate *u, int current, int64_t now)
 }
 
 void
-upstate_commit(void)
+upstate_set_oldest(unsigned gen)
+{
+    ASSERT_MASTER();
+    oldest_gen = gen;
+}
+
+void
+upstate_commit(unsigned gen)
 {
     int64_t now = util_now_ms();
     unsigned n;
@@ -200,13 +221,16 @@ upstate_commit(void)
         struct upstate *u = &region->recs[i];
         unsigned was = atomic_load(&u->flags), is = 0;
 
-        if (pending[i] & P_REGISTERED)
+        if (pending[i] & P_REGISTERED) {
             is = UPSTATE_F_CURRENT | (pending[i] & P_CHECKED ? UPSTATE_F_CHECKED : 0);
+            last_gen[i] = gen;
+        }
         if ((was & UPSTATE_F_CHECKED) && !(is & UPSTATE_F_CHECKED))
             unchecked(u, is & UPSTATE_F_CURRENT, now);
         atomic_store_explicit(&u->flags, is, memory_order_release);
         pending[i] = 0;
     }
+    npending = 0;
 }
 
 void
@@ -214,6 +238,7 @@ upstate_discard(void)
 {
     ASSERT_MASTER();
     memset(pending, 0, sizeof(pending));
+    npending = 0;
 }
 
 void
@@ -226,7 +251,8 @@ upstate_worker_gone(int slot, pid_t pid)
         return;
     n = atomic_load(&region->nrecs);
     for (unsigned i = 0; i < n; i++) {
-        /* Read first: a row the worker never wrote stays unallocated. */
+        /* Read first: no write (and no line taken from the workers) for a record the worker
+         * never used. */
         if (slot >= 0 && slot < UPSTATE_WORKER_SLOTS && atomic_load(&region->inflight[slot][i])) {
             int32_t mine = atomic_exchange(&region->inflight[slot][i], 0);
             atomic_fetch_sub(&region->recs[i].in_flight, mine);

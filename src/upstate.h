@@ -20,7 +20,10 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define UPSTATE_MAX 1024    /* servers of all upstream blocks */
+/* Records: room for the servers of the serving config and of one being loaded, each at
+ * most UPSTATE_CONF_MAX, so any valid config can replace any other. */
+#define UPSTATE_CONF_MAX 1024
+#define UPSTATE_MAX (2 * UPSTATE_CONF_MAX)
 #define UPSTATE_KEY_MAX 256 /* a key's length, its NUL included */
 #define UPSTATE_BUCKETS 16
 /* Worker slots (metrics.c's) whose in-flight requests are accounted per record: the
@@ -127,16 +130,19 @@ struct upstate_region;
  * goes to each worker in its heritage. upstate_register maps it too if needed, so a config
  * may be loaded before. Fatal if it cannot be mapped. */
 struct upstate_region *upstate_init(void);
+/* Before a config load: the oldest generation of workers still running, whose records
+ * must not go to new keys (they still write them). 0 (the start): none is given up. */
+void upstate_set_oldest(unsigned gen);
 /* At a config load: the index of key's record, made if new (state and counters zeroed);
  * checked: the config has active checks for it. The index is the same for the same key
- * on every load. -1 with errno ENAMETOOLONG when key is UPSTATE_KEY_MAX long or more, or
- * ENOSPC when UPSTATE_MAX servers are registered (a server no config of the master uses
- * any more gives its record up then). */
+ * on every load. -1 with errno ENAMETOOLONG when key is UPSTATE_KEY_MAX long or more,
+ * E2BIG when this load has UPSTATE_CONF_MAX servers already, or ENOSPC when no record is
+ * free: a record goes to a new key once no running generation's config has it. */
 int upstate_register(const char *key, int checked);
-/* The config loaded last (its registrations) serves now: its records are the current ones
- * (the metrics and `percore -s status` list them); a server whose active checks are gone
- * counts as up again. */
-void upstate_commit(void);
+/* The config loaded last (its registrations) serves now, as generation gen: its records
+ * are the current ones (the metrics and `percore -s status` list them); a server whose
+ * active checks are gone counts as up again. */
+void upstate_commit(unsigned gen);
 /* The config loaded last will not serve (a failed load or reload): its registrations are
  * forgotten, and their new records may be given to other keys. */
 void upstate_discard(void);

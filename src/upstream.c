@@ -1,6 +1,7 @@
 /* Upstream groups as configured (see upstream.h). */
 #include "config.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,14 @@ upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_
     struct conf_upserver u = {.weight = 1};
     int rc;
 
+    /* Twice, it would be one server with two shares of everything (one record). */
+    for (size_t i = 0; i < g->nservers; i++) {
+        if (strcmp(g->servers[i].url, url) == 0) {
+            snprintf(err, errlen, "server '%s' is in upstream '%s' already (line %d); give it "
+                     "a weight instead", url, g->name, g->servers[i].pos.line);
+            return -1;
+        }
+    }
     if (strncmp(url, "unix:", 5) == 0) {
         rc = parse_unix(url, &u, err, errlen);
     } else if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
@@ -395,9 +404,15 @@ register_servers(struct conf_upstream *g, char *err, size_t errlen)
             return -1;
         }
         s->state = upstate_register(key, g->policy.check.path != NULL);
+        if (s->state == -1 && errno == E2BIG) {
+            snprintf(err, errlen, "upstream '%s' server '%s': more than %d upstream servers in "
+                     "the configuration", g->name, s->url, UPSTATE_CONF_MAX);
+            return -1;
+        }
         if (s->state == -1) {
-            snprintf(err, errlen, "upstream '%s' server '%s': more than %d upstream servers",
-                     g->name, s->url, UPSTATE_MAX);
+            snprintf(err, errlen, "upstream '%s' server '%s': no free record for its state: "
+                     "workers of an earlier configuration still drain (after "
+                     "shutdown_timeout they are gone)", g->name, s->url);
             return -1;
         }
     }

@@ -10,6 +10,7 @@
 ECHO="$(dirname "$0")/echo_upstream.py"
 D=${T_DIR}
 UP_PIDS=()
+MPIDS=()
 cleanup() {
     stop_percore
     for p in "${UP_PIDS[@]}"; do kill "${p}" 2>/dev/null; done
@@ -68,6 +69,7 @@ PB=$(free_port)
 PC=$(free_port)
 PF=$(free_port) # answers 503 to everything
 PT=$(free_port) # https
+PDEAD=$(free_port) # nothing listens
 PORT=$(free_port)
 URL="http://127.0.0.1:${PORT}"
 start_upstream A "${PA}"
@@ -96,6 +98,12 @@ upstream passive {
     max_fails 1;
     fail_timeout 60s;
 }
+upstream mixed {
+    server http://127.0.0.1:${PC} max_inflight=1;
+    server http://127.0.0.1:${PDEAD};
+    health_check /healthz interval=200ms timeout=1s fall=1 rise=2;
+    queue 8 timeout=30s;
+}
 upstream tls_checked {
     server https://127.0.0.1:${PT};
     tls_ca ${D}/up.pem;
@@ -113,6 +121,7 @@ service s {
     route = /metrics { metrics; }
     route /c/ { proxy http://checked/; }
     route /p/ { proxy http://passive/; }
+    route /m/ { proxy http://mixed/; }
     route = /generation { respond 200 "$1"; }
 }
 EOF
@@ -211,6 +220,18 @@ check "the retry counts at C" \
     [ "$(metric percore_upstream_retries_total "upstream=\"passive\",server=\"http://127.0.0.1:${PC}\"")" = 1 ]
 check "response times are measured (a histogram with 20 observations at C)" \
     [ "$(metric percore_upstream_response_seconds_count "upstream=\"passive\",server=\"http://127.0.0.1:${PC}\"")" = 20 ]
+
+# ---- a full live server is waited for, not passed over for a down one ----
+check "the server nothing listens on is down" wait_for status_has \
+    "upstream mixed server http://127.0.0.1:${PDEAD}: down since"
+for i in 1 2 3; do
+    curl -s -o /dev/null -w '%{http_code}\n' "${URL}/m/slow" >"${D}/m${i}" &
+    MPIDS+=("$!")
+done
+wait "${MPIDS[@]}"
+expect_eq "3 slow requests at once to a group whose live server takes 1: all wait for it" \
+    "$(cat "${D}"/m1 "${D}"/m2 "${D}"/m3 | paste -sd' ' -)" "200 200 200"
+
 stop_percore
 
 # ---- config errors ----
@@ -230,6 +251,12 @@ check "an unknown option is named" \
     refused "health_check /h every=1s;" "bad.conf:3:21: unknown health_check option 'every=1s'"
 check "a bad status range is refused" \
     refused "health_check /h status=500-200;" "bad.conf:3:21: invalid health_check status=500-200"
+check "a server listed twice in a group is refused" \
+    refused "server http://127.0.0.1:${PA};" "bad.conf:3:12: server 'http://127.0.0.1:${PA}' is in upstream 'u' already (line 2)"
+printf 'upstream proxy { server http://127.0.0.1:1; }\n' >"${D}/proxy.conf"
+"${PERCORE}" -t -c "${D}/proxy.conf" >"${D}/proxy.out" 2>&1
+check "the group name 'proxy' is kept for proxy lines' servers" \
+    grep -q "proxy.conf:1:10: the upstream name 'proxy' is taken" "${D}/proxy.out"
 check "a bad time is refused" \
     refused "health_check /h interval=soon;" "bad.conf:3:21: invalid health_check interval=soon"
 

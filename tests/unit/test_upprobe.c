@@ -192,7 +192,7 @@ static void
 worker_with(const char *key, int checked)
 {
     rec = upstate_get(upstate_register(key, checked));
-    upstate_commit();
+    upstate_commit(1);
     process_role = ROLE_WORKER;
     loop = h2o_evloop_create();
 }

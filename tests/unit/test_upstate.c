@@ -44,7 +44,7 @@ serving(const char *key, int checked)
     int idx = upstate_register(key, checked);
 
     cr_assert_geq(idx, 0, "register '%s': %s", key, strerror(errno));
-    upstate_commit();
+    upstate_commit(1);
     return upstate_get(idx);
 }
 
@@ -117,7 +117,7 @@ Test(upstate, a_key_keeps_its_record_and_state_across_loads)
     /* The next load: the same key, the same record, its counts kept. */
     b = upstate_register("api http://10.0.0.2:8080", 0);
     cr_assert_eq(upstate_register("api http://10.0.0.1:8080", 0), (int)(a - upstate_get(0)));
-    upstate_commit();
+    upstate_commit(1);
     cr_assert_neq(b, (int)(a - upstate_get(0)));
     cr_assert_eq(atomic_load(&a->requests), 1);
     cr_assert_eq(upstate_current((int)(a - upstate_get(0))), a);
@@ -129,7 +129,7 @@ Test(upstate, only_the_serving_config_s_servers_are_current)
     int a = upstate_register("api http://a", 0), b;
 
     cr_assert_null(upstate_current(a), "not before its config serves");
-    upstate_commit();
+    upstate_commit(1);
     cr_assert_not_null(upstate_current(a));
     /* A reload that fails: its new server never becomes current, nor is `a` dropped. */
     b = upstate_register("api http://b", 0);
@@ -138,7 +138,7 @@ Test(upstate, only_the_serving_config_s_servers_are_current)
     cr_assert_not_null(upstate_current(a));
     /* A reload without `a`. */
     b = upstate_register("api http://b", 0);
-    upstate_commit();
+    upstate_commit(1);
     cr_assert_null(upstate_current(a));
     cr_assert_not_null(upstate_current(b));
     cr_assert_null(upstate_current(-1));
@@ -160,7 +160,8 @@ Test(upstate, bad_keys_and_a_full_table_are_refused)
     cr_assert_geq(upstate_register(key, 0), 0, "the longest key fits");
     upstate_discard();
 
-    for (int i = 0; i < UPSTATE_MAX; i++) {
+    /* A config of the most servers; one more is refused. */
+    for (int i = 0; i < UPSTATE_CONF_MAX; i++) {
         snprintf(key, sizeof(key), "u http://10.0.%d.%d", i / 256, i % 256);
         int idx = upstate_register(key, 0);
         cr_assert_geq(idx, 0, "server %d", i);
@@ -168,24 +169,30 @@ Test(upstate, bad_keys_and_a_full_table_are_refused)
             first = idx;
     }
     cr_assert_eq(upstate_register("u http://one.more", 0), -1);
-    cr_assert_eq(errno, ENOSPC);
-    upstate_commit();
+    cr_assert_eq(errno, E2BIG);
+    upstate_commit(1);
     fail(upstate_get(first), 1);
-    /* While the serving config has all, none is given up. */
-    cr_assert_eq(upstate_register("u http://one.more", 0), -1);
-    upstate_discard();
-    /* A config with one server fewer serves: its record goes to a new key, counts zeroed. */
-    for (int round = 0; round < 2; round++) {
-        for (int i = 1; i < UPSTATE_MAX; i++) {
-            snprintf(key, sizeof(key), "u http://10.0.%d.%d", i / 256, i % 256);
-            cr_assert_geq(upstate_register(key, 0), 0);
-        }
-        if (round == 0)
-            upstate_commit();
+    /* Another as large, all new servers, replaces it: there is room for both. */
+    upstate_set_oldest(1);
+    for (int i = 0; i < UPSTATE_CONF_MAX; i++) {
+        snprintf(key, sizeof(key), "v http://10.0.%d.%d", i / 256, i % 256);
+        cr_assert_geq(upstate_register(key, 0), 0, "server %d", i);
     }
+    upstate_commit(2);
+    /* While generation 1 still runs (draining), its records are not given up. */
+    cr_assert_eq(upstate_register("u http://one.more", 0), -1);
+    cr_assert_eq(errno, ENOSPC);
+    upstate_discard();
+    /* Once it is gone, a new key gets one of them, its state and counts zeroed. */
+    upstate_set_oldest(2);
     cr_assert_eq(upstate_register("u http://one.more", 0), first);
     cr_assert_str_eq(upstate_get(first)->key, "u http://one.more");
     cr_assert_eq(atomic_load(&upstate_get(first)->requests), 0);
+    cr_assert(upstate_usable(upstate_get(first), util_now_ms()));
+    /* The next new key gets the next free one. */
+    cr_assert_eq(upstate_register("u http://yet.another", 0), (int)(first + 1));
+    upstate_commit(3);
+    cr_assert_not_null(upstate_current(first));
 }
 
 Test(upstate, names_split_at_the_first_space)
@@ -593,13 +600,13 @@ Test(upstate, the_status_of_a_thousand_servers_reaches_the_client_whole)
 
     cr_assert_eq(upstate_status_text(0, 0, text, sizeof(text)), 0);
     cr_assert_str_eq(text, "");
-    for (int i = 0; i < UPSTATE_MAX; i++) {
+    for (int i = 0; i < UPSTATE_CONF_MAX; i++) {
         snprintf(key, sizeof(key), "api http://10.0.%d.%d:8080", i / 256, i % 256);
         cr_assert_geq(upstate_register(key, 0), 0);
     }
-    upstate_commit();
+    upstate_commit(1);
     n = upstate_status_text(util_now_ms(), (int64_t)time(NULL) * 1000, text, sizeof(text));
-    cr_assert_eq(count(text, "\n"), UPSTATE_MAX - 1, "a line each");
+    cr_assert_eq(count(text, "\n"), UPSTATE_CONF_MAX - 1, "a line each");
     cr_assert_eq(strncmp(text, "upstream api server http://10.0.0.0:8080: up since ", 51), 0,
                  "%.80s", text);
     cr_assert_eq(through_the_control_socket(text, got, sizeof(got)), n + 1);
@@ -607,15 +614,15 @@ Test(upstate, the_status_of_a_thousand_servers_reaches_the_client_whole)
 
     /* Keys of the longest, after a config without servers: not all fit; those left out
      * are counted. */
-    upstate_commit();
-    for (int i = 0; i < UPSTATE_MAX; i++) {
+    upstate_commit(1);
+    for (int i = 0; i < UPSTATE_CONF_MAX; i++) {
         memset(key, 'x', sizeof(key));
         snprintf(key, 32, "api http://%d/", i);
         key[strlen(key)] = 'x';
         key[UPSTATE_KEY_MAX - 1] = '\0';
         cr_assert_geq(upstate_register(key, 0), 0);
     }
-    upstate_commit();
+    upstate_commit(1);
     n = upstate_status_text(util_now_ms(), (int64_t)time(NULL) * 1000, text, sizeof(text));
     cr_assert_leq(n, CTL_REPLY_MAX - 1);
     cr_assert_gt(n, CTL_REPLY_MAX - 400, "as full as it gets");
@@ -656,10 +663,10 @@ Test(upstate, metrics_of_the_serving_config_s_servers)
     a = upstate_get(upstate_register("api http://10.0.0.1:8080", 0));
     b = upstate_get(upstate_register("odd \"q\\\nx", 0));
     upstate_register("old http://gone", 0);
-    upstate_commit();
+    upstate_commit(1);
     upstate_register("api http://10.0.0.1:8080", 0);
     upstate_register("odd \"q\\\nx", 0);
-    upstate_commit();
+    upstate_commit(1);
     pol.max_fails = 1;
     upstate_report(a, &pol, UPSTATE_OK, 300, 1200, 200, util_now_ms());
     upstate_report(a, &pol, UPSTATE_OK, UPSTATE_NONE, 40000, 200, util_now_ms());
