@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "holdread.h"
 #include "log.h"
 #include "phr.h"
 #include "reqdata.h"
@@ -72,6 +73,7 @@ struct attempt {
     h2o_iovec_t head;          /* the request head built for server head_idx */
     size_t head_idx;
     h2o_iovec_t key;           /* balance hash's value */
+    h2o_socket_t *held;        /* the client's socket, kept polled (holdread.h) */
     struct upclient client;
 };
 
@@ -1093,6 +1095,7 @@ on_attempt_dispose(void *p)
     h2o_timeout_unlink(&a->timer);
     set_active(a, 0);
     upclient_dispose(&a->client);
+    holdread_end(a->held);
 }
 
 /* The value a hashing group hashes for this request. */
@@ -1123,6 +1126,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     memset(a, 0, sizeof(*a));
     a->req = req;
     a->h = h;
+    a->held = holdread_start(req);
     a->tried = h2o_mem_alloc_pool(&req->pool, g->nservers);
     memset(a->tried, 0, g->nservers);
     a->key = hash_key(req, g);
