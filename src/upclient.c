@@ -121,10 +121,11 @@ parse_length(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/* name: lower case. */
 static int
 name_is(const struct phr_header *h, const char *name, size_t len)
 {
-    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+    return h2o_lcstris(h->name, h->name_len, name, len);
 }
 
 /* Whether a comma-separated list value holds token (any case). */
