@@ -22,12 +22,14 @@ cat >"${CONF}" <<CONF
 workers 1;
 service s {
     listen 127.0.0.1:${PORT};
-    route / { proxy http://127.0.0.1:${PA}/v1/ timeout=1s; }
+    route /slow/ { proxy http://127.0.0.1:${PA}/v1/ timeout=1s; }
+    route / { proxy http://127.0.0.1:${PA}/v1/; }
 }
 service t {
     listen 127.0.0.1:${TPORT} tls;
     ${TLS_FILES}
-    route / { proxy http://127.0.0.1:${PA}/v1/ timeout=1s; }
+    route /slow/ { proxy http://127.0.0.1:${PA}/v1/ timeout=1s; }
+    route / { proxy http://127.0.0.1:${PA}/v1/; }
 }
 CONF
 start_percore "${CONF}"
@@ -105,11 +107,11 @@ def upstream_requests():
 
 
 def hang_then(after):
-    """A request the upstream holds (answered 504 after the route's 1 s timeout); once
+    """A request the upstream holds (answered 504 after its route's 1 s timeout); once
     the upstream has it, after(socket) runs. The reader is returned."""
     n = upstream_requests()
     s = connect()
-    s.sendall(get("/hang"))
+    s.sendall(get("/slow/hang"))
     for _ in range(200):
         if upstream_requests() > n:
             break
