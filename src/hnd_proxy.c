@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "holdread.h"
 #include "log.h"
 #include "phr.h"
 #include "proxyproto.h"
@@ -83,6 +84,7 @@ struct attempt {
     h2o_iovec_t key;           /* balance hash's value */
     struct upsel_waiter wait;  /* queued: every server was at its max_inflight */
     int websocket;             /* an upgrade to WebSocket, sent on */
+    h2o_socket_t *held;        /* the client's socket, kept polled (holdread.h) */
     struct upclient client;
 };
 
@@ -584,7 +586,27 @@ put_header(struct headbuf *b, const char *name, h2o_iovec_t value)
     put(b, "\r\n", 2);
 }
 
-/* The client's address as text ("unknown" when it has none). */
+/* An IPv4 address in dotted decimal into ip (16 bytes at least): inet_ntop's text,
+ * without the sprintf it makes per request. */
+static const char *
+ipv4_text(const struct in_addr *in, char *ip)
+{
+    const unsigned char *b = (const unsigned char *)&in->s_addr;
+    char *p = ip;
+
+    for (int i = 0; i < 4; i++) {
+        if (b[i] >= 100)
+            *p++ = (char)('0' + b[i] / 100);
+        if (b[i] >= 10)
+            *p++ = (char)('0' + b[i] / 10 % 10);
+        *p++ = (char)('0' + b[i] % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+    return ip;
+}
+
+/* The client's address as text ("unknown" when it has none); ip holds
+ * INET6_ADDRSTRLEN bytes. */
 static const char *
 peer_text(h2o_req_t *req, char *ip, size_t len, int *v6)
 {
@@ -593,7 +615,7 @@ peer_text(h2o_req_t *req, char *ip, size_t len, int *v6)
 
     *v6 = 0;
     if (sl > 0 && ss.ss_family == AF_INET)
-        return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, (socklen_t)len);
+        return ipv4_text(&((struct sockaddr_in *)&ss)->sin_addr, ip);
     if (sl > 0 && ss.ss_family == AF_INET6) {
         *v6 = 1;
         return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip,
@@ -699,6 +721,20 @@ put_cookies(struct headbuf *b, h2o_req_t *req)
         put(b, "\r\n", 2);
 }
 
+/* Room for what build_head writes, so that the head takes one allocation: the request
+ * line, the client's lines (each at most once, with ": " and CRLF), its Host in Forwarded
+ * (quoted: up to twice as long) and X-Forwarded-Host, percore's own lines. A bound that
+ * is short only costs more (put grows the buffer). */
+static size_t
+head_room(h2o_req_t *req, h2o_iovec_t target, h2o_iovec_t authority)
+{
+    size_t n = req->method.len + target.len + authority.len + 4 * hnd_client_authority(req).len;
+
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return n + 384 + INET6_ADDRSTRLEN;
+}
+
 /* The whole request head for upstream idx. */
 static h2o_iovec_t
 build_head(struct attempt *a)
@@ -709,11 +745,14 @@ build_head(struct attempt *a)
     h2o_iovec_t authority = a->h->conf->preserve_host && hnd_client_authority(req).len > 0
                                 ? hnd_client_authority(req)
                                 : rt->url.authority;
+    h2o_iovec_t target = target_of(req, rt);
     char len[32];
 
+    b.cap = head_room(req, target, authority);
+    b.p = h2o_mem_alloc_pool(&req->pool, b.cap);
     put_iov(&b, req->method);
     put(&b, " ", 1);
-    put_iov(&b, target_of(req, rt));
+    put_iov(&b, target);
     put_str(&b, " HTTP/1.1\r\n");
     put_header(&b, "host", authority);
     for (size_t i = 0; i < req->headers.size; i++) {
@@ -833,33 +872,46 @@ rewrite_location(h2o_req_t *req, const struct upstream_rt *rt, h2o_iovec_t v)
                       prefix, loc.path);
 }
 
+/* libh2o's token for a header name in any case; NULL for a name it has none for. */
+static const h2o_token_t *
+token_of(const char *name, size_t len)
+{
+    char lc[64]; /* longer than any token */
+
+    if (len > sizeof(lc))
+        return NULL;
+    memcpy(lc, name, len);
+    h2o_strtolower(lc, len);
+    return h2o_lookup_token(lc, len);
+}
+
 /* One upstream header into the response, unless it is hop-by-hop (libh2o's list,
  * Proxy-Connection, those Connection names) or Content-Length (libh2o frames the
- * response itself from res.content_length). */
+ * response itself from res.content_length). The value is copied (the input buffer holding
+ * it is read into again), and so is the name as sent (libh2o copies orig_name). */
 static void
 add_response_header(struct attempt *a, const struct upclient_head *uh,
                     const struct phr_header *ph)
 {
     h2o_req_t *req = a->req;
-    h2o_iovec_t orig = h2o_strdup(&req->pool, ph->name, ph->name_len);
-    h2o_iovec_t name = h2o_strdup(&req->pool, ph->name, ph->name_len);
-    h2o_iovec_t value;
-    const h2o_token_t *t;
+    const h2o_token_t *t = token_of(ph->name, ph->name_len);
+    h2o_iovec_t name, value;
 
-    h2o_strtolower(name.base, name.len);
-    t = h2o_lookup_token(name.base, name.len);
     if ((t != NULL && (t->proxy_should_drop_for_res || t == H2O_TOKEN_CONTENT_LENGTH)) ||
-        h2o_memis(name.base, name.len, H2O_STRLIT("proxy-connection")) ||
-        listed_in_connection(uh, name.base, name.len))
+        h2o_lcstris(ph->name, ph->name_len, H2O_STRLIT("proxy-connection")) ||
+        listed_in_connection(uh, ph->name, ph->name_len))
         return;
     value = h2o_strdup(&req->pool, ph->value, ph->value_len);
     if (t == H2O_TOKEN_LOCATION)
         value = rewrite_location(req, &a->h->rt[a->idx], value);
-    if (t != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, t, orig.base, value.base, value.len);
-    else
-        h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, orig.base,
-                              value.base, value.len);
+    if (t != NULL) {
+        h2o_add_header(&req->pool, &req->res.headers, t, ph->name, value.base, value.len);
+        return;
+    }
+    name = h2o_strdup(&req->pool, ph->name, ph->name_len);
+    h2o_strtolower(name.base, name.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, ph->name,
+                          value.base, value.len);
 }
 
 static int
@@ -1236,6 +1288,7 @@ on_attempt_dispose(void *p)
     report(a, UPSTATE_ABORTED, 0);
     release(a);
     upclient_dispose(&a->client);
+    holdread_end(a->held);
 }
 
 /* An HTTP/1.1 GET that asks to upgrade to WebSocket (libh2o sets req->upgrade only when
@@ -1300,6 +1353,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     a->req = req;
     a->websocket = is_websocket(req);
     a->h = h;
+    a->held = holdread_start(req);
     a->tried = h2o_mem_alloc_pool(&req->pool, g->nservers);
     memset(a->tried, 0, g->nservers);
     a->key = hash_key(req, g);

@@ -23,10 +23,15 @@ enum framing { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE };
 
 /* What upstream sockets read into: libh2o reads all a socket has at once, doubling (and
  * copying into fresh pages) a buffer that fills; from 128 KiB, a response of 64 KiB and its
- * head go in one buffer. Buffers of that size are recycled by libh2o's allocator (up to
- * UPCLIENT_BUFFERS_KEPT), so a response costs no allocation. */
+ * head go in one buffer. Buffers of that size are recycled by libh2o's allocator, so a
+ * response costs no allocation. Every response read in one loop turn holds its buffer
+ * until the client's write completes, after all of them (libh2o runs the upstream sockets
+ * first): UPCLIENT_BUFFERS_KEPT covers such a turn, as a smaller one did not (each buffer
+ * past it was malloc'ed and freed, and glibc gave the heap's top back and took it again,
+ * a brk and its page faults every 35 requests or so at 64 connections). A kept buffer holds the
+ * pages its responses wrote, a page or two for small ones. */
 #define UPCLIENT_BUFFER_SIZE (128 * 1024)
-#define UPCLIENT_BUFFERS_KEPT 32
+#define UPCLIENT_BUFFERS_KEPT 256
 static h2o_buffer_prototype_t buffer_prototype = {{UPCLIENT_BUFFERS_KEPT, 0, NULL},
                                                   {UPCLIENT_BUFFER_SIZE, 0, NULL, NULL, -1, {0}},
                                                   NULL};
@@ -116,10 +121,11 @@ parse_length(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/* name: lower case. */
 static int
 name_is(const struct phr_header *h, const char *name, size_t len)
 {
-    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+    return h2o_lcstris(h->name, h->name_len, name, len);
 }
 
 /* Whether a comma-separated list value holds token (any case). */
