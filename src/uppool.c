@@ -17,6 +17,9 @@ struct uppool {
     h2o_linklist_t idle; /* struct upconn; the most recently used at the end */
     size_t nidle, max_idle;
     int rcvbuf;
+    const struct upresolve_slot *rslot; /* followed name, or NULL */
+    uint64_t rid;
+    struct upresolve_view view;
 };
 
 struct uppool *
@@ -67,11 +70,52 @@ on_idle_timeout(h2o_timeout_entry_t *entry)
     upconn_close(H2O_STRUCT_FROM_MEMBER(struct upconn, timer, entry));
 }
 
+void
+uppool_follow(struct uppool *p, const struct upresolve_slot *s, uint64_t id)
+{
+    p->rslot = s;
+    p->rid = id;
+}
+
+/* Whether c may go on: connected to an address the name still has. */
+static int
+current(const struct uppool *p, const struct upconn *c)
+{
+    return p->rslot == NULL || upresolve_has(&p->view.set, &c->peer);
+}
+
+/* The name's addresses as last published (one atomic load when they did not change): after
+ * a change, idle connections to an address left behind are closed (nginx and HAProxy drop
+ * them too: the old address may be another service's by now). */
+static void
+refresh(struct uppool *p)
+{
+    h2o_linklist_t *l, *next;
+    int rc;
+
+    if (p->rslot == NULL)
+        return;
+    rc = upresolve_read(p->rslot, p->rid, &p->view);
+    if (rc == -1) { /* an old generation's: the slot went to another name */
+        p->rslot = NULL;
+        return;
+    }
+    if (rc == 0)
+        return;
+    for (l = p->idle.next; l != &p->idle; l = next) {
+        struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, l);
+        next = l->next;
+        if (!current(p, c))
+            upconn_close(c);
+    }
+}
+
 struct upconn *
 uppool_take(struct uppool *p)
 {
     struct upconn *c;
 
+    refresh(p);
     if (h2o_linklist_is_empty(&p->idle))
         return NULL;
     c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.prev);
@@ -84,6 +128,11 @@ uppool_put(struct upconn *c)
 {
     struct uppool *p = c->pool;
 
+    refresh(p);
+    if (!current(p, c)) {
+        upconn_close(c);
+        return;
+    }
     if (p->nidle >= p->max_idle)
         upconn_close(H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.next));
     c->sock->data = c;
@@ -106,8 +155,16 @@ struct upconn *
 uppool_connect(struct uppool *p, upconn_cb cb, void *data)
 {
     struct upconn *c = xcalloc(1, sizeof(*c));
+    const struct sockaddr *sa = (const struct sockaddr *)&p->addr;
+    socklen_t len = p->addrlen;
 
-    c->sock = h2o_socket_connect(p->loop, (struct sockaddr *)&p->addr, p->addrlen, on_connect);
+    refresh(p);
+    if (p->rslot != NULL && p->view.set.n > 0) {
+        c->peer = p->view.set.a[p->view.next++ % p->view.set.n];
+        sa = &c->peer.sa;
+        len = upresolve_addrlen(&c->peer);
+    }
+    c->sock = h2o_socket_connect(p->loop, (struct sockaddr *)sa, len, on_connect);
     if (c->sock == NULL) {
         free(c);
         return NULL;
