@@ -12,6 +12,7 @@
 #include "log.h"
 #include "phr.h"
 #include "upprobe.h"
+#include "upresolve.h"
 #include "upstate.h"
 #include "uptls.h"
 #include "util.h"
@@ -38,6 +39,9 @@ struct probe {
     int connected;
     void *ssl_ctx; /* https: the group's SSL_CTX, and the name to verify */
     char *tls_name;
+    const struct upresolve_slot *rslot; /* a followed host name's addresses, or NULL */
+    uint64_t rid;
+    struct upresolve_view view;
 };
 
 static struct {
@@ -196,10 +200,33 @@ on_connect(h2o_socket_t *sock, const char *err)
         send_check(p);
 }
 
+/* A followed host name's next address (the requests' own, as the pools take them) into
+ * p->addr. */
+static void
+follow(struct probe *p)
+{
+    const union upresolve_addr *a;
+
+    if (p->rslot == NULL)
+        return;
+    if (upresolve_read(p->rslot, p->rid, &p->view) == -1) {
+        p->rslot = NULL; /* no longer followed: the address from load stays */
+        return;
+    }
+    if (p->view.set.n == 0)
+        return;
+    a = &p->view.set.a[p->view.next++ % p->view.set.n];
+    p->addrlen = upresolve_addrlen(a);
+    memcpy(&p->addr, a, p->addrlen);
+}
+
 static void
 check_start(struct probe *p)
 {
-    int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err;
+    int fd, err;
+
+    follow(p);
+    fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd == -1) {
         check_end(p, UPSTATE_CONNECT_FAILED, errno);
@@ -280,6 +307,8 @@ add_probe(const struct upprobe_target *t)
     p->pol.check.path = NULL;
     p->ssl_ctx = t->ssl_ctx;
     p->tls_name = t->tls_name != NULL ? xstrdup(t->tls_name) : NULL;
+    p->rslot = t->rslot;
+    p->rid = t->rid;
     p->every = queue_for((uint64_t)p->pol.check.interval_ms);
     p->limit = queue_for((uint64_t)p->pol.check.timeout_ms);
     p->tick.cb = on_tick;

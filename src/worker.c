@@ -486,6 +486,8 @@ start_probes(const struct conf *c)
                 .policy = &g->policy,
                 .ssl_ctx = s->tls ? g->ssl_ctx : NULL,
                 .tls_name = g->tls != NULL && g->tls->name != NULL ? g->tls->name : s->host,
+                .rslot = s->rslot,
+                .rid = s->rid,
             };
         }
     }
