@@ -2,9 +2,10 @@
 # Upstream host names followed while percore runs: in a private mount namespace whose
 # /etc/hosts (files only: no DNS query leaves the machine) the test edits in place, a name
 # moved from upstream A (127.0.0.1) to B (127.0.0.2, same port) is followed within seconds
-# with no reload, in both workers, for an upstream block and a proxy line alike; kept-alive
-# connections to A are used no more; a name that stops resolving keeps its last address
-# (said once in the log) and resolves again later; resolve=off keeps the address from load.
+# with no reload, in both workers, for an upstream block and a proxy line alike, and by
+# its health checks; kept-alive connections to A are used no more; a name that stops
+# resolving keeps its last address (said once in the log) and resolves again later;
+# resolve=off keeps the address from load.
 if [[ -z "${PERCORE_IN_NS:-}" ]]; then
     if [[ "${EUID}" -ne 0 ]] || ! command -v unshare >/dev/null ||
         ! unshare -m --propagation private true 2>/dev/null; then
@@ -72,11 +73,18 @@ field() {
     echo "${v%%[\",\}]*}"
 }
 
-# count ADDR: requests the upstream at ADDR has answered.
+# count ADDR [FIELD]: requests (or FIELD: checks) the upstream at ADDR has answered.
 count() {
     local body
     body=$(curl -s "http://$1:${PU}/count") || body=
-    field "${body}" requests
+    field "${body}" "${2:-requests}"
+}
+
+# checks_at_least ADDR N: whether the upstream at ADDR has answered N health checks.
+checks_at_least() {
+    local n
+    n=$(count "$1" checks)
+    [[ "${n}" -ge "$2" ]] 2>/dev/null
 }
 
 # labels PATH N: the upstream label of each of N answers ("-" for none), on one line.
@@ -113,6 +121,7 @@ workers 2;
 upstream app {
     server http://app.test:${PU} resolve=2s;
     keepalive 60s;
+    health_check /health interval=1s;
 }
 upstream pinned {
     server http://pinned.test:${PU} resolve=off;
@@ -143,6 +152,12 @@ check "the proxy line's server follows too" wait_for reaches /line/ B
 AFTER_A=$(count 127.0.0.1)
 expect_eq "A got nothing after the move" "${AFTER_A}" "${BEFORE_A}"
 expect_labels "resolve=off keeps the address from load" /pinned/ 2 "A A "
+check "health checks go to B" wait_for checks_at_least 127.0.0.2 1
+CHECKS_A=$(count 127.0.0.1 checks)
+CHECKS_B=$(count 127.0.0.2 checks)
+check "and go on there" wait_for checks_at_least 127.0.0.2 $((CHECKS_B + 2))
+AFTER_CHECKS_A=$(count 127.0.0.1 checks)
+expect_eq "none goes to A any more" "${AFTER_CHECKS_A}" "${CHECKS_A}"
 check "no reload happened" sh -c "! grep -q reloading '${PC_LOG}'"
 
 # The name goes away: the last address stays, and the log says so once.
