@@ -206,8 +206,8 @@ static const struct directive directives[] = {
            "route [=|~|~*] PATTERN { ... }"),
     /* Connections are swept once a second: less could not be kept. */
     TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
-    CUSTOM("server", UPSTREAM, 1, 3, D_REPEAT, set_upserver, NULL,
-           "server URL [weight=N] [max_inflight=N]"),
+    CUSTOM("server", UPSTREAM, 1, 4, D_REPEAT, set_upserver, NULL,
+           "server URL [weight=N] [max_inflight=N] [resolve=TIME|off]"),
     CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
     CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
@@ -1106,7 +1106,7 @@ load_upstreams(struct loader *ld, const struct conf_node *root)
     ld->upstreams_loaded = 1;
 }
 
-/* `server URL [weight=N] [max_inflight=N]`. */
+/* `server URL [weight=N] [max_inflight=N] [resolve=TIME|off]`. */
 static int
 set_upserver(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {

@@ -18,6 +18,7 @@ struct tmpl;
 struct errordoc_set;
 struct uptls_conf;
 struct ipnet;
+struct upresolve_slot;
 
 enum conf_header_cmd { HDR_SET, HDR_ADD, HDR_UNSET };
 
@@ -112,6 +113,9 @@ struct conf_upserver {
     int tls;            /* https:// */
     char *host;         /* the URL's host: the TLS name unless tls_name */
     int state;          /* its record in the shared region (upstate_register) */
+    int64_t resolve_ms; /* `resolve=`: host looked up again at most this long after; 0: never */
+    struct upresolve_slot *rslot; /* its addresses as the master follows them (upresolve.h) */
+    uint64_t rid;                 /* and its mark in that slot */
 };
 
 /* An upstream group: `upstream NAME { server ...; }`, or the servers written on a `proxy`

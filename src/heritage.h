@@ -36,7 +36,9 @@ struct heritage {
      * workers' counters and heartbeats (metrics.c; the worker writes only slot
      * metrics_idx), the session ticket secrets (tls.c; NULL if never made), and the
      * upstream servers' health and counters (upstate.c). A worker attaches to them at
-     * start, before it makes any use of them. */
+     * start, before it makes any use of them. The addresses of upstream host names
+     * (upresolve.c) need no attaching: each server in the config tree points at its slot,
+     * mapped before the fork of any worker whose config names it. */
     struct metrics_region *metrics;
     int metrics_idx;
     struct tls_tickets *tickets;

@@ -1,8 +1,8 @@
 /* The master process: listeners, worker generations, respawn with back-off, reload on
  * SIGHUP or `percore -s reload`, graceful stop on SIGTERM/SIGINT, and systemd's notify
  * and watchdog (the listeners and the fd store are sockets.c's). Single-threaded: one poll loop on a signalfd, the pipe on which
- * workers report readiness, and the control socket; timers are deadlines checked after
- * each wakeup. */
+ * workers report readiness, the control socket and the resolver's sockets (upresolve.c);
+ * timers are deadlines checked after each wakeup. */
 #include "config.h"
 
 #include <assert.h>
@@ -32,6 +32,7 @@
 #include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
+#include "upresolve.h"
 #include "upstate.h"
 #include "util.h"
 #include "worker.h"
@@ -48,8 +49,9 @@
 #define WORKER_SLOTS (2 * CONF_WORKERS_MAX + 64)
 _Static_assert(WORKER_SLOTS <= UPSTATE_WORKER_SLOTS, "upstate.h counts fewer worker slots");
 #define CTL_CLIENTS_MAX 16
-/* The master's own fds: signalfd, the notify pipe, the control socket's and its clients. */
-#define MASTER_FDS_MAX (4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX)
+/* The master's own fds: signalfd, the notify pipe, the control socket's and its clients,
+ * the resolver's. */
+#define MASTER_FDS_MAX (4 + CTL_PENDING_MAX + 2 * CTL_CLIENTS_MAX + UPRESOLVE_FDS_MAX)
 
 enum mstate { M_STARTING, M_RUNNING, M_RELOADING, M_STOPPING };
 
@@ -169,6 +171,7 @@ master_fds(int *fds)
         fds[n++] = master.ctl_now[i];
     for (int i = 0; i < master.nctl_next; i++)
         fds[n++] = master.ctl_next[i];
+    n += upresolve_fds(fds + n);
     assert(n <= MASTER_FDS_MAX);
     return n;
 }
@@ -902,6 +905,7 @@ next_timeout(int64_t now)
     for (unsigned i = 0; i < master.nslots; i++)
         if (master.slots[i].vacant)
             next = min64(next, master.slots[i].respawn_at_ms);
+    next = min64(next, upresolve_deadline(now));
     if (master.reload_pending && master.state == M_RUNNING)
         next = now;
     return next <= now ? 0 : (int)min64(next - now, 60000);
@@ -940,6 +944,7 @@ master_fini(void)
     free(master.procs);
     free(master.slots);
     conf_free(master.conf);
+    upresolve_fini();
     close(master.sigfd);
     close(master.notify_rd);
     close(master.notify_wr);
@@ -976,24 +981,26 @@ master_init(struct conf *conf, const struct master_opts *opts)
     master.next_watchdog_ms = now;
 }
 
-/* One turn of the loop: wait for a signal, a worker's message, a control client or the
- * next timer, and act on it. */
+/* One turn of the loop: wait for a signal, a worker's message, a control client, an
+ * upstream host name's answer or the next timer, and act on it. */
 static void
 master_turn(void)
 {
-    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX];
-    nfds_t n;
+    struct pollfd pfd[2 + 1 + CTL_PENDING_MAX + UPRESOLVE_FDS_MAX];
+    nfds_t n, nres;
 
     pfd[0] = (struct pollfd){.fd = master.sigfd, .events = POLLIN};
     pfd[1] = (struct pollfd){.fd = master.notify_rd, .events = POLLIN};
     n = 2 + ctl_pollfds(&master.ctl, &pfd[2]);
-    if (poll(pfd, n, next_timeout(util_now_ms())) == -1 && errno != EINTR)
+    nres = upresolve_pollfds(&pfd[n]);
+    if (poll(pfd, n + nres, next_timeout(util_now_ms())) == -1 && errno != EINTR)
         fatal("poll");
     if (pfd[0].revents & POLLIN)
         on_signals();
     if (pfd[1].revents & POLLIN)
         on_notify();
     ctl_on_events(&master.ctl, &pfd[2], util_now_ms(), on_command);
+    upresolve_run(&pfd[n], nres, util_now_ms());
     run_timers(util_now_ms());
 }
 

@@ -25,6 +25,9 @@ struct uppool {
     size_t nidle, max_idle;
     int rcvbuf;
     h2o_linklist_t *buckets; /* NBUCKETS; NULL until a connection with a preamble is idle */
+    const struct upresolve_slot *rslot; /* followed name, or NULL */
+    uint64_t rid;
+    struct upresolve_view view;
 };
 
 /* FNV-1a: preambles differ in an address or a port, and spread over the buckets. */
@@ -110,12 +113,53 @@ on_idle_timeout(h2o_timeout_entry_t *entry)
     upconn_close(H2O_STRUCT_FROM_MEMBER(struct upconn, timer, entry));
 }
 
+void
+uppool_follow(struct uppool *p, const struct upresolve_slot *s, uint64_t id)
+{
+    p->rslot = s;
+    p->rid = id;
+}
+
+/* Whether c may go on: connected to an address the name still has. */
+static int
+current(const struct uppool *p, const struct upconn *c)
+{
+    return p->rslot == NULL || upresolve_has(&p->view.set, &c->peer);
+}
+
+/* The name's addresses as last published (one atomic load when they did not change): after
+ * a change, idle connections to an address left behind are closed (nginx and HAProxy drop
+ * them too: the old address may be another service's by now). */
+static void
+refresh(struct uppool *p)
+{
+    h2o_linklist_t *l, *next;
+    int rc;
+
+    if (p->rslot == NULL)
+        return;
+    rc = upresolve_read(p->rslot, p->rid, &p->view);
+    if (rc == -1) { /* an old generation's: the slot went to another name */
+        p->rslot = NULL;
+        return;
+    }
+    if (rc == 0)
+        return;
+    for (l = p->idle.next; l != &p->idle; l = next) {
+        struct upconn *c = H2O_STRUCT_FROM_MEMBER(struct upconn, link, l);
+        next = l->next;
+        if (!current(p, c))
+            upconn_close(c);
+    }
+}
+
 struct upconn *
 uppool_take_for(struct uppool *p, h2o_iovec_t preamble)
 {
     struct upconn *c = NULL;
     h2o_linklist_t *anchor;
 
+    refresh(p);
     if (p->buckets == NULL) {
         /* No connection with a preamble was ever idle here: no idle one has one. */
         if (preamble.len == 0 && !h2o_linklist_is_empty(&p->idle))
@@ -145,6 +189,11 @@ uppool_put(struct upconn *c)
 {
     struct uppool *p = c->pool;
 
+    refresh(p);
+    if (!current(p, c)) {
+        upconn_close(c);
+        return;
+    }
     if (p->nidle >= p->max_idle)
         upconn_close(H2O_STRUCT_FROM_MEMBER(struct upconn, link, p->idle.next));
     if (c->preamble_len != 0 && p->buckets == NULL)
@@ -192,10 +241,18 @@ struct upconn *
 uppool_connect_for(struct uppool *p, h2o_iovec_t preamble, upconn_cb cb, void *data)
 {
     struct upconn *c;
+    const struct sockaddr *sa = (const struct sockaddr *)&p->addr;
+    socklen_t len = p->addrlen;
 
     assert(preamble.len <= UPPOOL_PREAMBLE_MAX);
     c = xcalloc(1, sizeof(*c));
-    c->sock = h2o_socket_connect(p->loop, (struct sockaddr *)&p->addr, p->addrlen, on_connect);
+    refresh(p);
+    if (p->rslot != NULL && p->view.set.n > 0) {
+        c->peer = p->view.set.a[p->view.next++ % p->view.set.n];
+        sa = &c->peer.sa;
+        len = upresolve_addrlen(&c->peer);
+    }
+    c->sock = h2o_socket_connect(p->loop, (struct sockaddr *)sa, len, on_connect);
     if (c->sock == NULL) {
         free(c);
         return NULL;

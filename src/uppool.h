@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "h2o_inc.h"
+#include "upresolve.h"
 
 struct uppool;
 struct upconn;
@@ -38,6 +39,7 @@ struct upconn {
     uint64_t hash;       /* of the preamble */
     size_t preamble_len;
     char preamble[UPPOOL_PREAMBLE_MAX];
+    union upresolve_addr peer; /* the address connected to (a followed pool's) */
 };
 
 /* A pool for the server at addr, keeping at most max_idle idle connections, each for at
@@ -45,6 +47,10 @@ struct upconn {
  * which grows up to tcp_rmem's maximum). */
 struct uppool *uppool_new(h2o_loop_t *loop, const struct sockaddr *addr, socklen_t len,
                           uint64_t keepalive_ms, size_t max_idle, int rcvbuf);
+/* From now on, p connects to the addresses the master publishes in slot s for holder id
+ * (upresolve.h), in turn, instead of its address from load; an idle connection to an
+ * address no longer among them is closed rather than used. s NULL: nothing changes. */
+void uppool_follow(struct uppool *p, const struct upresolve_slot *s, uint64_t id);
 /* An idle connection opened without a preamble, most recently used first, or NULL. The
  * caller owns it. */
 struct upconn *uppool_take(struct uppool *p);
@@ -59,7 +65,8 @@ struct upconn *uppool_connect(struct uppool *p, upconn_cb cb, void *data);
  * once connected, before cb runs. */
 struct upconn *uppool_connect_for(struct uppool *p, h2o_iovec_t preamble, upconn_cb cb,
                                   void *data);
-/* Gives back a connection whose last response was read whole and whose input is empty. */
+/* Gives back a connection whose last response was read whole and whose input is empty (it
+ * is closed instead when its address is no longer the server's). */
 void uppool_put(struct upconn *c);
 /* Closes a connection the caller owns (also one still connecting: the attempt ends and
  * its callback does not run). */

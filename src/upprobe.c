@@ -13,6 +13,7 @@
 #include "phr.h"
 #include "proxyproto.h"
 #include "upprobe.h"
+#include "upresolve.h"
 #include "upstate.h"
 #include "uptls.h"
 #include "util.h"
@@ -41,6 +42,9 @@ struct probe {
     char *tls_name;
     char pp[PROXYPROTO_OUT_MAX]; /* a PROXY header before TLS (else it starts req) */
     size_t pplen;
+    const struct upresolve_slot *rslot; /* a followed host name's addresses, or NULL */
+    uint64_t rid;
+    struct upresolve_view view;
 };
 
 static struct {
@@ -215,10 +219,33 @@ on_connect(h2o_socket_t *sock, const char *err)
     }
 }
 
+/* A followed host name's next address (the requests' own, as the pools take them) into
+ * p->addr. */
+static void
+follow(struct probe *p)
+{
+    const union upresolve_addr *a;
+
+    if (p->rslot == NULL)
+        return;
+    if (upresolve_read(p->rslot, p->rid, &p->view) == -1) {
+        p->rslot = NULL; /* no longer followed: the address from load stays */
+        return;
+    }
+    if (p->view.set.n == 0)
+        return;
+    a = &p->view.set.a[p->view.next++ % p->view.set.n];
+    p->addrlen = upresolve_addrlen(a);
+    memcpy(&p->addr, a, p->addrlen);
+}
+
 static void
 check_start(struct probe *p)
 {
-    int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err;
+    int fd, err;
+
+    follow(p);
+    fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd == -1) {
         check_end(p, UPSTATE_CONNECT_FAILED, errno);
@@ -310,6 +337,8 @@ add_probe(const struct upprobe_target *t)
     p->pol.check.path = NULL;
     p->ssl_ctx = t->ssl_ctx;
     p->tls_name = t->tls_name != NULL ? xstrdup(t->tls_name) : NULL;
+    p->rslot = t->rslot;
+    p->rid = t->rid;
     p->every = queue_for((uint64_t)p->pol.check.interval_ms);
     p->limit = queue_for((uint64_t)p->pol.check.timeout_ms);
     p->tick.cb = on_tick;

@@ -10,11 +10,13 @@
 #define PERCORE_UPPROBE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "h2o_inc.h"
 
 struct upstate_policy;
+struct upresolve_slot;
 
 struct upprobe_target {
     int idx;                     /* the server's record (upstate_register's index) */
@@ -25,6 +27,10 @@ struct upprobe_target {
     void *ssl_ctx; /* an https server's (SSL_CTX, its group's): checked over TLS */
     const char *tls_name; /* ... the name its certificate must have, sent by SNI */
     int proxy_protocol;   /* 1, 2: each check starts with a PROXY header (LOCAL, no client) */
+    /* A host name the master follows (upresolve.h), or NULL: each check goes to one of its
+     * addresses then, in turn, and to addr only while the name is not followed. */
+    const struct upresolve_slot *rslot;
+    uint64_t rid;
 };
 
 /* Worker, once, before its loop runs: check each target from now on (the first check at

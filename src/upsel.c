@@ -192,6 +192,7 @@ upsel_get(const struct conf_upstream *g, h2o_loop_t *loop)
                                     g->servers[i].sslen, (uint64_t)g->keepalive_ms, 1024,
                                     rcvbuf_for(g->buffer_size));
         s->srv[i].state = upstate_get(g->servers[i].state);
+        uppool_follow(s->srv[i].pool, g->servers[i].rslot, g->servers[i].rid);
     }
     if (g->balance == BALANCE_HASH)
         build_ring(s);

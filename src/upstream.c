@@ -1,6 +1,7 @@
 /* Upstream groups as configured (see upstream.h). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "hnd.h"
 #include "conf.h"
 #include "tmpl.h"
+#include "upresolve.h"
 #include "upstream.h"
 #include "uptls.h"
 #include "util.h"
@@ -40,6 +42,7 @@ upstream_new(const char *name, const struct conf_pos *pos, int anonymous)
 static void
 server_clear(struct conf_upserver *s)
 {
+    upresolve_release(s->rslot, s->rid, s->resolve_ms);
     free(s->url);
     free(s->host);
     free(s->authority);
@@ -125,8 +128,17 @@ compile_path(struct conf_upserver *u, const char *url, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether host is an IPv4 or IPv6 address rather than a name. */
+static int
+is_address(const char *host)
+{
+    struct in6_addr a;
+
+    return inet_pton(AF_INET, host, &a) == 1 || inet_pton(AF_INET6, host, &a) == 1;
+}
+
 /* An http:// or https:// server: its host resolved now (the first address getaddrinfo
- * gives). */
+ * gives; upstream_finish has a name followed from then on). */
 static int
 parse_http(const char *s, struct conf_upserver *u, int with_path, char *err, size_t errlen)
 {
@@ -156,6 +168,7 @@ parse_http(const char *s, struct conf_upserver *u, int with_path, char *err, siz
     }
     u->sslen = len;
     u->host = xstrdup(host);
+    u->resolve_ms = is_address(host) ? 0 : UPRESOLVE_DEFAULT_MS;
     u->authority = xstrndup(p, (size_t)(slash - p));
     u->path = xstrdup(*slash ? slash : "/");
     if (strchr(u->path, '$') != NULL && compile_path(u, s, err, errlen) == -1)
@@ -221,6 +234,35 @@ number_option(const char *word, const char *name, unsigned max, unsigned *out, c
     return 1;
 }
 
+/* resolve=TIME|off: 1, 0 when word is not resolve=..., -1 when bad or s has no name. */
+static int
+resolve_option(struct conf_upserver *s, const char *word, char *err, size_t errlen)
+{
+    const char *v = word + 8;
+    int64_t ms;
+    int rc;
+
+    if (strncmp(word, "resolve=", 8) != 0)
+        return 0;
+    if (s->host == NULL || is_address(s->host)) {
+        snprintf(err, errlen, "server '%s' has an address, not a host name: resolve= does "
+                 "not apply", s->url != NULL ? s->url : "?");
+        return -1;
+    }
+    if (strcmp(v, "off") == 0) {
+        s->resolve_ms = 0;
+        return 1;
+    }
+    rc = conf_parse_time_ms(v, UPRESOLVE_MIN_MS, &ms);
+    if (rc != 0) {
+        snprintf(err, errlen, "invalid resolve '%s': expected a time from 1s to %s, or off",
+                 v, CONF_TIME_MAX);
+        return -1;
+    }
+    s->resolve_ms = ms;
+    return 1;
+}
+
 int
 upstream_server_option(struct conf_upstream *g, const char *word, char *err, size_t errlen)
 {
@@ -229,6 +271,8 @@ upstream_server_option(struct conf_upstream *g, const char *word, char *err, siz
 
     if (rc == 0)
         rc = number_option(word, "max_inflight", 1000000, &s->max_inflight, err, errlen);
+    if (rc == 0)
+        rc = resolve_option(s, word, err, errlen);
     return rc;
 }
 
@@ -257,6 +301,25 @@ upstream_set_tls(struct conf_upstream *g, const char *directive, const char *val
     if (g->tls == NULL)
         g->tls = xcalloc(1, sizeof(*g->tls));
     return uptls_conf_set(g->tls, directive, value, err, errlen);
+}
+
+/* Each server named by a host (resolve= not off) is followed from now on. */
+static void
+follow_names(struct conf_upstream *g)
+{
+    for (size_t i = 0; i < g->nservers; i++) {
+        struct conf_upserver *s = &g->servers[i];
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&s->ss;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&s->ss;
+        char port[8];
+
+        if (s->resolve_ms == 0 || s->rslot != NULL)
+            continue;
+        snprintf(port, sizeof(port), "%u",
+                 ntohs(s->ss.ss_family == AF_INET6 ? sin6->sin6_port : sin->sin_port));
+        s->rslot = upresolve_acquire(s->host, port, (const struct sockaddr *)&s->ss,
+                                     s->resolve_ms, &s->rid);
+    }
 }
 
 int
@@ -425,6 +488,7 @@ upstream_finish(struct conf_upstream *g, char *err, size_t errlen)
     static const struct uptls_conf defaults;
     int any = 0;
 
+    follow_names(g);
     for (size_t i = 0; i < g->nservers; i++)
         any |= g->servers[i].tls;
     g->policy.max_fails = g->max_fails;

@@ -34,8 +34,9 @@ void upstream_free(struct conf_upstream *g);
  * it may hold variables). -1 with a message in err. */
 int upstream_add_server(struct conf_upstream *g, const char *url, const struct conf_pos *pos,
                         int with_path, char *err, size_t errlen);
-/* A server option word (weight=N, max_inflight=N) for the last server added: 1 when it was
- * one (and is set), 0 when it is no option word, -1 (message in err) for a bad value. */
+/* A server option word (weight=N, max_inflight=N, resolve=TIME|off) for the last server
+ * added: 1 when it was one (and is set), 0 when it is no option word, -1 (message in err)
+ * for a bad value. */
 int upstream_server_option(struct conf_upstream *g, const char *word, char *err,
                            size_t errlen);
 
@@ -55,8 +56,9 @@ int upstream_set_queue(struct conf_upstream *g, const char *n, const char *optio
 
 /* Once g's servers and settings are all read: its passive and active check policy, each
  * server's record in the shared region (upstate_register: the caller commits or discards
- * the load), and its TLS context when a server is https:// (files read now). -1 with err
- * when a record or the context cannot be made, or tls_* settings serve nothing. */
+ * the load), its servers named by a host followed from now on (upresolve.h; upstream_free
+ * gives them up), and its TLS context when a server is https:// (files read now). -1 with
+ * err when a record or the context cannot be made, or tls_* settings serve nothing. */
 int upstream_finish(struct conf_upstream *g, char *err, size_t errlen);
 
 /* `retry_on WORD...`: the RETRY_ bit of one word, or 0 if it is none. */

@@ -487,6 +487,8 @@ start_probes(const struct conf *c)
                 .ssl_ctx = s->tls ? g->ssl_ctx : NULL,
                 .tls_name = g->tls != NULL && g->tls->name != NULL ? g->tls->name : s->host,
                 .proxy_protocol = g->proxy_protocol,
+                .rslot = s->rslot,
+                .rid = s->rid,
             };
         }
     }

@@ -9,7 +9,8 @@ Any method; keep-alive; a Content-Length or chunked body is read and counted. A 
 whose path holds "/status/NNN" (NNN a status from 200 to 599) is answered with NNN and the
 body "upstream NNN\n" instead, so a test can tell an upstream's own error from percore's.
 Environment: ECHO_STATUS=NNN answers every request (but /count) with NNN and "upstream
-NNN"; ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files) make it serve HTTPS.
+NNN"; ECHO_TLS_CERT and ECHO_TLS_KEY (PEM files) make it serve HTTPS; ECHO_ADDR is the
+loopback address it listens on (127.0.0.1 by default).
 GET /count answers {"requests": N, "checks": M}, the requests answered before it (itself not
 counted), so a test can tell how many attempts reached this upstream; requests with
 User-Agent percore-health (health checks) count in M, not N.
@@ -96,7 +97,7 @@ class TCP(socketserver.ThreadingMixIn, http.server.HTTPServer):
     request_queue_size = 1024
 
 
-server = TCP(("127.0.0.1", port), H)
+server = TCP((os.environ.get("ECHO_ADDR", "127.0.0.1"), port), H)
 if os.environ.get("ECHO_TLS_CERT"):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.environ["ECHO_TLS_CERT"], os.environ["ECHO_TLS_KEY"])

@@ -484,7 +484,8 @@ Test(upprobe, targets_not_valid_are_refused)
 
     worker_with("api http://x", 1);
     tcp_server(&s, NULL, 1);
-    t = (struct upprobe_target){0, (struct sockaddr *)&s.addr, s.addrlen, "x", &pol, NULL, NULL, 0};
+    t = (struct upprobe_target){
+        .addr = (struct sockaddr *)&s.addr, .addrlen = s.addrlen, .host = "x", .policy = &pol};
     t.idx = (int)(rec - upstate_get(0));
     pol.check.path = "healthz";
     cr_assert_eq(upprobe_start(loop, &t, 1), -1);
