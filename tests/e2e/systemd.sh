@@ -30,9 +30,9 @@ done
 [ -d /sys/fs/cgroup/unified ] || [ -f /sys/fs/cgroup/cgroup.controllers ] ||
     skip_all "no cgroup hierarchy for nspawn"
 
-RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3,man-db
+RUNTIME_DEPS=systemd,systemd-sysv,dbus,curl,procps,iproute2,wrk,libh2o-evloop0.13,libssl3,libc-ares2,man-db
 if [ ! -x "$TREE/usr/bin/wrk" ] || [ ! -x "$TREE/usr/bin/man" ] ||
-    ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 >/dev/null 2>&1; then
+    ! ls "$TREE"/usr/lib/*/libh2o-evloop.so.0.13 "$TREE"/usr/lib/*/libcares.so.2 >/dev/null 2>&1; then
     # shellcheck disable=SC2016 # $(REPO_URI) is apt's format field, not a shell expansion
     MIRROR=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
              awk '$2=="bookworm"{print $1; exit}')
