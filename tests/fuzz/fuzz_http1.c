@@ -323,17 +323,29 @@ is_own_via(const char *v, const char *eol)
     return 0;
 }
 
+/* Whether the header line [name, eol) is percore's own "upgrade: websocket". */
+static int
+is_websocket_upgrade(const char *name, size_t nlen, const char *eol)
+{
+    static const char own[] = "upgrade: websocket";
+
+    return nlen == 7 && (size_t)(eol - name) == strlen(own) && memcmp(name, own, strlen(own)) == 0;
+}
+
 /* What the upstream must never get: hop-by-hop headers and those that say who the client
  * is, unless percore set them (one Forwarded; a Via may come from the client, percore's
- * own comes once). The header line is [name, eol). */
+ * own comes once; on a GET its own "upgrade: websocket", for a WebSocket handshake). The
+ * header line is [name, eol). */
 static void
-check_up_header(const char *name, size_t nlen, const char *eol, unsigned *nhost,
+check_up_header(const char *name, size_t nlen, const char *eol, int is_get, unsigned *nhost,
                 unsigned *nfwd, unsigned *nvia)
 {
     static const char *const never[] = {"proxy-connection", "trailer", "te", "upgrade",
                                         "keep-alive", "proxy-authorization", "http2-settings",
                                         "x-real-ip", "transfer-encoding"};
 
+    if (is_get && is_websocket_upgrade(name, nlen, eol))
+        return;
     for (size_t i = 0; i < NELEMS(never); i++)
         if (nlen == strlen(never[i]) && strncasecmp(name, never[i], nlen) == 0)
             fail("upstream got a '%s' header", never[i]);
@@ -370,7 +382,8 @@ check_up_request(const char *h, size_t len, const char *base)
             if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f ||
                 (c < colon && (*c == ' ' || *c == '\t')))
                 fail("upstream header line with byte 0x%02x", (unsigned char)*c);
-        check_up_header(p, (size_t)(colon - p), eol, &nhost, &nfwd, &nvia);
+        check_up_header(p, (size_t)(colon - p), eol, sp1 - h == 3 && memcmp(h, "GET", 3) == 0,
+                        &nhost, &nfwd, &nvia);
         if (lc_prefix(p, (size_t)(eol - p), "content-length:"))
             clen = strtoul(colon + 1, NULL, 10);
     }
