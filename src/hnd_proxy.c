@@ -1297,9 +1297,12 @@ on_attempt_dispose(void *p)
 static int
 is_websocket(h2o_req_t *req)
 {
+    /* A handshake has no body (RFC 6455 4.1): one with a body goes as a plain request, so
+     * an upstream that refuses the upgrade cannot read that body as another request. */
     return req->version == 0x101 && req->upgrade.base != NULL &&
            h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket")) &&
-           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+           req->entity.base == NULL;
 }
 
 /* The value a hashing group hashes for this request. */

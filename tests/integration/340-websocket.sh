@@ -3,9 +3,9 @@
 # checked, with a reload (SIGHUP) in the middle that cuts nothing, the old worker serving
 # the tunnel until it ends; the same over TLS; bytes that come in one read with the
 # request or with the 101 get through; a 101 to a request that asked for no upgrade is a
-# 502; any other Upgrade is not sent on, nor is a WebSocket one over POST; a tunnel with
-# nothing to say closes after its websocket_timeout; a stop (SIGTERM) lets an open tunnel
-# work until shutdown_timeout, then closes it.
+# 502; any other Upgrade is not sent on, nor is a WebSocket one over POST or with a
+# body; a tunnel with nothing to say closes after its websocket_timeout; a stop (SIGTERM)
+# lets an open tunnel work until shutdown_timeout, then closes it.
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -143,6 +143,12 @@ expect_eq "an Upgrade other than websocket is not sent on" "${got}" \
 got=$(upgrade_headers -d x -H 'Connection: Upgrade' -H 'Upgrade: websocket')
 expect_eq "a WebSocket upgrade over POST is not sent on" "${got}" \
     "upgrade=-;connection=keep-alive"
+got=$(upgrade_headers -X GET -d hello -H 'Connection: Upgrade' -H 'Upgrade: websocket')
+expect_eq "a WebSocket upgrade with a body (Content-Length) is not sent on" "${got}" \
+    "upgrade=-;connection=keep-alive"
+got=$(upgrade_headers -X GET -d hello -H 'Transfer-Encoding: chunked' -H 'Connection: Upgrade' \
+    -H 'Upgrade: websocket')
+expect_eq "nor one with a chunked body" "${got}" "upgrade=-;connection=keep-alive"
 got=$(upgrade_headers -H 'Upgrade: websocket')
 expect_eq "an Upgrade that Connection does not list is not sent on" "${got}" \
     "upgrade=-;connection=keep-alive"
