@@ -246,7 +246,6 @@ check_start(struct probe *p)
 
     follow(p);
     fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
     if (fd == -1) {
         check_end(p, UPSTATE_CONNECT_FAILED, errno);
         return;
