@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "priv.h"
 #include "sandbox.h"
+#include "service_rt.h"
 #include "sockets.h"
 #include "sysd.h"
 #include "tls.h"
@@ -206,6 +207,8 @@ spawn_worker(unsigned slot, unsigned gen, const struct conf *c, int mslot)
         process_role = ROLE_WORKER;
         worker_run(&h);
     }
+    metrics_slot(mslot)->gen = gen;
+    metrics_slot(mslot)->wslot = slot;
     metrics_slot(mslot)->pid = pid;
     master.procs = xreallocarray(master.procs, master.nprocs + 1, sizeof(*master.procs));
     master.procs[master.nprocs++] = (struct wproc){
@@ -288,12 +291,20 @@ count_ready(unsigned gen)
 
 /* ---- status ---- */
 
-/* Service names get their metrics index before any worker of c looks them up. */
+/* Service names and routes get their metrics index before any worker of c looks them
+ * up. */
 static void
 register_services(const struct conf *c)
 {
-    for (size_t i = 0; i < c->nservices; i++)
-        metrics_register_service(c->services[i].name);
+    for (size_t i = 0; i < c->nservices; i++) {
+        const struct conf_service *s = &c->services[i];
+        metrics_register_service(s->name);
+        for (size_t j = 0; j < s->nroutes; j++) {
+            char *label = service_rt_route_label(&s->routes[j]);
+            metrics_register_route(s->name, label);
+            free(label);
+        }
+    }
 }
 
 static void

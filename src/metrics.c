@@ -13,10 +13,21 @@ const uint32_t metrics_bucket_us[METRICS_BUCKETS] = {
     1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 };
 
+const uint32_t metrics_lag_bucket_us[METRICS_LAG_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
+struct metrics_route_name {
+    char service[METRICS_NAME_MAX];
+    char label[METRICS_ROUTE_MAX];
+};
+
 struct metrics_region {
     unsigned nslots;
     char names[METRICS_MAX_SERVICES][METRICS_NAME_MAX];
     _Atomic unsigned nnames;
+    struct metrics_route_name routes[METRICS_MAX_ROUTES];
+    _Atomic unsigned nroutes;
     _Atomic int stopping; /* the master has begun to stop (metrics_set_stopping) */
     struct metrics_counts retired; /* workers that have exited */
     struct metrics_slot slots[];
@@ -135,6 +146,48 @@ const char *
 metrics_service_name(int i)
 {
     return i >= 0 && (unsigned)i < atomic_load(&region->nnames) ? region->names[i] : NULL;
+}
+
+int
+metrics_route_index(const char *service, const char *label)
+{
+    unsigned n = atomic_load(&region->nroutes);
+
+    for (unsigned i = 0; i < n; i++)
+        if (strncmp(region->routes[i].service, service, METRICS_NAME_MAX) == 0 &&
+            strncmp(region->routes[i].label, label, METRICS_ROUTE_MAX) == 0)
+            return (int)i;
+    return -1;
+}
+
+void
+metrics_register_route(const char *service, const char *label)
+{
+    unsigned n = atomic_load(&region->nroutes);
+
+    ASSERT_MASTER(); /* the only writer of the names */
+    if (metrics_route_index(service, label) != -1)
+        return;
+    if (n == METRICS_MAX_ROUTES || strlen(service) >= METRICS_NAME_MAX ||
+        strlen(label) >= METRICS_ROUTE_MAX) {
+        log_warnx("route '%s' of service '%s' is not counted by route in the metrics (at "
+                  "most %d routes, labels of fewer than %d characters)", label, service,
+                  METRICS_MAX_ROUTES, METRICS_ROUTE_MAX);
+        return;
+    }
+    memcpy(region->routes[n].service, service, strlen(service) + 1);
+    memcpy(region->routes[n].label, label, strlen(label) + 1);
+    atomic_store(&region->nroutes, n + 1);
+}
+
+int
+metrics_route_name(int i, const char **service, const char **label)
+{
+    if (i < 0 || (unsigned)i >= atomic_load(&region->nroutes))
+        return -1;
+    *service = region->routes[i].service;
+    *label = region->routes[i].label;
+    return 0;
 }
 
 /* Only the slot's worker writes it: a plain load and store, no locked instruction, and

@@ -12,9 +12,14 @@
 #define METRICS_NAME_MAX 64
 #define METRICS_CLASSES 5 /* 1xx .. 5xx */
 #define METRICS_BUCKETS 12
+#define METRICS_MAX_ROUTES 256 /* distinct (service, route) pairs counted per route */
+#define METRICS_ROUTE_MAX 128  /* a route's label ("~ ^/v(\\d+)/", "= /x", "/api/") */
+#define METRICS_LAG_BUCKETS 12
 
 /* Request durations' bucket upper bounds, in microseconds (+Inf is the count). */
 extern const uint32_t metrics_bucket_us[METRICS_BUCKETS];
+/* Event loop lag (a loop turn's busy time) bucket upper bounds, in microseconds. */
+extern const uint32_t metrics_lag_bucket_us[METRICS_LAG_BUCKETS];
 
 struct metrics_counts {
     _Atomic uint64_t requests;
@@ -22,12 +27,24 @@ struct metrics_counts {
     _Atomic uint64_t body_bytes;
     _Atomic uint64_t duration_us;
     _Atomic uint64_t buckets[METRICS_BUCKETS];
+    /* Per route (metrics_route_index): requests, and the worker's CPU time spent in
+     * the route's handler callbacks. */
+    _Atomic uint64_t route_requests[METRICS_MAX_ROUTES];
+    _Atomic uint64_t route_cpu_ns[METRICS_MAX_ROUTES];
+    /* Loop turns by busy time: per bucket (not cumulative; past the last, only in
+     * lag_count), their number and their sum. */
+    _Atomic uint64_t lag_buckets[METRICS_LAG_BUCKETS];
+    _Atomic uint64_t lag_count;
+    _Atomic uint64_t lag_sum_us;
 };
 
 struct metrics_slot {
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC of the worker loop's last turn */
     _Atomic uint64_t conns;       /* open connections */
     pid_t pid;                    /* 0: free; set by the master */
+    unsigned gen;                 /* the generation the worker serves; set by the master */
+    unsigned wslot;               /* its worker number ("worker N"); set by the master */
+    _Atomic uint64_t cpu_ns;      /* the worker's CPU time, as of its last heartbeat */
     /* The system call the sandbox killed the worker for (sandbox.c): its number + 1, 0
      * for none, and its audit architecture. */
     _Atomic int sandbox_nr;
@@ -63,6 +80,13 @@ void metrics_register_service(const char *name);
 int metrics_service_index(const char *name);
 /* The name of index i, or NULL past the last. */
 const char *metrics_service_name(int i);
+
+/* Master, before a generation starts: give each (service, route label) pair an index,
+ * kept across reloads. Worker: the index of a pair, or -1 (past METRICS_MAX_ROUTES). */
+void metrics_register_route(const char *service, const char *label);
+int metrics_route_index(const char *service, const char *label);
+/* The pair of index i (0 and the names set), or -1 past the last. */
+int metrics_route_name(int i, const char **service, const char **label);
 
 /* Worker: count a request that ended with status, having sent body_bytes in us. */
 void metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes,

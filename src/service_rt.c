@@ -317,8 +317,8 @@ pathconf_path(const struct conf_route *r)
     return r->match == MATCH_REGEX ? "" : r->prefix;
 }
 
-static char *
-route_label(const struct conf_route *r)
+char *
+service_rt_route_label(const struct conf_route *r)
 {
     const char *op = r->match == MATCH_EXACT ? "= "
                      : r->match == MATCH_REGEX ? (r->re->caseless ? "~* " : "~ ")
@@ -347,10 +347,12 @@ setup_site(struct addr_rt *a, struct site_rt *st, struct service_rt *rt,
         setup_route(h2o_config_register_path(host, pathconf_path(&s->routes[i]), 0), s,
                     &s->routes[i], rt, addr_max, metrics);
     st->routes = xcalloc(s->nroutes, sizeof(*st->routes));
-    for (size_t i = 0; i < s->nroutes; i++)
-        st->routes[i] = (struct route_rt){&s->routes[i], route_label(&s->routes[i]),
-                                          &host->paths.entries[i],
-                                          route_needs_env(s, &s->routes[i])};
+    for (size_t i = 0; i < s->nroutes; i++) {
+        char *label = service_rt_route_label(&s->routes[i]);
+        st->routes[i] = (struct route_rt){&s->routes[i], label, &host->paths.entries[i],
+                                          route_needs_env(s, &s->routes[i]),
+                                          metrics_route_index(s->name, label)};
+    }
     st->table = route_table_build(s->routes, s->nroutes);
     /* Requests no route takes (404s) are limited, counted and logged too. */
     sendguard_register(&host->fallback_path, s->send_timeout_ms, offers_http2(s), s->shared);

@@ -36,7 +36,11 @@ struct route_rt {
     char *label; /* $route: the pattern with its operator ("~ ^/v(\d+)/", "= /x", "/api/") */
     h2o_pathconf_t *pc;
     int needs_env; /* its templates use variables: the router records the request's */
+    int midx;      /* its metrics index (metrics_route_index), or -1 */
 };
+
+/* r's label, as $route and the metrics name it (malloc'ed). */
+char *service_rt_route_label(const struct conf_route *r);
 
 /* A service as served on one address: a hostconf of the address's configuration that
  * libh2o never picks itself (the router binds its pathconfs). */
