@@ -29,7 +29,7 @@
 #include "util.h"
 
 enum ctx { CTX_MAIN = 1, CTX_SERVICE = 2, CTX_MAINSVC = 3, CTX_ROUTE = 4, CTX_SVCROUTE = 6,
-           CTX_UPSTREAM = 8 };
+           CTX_UPSTREAM = 8, CTX_TRACING = 16 };
 
 /* The groups of the regex of the route block being loaded: what $1..$9 may refer to in its
  * templates (conf_captures_in_scope). */
@@ -91,9 +91,14 @@ static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, 
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
-    set_retry_on, set_uptls, set_trusted, set_health_check, set_queue;
+    set_retry_on, set_uptls, set_trusted, set_health_check, set_queue, set_request_id,
+    set_tracing, set_otlp, set_sample, set_span_name;
 
 static const struct keyword on_off[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const struct keyword trace_accept[] = {{"any", TRACE_ACCEPT_ANY},
+                                              {"trusted", TRACE_ACCEPT_TRUSTED},
+                                              {"none", TRACE_ACCEPT_NONE},
+                                              {NULL, 0}};
 static const struct keyword pp_versions[] = {{"v1", 1}, {"v2", 2}, {"off", 0}, {NULL, 0}};
 static const enum conf_header_cmd hdr_set = HDR_SET, hdr_add = HDR_ADD, hdr_unset = HDR_UNSET;
 static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
@@ -106,6 +111,7 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 #define OBJ_SVCROUTE void
 #define OBJ_UPSTREAM struct conf_upstream
 #define OBJ_MAINSVC void
+#define OBJ_TRACING struct conf_tracing
 #define FIELD(ctx, f, t)                                                                      \
     (offsetof(OBJ_##ctx, f) + 0 * sizeof(char[_Generic(((OBJ_##ctx *)0)->f, t: 1, default: -1)]))
 
@@ -135,6 +141,8 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
  * the field itself in conf.h. A handler is a HANDLER row and its struct hnd_ops (hnd.c
  * lists it), which states its arguments. */
 static const struct directive directives[] = {
+    {"accept_parent", CTX_TRACING, FIELD(TRACING, accept, int), F_INT, TRACE_ACCEPT_ANY, 1, 1, 0,
+     set_enum, 0, 0, trace_accept, "accept_parent any|trusted|none"},
     {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), F_NONE, 0, 1, 1, 0,
      set_access_log, 0, 0, NULL, "access_log /PATH|off"},
     CUSTOM("balance", UPSTREAM, 1, 2, 0, set_balance, NULL,
@@ -148,6 +156,8 @@ static const struct directive directives[] = {
            "error_format text|problem+json"),
     CUSTOM("error_page", SVCROUTE, 3, -1, D_REPEAT, set_errordoc, NULL,
            "error_page CODE... file /PATH|respond TEXT"),
+    TIME("export_interval", TRACING, export_interval_ms, CONF_DEFAULT_EXPORT_INTERVAL_MS, 10),
+    TIME("export_timeout", TRACING, export_timeout_ms, CONF_DEFAULT_EXPORT_TIMEOUT_MS, 10),
     TIME("fail_timeout", UPSTREAM, fail_timeout_ms, UPSTREAM_DEFAULT_FAIL_TIMEOUT_MS, 1),
     HANDLER("fastcgi", hnd_fastcgi_ops),
     HANDLER("files", hnd_files_ops),
@@ -186,6 +196,7 @@ static const struct directive directives[] = {
     CUSTOM("methods", ROUTE, 1, 16, 0, set_methods, NULL, "methods METHOD..."),
     HANDLER("metrics", hnd_metrics_ops),
     HANDLER("module", hnd_module_ops),
+    CUSTOM("otlp_endpoint", TRACING, 1, 1, 0, set_otlp, NULL, "otlp_endpoint http://HOST:PORT/PATH"),
     HANDLER("proxy", hnd_proxy_ops),
     CUSTOM("proxy_header", SVCROUTE, 2, 2, D_REPEAT, set_reqheader, NULL,
            "proxy_header NAME VALUE"),
@@ -195,6 +206,8 @@ static const struct directive directives[] = {
      set_enum, 0, 0, pp_versions, "proxy_protocol v1|v2|off"},
     CUSTOM("queue", UPSTREAM, 1, 2, 0, set_queue, NULL, "queue N [timeout=TIME]"),
     HANDLER("redirect", hnd_redirect_ops),
+    CUSTOM("request_id", MAINSVC, 1, 2, 0, set_request_id, NULL,
+           "request_id on|off [header=NAME]"),
     HANDLER("respond", hnd_respond_ops),
     NUMBER("retries", UPSTREAM, retries, 0, 0, UPSTREAM_RETRIES_MAX),
     CUSTOM("retry_budget", UPSTREAM, 1, 1, 0, set_retry_budget, NULL, "retry_budget PERCENT%"),
@@ -204,14 +217,18 @@ static const struct directive directives[] = {
            "rewrite REGEX REPLACEMENT [last|break|redirect|permanent]"),
     CUSTOM("route", SERVICE, 1, 2, D_BLOCK | D_REPEAT, set_route, NULL,
            "route [=|~|~*] PATTERN { ... }"),
+    CUSTOM("sample", TRACING, 1, 1, 0, set_sample, NULL, "sample RATIO|PERCENT%"),
     /* Connections are swept once a second: less could not be kept. */
     TIME("send_timeout", SERVICE, send_timeout_ms, CONF_DEFAULT_SEND_TIMEOUT_MS, 1000),
     CUSTOM("server", UPSTREAM, 1, 4, D_REPEAT, set_upserver, NULL,
            "server URL [weight=N] [max_inflight=N] [resolve=TIME|off]"),
     CUSTOM("server_name", SERVICE, 1, 64, D_REPEAT, set_server_name, NULL, "server_name NAME..."),
     CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
+    CUSTOM("service_name", TRACING, 1, 1, 0, set_span_name, NULL, "service_name NAME"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    NUMBER("span_batch", TRACING, span_batch, CONF_DEFAULT_SPAN_BATCH, 1, 65536),
+    NUMBER("span_queue", TRACING, span_queue, CONF_DEFAULT_SPAN_QUEUE, 1, 1048576),
     TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
     CUSTOM("tls_ca", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_ca /PATH.pem"),
     {"tls_certificate", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_cert, char *), F_NONE, 0,
@@ -223,6 +240,7 @@ static const struct directive directives[] = {
          1000),
     CUSTOM("tls_verify", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_verify on|off"),
     /* A service's own replaces the main context's (resolve_trusted). */
+    CUSTOM("tracing", MAIN, 0, 0, D_BLOCK, set_tracing, NULL, "tracing { ... }"),
     CUSTOM("trusted_proxies", MAINSVC, 1, -1, D_REPEAT, set_trusted, NULL,
            "trusted_proxies off|NETWORK..."),
     CUSTOM("upstream", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_upstream, NULL,
@@ -245,6 +263,7 @@ ctx_name(unsigned ctx)
     case CTX_MAIN: return "the main context";
     case CTX_SERVICE: return "a service block";
     case CTX_UPSTREAM: return "an upstream block";
+    case CTX_TRACING: return "the tracing block";
     default: return "a route block";
     }
 }
@@ -403,6 +422,7 @@ dir_lookup(struct loader *ld, const struct conf_node *n, unsigned ctx,
         unsigned want = d->ctx & CTX_MAIN      ? CTX_MAIN
                         : d->ctx & CTX_SERVICE ? CTX_SERVICE
                         : d->ctx & CTX_ROUTE   ? CTX_ROUTE
+                        : d->ctx & CTX_TRACING ? CTX_TRACING
                                                : CTX_UPSTREAM;
         err_at(ld, &n->pos, "'%s' is not allowed in %s; it belongs in %s", n->name,
                ctx_name(ctx), ctx_name(want));
@@ -425,7 +445,8 @@ load_block(struct loader *ld, const struct conf_node *block, unsigned ctx, void 
     const struct conf_node **seen = xcalloc(NELEMS(directives), sizeof(*seen));
     unsigned outer = ld->ctx;
 
-    assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE || ctx == CTX_UPSTREAM);
+    assert(ctx == CTX_MAIN || ctx == CTX_SERVICE || ctx == CTX_ROUTE || ctx == CTX_UPSTREAM ||
+           ctx == CTX_TRACING);
     ld->ctx = ctx;
     for (size_t i = 0; i < block->nchildren; i++) {
         const struct conf_node *n = &block->children[i];
@@ -1279,6 +1300,134 @@ set_trusted(struct loader *ld, const struct directive *d, const struct conf_node
     return 0;
 }
 
+static int valid_header_name(const char *s);
+
+/* `request_id on|off [header=NAME]`, in the block being loaded. */
+static int
+set_request_id(struct loader *ld, const struct directive *d, const struct conf_node *n,
+               void *obj)
+{
+    struct conf_reqid *r = ld->ctx == CTX_MAIN ? &((struct conf *)obj)->reqid
+                                               : &((struct conf_service *)obj)->reqid;
+    const char *v = n->args[0].s, *h = CONF_REQID_HEADER;
+
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        return err_at(ld, &n->args[0].pos, "request_id takes on or off, not '%s'; usage: %s", v,
+                      d->usage);
+    if (n->nargs == 2) {
+        const struct conf_arg *a = &n->args[1];
+        if (strncmp(a->s, "header=", 7) != 0)
+            return err_at(ld, &a->pos, "unknown request_id option '%s'; usage: %s", a->s,
+                          d->usage);
+        h = a->s + 7;
+        if (!valid_header_name(h))
+            return err_at(ld, &a->pos, "request_id header '%s' is no header name", h);
+    }
+    r->on = strcmp(v, "on") == 0;
+    r->header = xstrdup(h);
+    for (char *p = r->header; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    r->set = 1;
+    return 0;
+}
+
+/* Each service without request_id of its own takes the main context's. */
+static void
+resolve_request_id(struct loader *ld)
+{
+    const struct conf_reqid *top = &ld->conf->reqid;
+
+    for (size_t i = 0; i < ld->conf->nservices; i++) {
+        struct conf_reqid *r = &ld->conf->services[i].reqid;
+        if (r->set)
+            continue;
+        r->on = top->on;
+        r->header = xstrdup(top->set ? top->header : CONF_REQID_HEADER);
+    }
+}
+
+/* ---- tracing ---- */
+
+static int
+set_tracing(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_tracing *t = &((struct conf *)obj)->tracing;
+    size_t before = ld->diag->n;
+
+    (void)d;
+    set_defaults(CTX_TRACING, t);
+    t->on = 1;
+    t->sample = 1.0;
+    load_block(ld, n, CTX_TRACING, t);
+    if (t->service_name == NULL)
+        t->service_name = xstrdup("percore");
+    if (t->span_batch > t->span_queue && ld->diag->n == before)
+        err_at(ld, &n->pos, "span_batch %u is larger than span_queue %u", t->span_batch,
+               t->span_queue);
+    return ld->diag->n == before ? 0 : -1;
+}
+
+/* `otlp_endpoint http://HOST[:PORT][/PATH]`: OTLP over HTTP (JSON); the path defaults to
+ * the collector's usual /v1/traces. */
+static int
+set_otlp(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_tracing *t = obj;
+    const char *u = n->args[0].s, *host = u + strlen("http://"), *end;
+
+    if (strncmp(u, "http://", 7) != 0)
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint must be an http:// URL; usage: %s",
+                      d->usage);
+    end = host + strcspn(host, "/?#");
+    if (end == host || (*end != '\0' && *end != '/'))
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has no host or a query; usage: "
+                      "%s", u, d->usage);
+    for (const char *p = u; *p != '\0'; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return err_at(ld, &n->args[0].pos, "otlp_endpoint has a space or control byte");
+    t->otlp_endpoint = *end == '\0' ? xasprintf("%s/v1/traces", u) : xstrdup(u);
+    return 0;
+}
+
+/* `sample RATIO|PERCENT%`: 0.01 and 1% are the same. */
+static int
+set_sample(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_tracing *t = obj;
+    const char *s = n->args[0].s;
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (end != s && *end == '%' && end[1] == '\0') {
+        v /= 100;
+        end++;
+    }
+    if (end == s || *end != '\0' || errno != 0 || !(v >= 0 && v <= 1) || !isdigit((unsigned char)*s))
+        return err_at(ld, &n->args[0].pos, "sample takes a ratio from 0 to 1 or a percentage, "
+                      "not '%s'; usage: %s", s, d->usage);
+    t->sample = v;
+    return 0;
+}
+
+static int
+set_span_name(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    struct conf_tracing *t = obj;
+    const char *s = n->args[0].s;
+
+    (void)d;
+    if (strlen(s) == 0 || strlen(s) > 128)
+        return err_at(ld, &n->args[0].pos, "service_name must have 1 to 128 characters");
+    for (const char *p = s; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return err_at(ld, &n->args[0].pos, "service_name has a control byte");
+    free(t->service_name);
+    t->service_name = xstrdup(s);
+    return 0;
+}
+
 /* Each service without trusted_proxies of its own takes the main context's; a
  * proxy_protocol listen needs some, as only they may send the header. */
 static void
@@ -1898,6 +2047,7 @@ conf_from_doc(struct conf_doc *doc, int parsed, const char *path,
             conf_diag_add(diag, NULL, "%s: no 'service' defined: nothing to serve", path);
         check_sockets_claimed(&ld, path);
         resolve_trusted(&ld);
+        resolve_request_id(&ld);
         check_defaults(&ld);
         check_user_group(&ld);
         check_sandbox(&ld);
@@ -1989,6 +2139,7 @@ service_clear(struct conf_service *s)
     reqheaders_clear(s->reqheaders, s->nreqheaders);
     errordoc_free(s->errors);
     free(s->trusted.nets);
+    free(s->reqid.header);
     free(s->listens);
     for (size_t j = 0; j < s->nserver_names; j++)
         free(s->server_names[j]);
@@ -2015,6 +2166,9 @@ conf_free(struct conf *c)
         upstream_free(c->upstreams[i]);
     free(c->upstreams);
     free(c->trusted.nets);
+    free(c->reqid.header);
+    free(c->tracing.otlp_endpoint);
+    free(c->tracing.service_name);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);
     free(c->files);

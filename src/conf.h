@@ -165,6 +165,36 @@ struct conf_trusted {
     struct conf_pos pos;
 };
 
+/* `request_id on|off [header=NAME]`: in the main context, every service's default; in a
+ * service, its own. */
+struct conf_reqid {
+    int on;
+    char *header; /* lowercase; "x-request-id" unless header= */
+    int set;      /* given in this block */
+};
+#define CONF_REQID_HEADER "x-request-id"
+
+/* Who may choose a request's trace: a traceparent from anyone, only from trusted_proxies,
+ * or from no one (each request starts a trace). */
+enum conf_trace_accept { TRACE_ACCEPT_ANY, TRACE_ACCEPT_TRUSTED, TRACE_ACCEPT_NONE };
+
+/* The `tracing { }` block: W3C trace context on every request, spans exported by OTLP. */
+struct conf_tracing {
+    int on;                   /* the block was given */
+    char *otlp_endpoint;      /* http://HOST[:PORT]/PATH; NULL: propagate only, export none */
+    double sample;            /* the share of traces started here that are sampled */
+    char *service_name;       /* the spans' service.name */
+    int accept;               /* enum conf_trace_accept */
+    unsigned span_queue;      /* spans a worker holds for export; more are dropped */
+    unsigned span_batch;      /* spans per export request at most */
+    int64_t export_interval_ms; /* a batch goes at least this often */
+    int64_t export_timeout_ms;  /* an export request taking longer is given up */
+};
+#define CONF_DEFAULT_SPAN_QUEUE 4096
+#define CONF_DEFAULT_SPAN_BATCH 512
+#define CONF_DEFAULT_EXPORT_INTERVAL_MS 1000
+#define CONF_DEFAULT_EXPORT_TIMEOUT_MS 5000
+
 struct conf_service {
     char *name;
     struct conf_pos pos;
@@ -197,6 +227,7 @@ struct conf_service {
     struct errordoc_set *errors; /* for requests no route takes; NULL: none */
     /* trusted_proxies: its own, else (after load) a copy of the main context's */
     struct conf_trusted trusted;
+    struct conf_reqid reqid; /* its own, else (after load) the main context's */
 };
 
 /* Sockets systemd passed by name (socket activation), which let a service of that name
@@ -228,6 +259,8 @@ struct conf {
     struct conf_pos group_pos;
     int worker_sandbox; /* workers confine themselves with seccomp (sandbox.c) */
     struct conf_trusted trusted; /* the services' default trusted_proxies */
+    struct conf_reqid reqid;     /* the services' default request_id */
+    struct conf_tracing tracing;
     struct conf_service *services;
     size_t nservices;
     struct conf_upstream **upstreams; /* `upstream` blocks, by name */

@@ -74,6 +74,7 @@ struct attempt {
     unsigned retries; /* attempts that re-sent the request */
     int counted;      /* holds one of server idx's requests in flight */
     int reporting;    /* an attempt at server idx whose end its record has not learnt */
+    int64_t start_us;                  /* monotonic: when this attempt began */
     int64_t connect_start_us, sent_us; /* monotonic; sent_us 0 before the exchange */
     uint64_t connect_us;               /* UPSTATE_NONE: none (a kept connection) */
     struct upconn *connecting;
@@ -85,6 +86,7 @@ struct attempt {
     struct upsel_waiter wait;  /* queued: every server was at its max_inflight */
     int websocket;             /* an upgrade to WebSocket, sent on */
     h2o_socket_t *held;        /* the client's socket, kept polled (holdread.h) */
+    uint8_t span_id[8];        /* tracing: this attempt's span, the upstream's parent */
     struct upclient client;
 };
 
@@ -746,7 +748,9 @@ build_head(struct attempt *a)
                                 ? hnd_client_authority(req)
                                 : rt->url.authority;
     h2o_iovec_t target = target_of(req, rt);
-    char len[32];
+    const struct reqdata *rd = reqdata_find(req);
+    const struct reqtrace *t = rd != NULL && rd->trace.on ? &rd->trace : NULL;
+    char len[32], tp[REQTRACE_TRACEPARENT_LEN + 1];
 
     b.cap = head_room(req, target, authority);
     b.p = h2o_mem_alloc_pool(&req->pool, b.cap);
@@ -757,9 +761,16 @@ build_head(struct attempt *a)
     put_header(&b, "host", authority);
     for (size_t i = 0; i < req->headers.size; i++) {
         const h2o_header_t *h = &req->headers.entries[i];
+        if (t != NULL && h2o_memis(h->name->base, h->name->len, H2O_STRLIT("traceparent")))
+            continue; /* the router's, naming percore's span: this attempt's goes instead */
         if (is_resent(h))
             put_header_n(&b, h->orig_name != NULL ? h->orig_name : h->name->base, h->name->len,
                          h->value);
+    }
+    if (t != NULL) {
+        reqtrace_new_span(a->span_id);
+        reqtrace_traceparent(t, a->span_id, tp);
+        put_header(&b, "traceparent", h2o_iovec_init(tp, REQTRACE_TRACEPARENT_LEN));
     }
     put_cookies(&b, req);
     put_forwarded(&b, req);
@@ -971,11 +982,24 @@ report(struct attempt *a, enum upstate_result r, int status)
     uint64_t response_us = a->sent_us != 0 && status != 0 ? (uint64_t)(now - a->sent_us)
                                                           : UPSTATE_NONE;
 
+    struct reqdata *rd;
+
     if (!a->reporting)
         return;
     a->reporting = 0;
     upstate_report(upsel_state(a->h->sel, a->idx), &upsel_group(a->h->sel)->policy, r,
                    a->connect_us, response_us, status, now / 1000);
+    if (r == UPSTATE_ABORTED)
+        return; /* the request is going: nothing logs it after this */
+    rd = reqdata_get(a->req);
+    rd->up.addr = url_of(a);
+    rd->up.status = status;
+    rd->up.attempts++;
+    rd->up.start_us = a->start_us;
+    rd->up.connect_us = a->connect_us == UPSTATE_NONE ? (a->sent_us != 0 ? 0 : -1)
+                                                      : (int64_t)a->connect_us;
+    rd->up.header_us = response_us == UPSTATE_NONE ? -1 : (int64_t)response_us;
+    rd->up.end_us = 0;
 }
 
 static void
@@ -1144,6 +1168,7 @@ try_upstream(struct attempt *a)
     struct upconn *c;
 
     a->reporting = 1;
+    a->start_us = util_now_us();
     a->connect_us = UPSTATE_NONE;
     a->sent_us = 0;
     c = uppool_take_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp));

@@ -84,11 +84,14 @@ log_set_verbose(int verbose)
     log_verbose = verbose;
 }
 
+/* The request a line is about (log_req_warnx), for the time of that line. */
+static const char *line_request_id, *line_trace_id;
+
 static void
 emit_journal(int prio, const char *line)
 {
-    char role[48], slot[32], gen[32];
-    const char *fields[3];
+    char role[48], slot[32], gen[32], rid[160], tid[48];
+    const char *fields[5];
     size_t n = 0;
 
     snprintf(role, sizeof(role), "PERCORE_ROLE=%s", log_slot < 0 ? "master" : "worker");
@@ -98,6 +101,14 @@ emit_journal(int prio, const char *line)
         snprintf(gen, sizeof(gen), "GENERATION=%u", log_gen);
         fields[n++] = slot;
         fields[n++] = gen;
+    }
+    if (line_request_id != NULL) {
+        snprintf(rid, sizeof(rid), "REQUEST_ID=%s", line_request_id);
+        fields[n++] = rid;
+    }
+    if (line_trace_id != NULL) {
+        snprintf(tid, sizeof(tid), "TRACE_ID=%s", line_trace_id);
+        fields[n++] = tid;
     }
     if (sysd_journal(prio, line, fields, n) < 0)
         dprintf(STDERR_FILENO, "%s\n", line);
@@ -139,8 +150,12 @@ vlog(int prio, const char *errstr, const char *fmt, va_list ap)
         return;
     vsnprintf(raw, sizeof(raw), fmt, ap);
     escape_msg(msg, sizeof(msg), raw);
-    snprintf(line, sizeof(line), "%s: %s%s%s", log_role, msg, errstr ? ": " : "",
-             errstr ? errstr : "");
+    if (line_request_id != NULL)
+        snprintf(line, sizeof(line), "%s: request %s: %s%s%s", log_role, line_request_id, msg,
+                 errstr ? ": " : "", errstr ? errstr : "");
+    else
+        snprintf(line, sizeof(line), "%s: %s%s%s", log_role, msg, errstr ? ": " : "",
+                 errstr ? errstr : "");
     switch (log_target) {
     case LOG_TARGET_JOURNAL:
         emit_journal(prio, line);
@@ -186,6 +201,15 @@ void
 log_warnx(const char *fmt, ...)
 {
     LOG_BODY(LOG_WARNING, NULL);
+}
+
+void
+log_req_warnx(const char *request_id, const char *trace_id, const char *fmt, ...)
+{
+    line_request_id = request_id;
+    line_trace_id = trace_id;
+    LOG_BODY(LOG_WARNING, NULL);
+    line_request_id = line_trace_id = NULL;
 }
 
 void

@@ -18,6 +18,10 @@ void log_set_verbose(int verbose);
 /* log_warn appends strerror(errno); the x variants do not. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A line about one request: "request ID: " before the message, and REQUEST_ID= (and
+ * TRACE_ID=, unless NULL) in the journal. The IDs are printable ASCII. */
+void log_req_warnx(const char *request_id, const char *trace_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -219,6 +219,14 @@ metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes, 
 }
 
 void
+metrics_count_route(struct metrics_slot *s, int idx)
+{
+    ASSERT_WORKER();
+    if (idx >= 0 && idx < METRICS_MAX_ROUTES)
+        bump(&s->c.route_requests[idx], 1);
+}
+
+void
 metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
 {
     t->requests = atomic_load(&region->retired.requests);

@@ -92,6 +92,9 @@ int metrics_route_name(int i, const char **service, const char **label);
 void metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_bytes,
                    uint64_t us);
 
+/* Worker: count a request that route idx (metrics_route_index) took. */
+void metrics_count_route(struct metrics_slot *s, int idx);
+
 struct metrics_totals {
     uint64_t requests;
     uint64_t conns;

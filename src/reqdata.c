@@ -141,6 +141,14 @@ rng_seed(void)
     rng_seeded = 1;
 }
 
+uint64_t
+reqdata_random(void)
+{
+    if (!rng_seeded)
+        rng_seed();
+    return rng_next();
+}
+
 const char *
 reqdata_request_id(h2o_req_t *req)
 {
@@ -150,10 +158,8 @@ reqdata_request_id(h2o_req_t *req)
 
     if (rd->request_id[0] != '\0')
         return rd->request_id;
-    if (!rng_seeded)
-        rng_seed();
-    w[0] = rng_next();
-    w[1] = rng_next();
+    w[0] = reqdata_random();
+    w[1] = reqdata_random();
     for (int i = 0; i < 32; i++)
         rd->request_id[i] = hex[(w[i / 16] >> (60 - 4 * (i % 16))) & 15];
     rd->request_id[32] = '\0';

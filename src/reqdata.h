@@ -4,9 +4,11 @@
 #define PERCORE_REQDATA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "h2o_inc.h"
 #include "regex.h"
+#include "reqtrace.h"
 
 struct reqheaders;
 struct route_rt;
@@ -28,7 +30,19 @@ struct reqdata {
     const char *subject;           /* the path the route's captures index */
     size_t ov[2 * (REGEX_MAX_CAPTURES + 1)];
     unsigned nov;
-    char request_id[33]; /* "" until asked for */
+    int64_t start_us;    /* monotonic, when the router took the request; 0: it did not */
+    char request_id[REQTRACE_ID_MAX + 1]; /* "" until asked for */
+    struct reqtrace trace;
+    /* The last upstream attempt, for logs (addr NULL: none): its server, the status it
+     * answered (0: none), when it began and ended (monotonic; end 0: the body did not
+     * end), how long it took to connect (0: a kept connection) and to get the head after
+     * sending (-1: it did not get so far). */
+    struct {
+        const char *addr;
+        int status;
+        unsigned attempts;
+        int64_t start_us, end_us, connect_us, header_us;
+    } up;
 };
 
 /* req's data, or NULL when none was made. */
@@ -40,5 +54,7 @@ void reqdata_mark_upstream(h2o_req_t *req);
 /* req's request ID, made on first use: 32 hex digits from a per-worker generator seeded
  * from getrandom, no system call per request. */
 const char *reqdata_request_id(h2o_req_t *req);
+/* 64 random bits from the same generator. */
+uint64_t reqdata_random(void);
 
 #endif

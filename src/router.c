@@ -13,6 +13,7 @@
 #include "hnd.h"
 #include "regex.h"
 #include "reqdata.h"
+#include "reqtrace.h"
 #include "route_match.h"
 #include "router.h"
 #include "service_rt.h"
@@ -179,25 +180,23 @@ find_route(h2o_req_t *req, struct site_rt *site)
     struct rm_req rq = {req->path_normalized.base, req->path_normalized.len, req->method,
                         &req->headers, NULL, 0};
     struct route_rt *route;
-    struct reqdata *rd;
+    struct reqdata *rd = reqdata_get(req);
 
+    rd->route = NULL;
     if (req->query_at != SIZE_MAX) {
         rq.query = req->path.base + req->query_at + 1;
         rq.query_len = req->path.len - req->query_at - 1;
     }
     if (route_table_find(site->table, &rq, &res) < 0) {
         if (res.method_mismatch) {
-            rd = reqdata_get(req);
             rd->status = 405;
             rd->allow = h2o_strdup(&req->pool, res.allow, SIZE_MAX);
         }
         return NULL;
     }
     route = &site->routes[res.route];
+    rd->route = route;
     if (route->needs_env || route->conf->nrewrites > 0) {
-        rd = reqdata_get(req);
-        rd->site = site;
-        rd->route = route;
         rd->subject = rq.path;
         rd->nov = res.nov;
         memcpy(rd->ov, res.ov, sizeof(rd->ov));
@@ -213,7 +212,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_pathconf_t *fallback = &site->host->fallback_path;
     struct route_rt *route;
     struct tmpl_env env;
+    struct reqdata *rd = reqdata_get(req);
 
+    rd->site = site;
+    reqtrace_begin(req, rd, s);
     if (s->nrewrites > 0) {
         env_of_site(&env, site);
         if (rewrite(req, s->rewrites, s->nrewrites, &env) == RW_ANSWER)

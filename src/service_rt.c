@@ -21,6 +21,8 @@
 #include "metrics.h"
 #include "regex.h"
 #include "reqcheck.h"
+#include "reqdata.h"
+#include "reqtrace.h"
 #include "route_match.h"
 #include "router.h"
 #include "sendguard.h"
@@ -71,13 +73,14 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     struct request_logger *rl = (struct request_logger *)self;
     struct access_log *al = rl->access;
     struct conn *c = worker_conn_of_req(req);
-    struct timeval now = *h2o_get_timestamp(req->conn->ctx, NULL, NULL);
-    int64_t us = (int64_t)(now.tv_sec - req->timestamps.request_begin_at.tv_sec) * 1000000 +
-                 (now.tv_usec - req->timestamps.request_begin_at.tv_usec);
+    struct reqdata *rd = reqdata_find(req);
+    int64_t us = rd != NULL && rd->start_us != 0 ? util_now_us() - rd->start_us : 0;
 
     if (us < 0)
         us = 0;
     metrics_count(rl->metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
+    if (rd != NULL && rd->route != NULL && rd->route->midx >= 0)
+        metrics_count_route(rl->metrics, rd->route->midx);
     h2guard_request_done(c, req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
@@ -85,9 +88,11 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     for (size_t i = 0; i < req->error_logs.size; i++) {
         const h2o_iovec_t *msg = &req->error_logs.entries[i].msg;
         if (worker_error_line_allowed())
-            log_warnx("%s %s: %s", printable(&req->pool, req->input.method, 16),
-                      printable(&req->pool, req->input.path, 256),
-                      printable(&req->pool, *msg, 256));
+            log_req_warnx(reqdata_request_id(req), rd != NULL && rd->trace.on ? rd->trace.trace_hex
+                                                                             : NULL,
+                          "%s %s: %s", printable(&req->pool, req->input.method, 16),
+                          printable(&req->pool, req->input.path, 256),
+                          printable(&req->pool, *msg, 256));
     }
 }
 
@@ -299,6 +304,7 @@ setup_route(h2o_pathconf_t *pc, const struct conf_service *s, const struct conf_
     r->hnd->setup(pc, r->hnd_conf);
     if (!router_register_headers(pc, r))
         setup_headers(pc, r);
+    reqtrace_register(pc, s);
     if (r->compress) {
         /* gzip only: Debian's libh2o is built without brotli. */
         static h2o_compress_args_t gzip = {.min_size = 256, .gzip = {.quality = 1},
@@ -360,6 +366,7 @@ setup_site(struct addr_rt *a, struct site_rt *st, struct service_rt *rt,
     add_framing_guard(&host->fallback_path);
     add_guards(&host->fallback_path, s, addr_max);
     router_register_answer(&host->fallback_path);
+    reqtrace_register(&host->fallback_path, s);
     add_request_logger(&host->fallback_path, rt, metrics);
     st->host = host;
 }
@@ -395,6 +402,7 @@ service_rt_setup(const struct conf *c, h2o_loop_t *loop, struct metrics_slot *me
     (void)metrics;
     regex_worker_init();
     clientaddr_init(c, service_rt_req_service);
+    reqtrace_init(c);
     for (size_t i = 0; i < c->nservices; i++) {
         const struct conf_service *s = &c->services[i];
         services[i].conf = s;

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "phr.h"
+#include "reqdata.h"
 #include "upclient.h"
 #include "uppool.h"
 #include "util.h"
@@ -326,6 +327,16 @@ read_head(struct upclient *u)
 /* ---- the body ---- */
 
 /* Hands what was read to the client if it is ready for more. */
+/* The response's last byte came: when, for the request's logs. */
+static void
+note_end(struct upclient *u)
+{
+    struct reqdata *rd = reqdata_find(u->req);
+
+    if (rd != NULL && rd->up.end_us == 0)
+        rd->up.end_us = util_now_us();
+}
+
 static void
 pump(struct upclient *u)
 {
@@ -411,6 +422,8 @@ on_body(struct upclient *u)
         break;
     }
     u->seen = in->size;
+    if (u->body_done)
+        note_end(u);
     pump(u);
 }
 
