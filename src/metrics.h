@@ -11,7 +11,7 @@
 #define METRICS_MAX_SERVICES 64 /* distinct service names counted per service */
 #define METRICS_NAME_MAX 64
 #define METRICS_CLASSES 5 /* 1xx .. 5xx */
-#define METRICS_BUCKETS 12
+#define METRICS_BUCKETS 16
 #define METRICS_MAX_ROUTES 256 /* distinct (service, route) pairs counted per route */
 #define METRICS_ROUTE_MAX 128  /* a route's label ("~ ^/v(\\d+)/", "= /x", "/api/") */
 #define METRICS_LAG_BUCKETS 12
