@@ -12,7 +12,6 @@ PU=$(free_port)
 P_T=$(free_port)
 P_U=$(free_port)
 P_OFF=$(free_port)
-P_NT=$(free_port)
 FSOCK=$T_DIR/fcgi.sock
 python3 "$ECHO" "$PU" A & UA=$!
 python3 "$(dirname "$0")/fcgi_app.py" "unix:$FSOCK" & UF=$!
@@ -81,8 +80,8 @@ R=$(curl -s -H 'x-REQUEST-id: lb-7f3a-0002' "$T/up/a")
 expect_eq "whatever the header's case" "$(hdr "$R" x-request-id)" "lb-7f3a-0002"
 for bad in 'has space' 'quo"te' 'back\slash' "$(printf 'x%.0s' $(seq 1 129))" "$(printf 'caf\xc3\xa9')"; do
     R=$(curl -s -H "X-Request-Id: $bad" "$T/up/a")
-    check "from a trusted proxy, a malformed ID is replaced ($(printf %.12s "$bad"))" \
-        sh -c "[ \"\$(python3 -c 'import json,sys; print(sum(1 for k,v in json.loads(sys.argv[1])[\"headers\"] if k.lower()==\"x-request-id\" and len(v)==32))' '$(echo "$R" | sed "s/'/'\\\\''/g")')\" = 1 ]"
+    expect_eq "from a trusted proxy, a malformed ID is replaced ($(printf %.12s "$bad"))" \
+        "$(hdr "$R" x-request-id | grep -Ec '^[0-9a-f]{32}$') $(hdr "$R" x-request-id | wc -l)" "1 1"
 done
 R=$(curl -s -H 'X-Request-Id: one' -H 'X-Request-Id: two' "$T/up/a")
 check "two IDs from a trusted proxy: neither is taken, one is made" \
