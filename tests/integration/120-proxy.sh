@@ -65,6 +65,8 @@ expect_eq "prefix rewritten onto the upstream path, query kept" \
 expect_eq "Host is the upstream's by default" "$(curl -s "$URL/lc/" | j host | sed 's/:.*//')" "127.0.0.1"
 expect_eq "preserve_host keeps the client's Host" \
     "$(curl -s -H 'Host: www.example.test' "$URL/keep/" | j host)" "www.example.test"
+expect_eq "one Server header, percore's: the upstream's software is not named" \
+    "$(curl -s -D - -o /dev/null "$URL/api/" | tr -d '\r' | grep -i '^server:')" "Server: percore"
 expect_eq "X-Forwarded-For" "$(curl -s "$URL/api/" | j xff)" "127.0.0.1"
 expect_eq "X-Forwarded-Proto" "$(curl -s "$URL/api/" | j xfp)" "http"
 expect_eq "Forwarded (RFC 7239)" "$(curl -s "$URL/api/" | j fwd)" \
