@@ -12,6 +12,8 @@ PU=$(free_port)
 P_T=$(free_port)
 P_U=$(free_port)
 P_OFF=$(free_port)
+P_H2=$(free_port)
+need_tls
 FSOCK=$T_DIR/fcgi.sock
 python3 "$ECHO" "$PU" A & UA=$!
 python3 "$(dirname "$0")/fcgi_app.py" "unix:$FSOCK" & UF=$!
@@ -36,6 +38,12 @@ service trusting {
 service untrusting {
     listen 127.0.0.1:$P_U;
     request_id on header=X-Correlation-Id;
+    route /up/ { proxy http://127.0.0.1:$PU/; }
+}
+service h2 {
+    listen 127.0.0.1:$P_H2 tls http2;
+    $TLS_FILES
+    trusted_proxies 127.0.0.1/32;
     route /up/ { proxy http://127.0.0.1:$PU/; }
 }
 service quiet {
@@ -146,6 +154,18 @@ check "accept_parent trusted: an untrusted caller starts a new trace" \
 expect_eq "FastCGI gets percore's traceparent" \
     "$(curl -s -H "traceparent: $TP" "$T/fcgi/params" | sed -n 's/^HTTP_TRACEPARENT=//p' | cut -d- -f2)" \
     "0af7651916cd43dd8448eb211c80319c"
+
+# ---- the same over HTTP/2 ----
+H2=https://127.0.0.1:$P_H2
+R=$(curl -sk --http2 -D "$T_DIR/h7" -H 'x-request-id: h2-proxy-id' -H "traceparent: $TP" "$H2/up/a")
+check "HTTP/2: the response was HTTP/2" grep -q '^HTTP/2 ' "$T_DIR/h7"
+expect_eq "HTTP/2: a trusted proxy's ID is kept and returned" \
+    "$(hdr "$R" x-request-id) $(resp_hdr x-request-id <"$T_DIR/h7")" "h2-proxy-id h2-proxy-id"
+expect_eq "HTTP/2: the trace goes on" "$(hdr "$R" traceparent | cut -d- -f2)" \
+    "0af7651916cd43dd8448eb211c80319c"
+R=$(curl -sk --http2 -H 'x-request-id: two words' -H 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331' "$H2/up/a")
+check "HTTP/2: a malformed ID and traceparent are replaced" \
+    sh -c "echo '$(hdr "$R" x-request-id)' | grep -Eqx '[0-9a-f]{32}' && ! echo '$(hdr "$R" traceparent)' | grep -q 0af7651916cd43dd8448eb211c80319c"
 
 # ---- error lines name the request ----
 FID=$(curl -s -D - -o /dev/null "$T/dead/x" | resp_hdr x-request-id)
