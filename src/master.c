@@ -434,6 +434,7 @@ commit_reload(void)
     master.conf = master.next_conf;
     master.next_conf = NULL;
     master.gen = master.next_gen;
+    metrics_set_generation(master.gen);
     free(master.slots);
     master.nslots = master.next_nslots;
     master.slots = xcalloc(master.nslots, sizeof(*master.slots));
@@ -978,6 +979,7 @@ master_init(struct conf *conf, const struct master_opts *opts)
     master.watchdog_ms = sysd_watchdog_ms();
     log_set_role(-1, 0);
     master.metrics = metrics_init(WORKER_SLOTS);
+    metrics_set_generation(master.gen);
     register_services(master.conf);
     /* The config's upstream servers were registered as it was loaded. */
     master.upstate = upstate_init();
