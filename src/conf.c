@@ -212,6 +212,7 @@ static const struct directive directives[] = {
     CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    HANDLER("status", hnd_status_ops),
     TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
     CUSTOM("tls_ca", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_ca /PATH.pem"),
     {"tls_certificate", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_cert, char *), F_NONE, 0,
