@@ -31,6 +31,7 @@
 #include "sandbox.h"
 #include "service_rt.h"
 #include "sockets.h"
+#include "status.h"
 #include "sysd.h"
 #include "tls.h"
 #include "upresolve.h"
@@ -774,6 +775,19 @@ reply_upstreams(int fd)
     free(text);
 }
 
+/* What `percore -s top` shows, from the shared region: the client makes the rates from
+ * successive answers. In one write, as the upstream servers' lines. */
+static void
+reply_snapshot(int fd)
+{
+    struct status_buf b;
+
+    status_buf_init(&b, 16 * 1024, CTL_REPLY_MAX - 1);
+    status_snapshot_text(&b);
+    ctl_reply(fd, b.buf);
+    status_buf_free(&b);
+}
+
 /* A control client's command line; fd is ours to answer and close. */
 static void
 on_command(int fd, const char *cmd)
@@ -785,10 +799,13 @@ on_command(int fd, const char *cmd)
         ctl_reply(fd, status);
         reply_upstreams(fd);
         answer_close(fd, "ok");
+    } else if (strcmp(cmd, "top") == 0) {
+        reply_snapshot(fd);
+        answer_close(fd, "ok");
     } else if (strcmp(cmd, "reload") == 0) {
         queue_reload(fd);
     } else {
-        answer_close(fd, "error: unknown command (expected 'reload' or 'status')");
+        answer_close(fd, "error: unknown command (expected 'reload', 'status' or 'top')");
     }
 }
 

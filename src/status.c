@@ -204,8 +204,9 @@ status_snapshot_parse(const char *text, struct status_snapshot *s)
     for (line = strchr(text, '\n'); line != NULL; line = nl) {
         nl = strchr(++line, '\n');
         s->workers = xreallocarray(s->workers, s->nworkers + 1, sizeof(*s->workers));
+        /* Only the last line can be cut short (an answer that outgrew the reply). */
         if (parse_worker(line, &s->workers[s->nworkers]) == -1)
-            return -1;
+            return nl == NULL ? 0 : -1;
         s->nworkers++;
     }
     return 0;
