@@ -195,8 +195,10 @@ static const char page_body[] =
     "<script>";
 static const char page_tail[] = "</script>\n</body></html>\n";
 
-/* The handler's config: the dashboard's Content-Security-Policy. */
+/* The handler's config: the dashboard, made at load, and its Content-Security-Policy. */
 struct status_conf {
+    char *page;
+    size_t page_len;
     char *csp;
 };
 
@@ -561,16 +563,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     add_header(req, "content-security-policy", conf->csp);
     add_header(req, "x-frame-options", "DENY");
     add_header(req, "referrer-policy", "no-referrer");
-    body = h2o_mem_alloc_pool(&req->pool, sizeof(page_head) + sizeof(page_style) +
-                                              sizeof(page_body) + sizeof(page_script) +
-                                              sizeof(page_tail));
-    req->res.content_length = (size_t)(stpcpy(stpcpy(stpcpy(stpcpy(stpcpy(body, page_head),
-                                                                       page_style),
-                                                                page_body),
-                                                         page_script),
-                                                  page_tail) -
-                                           body);
-    hnd_send_body(req, body, req->res.content_length);
+    req->res.content_length = conf->page_len;
+    hnd_send_body(req, conf->page, conf->page_len);
     return 0;
 }
 
@@ -586,6 +580,8 @@ status_parse(const struct conf_node *n, void **out, struct conf_diag *diag)
     c->csp = xasprintf("default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
                        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
                        script, style);
+    c->page = xasprintf("%s%s%s%s%s", page_head, page_style, page_body, page_script, page_tail);
+    c->page_len = strlen(c->page);
     *out = c;
     return 0;
 }
@@ -598,6 +594,7 @@ status_free(void *p)
     if (c == NULL)
         return;
     free(c->csp);
+    free(c->page);
     free(c);
 }
 
