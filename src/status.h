@@ -20,7 +20,8 @@ struct status_buf {
 
 void status_buf_init(struct status_buf *b, size_t start, size_t max);
 void status_buf_free(struct status_buf *b);
-void status_printf(struct status_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void status_printf(struct status_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* s[0..len) as a JSON string, quotes included: '"', '\\' and every control byte escaped,
  * '<', '>' and '&' too (so that the text is inert in HTML), and each byte that is not part
  * of valid UTF-8 (a stray continuation, an overlong form, a surrogate, past U+10FFFF) as

@@ -45,7 +45,8 @@ Test(status, json_plain_and_escaped)
 
 Test(status, json_utf8_kept_invalid_replaced)
 {
-    EXPECT_JSON("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    EXPECT_JSON("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+                "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
     EXPECT_JSON("\xff", "\"\\ufffd\"");
     EXPECT_JSON("\x80x", "\"\\ufffdx\"");              /* a stray continuation */
     EXPECT_JSON("\xc0\xaf", "\"\\ufffd\\ufffd\"");      /* overlong '/' */
