@@ -87,7 +87,7 @@ struct keyword {
     int value;
 };
 
-static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
+static dir_fn set_enum, set_number, set_size, set_time, set_time_off, set_workers, set_http2, set_log,
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
@@ -212,6 +212,9 @@ static const struct directive directives[] = {
     CUSTOM("service", MAIN, 1, 1, D_BLOCK | D_REPEAT, set_service, NULL, "service NAME { ... }"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    /* A time, or off (0). */
+    {"slow_turn", CTX_MAIN, FIELD(MAIN, slow_turn_ms, int64_t), F_I64, CONF_DEFAULT_SLOW_TURN_MS,
+     1, 1, 0, set_time_off, 1, CONF_TIME_MAX_MS, NULL, "slow_turn TIME|off"},
     TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
     CUSTOM("tls_ca", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_ca /PATH.pem"),
     {"tls_certificate", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_cert, char *), F_NONE, 0,
@@ -619,6 +622,17 @@ set_time(struct loader *ld, const struct directive *d, const struct conf_node *n
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
                       "ms, s, m or h, at most " CONF_TIME_MAX, a->s, d->name);
     }
+}
+
+/* A time row that also takes "off", stored as 0 (its least time is above 0). */
+static int
+set_time_off(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    if (strcmp(n->args[0].s, "off") == 0) {
+        store(d, obj, 0);
+        return 0;
+    }
+    return set_time(ld, d, n, obj);
 }
 
 /* ---- main context ---- */
