@@ -62,7 +62,7 @@ static struct {
     struct looplag_tag **tags;
     size_t ntags, cap;
     struct looplag_scope *cur; /* the callback running now */
-    const struct looplag_tag *published; /* whose desc the slot has */
+    const struct looplag_tag *published; /* whose desc the slot has, or NULL */
     /* The turn: armed before h2o_evloop_run; wake_ns set by epoll_wait's return. */
     int armed;
     int64_t wake_ns;
@@ -110,6 +110,7 @@ bump(_Atomic uint64_t *v, uint64_t n)
 int
 epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
+    /* cppcheck-suppress nullPointer ; a NULL signal mask is epoll_pwait(2)'s epoll_wait */
     int n = epoll_pwait(epfd, events, maxevents, timeout, NULL);
 
     if (lag.armed) {
@@ -213,10 +214,12 @@ publish(const struct looplag_scope *s)
         atomic_store_explicit(&m->busy_since_ns, 0, memory_order_relaxed);
         return;
     }
-    if (s->tag != lag.published) {
+    /* The router's scope starts unrouted: the description stays for the next request of
+     * the same route, which then costs no copy. */
+    atomic_store_explicit(&m->busy_routed, s->tag != NULL, memory_order_relaxed);
+    if (s->tag != NULL && s->tag != lag.published) {
         lag.published = s->tag;
-        memcpy(m->busy_desc, s->tag != NULL ? s->tag->desc : "no route yet",
-               s->tag != NULL ? strlen(s->tag->desc) + 1 : sizeof("no route yet"));
+        memcpy(m->busy_desc, s->tag->desc, strlen(s->tag->desc) + 1);
     }
     id = known_id(s->req);
     if (id != NULL)

@@ -803,8 +803,12 @@ holder(struct metrics_slot *m, int64_t now, char *buf, size_t len)
         snprintf(buf, len, "no request's handler callback was running");
         return;
     }
-    memcpy(desc, m->busy_desc, sizeof(desc));
-    desc[sizeof(desc) - 1] = '\0';
+    if (atomic_load(&m->busy_routed)) {
+        memcpy(desc, m->busy_desc, sizeof(desc));
+        desc[sizeof(desc) - 1] = '\0';
+    } else {
+        snprintf(desc, sizeof(desc), "a request not routed yet");
+    }
     memcpy(id, m->busy_request_id, sizeof(id));
     id[sizeof(id) - 1] = '\0';
     snprintf(buf, len, "held for %lld ms by a callback of %s for request %s",

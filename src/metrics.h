@@ -49,11 +49,12 @@ struct metrics_slot {
     _Atomic uint64_t cpu_ns;      /* the worker's CPU time, as of its last heartbeat */
     /* The request whose handler callback runs now (looplag.c), for the master to name
      * when it kills a stuck worker: CLOCK_MONOTONIC ns at the callback's entry (0: no
-     * callback runs), "service 's' route '/x/' (module 'm')", and the request ID ("" when
-     * it has none yet). Written by the worker at each callback's entry and exit; the
-     * master reads them only once the loop has stopped for worker_watchdog, when they no
-     * longer change. */
+     * callback runs), whether its request was routed yet, then "service 's' route '/x/'
+     * (module 'm')", and the request ID ("" when it has none yet). Written by the worker
+     * at each callback's entry and exit; the master reads them only once the loop has
+     * stopped for worker_watchdog, when they no longer change. */
     _Atomic int64_t busy_since_ns;
+    _Atomic int busy_routed;
     char busy_desc[METRICS_BUSY_DESC];
     char busy_request_id[33];
     /* The system call the sandbox killed the worker for (sandbox.c): its number + 1, 0
