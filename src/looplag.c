@@ -364,6 +364,8 @@ looplag_turn_begin(void)
 {
     lag.armed = 1;
     lag.wake_ns = 0;
+    /* Even after a turn that went uncounted: the record is of one turn. */
+    memset(&lag.holder, 0, sizeof(lag.holder));
 }
 
 static void
@@ -415,5 +417,4 @@ looplag_turn_end(void)
             log_slow_turn(busy, scale);
     }
     lag.wake_ns = 0;
-    memset(&lag.holder, 0, sizeof(lag.holder));
 }
