@@ -193,7 +193,8 @@ looplag_register(h2o_pathconf_t *pc, const char *service, const struct conf_rout
 
 /* ---- the callback running now, in the shared slot ---- */
 
-/* The request's ID when it has one already (no new per-request record for it). */
+/* The request's ID when it has one already (no new per-request record for it). req is
+ * only a key here, never read: it may be a request its callback has just ended. */
 static const char *
 known_id(h2o_req_t *req)
 {
@@ -226,7 +227,7 @@ publish(const struct looplag_scope *s)
         memcpy(m->busy_request_id, id, sizeof(m->busy_request_id));
     else
         m->busy_request_id[0] = '\0';
-    atomic_store_explicit(&m->busy_since_ns, s->since_ns, memory_order_relaxed);
+    atomic_store_explicit(&m->busy_since_ns, s->entry_ns, memory_order_relaxed);
 }
 
 /* s's callbacks ran ns more (until now): to its route, and to the turn's record. */
@@ -267,6 +268,7 @@ looplag_enter(struct looplag_scope *s, h2o_req_t *req)
     s->tag = tag_find(req->pathconf);
     s->req = req;
     s->outer = lag.cur;
+    s->entry_ns = now;
     s->since_ns = now;
     s->req_outlives = 0;
     lag.cur = s;

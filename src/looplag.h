@@ -19,7 +19,9 @@ struct looplag_scope {
     const struct looplag_tag *tag; /* its route's, or NULL (not routed yet, or no route) */
     h2o_req_t *req;
     struct looplag_scope *outer; /* the callback this one runs inside of, or NULL */
-    int64_t since_ns;            /* CLOCK_MONOTONIC: entry, or when an inner one left */
+    int64_t entry_ns;            /* CLOCK_MONOTONIC at entry */
+    int64_t since_ns;            /* its time is counted up to this: entry, or when an inner
+                                    one left */
     int req_outlives;            /* req is still alive at looplag_leave (the router's) */
 };
 

@@ -79,6 +79,9 @@ Test(looplag, inner_callback_time_is_its_own)
     looplag_leave(&sb);
     in1 = mono_ns();
     cr_assert_str_eq(slot->busy_desc, "service 's' route '/a/' (respond)");
+    /* Since the outer callback's entry, not since the inner one left. */
+    cr_assert_geq(atomic_load(&slot->busy_since_ns), t0);
+    cr_assert_leq(atomic_load(&slot->busy_since_ns), in0);
     spin_ms(2);
     looplag_leave(&sa);
     t1 = mono_ns();
