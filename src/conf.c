@@ -87,7 +87,7 @@ struct keyword {
     int value;
 };
 
-static dir_fn set_enum, set_number, set_size, set_time, set_workers, set_http2, set_log,
+static dir_fn set_enum, set_number, set_size, set_time, set_time_off, set_workers, set_http2, set_log,
     set_service, set_listen, set_server_name, set_access_log, set_tls_file, set_route,
     set_handler, set_header, set_user, set_group, set_methods, set_cond, set_rewrite,
     set_reqheader, set_errordoc, set_upstream, set_upserver, set_balance, set_retry_budget,
@@ -227,6 +227,9 @@ static const struct directive directives[] = {
     CUSTOM("service_name", TRACING, 1, 1, 0, set_span_name, NULL, "service_name NAME"),
     TIME("shutdown_delay", MAIN, shutdown_delay_ms, CONF_DEFAULT_SHUTDOWN_DELAY_MS, 0),
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    /* A time, or off (0). */
+    {"slow_turn", CTX_MAIN, FIELD(MAIN, slow_turn_ms, int64_t), F_I64, CONF_DEFAULT_SLOW_TURN_MS,
+     1, 1, 0, set_time_off, 1, CONF_TIME_MAX_MS, NULL, "slow_turn TIME|off"},
     NUMBER("span_batch", TRACING, span_batch, CONF_DEFAULT_SPAN_BATCH, 1, 65536),
     NUMBER("span_queue", TRACING, span_queue, CONF_DEFAULT_SPAN_QUEUE, 1, 1048576),
     HANDLER("status", hnd_status_ops),
@@ -641,6 +644,17 @@ set_time(struct loader *ld, const struct directive *d, const struct conf_node *n
         return err_at(ld, &a->pos, "invalid time '%s' for '%s': expected a number with unit "
                       "ms, s, m or h, at most " CONF_TIME_MAX, a->s, d->name);
     }
+}
+
+/* A time row that also takes "off", stored as 0 (its least time is above 0). */
+static int
+set_time_off(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
+{
+    if (strcmp(n->args[0].s, "off") == 0) {
+        store(d, obj, 0);
+        return 0;
+    }
+    return set_time(ld, d, n, obj);
 }
 
 /* ---- main context ---- */

@@ -243,6 +243,7 @@ struct conf {
     enum log_target log_target;
     char *log_path;
     int64_t worker_watchdog_ms;
+    int64_t slow_turn_ms; /* a loop turn this busy is logged; 0: off */
     unsigned max_connections; /* per worker */
     unsigned workers; /* 0 = auto */
     unsigned http2_max_requests; /* requests run at once per HTTP/2 connection */
@@ -273,6 +274,9 @@ struct conf {
 #define CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS 30000
 #define CONF_DEFAULT_SHUTDOWN_DELAY_MS 0
 #define CONF_DEFAULT_WORKER_WATCHDOG_MS 10000
+/* A turn that long has kept every other client of the worker waiting a tenth of a second;
+ * a burst of TLS handshakes (16 accepts at a time, about 2 ms each) stays well below. */
+#define CONF_DEFAULT_SLOW_TURN_MS 100
 #define CONF_DEFAULT_MAX_CONNECTIONS 16384
 #define CONF_MAX_CONNECTIONS_MAX 1000000
 #define CONF_DEFAULT_MAX_BODY (1024 * 1024)

@@ -38,6 +38,9 @@ extern const struct hnd_ops hnd_metrics_ops;
 extern const struct hnd_ops hnd_health_ops;
 extern const struct hnd_ops hnd_status_ops;
 
+/* The name a module route's module gives itself (hconf: its handler config). */
+const char *hnd_module_name(const void *hconf);
+
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);
 

@@ -34,6 +34,7 @@
 #include "h2o_inc.h"
 #include "hnd.h"
 #include "log.h"
+#include "looplag.h"
 #include "util.h"
 
 #define SMALL_FILE (32 * 1024) /* read whole and written with the headers */
@@ -180,15 +181,17 @@ on_writable(h2o_socket_t *sock, const char *err)
 {
     int fd = h2o_socket_get_fd(sock);
     struct file_gen *g = (size_t)fd < nwaiting ? waiting[fd] : NULL;
+    struct looplag_scope s; /* the request's callback (looplag.c) */
 
     if (g == NULL)
         return;
     waiting[fd] = NULL;
-    if (err != NULL) {
+    looplag_enter(&s, g->req);
+    if (err != NULL)
         h2o_send(g->req, NULL, 0, H2O_SEND_STATE_ERROR);
-        return;
-    }
-    push_sendfile(g);
+    else
+        push_sendfile(g);
+    looplag_leave(&s);
 }
 
 /* Send from the file straight to the socket until done, the socket is full, or this
@@ -267,12 +270,14 @@ static void
 on_proceed(h2o_generator_t *self, h2o_req_t *req)
 {
     struct file_gen *g = (struct file_gen *)self;
+    struct looplag_scope s; /* the request's callback (looplag.c) */
 
-    (void)req;
+    looplag_enter(&s, req);
     if (g->sockfd >= 0)
         push_sendfile(g);
     else
         push_read(g);
+    looplag_leave(&s);
 }
 
 /* g no longer waits for its socket (the request is over, or going away). */

@@ -232,6 +232,64 @@ put_upstreams(struct out *o)
     free(lab);
 }
 
+/* ---- routes and event loops ---- */
+
+/* Per (service, route) pair registered: requests, and the CPU time of its handler
+ * callbacks (looplag.c says what is counted). */
+static void
+put_routes(struct out *o, const struct metrics_counts *c)
+{
+    char svc[2 * METRICS_NAME_MAX], route[2 * METRICS_ROUTE_MAX];
+    const char *s, *r;
+
+    put_family(o, "percore_route_requests_total", "counter", "Requests answered, by route.");
+    for (int i = 0; metrics_route_name(i, &s, &r) == 0; i++) {
+        escape(s, svc, sizeof(svc));
+        escape(r, route, sizeof(route));
+        put(o, "percore_route_requests_total{service=\"%s\",route=\"%s\"} %llu\n", svc, route,
+            (unsigned long long)c->route_requests[i]);
+    }
+    put_family(o, "percore_route_cpu_seconds_total", "counter",
+               "CPU time of a route's handler callbacks (their wall time, less the share the "
+               "worker waited for the CPU).");
+    for (int i = 0; metrics_route_name(i, &s, &r) == 0; i++) {
+        escape(s, svc, sizeof(svc));
+        escape(r, route, sizeof(route));
+        put(o, "percore_route_cpu_seconds_total{service=\"%s\",route=\"%s\"} %.6f\n", svc,
+            route, (double)c->route_cpu_ns[i] / 1e9);
+    }
+}
+
+/* Per worker number: its live workers' loop turns and those of the workers that had the
+ * number before (metrics_lag_by_worker), so that a series only grows across respawns and
+ * reloads; a number no live worker has is left out. */
+static void
+put_loop_lag(struct out *o)
+{
+    struct metrics_lag *l = xcalloc(METRICS_MAX_WORKERS, sizeof(*l));
+
+    put_family(o, "percore_event_loop_lag_seconds", "histogram",
+               "Busy time of a worker's event loop turns: from the wake-up to the end of the "
+               "turn's callbacks, during which the worker's other clients wait.");
+    metrics_lag_by_worker(l);
+    for (unsigned w = 0; w < METRICS_MAX_WORKERS; w++) {
+        uint64_t cum = 0;
+        if (!l[w].live)
+            continue;
+        for (int b = 0; b < METRICS_LAG_BUCKETS; b++) {
+            cum += l[w].buckets[b];
+            put(o, "percore_event_loop_lag_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n", w,
+                metrics_lag_bucket_us[b] / 1e6, (unsigned long long)cum);
+        }
+        put(o, "percore_event_loop_lag_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n"
+               "percore_event_loop_lag_seconds_sum{worker=\"%u\"} %.6f\n"
+               "percore_event_loop_lag_seconds_count{worker=\"%u\"} %llu\n",
+            w, (unsigned long long)(l[w].count > cum ? l[w].count : cum), w,
+            (double)l[w].sum_us / 1e6, w, (unsigned long long)(l[w].count > cum ? l[w].count : cum));
+    }
+    free(l);
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -254,6 +312,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
             "# TYPE percore_workers gauge\n"
             "percore_workers %u\n",
         (unsigned long long)t.conns, t.workers);
+    put_routes(&o, c);
+    put_loop_lag(&o);
     put_upstreams(&o);
     body = h2o_mem_alloc_pool(&req->pool, o.len > 0 ? o.len : 1);
     memcpy(body, o.buf, o.len);

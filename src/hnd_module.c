@@ -130,6 +130,14 @@ module_setup(struct st_h2o_pathconf_t *pc, const void *hconf)
     }
 }
 
+const char *
+hnd_module_name(const void *hconf)
+{
+    const struct module_conf *mc = hconf;
+
+    return mc->mod->name != NULL ? mc->mod->name : mc->path;
+}
+
 static const char *
 module_unsandboxed(const void *p)
 {

@@ -20,6 +20,7 @@
 #include "hnd.h"
 #include "holdread.h"
 #include "log.h"
+#include "looplag.h"
 #include "phr.h"
 #include "proxyproto.h"
 #include "reqdata.h"
@@ -1064,7 +1065,7 @@ connect_failed(struct attempt *a, enum upstate_result r, const char *err)
 
 /* The TLS handshake ended (its timer is the connect timer, still running). */
 static void
-on_handshake(h2o_socket_t *sock, const char *err)
+on_handshake_run(h2o_socket_t *sock, const char *err)
 {
     struct upconn *c = sock->data;
     struct attempt *a = c->data;
@@ -1079,8 +1080,19 @@ on_handshake(h2o_socket_t *sock, const char *err)
     start_exchange(a, c, 0);
 }
 
+/* Timed as a callback of the request (looplag.c). */
 static void
-on_connected(struct upconn *c, const char *err, void *data)
+on_handshake(h2o_socket_t *sock, const char *err)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, ((struct attempt *)((struct upconn *)sock->data)->data)->req);
+    on_handshake_run(sock, err);
+    looplag_leave(&s);
+}
+
+static void
+on_connected_run(struct upconn *c, const char *err, void *data)
 {
     struct attempt *a = data;
     const struct conf_upstream *g = upsel_group(a->h->sel);
@@ -1105,16 +1117,38 @@ on_connected(struct upconn *c, const char *err, void *data)
     start_exchange(a, c, 0);
 }
 
+/* Timed as a callback of the request (looplag.c). */
+static void
+on_connected(struct upconn *c, const char *err, void *data)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, ((struct attempt *)data)->req);
+    on_connected_run(c, err, data);
+    looplag_leave(&s);
+}
+
 /* A server that neither accepts nor refuses (a full backlog, a dropped SYN) counts as a
  * failed connection: the next one is tried. */
 static void
-on_connect_timeout(h2o_timeout_entry_t *entry)
+on_connect_timeout_run(h2o_timeout_entry_t *entry)
 {
     struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, timer, entry);
 
     upconn_close(a->connecting);
     a->connecting = NULL;
     connect_failed(a, UPSTATE_CONNECT_TIMEOUT, "connection timeout");
+}
+
+/* Timed as a callback of the request (looplag.c). */
+static void
+on_connect_timeout(h2o_timeout_entry_t *entry)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, H2O_STRUCT_FROM_MEMBER(struct attempt, timer, entry)->req);
+    on_connect_timeout_run(entry);
+    looplag_leave(&s);
 }
 
 /* The PROXY header a connection opened for this request starts with, in buf (of
@@ -1346,7 +1380,7 @@ hash_key(h2o_req_t *req, const struct conf_upstream *g)
 
 /* A queued request's turn: it goes when a server has room now. */
 static int
-on_queue_turn(struct upsel_waiter *w)
+on_queue_turn_run(struct upsel_waiter *w)
 {
     struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w);
 
@@ -1358,12 +1392,36 @@ on_queue_turn(struct upsel_waiter *w)
     return 0;
 }
 
+/* Timed as a callback of the request (looplag.c). */
+static int
+on_queue_turn(struct upsel_waiter *w)
+{
+    struct looplag_scope s;
+    int rc;
+
+    looplag_enter(&s, H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w)->req);
+    rc = on_queue_turn_run(w);
+    looplag_leave(&s);
+    return rc;
+}
+
 static void
-on_queue_timeout(struct upsel_waiter *w)
+on_queue_timeout_run(struct upsel_waiter *w)
 {
     struct attempt *a = H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w);
 
     h2o_send_error_503(a->req, hnd_reason(503), "upstream servers busy\n", 0);
+}
+
+/* Timed as a callback of the request (looplag.c). */
+static void
+on_queue_timeout(struct upsel_waiter *w)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, H2O_STRUCT_FROM_MEMBER(struct attempt, wait, w)->req);
+    on_queue_timeout_run(w);
+    looplag_leave(&s);
 }
 
 static int

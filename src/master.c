@@ -809,18 +809,45 @@ on_command(int fd, const char *cmd)
     }
 }
 
+/* What held a stuck worker's loop, as its slot tells (looplag.c writes it at each handler
+ * callback's entry; the worker no longer runs, so it holds still). */
+static void
+holder(struct metrics_slot *m, int64_t now, char *buf, size_t len)
+{
+    int64_t since_ns = atomic_load(&m->busy_since_ns);
+    char desc[METRICS_BUSY_DESC], id[sizeof(m->busy_request_id)];
+
+    if (since_ns == 0) {
+        snprintf(buf, len, "no request's handler callback was running");
+        return;
+    }
+    if (atomic_load(&m->busy_routed)) {
+        memcpy(desc, m->busy_desc, sizeof(desc));
+        desc[sizeof(desc) - 1] = '\0';
+    } else {
+        snprintf(desc, sizeof(desc), "a request not routed yet");
+    }
+    memcpy(id, m->busy_request_id, sizeof(id));
+    id[sizeof(id) - 1] = '\0';
+    snprintf(buf, len, "held for %lld ms by a callback of %s for request %s",
+             (long long)(now - since_ns / 1000000), desc, id[0] != '\0' ? id : "(no ID)");
+}
+
 /* The serving generation's workers whose loops have not turned for too long. */
 static void
 check_hangs(int64_t now)
 {
+    char held[METRICS_BUSY_DESC + 128];
+
     for (size_t i = 0; i < master.nprocs; i++) {
         struct wproc *p = &master.procs[i];
         int64_t beat = atomic_load(&metrics_slot(p->mslot)->heartbeat_ms);
         if (!p->ready || p->sigkilled || beat == 0 || now - beat < master.conf->worker_watchdog_ms)
             continue;
+        holder(metrics_slot(p->mslot), now, held, sizeof(held));
         log_warnx("worker %u (pid %d) is stuck: its event loop has not turned for %lld ms "
-                  "(worker_watchdog %lld ms), killing it", p->slot, (int)p->pid,
-                  (long long)(now - beat), (long long)master.conf->worker_watchdog_ms);
+                  "(worker_watchdog %lld ms), killing it; %s", p->slot, (int)p->pid,
+                  (long long)(now - beat), (long long)master.conf->worker_watchdog_ms, held);
         p->hung = 1;
         kill_worker(p); /* on_worker_exit respawns it unless it was draining */
     }

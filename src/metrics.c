@@ -37,6 +37,10 @@ struct metrics_region {
     int64_t started_ms;
     _Atomic unsigned gen; /* the serving generation */
     struct metrics_counts retired; /* workers that have exited */
+    struct {
+        _Atomic uint64_t buckets[METRICS_LAG_BUCKETS];
+        _Atomic uint64_t count, sum_us;
+    } retired_lag[METRICS_MAX_WORKERS]; /* their loop turns, by worker number */
     struct metrics_slot slots[];
 };
 
@@ -94,6 +98,18 @@ add_counts(struct metrics_counts *to, const struct metrics_counts *from)
                                   memory_order_relaxed);
 }
 
+/* Worker number w's exited workers keep its loop turns (the master is the only writer). */
+static void
+add_lag(unsigned w, const struct metrics_counts *c)
+{
+    if (w >= METRICS_MAX_WORKERS)
+        return;
+    for (int b = 0; b < METRICS_LAG_BUCKETS; b++)
+        atomic_fetch_add(&region->retired_lag[w].buckets[b], atomic_load(&c->lag_buckets[b]));
+    atomic_fetch_add(&region->retired_lag[w].count, atomic_load(&c->lag_count));
+    atomic_fetch_add(&region->retired_lag[w].sum_us, atomic_load(&c->lag_sum_us));
+}
+
 void
 metrics_release(int idx)
 {
@@ -101,6 +117,7 @@ metrics_release(int idx)
     if (idx < 0 || (unsigned)idx >= region->nslots)
         return;
     add_counts(&region->retired, &region->slots[idx].c);
+    add_lag(region->slots[idx].wslot, &region->slots[idx].c);
     memset(&region->slots[idx], 0, sizeof(region->slots[idx]));
 }
 
@@ -272,5 +289,29 @@ metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
         t->conns += atomic_load(&s->conns);
         if (c != NULL)
             add_counts(c, &s->c);
+    }
+}
+
+void
+metrics_lag_by_worker(struct metrics_lag out[METRICS_MAX_WORKERS])
+{
+    memset(out, 0, METRICS_MAX_WORKERS * sizeof(*out));
+    for (unsigned w = 0; w < METRICS_MAX_WORKERS; w++) {
+        for (int b = 0; b < METRICS_LAG_BUCKETS; b++)
+            out[w].buckets[b] = atomic_load(&region->retired_lag[w].buckets[b]);
+        out[w].count = atomic_load(&region->retired_lag[w].count);
+        out[w].sum_us = atomic_load(&region->retired_lag[w].sum_us);
+    }
+    for (unsigned i = 0; i < region->nslots; i++) {
+        struct metrics_slot *s = &region->slots[i];
+        struct metrics_lag *l;
+        if (s->pid <= 0 || s->wslot >= METRICS_MAX_WORKERS)
+            continue;
+        l = &out[s->wslot];
+        l->live = 1;
+        for (int b = 0; b < METRICS_LAG_BUCKETS; b++)
+            l->buckets[b] += atomic_load(&s->c.lag_buckets[b]);
+        l->count += atomic_load(&s->c.lag_count);
+        l->sum_us += atomic_load(&s->c.lag_sum_us);
     }
 }

@@ -15,6 +15,8 @@
 #define METRICS_MAX_ROUTES 256 /* distinct (service, route) pairs counted per route */
 #define METRICS_ROUTE_MAX 128  /* a route's label ("~ ^/v(\\d+)/", "= /x", "/api/") */
 #define METRICS_LAG_BUCKETS 12
+#define METRICS_MAX_WORKERS 512 /* worker numbers whose exited workers' loop turns are kept */
+#define METRICS_BUSY_DESC 192   /* what a handler callback runs for (metrics_slot.busy_desc) */
 
 /* Request durations' bucket upper bounds, in microseconds (+Inf is the count). */
 extern const uint32_t metrics_bucket_us[METRICS_BUCKETS];
@@ -45,6 +47,16 @@ struct metrics_slot {
     unsigned gen;                 /* the generation the worker serves; set by the master */
     unsigned wslot;               /* its worker number ("worker N"); set by the master */
     _Atomic uint64_t cpu_ns;      /* the worker's CPU time, as of its last heartbeat */
+    /* The request whose handler callback runs now (looplag.c), for the master to name
+     * when it kills a stuck worker: CLOCK_MONOTONIC ns at the callback's entry (0: no
+     * callback runs), whether its request was routed yet, then "service 's' route '/x/'
+     * (module 'm')", and the request ID ("" when it has none yet). Written by the worker
+     * at each callback's entry and exit; the master reads them only once the loop has
+     * stopped for worker_watchdog, when they no longer change. */
+    _Atomic int64_t busy_since_ns;
+    _Atomic int busy_routed;
+    char busy_desc[METRICS_BUSY_DESC];
+    char busy_request_id[33];
     /* The system call the sandbox killed the worker for (sandbox.c): its number + 1, 0
      * for none, and its audit architecture. */
     _Atomic int sandbox_nr;
@@ -115,5 +127,16 @@ struct metrics_totals {
 /* Sum over live slots plus the counts of workers that have exited; with c non-NULL, all
  * counters too. */
 void metrics_sum(struct metrics_totals *t, struct metrics_counts *c);
+
+/* The loop turns of each worker number w (metrics_slot.wslot) below METRICS_MAX_WORKERS,
+ * into out[w]: buckets (not cumulative), count and sum in us of its live workers (a
+ * draining one and its successor alike) plus all its exited ones, so that they only grow;
+ * live tells whether a live worker has number w. */
+struct metrics_lag {
+    uint64_t buckets[METRICS_LAG_BUCKETS];
+    uint64_t count, sum_us;
+    int live;
+};
+void metrics_lag_by_worker(struct metrics_lag out[METRICS_MAX_WORKERS]);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "h2o_inc.h"
 #include "hnd.h"
+#include "looplag.h"
 #include "percore/module.h"
 
 #define DEFER_QUEUES_MAX 32
@@ -113,8 +114,11 @@ static void
 on_deferred(h2o_timeout_entry_t *entry)
 {
     struct deferred *d = H2O_STRUCT_FROM_MEMBER(struct deferred, entry, entry);
+    struct looplag_scope s;
 
+    looplag_enter(&s, d->req);
     d->cb((struct percore_request *)d->req, d->arg);
+    looplag_leave(&s);
 }
 
 /* The request is gone (client closed): the callback must never run. */

@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "conn.h"
 #include "hnd.h"
+#include "looplag.h"
 #include "regex.h"
 #include "reqdata.h"
 #include "reqtrace.h"
@@ -63,6 +64,7 @@ static int
 run(h2o_req_t *req, struct site_rt *site, h2o_pathconf_t *pc)
 {
     h2o_req_bind_conf(req, site->host, pc);
+    looplag_route(req, pc);
     for (size_t i = 0; i < pc->handlers.size; i++)
         if (pc->handlers.entries[i]->on_req(pc->handlers.entries[i], req) == 0)
             return 0;
@@ -241,12 +243,19 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     return run(req, site, route->pc);
 }
 
+/* Routing and the route's handler are timed as the request's first callback. */
+static int
+on_req_timed(h2o_handler_t *self, h2o_req_t *req)
+{
+    return looplag_on_req(self, req, on_req);
+}
+
 void
 router_register(h2o_pathconf_t *pc, struct addr_rt *a)
 {
     struct router *r = (void *)h2o_create_handler(pc, sizeof(*r));
 
-    r->super.on_req = on_req;
+    r->super.on_req = on_req_timed;
     r->addr = a;
 }
 

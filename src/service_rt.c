@@ -18,6 +18,7 @@
 #include "hnd.h"
 #include "listener.h"
 #include "log.h"
+#include "looplag.h"
 #include "metrics.h"
 #include "regex.h"
 #include "reqcheck.h"
@@ -358,6 +359,7 @@ setup_site(struct addr_rt *a, struct site_rt *st, struct service_rt *rt,
         st->routes[i] = (struct route_rt){&s->routes[i], label, &host->paths.entries[i],
                                           route_needs_env(s, &s->routes[i]),
                                           metrics_route_index(s->name, label)};
+        looplag_register(st->routes[i].pc, s->name, &s->routes[i], label, st->routes[i].midx);
     }
     st->table = route_table_build(s->routes, s->nroutes);
     /* Requests no route takes (404s) are limited, counted and logged too. */

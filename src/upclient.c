@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "looplag.h"
 #include "phr.h"
 #include "reqdata.h"
 #include "upclient.h"
@@ -428,7 +429,7 @@ on_body(struct upclient *u)
 }
 
 static void
-on_read(h2o_socket_t *sock, const char *err)
+on_read_run(h2o_socket_t *sock, const char *err)
 {
     struct upclient *u = sock->data;
 
@@ -451,8 +452,19 @@ on_read(h2o_socket_t *sock, const char *err)
     on_body(u);
 }
 
+/* Timed as a callback of the request (looplag.c). */
 static void
-on_timeout(h2o_timeout_entry_t *entry)
+on_read(h2o_socket_t *sock, const char *err)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, ((struct upclient *)sock->data)->req);
+    on_read_run(sock, err);
+    looplag_leave(&s);
+}
+
+static void
+on_timeout_run(h2o_timeout_entry_t *entry)
 {
     struct upclient *u = H2O_STRUCT_FROM_MEMBER(struct upclient, timer, entry);
 
@@ -462,8 +474,19 @@ on_timeout(h2o_timeout_entry_t *entry)
         abort_body(u);
 }
 
+/* Timed as a callback of the request (looplag.c). */
 static void
-on_write(h2o_socket_t *sock, const char *err)
+on_timeout(h2o_timeout_entry_t *entry)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, H2O_STRUCT_FROM_MEMBER(struct upclient, timer, entry)->req);
+    on_timeout_run(entry);
+    looplag_leave(&s);
+}
+
+static void
+on_write_run(h2o_socket_t *sock, const char *err)
 {
     struct upclient *u = sock->data;
 
@@ -472,10 +495,21 @@ on_write(h2o_socket_t *sock, const char *err)
         fail(u, UPF_CLOSED, err);
 }
 
+/* Timed as a callback of the request (looplag.c). */
+static void
+on_write(h2o_socket_t *sock, const char *err)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, ((struct upclient *)sock->data)->req);
+    on_write_run(sock, err);
+    looplag_leave(&s);
+}
+
 /* ---- the client's side ---- */
 
 static void
-on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+on_proceed_run(h2o_generator_t *gen, h2o_req_t *req)
 {
     struct upclient *u = H2O_STRUCT_FROM_MEMBER(struct upclient, gen, gen);
 
@@ -495,6 +529,17 @@ on_proceed(h2o_generator_t *gen, h2o_req_t *req)
         return;
     }
     pump(u);
+}
+
+/* Timed as a callback of the request (looplag.c). */
+static void
+on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct looplag_scope s;
+
+    looplag_enter(&s, req);
+    on_proceed_run(gen, req);
+    looplag_leave(&s);
 }
 
 static void

@@ -21,6 +21,7 @@
 #include "linger.h"
 #include "listener.h"
 #include "log.h"
+#include "looplag.h"
 #include "metrics.h"
 #include "priv.h"
 #include "proxyproto.h"
@@ -113,6 +114,7 @@ static void
 on_heartbeat(h2o_timeout_entry_t *entry)
 {
     beat();
+    looplag_fold(); /* the worker's CPU time, and the routes' share of it */
     error_lines_tick(); /* a flood's last count is logged even if it stops */
     h2o_timeout_link(this_worker.loop, &this_worker.heartbeat_timeout, &this_worker.heartbeat);
 }
@@ -452,15 +454,18 @@ drain_and_exit(void)
         ctxs[i]->http1.req_timeout.timeout = DRAIN_IDLE_GRACE_MS;
     }
     while ((this_worker.conns > 0 || linger_count() > 0) && util_now_ms() < deadline) {
+        looplag_turn_begin();
         h2o_evloop_run(this_worker.loop, 100);
         hnd_files_turn_end();
         accesslog_flush();
+        looplag_turn_end();
     }
     if (this_worker.conns > 0)
         log_warnx("shutdown_timeout reached with %zu connections open (%zu websocket "
                   "tunnels), closing them", this_worker.conns, tunnel_count());
     else
         log_debug("drained");
+    looplag_fold(); /* what the routes took since the last heartbeat */
     _exit(0);
 }
 
@@ -506,6 +511,7 @@ worker_run(const struct heritage *h)
     tls_tickets_attach(h->tickets);
     upstate_attach(h->upstate, h->metrics_idx);
     this_worker.metrics = metrics_slot(h->metrics_idx);
+    looplag_init(this_worker.metrics, h->conf->slow_turn_ms, worker_error_line_allowed);
     reqcheck_init(this_worker.metrics);
     this_worker.loop = h2o_evloop_create();
     this_worker.services = service_rt_setup(h->conf, this_worker.loop, this_worker.metrics);
@@ -527,9 +533,11 @@ worker_run(const struct heritage *h)
     enter_sandbox();
     notify_master(WMSG_READY);
     while (!this_worker.stopping) {
+        looplag_turn_begin();
         h2o_evloop_run(this_worker.loop, INT32_MAX);
         hnd_files_turn_end();
         accesslog_flush();
+        looplag_turn_end();
     }
     drain_and_exit();
 }

@@ -526,6 +526,11 @@ static const struct bad bad_inputs[] = {
                       "'stderr' or an absolute file path"},
     {"worker_watchdog 500ms;\n", "t.conf:1:17: 'worker_watchdog' must be at least 1s, got "
                                  "'500ms'"},
+    {"slow_turn fast;\n", "t.conf:1:11: invalid time 'fast' for 'slow_turn': expected a number "
+                        "with unit ms, s, m or h, at most 24h"},
+    {"slow_turn 0ms;\n", "t.conf:1:11: 'slow_turn' must be at least 1ms, got '0ms'"},
+    {"slow_turn on;\n", "t.conf:1:11: invalid time 'on' for 'slow_turn': expected a number "
+                      "with unit ms, s, m or h, at most 24h"},
     {"service s { listen 127.0.0.1:8080; }\n", "t.conf:1:1: service 's' has no 'route'"},
     {SVC_OPEN "  listen 127.0.0.1:0;\n" SVC_ROUTE "}\n",
      "t.conf:3:10: invalid port '0' in '127.0.0.1:0': expected 1 to 65535"},
@@ -897,6 +902,17 @@ Test(conf, check_only_accepts_missing_listen)
                                       &unknown, &d);
 
     cr_assert_not_null(c);
+    conf_free(c);
+}
+
+Test(conf, slow_turn_off_and_on)
+{
+    struct conf *c = load_ok("slow_turn off;\n" HELLO);
+
+    cr_assert_eq(c->slow_turn_ms, 0);
+    conf_free(c);
+    c = load_ok("slow_turn 50ms;\n" HELLO);
+    cr_assert_eq(c->slow_turn_ms, 50);
     conf_free(c);
 }
 
@@ -1312,7 +1328,7 @@ ParameterizedTest(size_t *i, hostile, handler_times)
 Test(hostile, directive_times_and_sizes)
 {
     static const char *const times[] = {"shutdown_timeout", "shutdown_delay", "worker_watchdog",
-                                        "tls_ticket_rotation"};
+                                        "tls_ticket_rotation", "slow_turn"};
     static const char *const svc_times[] = {"header_timeout", "idle_timeout",
                                             "handshake_timeout"};
     static const char *const big[] = {"25h", "600000h", "86400001ms", "1441m", "86401",
@@ -1486,6 +1502,10 @@ static const struct dir_case dir_cases[] = {
     TIME_ROW("send_timeout", SVC_F(send_timeout_ms, V_I64), "1s", 1000, "999ms", "1s"),
     TIME_ROW0("shutdown_delay", MAIN_F(shutdown_delay_ms, V_I64), "0"),
     TIME_ROW0("shutdown_timeout", MAIN_F(shutdown_timeout_ms, V_I64), "0ms"),
+    /* "off" (0) is its own test. */
+    {"slow_turn", MAIN_F(slow_turn_ms, V_I64), "slow_turn TIME|off", "1ms", "24h", 1, 86400000,
+     "0", "'slow_turn' must be at least 1ms, got '0'", "86400001ms",
+     TIME_MSG("86400001ms", "slow_turn")},
     TIME_ROW("tls_ticket_rotation", MAIN_F(tls_ticket_rotation_ms, V_I64), "1s", 1000, "999ms",
              "1s"),
     FLAG_ROW("worker_sandbox", MAIN_F(worker_sandbox, V_INT)),
@@ -1648,6 +1668,7 @@ static const struct {
     {"send_timeout", 60000},
     {"shutdown_delay", 0},
     {"shutdown_timeout", 30000},
+    {"slow_turn", 100},
     {"tls_ticket_rotation", 3600 * 1000},
     {"worker_sandbox", 1},
     {"worker_watchdog", 10000},
