@@ -382,10 +382,11 @@ log_slow_turn(int64_t busy, double scale)
                   "callback", busy / 1e6, busy * scale / 1e6);
         return;
     }
-    log_warnx("slow event loop turn: %.1f ms busy (%.1f ms on the CPU); %.1f ms of it in "
-              "callbacks of %s for request %s", busy / 1e6, busy * scale / 1e6,
-              lag.holder.ns / 1e6, t != NULL ? t->desc : "a request not routed yet",
-              lag.holder.id[0] != '\0' ? lag.holder.id : "(no ID)");
+    /* "request ID: " before it, and REQUEST_ID= in the journal, when the request has one. */
+    log_req_warnx(lag.holder.id[0] != '\0' ? lag.holder.id : NULL, NULL,
+                  "slow event loop turn: %.1f ms busy (%.1f ms on the CPU); %.1f ms of it in "
+                  "callbacks of %s", busy / 1e6, busy * scale / 1e6, lag.holder.ns / 1e6,
+                  t != NULL ? t->desc : "a request not routed yet");
 }
 
 void

@@ -90,13 +90,13 @@ LONG1=$(( $(lag_sum "$T_DIR/m1" +Inf) - $(lag_sum "$T_DIR/m1" 0.05) ))
 check "each spin made a turn of more than 50 ms ($LONG0 -> $LONG1)" [ $((LONG1 - LONG0)) -ge "$N" ]
 
 # The slow_turn warning: one per spin, naming service, route, module and request ID.
-SLOW="slow event loop turn: .* of it in callbacks of service 'lag' route '/spin/' (module 'spin') for request [0-9a-f]\{32\}\$"
+SLOW="request [0-9a-f]\{32\}: slow event loop turn: .* of it in callbacks of service 'lag' route '/spin/' (module 'spin')\$"
 check "slow turns are logged, naming the route, module and request ID" \
     wait_for log_count_at_least "$SLOW" "$N"
 check "the hello requests made none" sh -c "! grep 'slow event loop turn' '$PC_LOG' | grep -q \"route '/'\""
 # The request IDs of the warnings are distinct.
 expect_eq "each warning has its own request ID" \
-    "$(grep -o "for request [0-9a-f]\{32\}" "$PC_LOG" | sort -u | wc -l)" "$(grep -c "$SLOW" "$PC_LOG")"
+    "$(grep -o "request [0-9a-f]\{32\}: slow" "$PC_LOG" | sort -u | wc -l)" "$(grep -c "$SLOW" "$PC_LOG")"
 
 # A module that never returns: the watchdog kills its worker, and the master says what
 # held the loop. The client gets no answer (its connection dies with the worker).
