@@ -72,7 +72,7 @@ static struct {
         const h2o_req_t *req;
         const struct looplag_tag *tag;
         int64_t ns;
-        char id[33];
+        char id[REQTRACE_ID_MAX + 1];
     } holder;
     /* Since the last fold: the turns' busy time and each route's callbacks' wall time. */
     int64_t period_busy_ns;
@@ -193,6 +193,18 @@ looplag_register(h2o_pathconf_t *pc, const char *service, const struct conf_rout
 
 /* ---- the callback running now, in the shared slot ---- */
 
+_Static_assert(METRICS_REQUEST_ID_MAX == REQTRACE_ID_MAX, "the slot holds any request ID");
+
+/* id, cut to fit dst (of cap bytes), always terminated. */
+static void
+copy_id(char *dst, size_t cap, const char *id)
+{
+    size_t n = strnlen(id, cap - 1);
+
+    memcpy(dst, id, n);
+    dst[n] = '\0';
+}
+
 /* The request's ID when it has one already (no new per-request record for it). req is
  * only a key here, never read: it may be a request its callback has just ended. */
 static const char *
@@ -224,7 +236,7 @@ publish(const struct looplag_scope *s)
     }
     id = known_id(s->req);
     if (id != NULL)
-        memcpy(m->busy_request_id, id, sizeof(m->busy_request_id));
+        copy_id(m->busy_request_id, sizeof(m->busy_request_id), id);
     else
         m->busy_request_id[0] = '\0';
     atomic_store_explicit(&m->busy_since_ns, s->entry_ns, memory_order_relaxed);
@@ -253,7 +265,7 @@ charge(struct looplag_scope *s, int64_t ns)
         return;
     id = s->req_outlives ? reqdata_request_id(s->req) : known_id(s->req);
     if (id != NULL)
-        memcpy(lag.holder.id, id, sizeof(lag.holder.id));
+        copy_id(lag.holder.id, sizeof(lag.holder.id), id);
 }
 
 void

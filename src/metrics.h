@@ -15,6 +15,7 @@
 #define METRICS_MAX_ROUTES 256 /* distinct (service, route) pairs counted per route */
 #define METRICS_ROUTE_MAX 128  /* a route's label ("~ ^/v(\\d+)/", "= /x", "/api/") */
 #define METRICS_LAG_BUCKETS 12
+#define METRICS_REQUEST_ID_MAX 128 /* REQTRACE_ID_MAX: a request ID a proxy passed */
 #define METRICS_MAX_WORKERS 512 /* worker numbers whose exited workers' loop turns are kept */
 #define METRICS_BUSY_DESC 192   /* what a handler callback runs for (metrics_slot.busy_desc) */
 
@@ -56,7 +57,7 @@ struct metrics_slot {
     _Atomic int64_t busy_since_ns;
     _Atomic int busy_routed;
     char busy_desc[METRICS_BUSY_DESC];
-    char busy_request_id[33];
+    char busy_request_id[METRICS_REQUEST_ID_MAX + 1];
     /* The system call the sandbox killed the worker for (sandbox.c): its number + 1, 0
      * for none, and its audit architecture. */
     _Atomic int sandbox_nr;
