@@ -36,6 +36,10 @@ struct metrics_counts {
     _Atomic uint64_t lag_buckets[METRICS_LAG_BUCKETS];
     _Atomic uint64_t lag_count;
     _Atomic uint64_t lag_sum_us;
+    /* Spans (otel.c) sent to the collector and accepted, and dropped: the queue was full,
+     * the export failed or timed out, or the worker stopped first. */
+    _Atomic uint64_t otel_spans_exported;
+    _Atomic uint64_t otel_spans_dropped;
 };
 
 struct metrics_slot {
@@ -94,6 +98,9 @@ void metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_by
 
 /* Worker: count a request that route idx (metrics_route_index) took. */
 void metrics_count_route(struct metrics_slot *s, int idx);
+
+/* Worker: count spans exported and dropped. */
+void metrics_count_spans(struct metrics_slot *s, uint64_t exported, uint64_t dropped);
 
 struct metrics_totals {
     uint64_t requests;
