@@ -1385,7 +1385,7 @@ set_otlp(struct loader *ld, const struct directive *d, const struct conf_node *n
         return err_at(ld, &n->args[0].pos, "otlp_endpoint must be an http:// URL; usage: %s",
                       d->usage);
     end = auth + strcspn(auth, "/?#");
-    if (end == auth || (*end != '\0' && *end != '/'))
+    if (end == auth || strpbrk(auth, "?#") != NULL)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has no host or a query; usage: "
                       "%s", u, d->usage);
     for (const char *p = u; *p != '\0'; p++)
