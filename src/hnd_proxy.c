@@ -973,19 +973,14 @@ release(struct attempt *a)
     a->counted = 0;
 }
 
-/* Span export: the client span of an attempt that ended with r (status: the response's, or
- * 0), when its request is sampled. One that got a response it passes on ends with the
+/* Span export: the client span of an attempt of a sampled request (rd's) that ended with r
+ * (status: the response's, or 0). One that got a response it passes on ends with the
  * request (the response's body is still to come). Each attempt before it, failed or
  * retried, counts as a resend. */
 static void
-trace_attempt(struct attempt *a, enum upstate_result r, int status)
+trace_attempt(struct attempt *a, struct reqdata *rd, enum upstate_result r, int status)
 {
-    struct reqdata *rd = reqdata_find(a->req); /* NULL once the request's pool is going */
-    struct otel_attempt oa;
-
-    if (rd == NULL || !otel_sampled(rd))
-        return;
-    oa = (struct otel_attempt){
+    struct otel_attempt oa = {
         .start_us = a->start_us,
         .server = &upsel_group(a->h->sel)->servers[a->idx],
         .resend = rd->up.attempts > 0 && r != UPSTATE_ABORTED ? rd->up.attempts - 1
@@ -1017,7 +1012,10 @@ report(struct attempt *a, enum upstate_result r, int status)
     upstate_report(upsel_state(a->h->sel, a->idx), &upsel_group(a->h->sel)->policy, r,
                    a->connect_us, response_us, status, now / 1000);
     if (r == UPSTATE_ABORTED) {
-        trace_attempt(a, r, status);
+        /* The request's data may be gone already (NULL), as its pool is being cleared. */
+        rd = otel_mask ? reqdata_find(a->req) : NULL;
+        if (rd != NULL && otel_sampled(rd))
+            trace_attempt(a, rd, r, status);
         return; /* the request is going: nothing logs it after this */
     }
     rd = reqdata_get(a->req);
@@ -1029,7 +1027,8 @@ report(struct attempt *a, enum upstate_result r, int status)
                                                       : (int64_t)a->connect_us;
     rd->up.header_us = response_us == UPSTATE_NONE ? -1 : (int64_t)response_us;
     rd->up.end_us = 0;
-    trace_attempt(a, r, status);
+    if (otel_sampled(rd))
+        trace_attempt(a, rd, r, status);
 }
 
 static void
