@@ -157,6 +157,18 @@ PY
 )
 expect_eq "links, attributes, resource and times" "$out" "ok"
 
+# ---- a path with bytes no JSON string holds as they are ----
+T8=66666666666666666666666666666666
+curl -s -o /dev/null -H "traceparent: 00-$T8-6666666666666666-01" \
+    --request-target "$(printf '/raw/\xff\xc3\xa9"\\?q=\xff')" "$URL/"
+check "a hostile path's span comes" wait_for trace_spans "$T8" 1
+out=$(curl -s "http://127.0.0.1:$CPORT/spans?trace=$T8" | python3 -c '
+import json, sys
+print(ascii(json.load(sys.stdin)[0]["attrs"]["url.path"]))')
+expect_eq "its url.path: valid UTF-8 kept, other bytes as U+00XX, no query" "$out" \
+    "'/raw/\\xff\\xe9\"\\\\'"
+expect_eq "and the collector refused no export" "$(collected bad)" "0"
+
 # ---- a failed attempt ----
 T2=0af7651916cd43dd8448eb211c80319c
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "traceparent: 00-$T2-b7ad6b7169203331-01" \
