@@ -613,6 +613,10 @@ on_read(h2o_socket_t *sock, const char *err)
     } else if (sock->input->size - (size_t)rc > body) {
         keep = 0; /* more than asked: not a collector to trust with the next */
     }
+    /* A response before the whole request was written: the connection is not reused, and
+     * closing it lets the next export have the body buffer back. */
+    if (h2o_socket_is_writing(sock))
+        keep = 0;
     if (keep && err == NULL) {
         h2o_buffer_consume(&sock->input, sock->input->size);
         h2o_socket_read_start(sock, on_idle_read);
