@@ -12,6 +12,7 @@ COLLECTOR="$(dirname "$0")/otlp_collector.py"
 ECHO="$(dirname "$0")/echo_upstream.py"
 COL_PID=
 UP_PID=
+UP2_PID=
 cleanup() {
     stop_percore
     if [ -n "$COL_PID" ]; then
@@ -19,6 +20,7 @@ cleanup() {
         kill "$COL_PID" 2>/dev/null
     fi
     [ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null
+    [ -n "$UP2_PID" ] && kill "$UP2_PID" 2>/dev/null
     wait 2>/dev/null
 }
 trap cleanup EXIT
@@ -28,6 +30,7 @@ command -v h2load >/dev/null || skip_all "h2load (nghttp2-client) not installed"
 PORT=$(free_port)
 CPORT=$(free_port)
 UPORT=$(free_port)
+UPORT2=$(free_port)
 DEAD=$(free_port)
 URL=http://127.0.0.1:$PORT
 TRACE=4bf92f3577b34da6a3ce929d0e0e4736
@@ -80,6 +83,9 @@ start_collector
 python3 "$ECHO" "$UPORT" up &
 UP_PID=$!
 wait_for curl -sf -o /dev/null "http://127.0.0.1:$UPORT/count" || bail "no upstream"
+ECHO_STATUS=503 python3 "$ECHO" "$UPORT2" busy &
+UP2_PID=$!
+wait_for curl -sf -o /dev/null "http://127.0.0.1:$UPORT2/count" || bail "no second upstream"
 
 CONF=$T_DIR/percore.conf
 cat >"$CONF" <<CONF
@@ -93,8 +99,18 @@ tracing {
     export_interval 200ms;
     export_timeout 2s;
 }
+upstream retrying {
+    server http://127.0.0.1:$UPORT2;
+    server http://127.0.0.1:$UPORT;
+    balance hash \$arg_k;
+    retries 1;
+    retry_on 503;
+    retry_budget 100%;
+    max_fails 0;
+}
 service s {
     listen 127.0.0.1:$PORT;
+    route /retry/ { proxy http://retrying; }
     route /api/ { proxy http://127.0.0.1:$UPORT; }
     route /dead/ { proxy http://127.0.0.1:$DEAD connect_timeout=2s; }
     route /metrics { metrics; }
@@ -184,6 +200,42 @@ print(s["attrs"]["http.response.status_code"], s.get("status"), s["attrs"].get("
       c["attrs"].get("error.type"), c.get("status"), "http.response.status_code" in c["attrs"])')
 expect_eq "502 is an error on the server span; the attempt failed to connect" \
     "$out" "502 {'code': 2} 502 connect_failed {'code': 2} False"
+
+# ---- a retry: a span per attempt, each the parent its upstream was told of ----
+for k in $(seq 10 21); do
+    curl -s -o "$T_DIR/r$k" -H "traceparent: 00-$(printf '%032x' "$k")-7777777777777777-01" \
+        "$URL/retry/?k=$k"
+done
+check "the retried requests' spans come" wait_for trace_spans "$(printf '%032x' 21)" 2
+check "and no more are coming" wait_for settled spans
+out=$(curl -s "http://127.0.0.1:$CPORT/spans" | python3 -c '
+import json, sys
+d = sys.argv[1]
+spans = json.load(sys.stdin)
+seen = 0
+for k in range(10, 22):
+    t = "%032x" % k
+    s = [x for x in spans if x["traceId"] == t and x["kind"] == 2]
+    c = sorted((x for x in spans if x["traceId"] == t and x["kind"] == 3),
+               key=lambda x: int(x["startTimeUnixNano"]))
+    if len(c) != 2:
+        continue
+    seen += 1
+    body = json.load(open("%s/r%d" % (d, k)))
+    tp = [v for n, v in body["headers"] if n.lower() == "traceparent"]
+    a, b = c[0]["attrs"], c[1]["attrs"]
+    got = (a.get("error.type"), a.get("http.response.status_code"), a.get("http.request.resend_count"),
+           c[0].get("status"), b.get("error.type"), b.get("http.response.status_code"),
+           b.get("http.request.resend_count"), c[0]["spanId"] != c[1]["spanId"],
+           all(x["parentSpanId"] == s[0]["spanId"] for x in c),
+           tp == ["00-%s-%s-01" % (t, c[1]["spanId"])])
+    want = ("retry_status", 503, 0, {"code": 2}, None, 200, 1, True, True, True)
+    if got != want:
+        print("trace", t, got)
+        sys.exit()
+print("ok" if seen > 0 else "no request was retried")' "$T_DIR")
+expect_eq "a retried request: the 503 attempt's span (error, resend 0) and the next (200, resend 1)" \
+    "$out" "ok"
 
 # ---- unsampled: nothing; the next sampled request on the same connection comes ----
 T3=11111111111111111111111111111111
