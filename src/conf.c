@@ -230,6 +230,7 @@ static const struct directive directives[] = {
     TIME("shutdown_timeout", MAIN, shutdown_timeout_ms, CONF_DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
     NUMBER("span_batch", TRACING, span_batch, CONF_DEFAULT_SPAN_BATCH, 1, 65536),
     NUMBER("span_queue", TRACING, span_queue, CONF_DEFAULT_SPAN_QUEUE, 1, 1048576),
+    HANDLER("status", hnd_status_ops),
     TIME("timeout", UPSTREAM, timeout_ms, UPSTREAM_DEFAULT_TIMEOUT_MS, 1),
     CUSTOM("tls_ca", UPSTREAM, 1, 1, 0, set_uptls, NULL, "tls_ca /PATH.pem"),
     {"tls_certificate", CTX_SERVICE | CTX_UPSTREAM, FIELD(SERVICE, tls_cert, char *), F_NONE, 0,

@@ -655,24 +655,37 @@ read_answer(int fd, char **out, size_t *outlen)
     return 0;
 }
 
+/* Check the answer text[0..len) and cut its verdict off: *verdict points to it, and text
+ * ends before it (NUL-terminated). -1 with a message when it is not a valid answer. */
+static int
+split_answer(char *text, size_t len, char **verdict)
+{
+    char *v;
+
+    if (len == 0 || text[len - 1] != '\n' || memchr(text, '\0', len) != NULL) {
+        fprintf(stderr, "percore: %s from the master\n",
+                len == 0 ? "no answer" : "not a valid answer");
+        return -1;
+    }
+    text[len - 1] = '\0';
+    v = strrchr(text, '\n');
+    v = v != NULL ? v + 1 : text;
+    if (!valid_verdict(v)) {
+        fprintf(stderr, "percore: not a valid answer from the master: '%.80s'\n", v);
+        return -1;
+    }
+    *verdict = v;
+    return 0;
+}
+
 /* Lines before the verdict go to stdout after "ok", to stderr otherwise. */
 static int
 print_answer(char *text, size_t len)
 {
     char *verdict;
 
-    if (len == 0 || text[len - 1] != '\n' || memchr(text, '\0', len) != NULL) {
-        fprintf(stderr, "percore: %s from the master\n",
-                len == 0 ? "no answer" : "not a valid answer");
+    if (split_answer(text, len, &verdict) == -1)
         return 1;
-    }
-    text[len - 1] = '\0';
-    verdict = strrchr(text, '\n');
-    verdict = verdict != NULL ? verdict + 1 : text;
-    if (!valid_verdict(verdict)) {
-        fprintf(stderr, "percore: not a valid answer from the master: '%.80s'\n", verdict);
-        return 1;
-    }
     if (verdict > text)
         fprintf(strcmp(verdict, "ok") == 0 ? stdout : stderr, "%.*s",
                 (int)(verdict - text), text);
@@ -682,34 +695,68 @@ print_answer(char *text, size_t len)
     return 1;
 }
 
-int
-ctl_command(const char *conf_path, const char *cmd)
+/* Send cmd to the master of conf_path and read its whole answer into *out (malloc'd). -1
+ * with a message. */
+static int
+request(const char *conf_path, const char *cmd, char **out, size_t *outlen)
 {
     struct timeval tv = {.tv_sec = CTL_WAIT_S};
-    char line[CTL_LINE_MAX], *out = NULL;
-    size_t outlen = 0;
-    int fd, n, rc;
+    char line[CTL_LINE_MAX];
+    int fd, n, r;
 
-    if (strcmp(cmd, "reload") != 0 && strcmp(cmd, "status") != 0) {
-        fprintf(stderr, "percore: -s: unknown command '%s' (expected 'reload' or 'status')\n",
-                cmd);
-        return 1;
-    }
     /* A master that goes away mid-command is an error to report, not a signal to die of. */
     signal(SIGPIPE, SIG_IGN);
     fd = ctl_connect(conf_path);
     if (fd == -1)
-        return 1;
+        return -1;
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     n = snprintf(line, sizeof(line), "%s\n", cmd);
     /* One write: the master reads a line, however it arrives, but one is all it needs. */
     if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
         fprintf(stderr, "percore: control socket: send: %s\n", strerror(errno));
         close(fd);
+        return -1;
+    }
+    r = read_answer(fd, out, outlen);
+    close(fd);
+    return r;
+}
+
+int
+ctl_command(const char *conf_path, const char *cmd)
+{
+    char *out = NULL;
+    size_t outlen = 0;
+    int rc;
+
+    if (strcmp(cmd, "reload") != 0 && strcmp(cmd, "status") != 0) {
+        fprintf(stderr, "percore: -s: unknown command '%s' (expected 'reload', 'status' or "
+                "'top')\n", cmd);
         return 1;
     }
-    rc = read_answer(fd, &out, &outlen) == -1 ? 1 : print_answer(out, outlen);
-    close(fd);
+    rc = request(conf_path, cmd, &out, &outlen) == -1 ? 1 : print_answer(out, outlen);
     free(out);
     return rc;
+}
+
+int
+ctl_query(const char *conf_path, const char *cmd, char **text)
+{
+    char *out = NULL, *verdict;
+    size_t outlen = 0;
+
+    *text = NULL;
+    if (request(conf_path, cmd, &out, &outlen) == -1 ||
+        split_answer(out, outlen, &verdict) == -1)
+        goto fail;
+    if (strcmp(verdict, "ok") != 0) {
+        fprintf(stderr, "percore: %s\n", verdict);
+        goto fail;
+    }
+    *verdict = '\0'; /* the lines before it, their last newline included */
+    *text = out;
+    return 0;
+fail:
+    free(out);
+    return -1;
 }

@@ -68,5 +68,9 @@ void ctl_reply(int cfd, const char *line);
 /* Client: send cmd to the master of conf_path and print its answer. Returns the exit
  * status: 0 when the answer ends in "ok", 1 on any failure, each with a message. */
 int ctl_command(const char *conf_path, const char *cmd);
+/* Client: send cmd to the master of conf_path. 0 with the lines of its answer before the
+ * verdict "ok" in *text (malloc'd, NUL-terminated, each line ending in a newline; the
+ * caller frees it); -1 after printing the failure (no master, another verdict). */
+int ctl_query(const char *conf_path, const char *cmd, char **text);
 
 #endif

@@ -16,7 +16,8 @@
 /* In the order error messages list them; conf.c's table has a HANDLER row for each. */
 static const struct hnd_ops *const hnd_all[] = {
     &hnd_respond_ops, &hnd_files_ops,   &hnd_redirect_ops, &hnd_proxy_ops,
-    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_health_ops,   &hnd_module_ops,
+    &hnd_fastcgi_ops, &hnd_metrics_ops, &hnd_health_ops,   &hnd_status_ops,
+    &hnd_module_ops,
 };
 
 const char *

@@ -36,6 +36,7 @@ extern const struct hnd_ops hnd_proxy_ops;
 extern const struct hnd_ops hnd_fastcgi_ops;
 extern const struct hnd_ops hnd_metrics_ops;
 extern const struct hnd_ops hnd_health_ops;
+extern const struct hnd_ops hnd_status_ops;
 
 /* A ", "-separated list of all handler names, for error messages. */
 const char *hnd_names(void);

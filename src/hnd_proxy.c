@@ -897,8 +897,9 @@ token_of(const char *name, size_t len)
 }
 
 /* One upstream header into the response, unless it is hop-by-hop (libh2o's list,
- * Proxy-Connection, those Connection names) or Content-Length (libh2o frames the
- * response itself from res.content_length). The value is copied (the input buffer holding
+ * Proxy-Connection, those Connection names), Content-Length (libh2o frames the
+ * response itself from res.content_length) or Server (libh2o sends percore's; a second
+ * one would name the software behind it, as nginx's proxy_hide_header default has it). The value is copied (the input buffer holding
  * it is read into again), and so is the name as sent (libh2o copies orig_name). */
 static void
 add_response_header(struct attempt *a, const struct upclient_head *uh,
@@ -908,7 +909,8 @@ add_response_header(struct attempt *a, const struct upclient_head *uh,
     const h2o_token_t *t = token_of(ph->name, ph->name_len);
     h2o_iovec_t name, value;
 
-    if ((t != NULL && (t->proxy_should_drop_for_res || t == H2O_TOKEN_CONTENT_LENGTH)) ||
+    if ((t != NULL && (t->proxy_should_drop_for_res || t == H2O_TOKEN_CONTENT_LENGTH ||
+                       t == H2O_TOKEN_SERVER)) ||
         h2o_lcstris(ph->name, ph->name_len, H2O_STRLIT("proxy-connection")) ||
         listed_in_connection(uh, ph->name, ph->name_len))
         return;

@@ -15,6 +15,7 @@
 #include "master.h"
 #include "priv.h"
 #include "tls.h"
+#include "top.h"
 
 #ifndef PERCORE_CONF_PATH
 #define PERCORE_CONF_PATH "/etc/percore/percore.conf"
@@ -26,6 +27,7 @@ usage(FILE *out)
     fprintf(out,
             "usage: percore [-c FILE] [-t] [-f] [-w N] [-v] [-V] [-h]\n"
             "       percore [-c FILE] -s reload|status\n"
+            "       percore [-c FILE] -s top [-n COUNT]\n"
             "\n"
             "Serve the HTTP services described in FILE, with one single-threaded event\n"
             "loop per CPU core.\n"
@@ -36,7 +38,9 @@ usage(FILE *out)
             "  -w N     run N workers, overriding the 'workers' directive\n"
             "  -s CMD   ask the running percore of FILE to 'reload' (and wait: exit 0 when\n"
             "           the new config serves, 1 with its errors when the old one stays)\n"
-            "           or for its 'status'\n"
+            "           or for its 'status'; 'top' shows its workers every second\n"
+            "  -n COUNT with -s top: show COUNT snapshots and exit (default: until\n"
+            "           interrupted on a terminal, else 1)\n"
             "  -v       verbose: log debug messages\n"
             "  -V       print the version and exit\n"
             "  -h       print this help and exit\n"
@@ -88,10 +92,28 @@ detach(void)
     }
 }
 
+/* -n: a count of snapshots, from 1 to a million. */
+static int
+parse_count_opt(const char *s, unsigned *count)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || s[0] == '-' || v < 1 || v > 1000000) {
+        fprintf(stderr, "percore: -n: expected a number from 1 to 1000000, got '%s'\n", s);
+        return -1;
+    }
+    *count = (unsigned)v;
+    return 0;
+}
+
 /* What the command line asks for, besides the master's options. */
 struct cli {
     struct master_opts opts;
     const char *cmd; /* -s */
+    unsigned count;  /* -n */
     int test;        /* -t */
     int foreground;  /* -f */
 };
@@ -103,13 +125,19 @@ parse_args(int argc, char **argv, struct cli *cli, int *status)
     int ch;
 
     *status = 0;
-    while ((ch = getopt(argc, argv, "c:tfw:s:vVh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:tfw:s:n:vVh")) != -1) {
         switch (ch) {
         case 'c': cli->opts.conf_path = optarg; break;
         case 't': cli->test = 1; break;
         case 'f': cli->foreground = 1; break;
         case 'w': cli->opts.workers_override = parse_workers_opt(optarg); break;
         case 's': cli->cmd = optarg; break;
+        case 'n':
+            if (parse_count_opt(optarg, &cli->count) == -1) {
+                *status = 1;
+                return -1;
+            }
+            break;
         case 'v': log_set_verbose(1); break;
         case 'V':
             printf("percore %s\n", PACKAGE_VERSION);
@@ -122,6 +150,11 @@ parse_args(int argc, char **argv, struct cli *cli, int *status)
             *status = 1;
             return -1;
         }
+    }
+    if (cli->count != 0 && (cli->cmd == NULL || strcmp(cli->cmd, "top") != 0)) {
+        fprintf(stderr, "percore: -n goes with -s top\n");
+        *status = 1;
+        return -1;
     }
     if (optind != argc) {
         fprintf(stderr, "percore: unexpected argument '%s'\n", argv[optind]);
@@ -161,6 +194,8 @@ main(int argc, char **argv)
 
     if (parse_args(argc, argv, &cli, &status) == -1)
         return status;
+    if (cli.cmd != NULL && strcmp(cli.cmd, "top") == 0)
+        return top_run(cli.opts.conf_path, cli.count);
     if (cli.cmd != NULL)
         return ctl_command(cli.opts.conf_path, cli.cmd);
     /* Passed sockets are taken before the config is read: they decide which services may

@@ -31,6 +31,7 @@
 #include "sandbox.h"
 #include "service_rt.h"
 #include "sockets.h"
+#include "status.h"
 #include "sysd.h"
 #include "tls.h"
 #include "upresolve.h"
@@ -434,6 +435,7 @@ commit_reload(void)
     master.conf = master.next_conf;
     master.next_conf = NULL;
     master.gen = master.next_gen;
+    metrics_set_generation(master.gen);
     free(master.slots);
     master.nslots = master.next_nslots;
     master.slots = xcalloc(master.nslots, sizeof(*master.slots));
@@ -773,6 +775,19 @@ reply_upstreams(int fd)
     free(text);
 }
 
+/* What `percore -s top` shows, from the shared region: the client makes the rates from
+ * successive answers. In one write, as the upstream servers' lines. */
+static void
+reply_snapshot(int fd)
+{
+    struct status_buf b;
+
+    status_buf_init(&b, 16 * 1024, CTL_REPLY_MAX - 1);
+    status_snapshot_text(&b);
+    ctl_reply(fd, b.buf);
+    status_buf_free(&b);
+}
+
 /* A control client's command line; fd is ours to answer and close. */
 static void
 on_command(int fd, const char *cmd)
@@ -784,10 +799,13 @@ on_command(int fd, const char *cmd)
         ctl_reply(fd, status);
         reply_upstreams(fd);
         answer_close(fd, "ok");
+    } else if (strcmp(cmd, "top") == 0) {
+        reply_snapshot(fd);
+        answer_close(fd, "ok");
     } else if (strcmp(cmd, "reload") == 0) {
         queue_reload(fd);
     } else {
-        answer_close(fd, "error: unknown command (expected 'reload' or 'status')");
+        answer_close(fd, "error: unknown command (expected 'reload', 'status' or 'top')");
     }
 }
 
@@ -978,6 +996,7 @@ master_init(struct conf *conf, const struct master_opts *opts)
     master.watchdog_ms = sysd_watchdog_ms();
     log_set_role(-1, 0);
     master.metrics = metrics_init(WORKER_SLOTS);
+    metrics_set_generation(master.gen);
     register_services(master.conf);
     /* The config's upstream servers were registered as it was loaded. */
     master.upstate = upstate_init();

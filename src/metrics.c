@@ -4,13 +4,17 @@
 #include <assert.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "heritage.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
+/* From 50 µs: a request served from memory takes tens of microseconds. */
 const uint32_t metrics_bucket_us[METRICS_BUCKETS] = {
-    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
+    50,    100,    250,    500,    1000,    2500,    5000,    10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,
 };
 
 const uint32_t metrics_lag_bucket_us[METRICS_LAG_BUCKETS] = {
@@ -29,6 +33,9 @@ struct metrics_region {
     struct metrics_route_name routes[METRICS_MAX_ROUTES];
     _Atomic unsigned nroutes;
     _Atomic int stopping; /* the master has begun to stop (metrics_set_stopping) */
+    pid_t master_pid;     /* set once, by metrics_init */
+    int64_t started_ms;
+    _Atomic unsigned gen; /* the serving generation */
     struct metrics_counts retired; /* workers that have exited */
     struct metrics_slot slots[];
 };
@@ -47,6 +54,9 @@ metrics_init(unsigned n)
     if (region == MAP_FAILED)
         fatal("mmap of %u metrics slots", n);
     region->nslots = n;
+    /* Called by the master in its final process (after it detached), at its start. */
+    region->master_pid = getpid();
+    region->started_ms = util_now_ms();
     return region;
 }
 
@@ -112,6 +122,23 @@ int
 metrics_stopping(void)
 {
     return atomic_load_explicit(&region->stopping, memory_order_relaxed);
+}
+
+void
+metrics_set_generation(unsigned gen)
+{
+    ASSERT_MASTER();
+    atomic_store_explicit(&region->gen, gen, memory_order_relaxed);
+}
+
+void
+metrics_server(struct metrics_server *s)
+{
+    s->pid = region->master_pid;
+    s->started_ms = region->started_ms;
+    s->gen = atomic_load_explicit(&region->gen, memory_order_relaxed);
+    s->stopping = metrics_stopping();
+    s->nslots = region->nslots;
 }
 
 int

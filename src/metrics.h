@@ -11,7 +11,7 @@
 #define METRICS_MAX_SERVICES 64 /* distinct service names counted per service */
 #define METRICS_NAME_MAX 64
 #define METRICS_CLASSES 5 /* 1xx .. 5xx */
-#define METRICS_BUCKETS 12
+#define METRICS_BUCKETS 16
 #define METRICS_MAX_ROUTES 256 /* distinct (service, route) pairs counted per route */
 #define METRICS_ROUTE_MAX 128  /* a route's label ("~ ^/v(\\d+)/", "= /x", "/api/") */
 #define METRICS_LAG_BUCKETS 12
@@ -98,6 +98,18 @@ void metrics_count(struct metrics_slot *s, int svc, int status, uint64_t body_by
 
 /* Worker: count a request that route idx (metrics_route_index) took. */
 void metrics_count_route(struct metrics_slot *s, int idx);
+/* The master as the shared region knows it, for the status handler and `percore -s top`. */
+struct metrics_server {
+    pid_t pid;          /* the master's, set by metrics_init */
+    int64_t started_ms; /* CLOCK_MONOTONIC at metrics_init: the master's start */
+    unsigned gen;       /* the serving generation (metrics_set_generation) */
+    int stopping;       /* metrics_stopping() */
+    unsigned nslots;    /* slots in the region: metrics_slot(0 .. nslots - 1) */
+};
+/* Master: generation gen serves from now on (its start, a reload that succeeded). */
+void metrics_set_generation(unsigned gen);
+/* Any process: the master's pid, start, serving generation and the slot count. */
+void metrics_server(struct metrics_server *s);
 
 /* Worker: count spans exported and dropped. */
 void metrics_count_spans(struct metrics_slot *s, uint64_t exported, uint64_t dropped);

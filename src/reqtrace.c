@@ -264,6 +264,10 @@ begin_trace(h2o_req_t *req, struct reqtrace *t)
 void
 reqtrace_begin(h2o_req_t *req, struct reqdata *rd, const struct conf_service *s)
 {
+    /* Once: a request that came round again keeps its time, ID and span, and its own
+     * headers are not taken for a caller's. */
+    if (rd->start_us != 0)
+        return;
     rd->start_us = util_now_us();
     if (s->reqid.on)
         begin_request_id(req, rd, s);

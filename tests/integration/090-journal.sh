@@ -25,13 +25,21 @@ wait_for test -S /run/systemd/journal/socket || bail "receiver did not start"
 
 PORT=$(free_port)
 CONF=$T_DIR/percore.conf
-{ printf 'log journal;\nworkers 2;\n'; hello_conf "$PORT"; } >"$CONF"
+PDEAD=$(free_port)
+{
+    printf 'log journal;\nworkers 2;\nrequest_id on;\ntracing { }\n'
+    hello_conf "$PORT"
+    printf 'service dead {\n    listen 127.0.0.1:%s;\n    route / { proxy http://127.0.0.1:1/; }\n}\n' "$PDEAD"
+} >"$CONF"
 : >"$PC_LOG"
 "$PERCORE" -f -v -c "$CONF" >>"$PC_LOG" 2>&1 &
 PC_PID=$!
 MASTER=$PC_PID
 wait_for grep -q '"MESSAGE": "master: ready: 2 workers' "$JSON" || not_ok "ready reached the journal"
 expect_eq "serves with log journal" "$(curl -s "http://127.0.0.1:$PORT/")" "Hello, world!"
+FAILED_ID=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PDEAD/x" | tr -d '\r' |
+    sed -n 's/^x-request-id: //Ip')
+wait_for grep -q "request $FAILED_ID: GET /x" "$JSON"
 VICTIM=$(workers | head -n 1)
 kill -KILL "$VICTIM"
 wait_for grep -q "died (signal 9" "$JSON"
@@ -57,6 +65,8 @@ expect_eq "crash report is a warning (PRIORITY=4)" \
     "$(q "'worker' in e.get('MESSAGE','') and 'died (signal 9' in e.get('MESSAGE','') and e.get('PRIORITY')=='4'")" "1"
 expect_eq "worker lines carry PERCORE_ROLE=worker, WORKER_SLOT and GENERATION" \
     "$(q "e.get('PERCORE_ROLE')=='worker' and e.get('WORKER_SLOT') in ('0','1') and e.get('GENERATION')=='$GEN' and e.get('_PID')!='$MASTER' and e.get('MESSAGE','').startswith('worker '+e.get('WORKER_SLOT')+':')" | awk '{print ($1 >= 2)}')" "1"
+expect_eq "a failed request's line has REQUEST_ID= and TRACE_ID= fields" \
+    "$(q "e.get('REQUEST_ID')=='$FAILED_ID' and len(e.get('TRACE_ID',''))==32 and 'GET /x' in e.get('MESSAGE','')")" "1"
 expect_eq "debug lines have PRIORITY=7" \
     "$(q "e.get('PRIORITY')=='7'" | awk '{print ($1 >= 1)}')" "1"
 

@@ -43,6 +43,12 @@ expect_eq "the histogram's count is every request" \
     "$(awk '$1 == "percore_request_duration_seconds_count" { print $2 }' "$T_DIR/m1")" "40"
 expect_eq "and so is its +Inf bucket" \
     "$(awk '$1 == "percore_request_duration_seconds_bucket{le=\"+Inf\"}" { print $2 }' "$T_DIR/m1")" "40"
+# shellcheck disable=SC2016 # awk's own $2
+check "durations are measured, not turn stamps: the sum of 40 is at least 40 us" \
+    awk '$1 == "percore_request_duration_seconds_sum" { exit !($2 >= 0.00004) }' "$T_DIR/m1"
+# shellcheck disable=SC2016
+check "and below a second each" \
+    awk '$1 == "percore_request_duration_seconds_sum" { exit !($2 < 40) }' "$T_DIR/m1"
 expect_eq "body bytes: 40 bodies of 2" \
     "$(awk '$1 == "percore_response_body_bytes_total" { print $2 }' "$T_DIR/m1")" "80"
 expect_eq "two workers" "$(awk '$1 == "percore_workers" { print $2 }' "$T_DIR/m1")" "2"

@@ -71,7 +71,7 @@ check "the message names the control socket" [ -n "$SOCK" ]
 PIDFILE=${SOCK%.sock}.pid
 ctl bogus
 expect_eq "-s with an unknown command: exit 1" "$RC:$(cat "$ERR")" \
-    "1:percore: -s: unknown command 'bogus' (expected 'reload' or 'status')"
+    "1:percore: -s: unknown command 'bogus' (expected 'reload', 'status' or 'top')"
 
 # ---- another user binds first what percore would use ----
 mkdir -m 1777 "$T_DIR/nobody"
@@ -229,7 +229,7 @@ expect_eq "a line too long is refused" \
     "error: command line too long"
 expect_eq "an unknown command is refused by the master" \
     "$("$PY" "$PEER" send "$CONF" "$SOCK" "stop\n")" \
-    "error: unknown command (expected 'reload' or 'status')"
+    "error: unknown command (expected 'reload', 'status' or 'top')"
 ctl status
 check "the master answers after all of them" [ "$RC" -eq 0 ]
 stop_percore

@@ -567,7 +567,7 @@ static const struct bad bad_inputs[] = {
      "t.conf:3:9: route prefix '/a?b' must be a path, without '?' or '#'"},
     {SVC_OPEN SVC_ROUTE SVC_ROUTE "}\n",
      "t.conf:4:9: duplicate route '/' in service 's' (first at t.conf:3:3)"},
-    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, metrics, health, module"},
+    {SVC_OPEN "  route / { }\n}\n", "t.conf:3:3: route '/' has no handler; add one of: respond, files, redirect, proxy, fastcgi, metrics, health, status, module"},
     {SVC_OPEN "  route / { respond 200; respond 201; }\n}\n",
      "t.conf:3:26: duplicate 'respond' (first set at t.conf:3:13)"},
     {SVC_OPEN "  route / { respond 200; module /x.so; }\n}\n",
@@ -1819,8 +1819,8 @@ Test(helpers, reason_phrases)
 
 Test(helpers, handler_names)
 {
-    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, module");
-    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, module");
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, status, module");
+    cr_assert_str_eq(hnd_names(), "respond, files, redirect, proxy, fastcgi, metrics, health, status, module");
 }
 
 /* Equal hashes keep the order they were added in, across growth. */
