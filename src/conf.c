@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <grp.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -1382,25 +1383,64 @@ set_tracing(struct loader *ld, const struct directive *d, const struct conf_node
     return ld->diag->n == before ? 0 : -1;
 }
 
-/* `otlp_endpoint http://HOST[:PORT][/PATH]`: OTLP over HTTP (JSON); the path defaults to
- * the collector's usual /v1/traces. */
+/* `otlp_endpoint http://HOST[:PORT][/PATH]`: OTLP over HTTP (JSON); the port defaults to
+ * 80 as in any http:// URL, the path to the collector's usual /v1/traces. HOST is an
+ * address ([...] for IPv6) or a name, resolved now: workers connect to its first address
+ * and never look it up again (a reload looks it up anew). */
 static int
 set_otlp(struct loader *ld, const struct directive *d, const struct conf_node *n, void *obj)
 {
     struct conf_tracing *t = obj;
-    const char *u = n->args[0].s, *host = u + strlen("http://"), *end;
+    const char *u = n->args[0].s, *auth = u + strlen("http://"), *end, *hend, *colon;
+    char host[256], port[8] = "80";
+    unsigned len;
+    int rc;
 
     if (strncmp(u, "http://", 7) != 0)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint must be an http:// URL; usage: %s",
                       d->usage);
-    end = host + strcspn(host, "/?#");
-    if (end == host || (*end != '\0' && *end != '/'))
+    end = auth + strcspn(auth, "/?#");
+    if (end == auth || strpbrk(auth, "?#") != NULL)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has no host or a query; usage: "
                       "%s", u, d->usage);
     for (const char *p = u; *p != '\0'; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
             return err_at(ld, &n->args[0].pos, "otlp_endpoint has a space or control byte");
+    if (*auth == '[') {
+        hend = memchr(auth, ']', (size_t)(end - auth));
+        colon = hend != NULL && hend + 1 < end && hend[1] == ':' ? hend + 1 : NULL;
+        if (hend == NULL || (hend + 1 != end && colon == NULL))
+            return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has a bad IPv6 address; "
+                          "usage: %s", u, d->usage);
+        auth++;
+    } else {
+        colon = memchr(auth, ':', (size_t)(end - auth));
+        hend = colon != NULL ? colon : end;
+    }
+    if (colon != NULL) {
+        size_t plen = (size_t)(end - colon - 1);
+        if (plen >= sizeof(port))
+            plen = sizeof(port) - 1; /* too long: util_parse_port refuses what is left */
+        memcpy(port, colon + 1, plen);
+        port[plen] = '\0';
+    }
+    if (hend == auth || (size_t)(hend - auth) >= sizeof(host) || util_parse_port(port) == -1 ||
+        (colon != NULL && (size_t)(end - colon - 1) >= sizeof(port)))
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has a bad host or port; usage: "
+                      "%s", u, d->usage);
+    memcpy(host, auth, (size_t)(hend - auth));
+    host[hend - auth] = '\0';
+    rc = hnd_resolve(host, port, &t->otlp_ss, &len);
+    if (rc != 0)
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint: cannot resolve '%s': %s", host,
+                      gai_strerror(rc));
+    t->otlp_sslen = len;
+    free(t->otlp_endpoint);
+    free(t->otlp_authority);
+    free(t->otlp_path);
     t->otlp_endpoint = *end == '\0' ? xasprintf("%s/v1/traces", u) : xstrdup(u);
+    t->otlp_authority = xstrndup(u + strlen("http://"), (size_t)(end - u - strlen("http://")));
+    t->otlp_path = xstrdup(*end == '\0' ? "/v1/traces" : end);
     return 0;
 }
 
@@ -2183,6 +2223,8 @@ conf_free(struct conf *c)
     free(c->trusted.nets);
     free(c->reqid.header);
     free(c->tracing.otlp_endpoint);
+    free(c->tracing.otlp_authority);
+    free(c->tracing.otlp_path);
     free(c->tracing.service_name);
     for (size_t i = 0; i < c->nfiles; i++)
         free(c->files[i]);

@@ -182,6 +182,12 @@ enum conf_trace_accept { TRACE_ACCEPT_ANY, TRACE_ACCEPT_TRUSTED, TRACE_ACCEPT_NO
 struct conf_tracing {
     int on;                   /* the block was given */
     char *otlp_endpoint;      /* http://HOST[:PORT]/PATH; NULL: propagate only, export none */
+    /* The endpoint as parsed and resolved at load (otel.c connects to it): its first
+     * address, the Host header it is sent and the request target. */
+    struct sockaddr_storage otlp_ss;
+    socklen_t otlp_sslen;
+    char *otlp_authority;
+    char *otlp_path;
     double sample;            /* the share of traces started here that are sampled */
     char *service_name;       /* the spans' service.name */
     int accept;               /* enum conf_trace_accept */

@@ -314,6 +314,15 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
         (unsigned long long)t.conns, t.workers);
     put_routes(&o, c);
     put_loop_lag(&o);
+    put(&o, "# HELP percore_otel_spans_exported_total Spans sent to the OTLP collector and "
+            "accepted.\n"
+            "# TYPE percore_otel_spans_exported_total counter\n"
+            "percore_otel_spans_exported_total %llu\n"
+            "# HELP percore_otel_spans_dropped_total Spans not exported: the queue was full, "
+            "the export failed or timed out, or the worker stopped first.\n"
+            "# TYPE percore_otel_spans_dropped_total counter\n"
+            "percore_otel_spans_dropped_total %llu\n",
+        (unsigned long long)c->otel_spans_exported, (unsigned long long)c->otel_spans_dropped);
     put_upstreams(&o);
     body = h2o_mem_alloc_pool(&req->pool, o.len > 0 ? o.len : 1);
     memcpy(body, o.buf, o.len);

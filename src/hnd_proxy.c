@@ -21,6 +21,7 @@
 #include "holdread.h"
 #include "log.h"
 #include "looplag.h"
+#include "otel.h"
 #include "phr.h"
 #include "proxyproto.h"
 #include "reqdata.h"
@@ -769,7 +770,6 @@ build_head(struct attempt *a)
                          h->value);
     }
     if (t != NULL) {
-        reqtrace_new_span(a->span_id);
         reqtrace_traceparent(t, a->span_id, tp);
         put_header(&b, "traceparent", h2o_iovec_init(tp, REQTRACE_TRACEPARENT_LEN));
     }
@@ -976,6 +976,28 @@ release(struct attempt *a)
     a->counted = 0;
 }
 
+/* Span export: the client span of an attempt of a sampled request (rd's) that ended with r
+ * (status: the response's, or 0). One that got a response it passes on ends with the
+ * request (the response's body is still to come). Each attempt before it, failed or
+ * retried, counts as a resend. */
+static void
+trace_attempt(struct attempt *a, struct reqdata *rd, enum upstate_result r, int status)
+{
+    struct otel_attempt oa = {
+        .start_us = a->start_us,
+        .server = &upsel_group(a->h->sel)->servers[a->idx],
+        .resend = rd->up.attempts > 0 && r != UPSTATE_ABORTED ? rd->up.attempts - 1
+                                                              : rd->up.attempts,
+        .status = status,
+        .error = r == UPSTATE_OK ? NULL : upstate_result_names[r],
+    };
+    memcpy(oa.span_id, a->span_id, sizeof(oa.span_id));
+    if (r == UPSTATE_OK)
+        otel_attempt_answered(a->req, rd, &oa);
+    else
+        otel_attempt_end(rd, &oa);
+}
+
 /* The attempt at server idx ended with r (status: the response's, or 0): its record
  * counts it and holds it for or against the server, once. */
 static void
@@ -992,8 +1014,13 @@ report(struct attempt *a, enum upstate_result r, int status)
     a->reporting = 0;
     upstate_report(upsel_state(a->h->sel, a->idx), &upsel_group(a->h->sel)->policy, r,
                    a->connect_us, response_us, status, now / 1000);
-    if (r == UPSTATE_ABORTED)
+    if (r == UPSTATE_ABORTED) {
+        /* The request's data may be gone already (NULL), as its pool is being cleared. */
+        rd = otel_mask ? reqdata_find(a->req) : NULL;
+        if (rd != NULL && otel_sampled(rd))
+            trace_attempt(a, rd, r, status);
         return; /* the request is going: nothing logs it after this */
+    }
     rd = reqdata_get(a->req);
     rd->up.addr = url_of(a);
     rd->up.status = status;
@@ -1003,6 +1030,8 @@ report(struct attempt *a, enum upstate_result r, int status)
                                                       : (int64_t)a->connect_us;
     rd->up.header_us = response_us == UPSTATE_NONE ? -1 : (int64_t)response_us;
     rd->up.end_us = 0;
+    if (otel_sampled(rd))
+        trace_attempt(a, rd, r, status);
 }
 
 static void
@@ -1197,6 +1226,20 @@ connect_new(struct attempt *a)
     h2o_timeout_link(a->req->conn->ctx->loop, &a->h->connect_timeout, &a->timer);
 }
 
+/* Tracing: each attempt is a span of its own, which the upstream is told is its parent;
+ * a head built with another's traceparent is built again. */
+static void
+new_span(struct attempt *a)
+{
+    const struct reqdata *rd = reqdata_find(a->req);
+
+    if (rd == NULL || !rd->trace.on)
+        return;
+    reqtrace_new_span(a->span_id);
+    if (a->head_idx == a->idx)
+        a->head.base = NULL;
+}
+
 static void
 try_upstream(struct attempt *a)
 {
@@ -1207,6 +1250,7 @@ try_upstream(struct attempt *a)
     a->start_us = util_now_us();
     a->connect_us = UPSTATE_NONE;
     a->sent_us = 0;
+    new_span(a);
     c = uppool_take_for(upsel_pool(a->h->sel, a->idx), proxy_header(a, pp));
     if (c != NULL)
         start_exchange(a, c, 1);

@@ -271,6 +271,14 @@ metrics_count_route(struct metrics_slot *s, int idx)
 }
 
 void
+metrics_count_spans(struct metrics_slot *s, uint64_t exported, uint64_t dropped)
+{
+    ASSERT_WORKER();
+    bump(&s->c.otel_spans_exported, exported);
+    bump(&s->c.otel_spans_dropped, dropped);
+}
+
+void
 metrics_sum(struct metrics_totals *t, struct metrics_counts *c)
 {
     t->requests = atomic_load(&region->retired.requests);

@@ -39,6 +39,10 @@ struct metrics_counts {
     _Atomic uint64_t lag_buckets[METRICS_LAG_BUCKETS];
     _Atomic uint64_t lag_count;
     _Atomic uint64_t lag_sum_us;
+    /* Spans (otel.c) sent to the collector and accepted, and dropped: the queue was full,
+     * the export failed or timed out, or the worker stopped first. */
+    _Atomic uint64_t otel_spans_exported;
+    _Atomic uint64_t otel_spans_dropped;
 };
 
 struct metrics_slot {
@@ -119,6 +123,9 @@ struct metrics_server {
 void metrics_set_generation(unsigned gen);
 /* Any process: the master's pid, start, serving generation and the slot count. */
 void metrics_server(struct metrics_server *s);
+
+/* Worker: count spans exported and dropped. */
+void metrics_count_spans(struct metrics_slot *s, uint64_t exported, uint64_t dropped);
 
 struct metrics_totals {
     uint64_t requests;

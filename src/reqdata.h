@@ -10,6 +10,7 @@
 #include "regex.h"
 #include "reqtrace.h"
 
+struct otel_attempt;
 struct reqheaders;
 struct route_rt;
 struct site_rt;
@@ -43,6 +44,9 @@ struct reqdata {
         unsigned attempts;
         int64_t start_us, end_us, connect_us, header_us;
     } up;
+    /* Span export (otel.h): the answered upstream attempt whose span ends with the
+     * request, or NULL. */
+    struct otel_attempt *otel_open;
 };
 
 /* req's data, or NULL when none was made. */

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "looplag.h"
 #include "metrics.h"
+#include "otel.h"
 #include "regex.h"
 #include "reqcheck.h"
 #include "reqdata.h"
@@ -82,6 +83,8 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     metrics_count(rl->metrics, rl->svc, req->res.status, req->bytes_sent, (uint64_t)us);
     if (rd != NULL && rd->route != NULL && rd->route->midx >= 0)
         metrics_count_route(rl->metrics, rd->route->midx);
+    if (rd != NULL && otel_sampled(rd))
+        otel_request_end(req, rd);
     h2guard_request_done(c, req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);

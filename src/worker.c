@@ -23,6 +23,7 @@
 #include "log.h"
 #include "looplag.h"
 #include "metrics.h"
+#include "otel.h"
 #include "priv.h"
 #include "proxyproto.h"
 #include "reqcheck.h"
@@ -41,6 +42,9 @@
 #define ACCEPT_BATCH 16
 #define HEARTBEAT_MS 500
 #define DRAIN_IDLE_GRACE_MS 1000
+/* The last span export of a stopping worker takes at most this long (and export_timeout),
+ * well within the master's grace after shutdown_timeout. */
+#define OTEL_FINISH_MS 1000
 
 /* The one worker this process is: its inherited arguments and what it made of them. */
 struct worker {
@@ -466,6 +470,9 @@ drain_and_exit(void)
     else
         log_debug("drained");
     looplag_fold(); /* what the routes took since the last heartbeat */
+    otel_finish(this_worker.heritage->conf->tracing.export_timeout_ms < OTEL_FINISH_MS
+                    ? this_worker.heritage->conf->tracing.export_timeout_ms
+                    : OTEL_FINISH_MS);
     _exit(0);
 }
 
@@ -515,6 +522,7 @@ worker_run(const struct heritage *h)
     reqcheck_init(this_worker.metrics);
     this_worker.loop = h2o_evloop_create();
     this_worker.services = service_rt_setup(h->conf, this_worker.loop, this_worker.metrics);
+    otel_init(h->conf, this_worker.loop, this_worker.metrics, h->slot);
     setup_process();
     if (getppid() != h->master_pid)
         _exit(0); /* the master died before PDEATHSIG was armed */

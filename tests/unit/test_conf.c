@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <arpa/inet.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -1890,4 +1891,80 @@ Test(table, duplicates_among_many)
     expect_err(text, NULL, "t.conf:3001:68: duplicate route '/a' in service 'z' (first at "
                "t.conf:3001:36)");
     free(text);
+}
+
+/* ---- span export (the tracing block's otlp_endpoint and queue) ---- */
+
+Test(tracing, otlp_endpoint_parsed_and_resolved)
+{
+    struct conf *c = load_ok("tracing { otlp_endpoint http://127.0.0.1:4318; span_queue 100;\n"
+                             "    span_batch 100; export_interval 250ms; }\n" HELLO);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->tracing.otlp_ss;
+
+    cr_assert_str_eq(c->tracing.otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+    cr_assert_str_eq(c->tracing.otlp_authority, "127.0.0.1:4318");
+    cr_assert_str_eq(c->tracing.otlp_path, "/v1/traces");
+    cr_assert_eq(sin->sin_family, AF_INET);
+    cr_assert_eq(ntohs(sin->sin_port), 4318);
+    cr_assert_eq(c->tracing.span_queue, 100);
+    cr_assert_eq(c->tracing.span_batch, 100);
+    cr_assert_eq(c->tracing.export_interval_ms, 250);
+    cr_assert_eq(c->tracing.export_timeout_ms, 5000);
+    cr_assert_str_eq(c->tracing.service_name, "percore");
+    conf_free(c);
+
+    c = load_ok("tracing { otlp_endpoint http://[::1]/otlp/traces; service_name api; }\n" HELLO);
+    cr_assert_eq(c->tracing.otlp_ss.ss_family, AF_INET6);
+    cr_assert_eq(ntohs(((const struct sockaddr_in6 *)&c->tracing.otlp_ss)->sin6_port), 80);
+    cr_assert_str_eq(c->tracing.otlp_authority, "[::1]");
+    cr_assert_str_eq(c->tracing.otlp_path, "/otlp/traces");
+    cr_assert_str_eq(c->tracing.service_name, "api");
+    conf_free(c);
+
+    c = load_ok("tracing { otlp_endpoint http://localhost:4318/v1/traces; }\n" HELLO);
+    cr_assert_neq(c->tracing.otlp_sslen, 0);
+    conf_free(c);
+}
+
+static const struct bad bad_tracing[] = {
+    {"tracing { otlp_endpoint https://127.0.0.1:4318; }\n",
+     "t.conf:1:25: otlp_endpoint must be an http:// URL; usage: otlp_endpoint "
+     "http://HOST:PORT/PATH"},
+    {"tracing { otlp_endpoint http://:4318/v1/traces; }\n",
+     "t.conf:1:25: otlp_endpoint 'http://:4318/v1/traces' has a bad host or port"},
+    {"tracing { otlp_endpoint http://127.0.0.1:99999; }\n",
+     "t.conf:1:25: otlp_endpoint 'http://127.0.0.1:99999' has a bad host or port"},
+    {"tracing { otlp_endpoint http://127.0.0.1:; }\n",
+     "t.conf:1:25: otlp_endpoint 'http://127.0.0.1:' has a bad host or port"},
+    {"tracing { otlp_endpoint http://[::1:4318/; }\n",
+     "t.conf:1:25: otlp_endpoint 'http://[::1:4318/' has a bad IPv6 address"},
+    {"tracing { otlp_endpoint http://127.0.0.1/x?y=1; }\n",
+     "t.conf:1:25: otlp_endpoint 'http://127.0.0.1/x?y=1' has no host or a query"},
+    {"tracing { otlp_endpoint http://no-such-host.invalid:4318; }\n",
+     "t.conf:1:25: otlp_endpoint: cannot resolve 'no-such-host.invalid'"},
+    {"tracing { otlp_endpoint http://127.0.0.1:4318; span_queue 10; span_batch 20; }\n",
+     "t.conf:1:1: span_batch 20 is larger than span_queue 10"},
+    {"tracing { span_queue 0; }\n",
+     "t.conf:1:22: invalid value '0' for 'span_queue': expected a number from 1 to 1048576"},
+    {"tracing { export_timeout 1ms; }\n",
+     "t.conf:1:26: 'export_timeout' must be at least 10ms, got '1ms'"},
+    {"service_name x;\n", "t.conf:1:1: 'service_name' is not allowed in the main context; it "
+                          "belongs in the tracing block"},
+};
+
+ParameterizedTestParameters(tracing, bad_export_settings)
+{
+    static size_t idx[NELEMS(bad_tracing)];
+
+    for (size_t i = 0; i < NELEMS(bad_tracing); i++)
+        idx[i] = i;
+    return cr_make_param_array(size_t, idx, NELEMS(bad_tracing));
+}
+
+ParameterizedTest(size_t *i, tracing, bad_export_settings)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text), "%s%s", bad_tracing[*i].text, HELLO);
+    expect_err(text, NULL, bad_tracing[*i].expect);
 }
