@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -784,10 +785,22 @@ write_rec(struct access_log *al, const struct rec *r)
     }
 }
 
-/* sa as a numeric host into out (NI_MAXHOST bytes), "" when it has none. */
+/* sa as a numeric host into out (NI_MAXHOST bytes), "" when it has none. IPv4 is written
+ * here: inet_ntop's sprintf would be the dearest part of a line. */
 static void
 numeric_host(const struct sockaddr *sa, socklen_t salen, char *out)
 {
+    if (salen >= sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
+        const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+        char *p = out;
+        for (int i = 0; i < 4; i++) {
+            if (i > 0)
+                *p++ = '.';
+            p = put_u64(p, b[i]);
+        }
+        *p = '\0';
+        return;
+    }
     out[0] = '\0';
     if (salen != 0 && h2o_socket_getnumerichost((struct sockaddr *)sa, salen, out) == SIZE_MAX)
         out[0] = '\0';
