@@ -33,6 +33,7 @@
 #include "clientaddr.h"
 #include "conf.h"
 #include "h2o_inc.h"
+#include "hnd.h"
 #include "log.h"
 #include "logesc.h"
 #include "reqdata.h"
@@ -576,8 +577,9 @@ get(const struct rec *r, enum accesslog_field f, struct val *v)
             v_protocol(v, req->version);
         break;
     case ALF_HOST:
+        /* As sent: not the name libh2o puts in for a request without one. */
         if (req != NULL)
-            v_text(v, req->input.authority, CAP_HOST);
+            v_text(v, hnd_client_authority(req), CAP_HOST);
         break;
     case ALF_STATUS: v_num(v, (uint64_t)(r->status > 0 ? r->status : 0)); break;
     case ALF_BYTES: v_num(v, r->bytes); break;

@@ -118,6 +118,9 @@ LONGUA=$(printf 'A%.0s' $(seq 1 6000))
 LONG=$(python3 "$HOSTILE" h1 "$PORT" \
     "GET /long/$LONGPATH HTTP/1.1\r\nHost: h\r\nUser-Agent: t-long$LONGUA\r\nConnection: close\r\n\r\n")
 expect_eq "a request with long values answered" "$LONG" "404"
+# HTTP/1.0 without a Host: none is logged, not the one libh2o puts in.
+NOHOST=$(python3 "$HOSTILE" h1 "$PORT" 'GET /hello HTTP/1.0\r\nUser-Agent: t-nohost\r\n\r\n')
+expect_eq "an HTTP/1.0 request without Host answered" "$NOHOST" "200"
 # A control byte in the request line: libh2o's parser refuses it before any route.
 REFUSED=$(python3 "$HOSTILE" h1 "$PORT" 'GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n')
 expect_eq "a request line with a control byte is refused" "$REFUSED" "400"
@@ -128,8 +131,8 @@ H2=$(python3 "$HOSTILE" h2 "$TLS" '/h2/\xff\x01\x00\n"\\' user-agent 't-h2\nx\r\
 H2OK=$(python3 "$HOSTILE" h2 "$TLS" '/h2/\xf0\x9f\x98\x80\xf4\x90\x80\x80' user-agent 't-h2ok')
 expect_eq "HTTP/2 requests answered (control bytes refused, the other not found)" "$H2 $H2OK" \
     "400 404"
-wait_for lines_at_least "$LOG" 11
-expect_eq "a line for each" "$(wc -l <"$LOG")" "11"
+wait_for lines_at_least "$LOG" 12
+expect_eq "a line for each" "$(wc -l <"$LOG")" "12"
 
 jq_all() { jq -e . "$1" >/dev/null; }
 check "every line parses with jq" jq_all "$LOG"
@@ -153,6 +156,7 @@ check "HTTP/2 path: control bytes, NUL and newline escaped" raw_has \
     '"path":"/h2/\u00ff\u0001\u0000\u000a\"\\","protocol":"HTTP/2","host":"h2.test"'
 check "HTTP/2 user agent" raw_has '"user_agent":"t-h2\u000ax\u000d\u0000\u00c0\u0080"'
 check "HTTP/2 referer" raw_has '"referer":"\\u0000\u007f\u009b"'
+val_eq "no Host: host is null" t-nohost '[.protocol, .host]' '["HTTP/1.0",null]'
 check "HTTP/2: a code point above U+10FFFF is bytes" raw_has \
     '"path":"/h2/😀\u00f4\u0090\u0080\u0080"'
 expect_eq "a long path is cut at 1024 bytes (6 + 1018 escaped)" \

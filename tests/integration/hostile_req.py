@@ -14,10 +14,6 @@ import socket
 import ssl
 import sys
 
-import h2.config
-import h2.connection
-import h2.events
-
 
 def raw(s):
     return s.encode("latin-1").decode("unicode_escape").encode("latin-1")
@@ -35,6 +31,10 @@ if mode == "h1":
         head += data
     print(head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "closed")
     sys.exit(0)
+
+import h2.config  # noqa: E402 (only HTTP/2 needs python3-h2)
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
 
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
