@@ -16,7 +16,7 @@ MODE=${1:-}
 
 BUILD_DEPS="gcc make autoconf automake autoconf-archive pkg-config
     libh2o-evloop-dev libsystemd-dev libssl-dev libseccomp-dev libpcre2-dev libc-ares-dev"
-TEST_DEPS="libcriterion-dev curl wrk iproute2 procps util-linux python3 python3-h2
+TEST_DEPS="libcriterion-dev curl wrk jq iproute2 procps util-linux python3 python3-h2
     python3-websockets nghttp2-client mandoc shellcheck cppcheck debootstrap systemd-container
     debhelper lintian dpkg-dev fakeroot rpm clang libclang-rt-14-dev openssl chromium"
 

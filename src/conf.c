@@ -144,8 +144,8 @@ static const enum conf_cond_kind cond_header = COND_HEADER, cond_arg = COND_ARG;
 static const struct directive directives[] = {
     {"accept_parent", CTX_TRACING, FIELD(TRACING, accept, int), F_INT, TRACE_ACCEPT_ANY, 1, 1, 0,
      set_enum, 0, 0, trace_accept, "accept_parent any|trusted|none"},
-    {"access_log", CTX_SERVICE, FIELD(SERVICE, access_log, char *), F_NONE, 0, 1, 1, 0,
-     set_access_log, 0, 0, NULL, "access_log /PATH|off"},
+    CUSTOM("access_log", SERVICE, 1, 3, 0, set_access_log, NULL,
+           "access_log /PATH|journal|off [format=combined|json] [fields=NAME,...]"),
     CUSTOM("balance", UPSTREAM, 1, 2, 0, set_balance, NULL,
            "balance round_robin|least_conn|hash VALUE"),
     SIZE("buffer_size", UPSTREAM, buffer_size, UPSTREAM_DEFAULT_BUFFER_SIZE, UPSTREAM_BUFFER_MIN,
@@ -855,25 +855,66 @@ check_service_tls(struct loader *ld, struct conf_service *svc)
         err_at(ld, &svc->tls_pos, "service '%s': %s", svc->name, err);
 }
 
+/* `access_log /PATH|journal|off [format=combined|json] [fields=NAME,...]`: fields= alone
+ * with a path means JSON; the journal has no format but its own. */
 static int
 set_access_log(struct loader *ld, const struct directive *d, const struct conf_node *n,
                void *obj)
 {
-    const struct conf_arg *a = &n->args[0];
+    struct accesslog_conf *c = &((struct conf_service *)obj)->access_log;
+    const struct conf_arg *a = &n->args[0], *fmt = NULL, *fields = NULL;
     const char *kind;
-    char err[512];
+    char err[640];
+    size_t at;
 
-    if (strcmp(a->s, "off") == 0)
+    for (size_t i = 1; i < n->nargs; i++) {
+        const struct conf_arg *o = &n->args[i];
+        if (strncmp(o->s, "format=", 7) == 0 && fmt == NULL)
+            fmt = o;
+        else if (strncmp(o->s, "fields=", 7) == 0 && fields == NULL)
+            fields = o;
+        else
+            return err_at(ld, &o->pos, "unknown or repeated access_log option '%s'; usage: %s",
+                          o->s, d->usage);
+    }
+    if (strcmp(a->s, "off") == 0) {
+        if (n->nargs > 1)
+            return err_at(ld, &n->args[1].pos, "'access_log off' takes no options");
         return 0;
-    if (a->s[0] != '/')
-        return err_at(ld, &a->pos, "'access_log' needs an absolute path or 'off'");
+    }
+    if (strcmp(a->s, "journal") == 0) {
+        if (fmt != NULL)
+            return err_at(ld, &fmt->pos, "'access_log journal' takes no format: its entries "
+                          "have a field per value (fields= picks them)");
+        c->format = ACCESSLOG_JOURNAL;
+    } else if (a->s[0] != '/') {
+        return err_at(ld, &a->pos, "'access_log' needs an absolute path, 'journal' or 'off'");
+    } else if (fmt == NULL || strcmp(fmt->s + 7, "json") == 0) {
+        c->format = fmt == NULL && fields == NULL ? ACCESSLOG_COMBINED : ACCESSLOG_JSON;
+    } else if (strcmp(fmt->s + 7, "combined") == 0) {
+        if (fields != NULL)
+            return err_at(ld, &fields->pos, "the combined format's fields are fixed: fields= "
+                          "needs format=json");
+        c->format = ACCESSLOG_COMBINED;
+    } else {
+        return err_at(ld, &fmt->pos, "unknown access_log format '%s': expected combined or "
+                      "json", fmt->s + 7);
+    }
+    if (fields != NULL && accesslog_parse_fields(c, fields->s + 7, err, sizeof(err), &at) == -1) {
+        struct conf_pos pos = fields->pos;
+        pos.col += 7 + (int)at + (fields->quoted ? 1 : 0);
+        c->format = ACCESSLOG_OFF;
+        return err_at(ld, &pos, "%s", err);
+    }
+    if (c->format == ACCESSLOG_JOURNAL)
+        return 0;
     /* A device such as /dev/stdout is fine; a FIFO would block the check's open. */
     kind = conf_path_kind(a->s);
     if (kind != NULL && strcmp(kind, "a device") != 0)
         return err_at(ld, &a->pos, "access log %s is %s, not a regular file", a->s, kind);
     if (accesslog_check(a->s, err, sizeof(err)) == -1)
         return err_at(ld, &a->pos, "access log %s", err);
-    *(char **)field(d, obj) = xstrdup(a->s);
+    c->path = xstrdup(a->s);
     return 0;
 }
 
@@ -2200,7 +2241,7 @@ service_clear(struct conf_service *s)
         free(s->server_names[j]);
     free(s->server_names);
     free(s->name);
-    free(s->access_log);
+    free(s->access_log.path);
     free(s->tls_cert);
     free(s->tls_key);
     if (s->ssl_ctx != NULL)

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "accesslog.h"
 #include "conf_parse.h"
 #include "listener.h"
 #include "log.h"
@@ -214,7 +215,7 @@ struct conf_service {
     int64_t idle_timeout_ms;      /* HTTP/2: a connection with no streams */
     int64_t handshake_timeout_ms; /* TLS */
     int64_t send_timeout_ms;      /* a client taking no response bytes this long is cut */
-    char *access_log; /* NULL: off */
+    struct accesslog_conf access_log;
     char *tls_cert, *tls_key;
     struct conf_pos tls_pos;
     void *ssl_ctx;    /* SSL_CTX offering http/1.1, made at load for a tls listen */

@@ -112,7 +112,7 @@ writes_log_files(const struct conf *c)
     if (c->log_target == LOG_TARGET_FILE)
         return 1;
     for (size_t i = 0; i < c->nservices; i++)
-        if (c->services[i].access_log != NULL)
+        if (c->services[i].access_log.path != NULL)
             return 1;
     return 0;
 }

@@ -411,7 +411,9 @@ service_rt_setup(const struct conf *c, h2o_loop_t *loop, struct metrics_slot *me
     for (size_t i = 0; i < c->nservices; i++) {
         const struct conf_service *s = &c->services[i];
         services[i].conf = s;
-        services[i].access = s->access_log != NULL ? accesslog_open(s->access_log) : NULL;
+        services[i].access = s->access_log.format != ACCESSLOG_OFF
+                                 ? accesslog_open(&s->access_log, s->name)
+                                 : NULL;
         services[i].svc = metrics_service_index(s->name);
     }
     return services;

@@ -218,6 +218,21 @@ expect_eq "its access log in /var/log/percore has both requests" "$(logged)" "2"
 E rm -f /etc/percore/conf.d/files.conf
 E systemctl reload percore
 
+# Access logs to the real journald: an entry per request, found by its fields.
+E sh -c 'printf "service jlog {\n    listen 127.0.0.1:8083;\n    access_log journal;\n    route = /ok { respond 200; }\n}\n" >/etc/percore/conf.d/jlog.conf'
+E systemctl reload percore
+E curl -s -o /dev/null -A e2e-agent http://127.0.0.1:8083/missing
+jlogged() {
+    E journalctl -t percore-access PERCORE_STATUS=404 PERCORE_SERVICE=jlog --no-pager -o cat \
+        2>/dev/null | grep -c '"GET /missing HTTP/1.1" 404'
+}
+for _ in $(seq 1 100); do [ "$(jlogged)" = 1 ] && break; sleep 0.1; done
+expect_eq "journalctl PERCORE_STATUS=404 finds the journal access log's entry" "$(jlogged)" "1"
+expect_eq "its fields are the journal's own" "$(E journalctl -t percore-access \
+    PERCORE_SERVICE=jlog --no-pager -o export | grep -c '^PERCORE_USER_AGENT=e2e-agent$')" "1"
+E rm -f /etc/percore/conf.d/jlog.conf
+E systemctl reload percore
+
 # Restart under load: the fd store keeps the sockets, nothing is refused.
 E wrk -t2 -c20 -d5s http://127.0.0.1:8080/ >"$WORK/wrk.out" 2>&1 &
 WRK=$!

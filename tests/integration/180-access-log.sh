@@ -107,6 +107,6 @@ check "a missing directory is an error" \
     grep -q "$CONF:4:16: access log $T_DIR/missing/a.log: cannot create it in $T_DIR/missing: No such file or directory" "$T_DIR/out"
 sed -i "s|access_log $T_DIR/missing/a.log;|access_log relative.log;|" "$CONF"
 "$PERCORE" -t -c "$CONF" >"$T_DIR/out" 2>&1
-check "a relative path is an error" grep -q "$CONF:4:16: 'access_log' needs an absolute path or 'off'" "$T_DIR/out"
+check "a relative path is an error" grep -q "$CONF:4:16: 'access_log' needs an absolute path, 'journal' or 'off'" "$T_DIR/out"
 
 finish

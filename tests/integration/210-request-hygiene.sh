@@ -207,7 +207,7 @@ LONG=$(printf '\\xff%.0s' $(seq 1 300))
 raw "GET /count/$LONG%00 HTTP/1.1\r\nHost: a\r\n\r\n" 'GET /count/next%00 HTTP/1.1\r\nHost: a\r\n\r\n'
 wait_for grep -q 'next%00: refused' "$PC_LOG"
 check "a cut error log line does not swallow the next" \
-    grep -q '^worker [0-9]*: GET /count/next%00: refused' "$PC_LOG"
+    grep -q '^worker [0-9]*: request [0-9a-f]\{32\}: GET /count/next%00: refused' "$PC_LOG"
 expect_eq "no raw byte >= 0x80 or ESC in the error log" \
     "$(LC_ALL=C grep -c $'[\x80-\xff\x1b]' "$PC_LOG")" "0"
 before=$(metric_4xx)

@@ -565,6 +565,36 @@ static const struct bad bad_inputs[] = {
     {SVC_OPEN "  server_name *;\n" SVC_ROUTE "}\n",
      "t.conf:3:15: invalid server_name '*': expected a host name such as 'example.com' or "
      "'*.example.com'"},
+    /* access logs */
+    {SVC_OPEN "  access_log /tmp/a.log fields=status,bogus,path;\n" SVC_ROUTE "}\n",
+     "t.conf:3:39: unknown access_log field 'bogus'; known fields: time, request_id, trace_id, "
+     "client, service, route, method, path, protocol, host, status, bytes, duration, "
+     "upstream_addr, upstream_status, upstream_connect_time, upstream_header_time, "
+     "upstream_time, upstream_attempts, user_agent, referer, error"},
+    {SVC_OPEN "  access_log journal \"fields=,status\";\n" SVC_ROUTE "}\n",
+     "t.conf:3:30: unknown access_log field ''; known fields: time, request_id, trace_id, "
+     "client, service, route, method, path, protocol, host, status, bytes, duration, "
+     "upstream_addr, upstream_status, upstream_connect_time, upstream_header_time, "
+     "upstream_time, upstream_attempts, user_agent, referer, error"},
+    {SVC_OPEN "  access_log /tmp/a.log fields=status,status;\n" SVC_ROUTE "}\n",
+     "t.conf:3:39: access_log field 'status' is named twice"},
+    {SVC_OPEN "  access_log /tmp/a.log format=xml;\n" SVC_ROUTE "}\n",
+     "t.conf:3:25: unknown access_log format 'xml': expected combined or json"},
+    {SVC_OPEN "  access_log /tmp/a.log format=combined fields=status;\n" SVC_ROUTE "}\n",
+     "t.conf:3:41: the combined format's fields are fixed: fields= needs format=json"},
+    {SVC_OPEN "  access_log journal format=json;\n" SVC_ROUTE "}\n",
+     "t.conf:3:22: 'access_log journal' takes no format: its entries have a field per value "
+     "(fields= picks them)"},
+    {SVC_OPEN "  access_log off fields=status;\n" SVC_ROUTE "}\n",
+     "t.conf:3:18: 'access_log off' takes no options"},
+    {SVC_OPEN "  access_log /tmp/a.log colour=on;\n" SVC_ROUTE "}\n",
+     "t.conf:3:25: unknown or repeated access_log option 'colour=on'; usage: access_log "
+     "/PATH|journal|off [format=combined|json] [fields=NAME,...]"},
+    {SVC_OPEN "  access_log /tmp/a.log format=json format=json;\n" SVC_ROUTE "}\n",
+     "t.conf:3:37: unknown or repeated access_log option 'format=json'; usage: access_log "
+     "/PATH|journal|off [format=combined|json] [fields=NAME,...]"},
+    {SVC_OPEN "  access_log a.log;\n" SVC_ROUTE "}\n",
+     "t.conf:3:14: 'access_log' needs an absolute path, 'journal' or 'off'"},
     /* routes */
     {SVC_OPEN "  route api { respond 200; }\n}\n",
      "t.conf:3:9: route prefix 'api' must start with '/'"},
@@ -1399,6 +1429,37 @@ Test(hostile, errors_are_capped)
     text = repeat("", "x", 60000, ";\n");
     expect_err(text, NULL, "t.conf:1:1: unknown directive 'xxxxxxxx");
     free(text);
+}
+
+/* access_log's forms: the path alone is combined, fields= alone JSON, the journal has its
+ * own form; fields keep the order written. */
+Test(conf, access_log_forms)
+{
+    struct conf *c = load_ok(
+        "service a { listen 127.0.0.1:8080; access_log /dev/null; route / { respond 200; } }\n"
+        "service b { listen 127.0.0.1:8081; access_log /dev/null format=json;\n"
+        "  route / { respond 200; } }\n"
+        "service d { listen 127.0.0.1:8082; access_log /dev/null fields=status,path,time;\n"
+        "  route / { respond 200; } }\n"
+        "service e { listen 127.0.0.1:8083; access_log journal fields=route;\n"
+        "  route / { respond 200; } }\n"
+        "service f { listen 127.0.0.1:8084; access_log off; route / { respond 200; } }\n");
+
+    cr_assert_eq(c->nservices, 5);
+    cr_expect_eq(c->services[0].access_log.format, ACCESSLOG_COMBINED);
+    cr_expect_str_eq(c->services[0].access_log.path, "/dev/null");
+    cr_expect_eq(c->services[1].access_log.format, ACCESSLOG_JSON);
+    cr_expect_eq(c->services[1].access_log.nfields, 0);
+    cr_expect_eq(c->services[2].access_log.format, ACCESSLOG_JSON);
+    cr_assert_eq(c->services[2].access_log.nfields, 3);
+    cr_expect_eq(c->services[2].access_log.fields[0], ALF_STATUS);
+    cr_expect_eq(c->services[2].access_log.fields[1], ALF_PATH);
+    cr_expect_eq(c->services[2].access_log.fields[2], ALF_TIME);
+    cr_expect_eq(c->services[3].access_log.format, ACCESSLOG_JOURNAL);
+    cr_expect_null(c->services[3].access_log.path);
+    cr_expect_eq(c->services[3].access_log.nfields, 1);
+    cr_expect_eq(c->services[4].access_log.format, ACCESSLOG_OFF);
+    conf_free(c);
 }
 
 /* Files a directive names are checked without opening them: a FIFO would block the load. */
