@@ -1,19 +1,25 @@
 #!/bin/bash
-# What access logging costs: percore serving GET /hello (respond 200) with
-#   off       no access_log
+# What access logs, request IDs and tracing cost: percore serving GET /hello (respond 200)
+# with
+#   off       none of them
+#   baseline  none, with the build BASELINE names (left out without one): what a change
+#             costs with everything off
 #   combined  access_log FILE (the combined format)
 #   json      access_log FILE format=json (every field)
 #   journal   access_log journal (every field), to a stand-in journald that only counts
 #             datagrams, on /run/systemd/journal/socket in a private mount namespace (needs
 #             root and unshare; left out otherwise)
+#   ids       request_id on
+#   traced    request_id on, access_log FILE format=json and tracing { sample 0.01; } with
+#             spans exported to a stand-in OTLP collector (tests/integration/otlp_collector.py)
 # in the same run, one worker pinned to CPU 0 and wrk (keep-alive) on CPU 1, interleaved
 # rounds; the journal's stand-in runs unpinned. Prints req/s and requests per CPU-second
 # of the worker (median of the rounds), each one's ratio to off and, for the journal, the
 # share of entries that reached the stand-in (the others were dropped, not waited for).
 #
-#   bench/accesslog.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-v]   -v: each round too
-#   PERCORE=path/to/percore bench/accesslog.sh
-#   SCENARIOS="off json" bench/accesslog.sh      only these
+#   bench/observe.sh [-d SECONDS] [-r ROUNDS] [-c CONNECTIONS] [-v]   -v: each round too
+#   PERCORE=path/to/percore BASELINE=path/to/older/percore bench/observe.sh
+#   SCENARIOS="off json" bench/observe.sh      only these
 set -eu
 
 DURATION=10
@@ -30,7 +36,9 @@ while getopts d:r:c:v opt; do
     esac
 done
 
-SCENARIOS=${SCENARIOS:-off combined json journal}
+BASELINE=${BASELINE:-}
+SCENARIOS=${SCENARIOS:-off baseline combined json journal ids traced}
+if [[ -z "${BASELINE}" ]]; then SCENARIOS=${SCENARIOS/baseline/}; fi
 if [[ " ${SCENARIOS} " == *" journal "* && -z "${PERCORE_BENCH_NS:-}" ]]; then
     if [[ "$(id -u)" -eq 0 ]] && command -v unshare >/dev/null; then
         export PERCORE_BENCH_NS=1
@@ -45,7 +53,8 @@ PERCORE=${PERCORE:-${TOP}/_build/release/percore}
 TMP=$(mktemp -d /tmp/percore-bench.XXXXXX)
 SERVER_PID=
 RX_PID=
-trap 'stop_server; [[ -n "${RX_PID}" ]] && kill "${RX_PID}" 2>/dev/null; rm -rf "${TMP}"' EXIT
+COLL_PID=
+trap 'stop_server; for p in ${RX_PID} ${COLL_PID}; do kill "${p}" 2>/dev/null; done; rm -rf "${TMP}"' EXIT
 
 command -v wrk >/dev/null || { echo "bench: wrk is missing" >&2; exit 1; }
 [[ -x "${PERCORE}" ]] || { echo "bench: build percore first (./quickstart.sh run)" >&2; exit 1; }
@@ -90,12 +99,35 @@ free_port() {
 }
 free_port
 BODY='Hello, world!\n'
+HELLO_PORT=${PORT}
+
+# The OTLP collector's stand-in, unpinned.
+if [[ " ${SCENARIOS} " == *" traced "* ]]; then
+    free_port
+    COLL_PORT=${PORT}
+    python3 "${TOP}/tests/integration/otlp_collector.py" "${COLL_PORT}" >/dev/null 2>&1 &
+    COLL_PID=$!
+    for _ in $(seq 1 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:${COLL_PORT}/count" 2>/dev/null && break
+        sleep 0.05
+    done
+fi
+PORT=${HELLO_PORT}
 
 conf() { # SCENARIO
-    printf 'workers 1;\ncpu_affinity on;\nservice hello {\n    listen 127.0.0.1:%s;\n' "${PORT}"
+    printf 'workers 1;\ncpu_affinity on;\n'
+    case $1 in
+    ids) printf 'request_id on;\n' ;;
+    traced)
+        printf 'request_id on;\ntracing {\n    sample 0.01;\n'
+        printf '    otlp_endpoint http://127.0.0.1:%s/v1/traces;\n}\n' "${COLL_PORT}"
+        ;;
+    *) ;;
+    esac
+    printf 'service hello {\n    listen 127.0.0.1:%s;\n' "${PORT}"
     case $1 in
     combined) printf '    access_log %s/access.log;\n' "${TMP}" ;;
-    json) printf '    access_log %s/access.json format=json;\n' "${TMP}" ;;
+    json | traced) printf '    access_log %s/access.json format=json;\n' "${TMP}" ;;
     journal) printf '    access_log journal;\n' ;;
     *) ;;
     esac
@@ -103,13 +135,15 @@ conf() { # SCENARIO
 }
 
 start_server() { # SCENARIO
+    local bin=${PERCORE}
+    [[ $1 == baseline ]] && bin=${BASELINE}
     conf "$1" >"${TMP}/$1.conf"
-    if ! "${PERCORE}" -t -c "${TMP}/$1.conf" >"${TMP}/t.out" 2>&1; then
+    if ! "${bin}" -t -c "${TMP}/$1.conf" >"${TMP}/t.out" 2>&1; then
         echo "bench: percore refuses the $1 config:" >&2
         cat "${TMP}/t.out" >&2
         exit 1
     fi
-    taskset -c 0 "${PERCORE}" -f -c "${TMP}/$1.conf" 2>"${TMP}/percore.log" &
+    taskset -c 0 "${bin}" -f -c "${TMP}/$1.conf" 2>"${TMP}/percore.log" &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         curl -sf -o /dev/null "http://127.0.0.1:${PORT}/hello" 2>/dev/null && return 0
@@ -183,7 +217,7 @@ for _ in $(seq 1 "${ROUNDS}"); do
         [[ -n "${VERBOSE}" ]] && printf '%-10s %s\n' "${s}" "$(tail -n 1 "${TMP}/${s}.res")"
     done
 done
-printf '%-30s %12s %14s %10s %10s %12s\n' "access_log (GET /hello)" "req/s" "req/CPU-s" \
+printf '%-30s %12s %14s %10s %10s %12s\n' "scenario (GET /hello)" "req/s" "req/CPU-s" \
     "req/s÷off" "eff÷off" "logged"
 declare -A RPS EFF
 for s in ${SCENARIOS}; do
