@@ -253,9 +253,9 @@ Test(config, tracing_block)
     cr_assert_float_eq(c->tracing.sample, 1.0, 1e-9);
     cr_assert_str_eq(c->tracing.service_name, "percore");
     conf_free(c);
-    c = load_ok("tracing { otlp_endpoint http://collector:4318/otlp/v1/traces; sample 0; }\n"
+    c = load_ok("tracing { otlp_endpoint http://localhost:4318/otlp/v1/traces; sample 0; }\n"
                 SVC(""));
-    cr_assert_str_eq(c->tracing.otlp_endpoint, "http://collector:4318/otlp/v1/traces");
+    cr_assert_str_eq(c->tracing.otlp_endpoint, "http://localhost:4318/otlp/v1/traces");
     cr_assert_float_eq(c->tracing.sample, 0.0, 1e-9);
     conf_free(c);
 }
