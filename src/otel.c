@@ -584,8 +584,14 @@ on_read(h2o_socket_t *sock, const char *err)
 
     if (sock != ex.sock || !ex.busy)
         return;
-    rc = phr_parse_response(sock->input->bytes, sock->input->size, &minor, &status, &msg,
-                            &msg_len, hs, &nh, 0);
+    /* Interim responses (100 Continue, 103 Early Hints), which any HTTP/1.1 server may send
+     * unasked (RFC 9110 15.2), come before the one that answers the export: skipped. */
+    while ((rc = phr_parse_response(sock->input->bytes, sock->input->size, &minor, &status,
+                                    &msg, &msg_len, hs, &nh, 0)) > 0 &&
+           status >= 100 && status < 200 && status != 101) {
+        h2o_buffer_consume(&sock->input, (size_t)rc);
+        nh = NELEMS(hs);
+    }
     if (rc == -2 && sock->input->size < RESPONSE_HEAD_MAX && err == NULL)
         return; /* more to come */
     if (rc < 0) {
