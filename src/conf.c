@@ -1420,6 +1420,9 @@ set_otlp(struct loader *ld, const struct directive *d, const struct conf_node *n
     if (strncmp(u, "http://", 7) != 0)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint must be an http:// URL; usage: %s",
                       d->usage);
+    if (strlen(u) > CONF_OTLP_ENDPOINT_MAX)
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint is longer than %d bytes",
+                      CONF_OTLP_ENDPOINT_MAX);
     end = auth + strcspn(auth, "/?#");
     if (end == auth || strpbrk(auth, "?#") != NULL)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has no host or a query; usage: "

@@ -93,7 +93,8 @@ static struct {
     int busy;           /* an export is in flight */
     size_t inflight;    /* its spans */
     struct buf body;    /* its JSON */
-    char req_head[1024]; /* its request head */
+    char req_head[CONF_OTLP_ENDPOINT_MAX + 256]; /* its request head: the URL's path and
+                                                   host, and 256 for the rest */
     size_t req_head_len;
     char *resource;     /* the resource's JSON, made at start */
     int64_t off_ns;     /* Unix time minus monotonic time, in ns */
