@@ -1359,6 +1359,24 @@ set_trusted(struct loader *ld, const struct directive *d, const struct conf_node
 
 static int valid_header_name(const char *s);
 
+/* Whether name is a header the request ID cannot go in: the ID replaces the request's
+ * lines of that name and is set on the response, so a name that frames either message,
+ * names the host, or that percore writes itself (the trace context, the client's identity
+ * passed upstream, Date, Server) would break one of them or be dropped on the way. */
+static int
+reqid_header_managed(const char *name)
+{
+    static const char *const managed[] = {
+        "host", "content-length", "transfer-encoding", "connection", "upgrade", "te",
+        "keep-alive", "proxy-connection", "trailer", "expect", "date", "server", "cookie",
+        "set-cookie", "traceparent", "tracestate", "forwarded", "via", "x-real-ip"};
+
+    for (size_t i = 0; i < NELEMS(managed); i++)
+        if (strcasecmp(name, managed[i]) == 0)
+            return 1;
+    return strncasecmp(name, "x-forwarded-", 12) == 0;
+}
+
 /* `request_id on|off [header=NAME]`, in the block being loaded. */
 static int
 set_request_id(struct loader *ld, const struct directive *d, const struct conf_node *n,
@@ -1379,6 +1397,9 @@ set_request_id(struct loader *ld, const struct directive *d, const struct conf_n
         h = a->s + 7;
         if (!valid_header_name(h))
             return err_at(ld, &a->pos, "request_id header '%s' is no header name", h);
+        if (reqid_header_managed(h))
+            return err_at(ld, &a->pos, "request_id header '%s' is managed by percore and the "
+                          "protocol; it cannot carry the request ID", h);
     }
     r->on = strcmp(v, "on") == 0;
     r->header = xstrdup(h);
@@ -1440,6 +1461,9 @@ set_otlp(struct loader *ld, const struct directive *d, const struct conf_node *n
     if (strncmp(u, "http://", 7) != 0)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint must be an http:// URL; usage: %s",
                       d->usage);
+    if (strlen(u) > CONF_OTLP_ENDPOINT_MAX)
+        return err_at(ld, &n->args[0].pos, "otlp_endpoint is longer than %d bytes",
+                      CONF_OTLP_ENDPOINT_MAX);
     end = auth + strcspn(auth, "/?#");
     if (end == auth || strpbrk(auth, "?#") != NULL)
         return err_at(ld, &n->args[0].pos, "otlp_endpoint '%s' has no host or a query; usage: "

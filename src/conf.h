@@ -201,6 +201,7 @@ struct conf_tracing {
 #define CONF_DEFAULT_SPAN_BATCH 512
 #define CONF_DEFAULT_EXPORT_INTERVAL_MS 1000
 #define CONF_DEFAULT_EXPORT_TIMEOUT_MS 5000
+#define CONF_OTLP_ENDPOINT_MAX 512 /* bytes: the export's request head has room for its path and host */
 
 struct conf_service {
     char *name;

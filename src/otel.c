@@ -93,7 +93,8 @@ static struct {
     int busy;           /* an export is in flight */
     size_t inflight;    /* its spans */
     struct buf body;    /* its JSON */
-    char req_head[1024]; /* its request head */
+    char req_head[CONF_OTLP_ENDPOINT_MAX + 256]; /* its request head: the URL's path and
+                                                   host, and 256 for the rest */
     size_t req_head_len;
     char *resource;     /* the resource's JSON, made at start */
     int64_t off_ns;     /* Unix time minus monotonic time, in ns */
@@ -584,8 +585,14 @@ on_read(h2o_socket_t *sock, const char *err)
 
     if (sock != ex.sock || !ex.busy)
         return;
-    rc = phr_parse_response(sock->input->bytes, sock->input->size, &minor, &status, &msg,
-                            &msg_len, hs, &nh, 0);
+    /* Interim responses (100 Continue, 103 Early Hints), which any HTTP/1.1 server may send
+     * unasked (RFC 9110 15.2), come before the one that answers the export: skipped. */
+    while ((rc = phr_parse_response(sock->input->bytes, sock->input->size, &minor, &status,
+                                    &msg, &msg_len, hs, &nh, 0)) > 0 &&
+           status >= 100 && status < 200 && status != 101) {
+        h2o_buffer_consume(&sock->input, (size_t)rc);
+        nh = NELEMS(hs);
+    }
     if (rc == -2 && sock->input->size < RESPONSE_HEAD_MAX && err == NULL)
         return; /* more to come */
     if (rc < 0) {

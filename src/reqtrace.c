@@ -102,7 +102,7 @@ reqtrace_valid_tracestate(h2o_iovec_t v)
 {
     size_t i = 0, members = 0;
 
-    if (v.len == 0 || v.len > 512)
+    if (v.len == 0 || v.len > REQTRACE_TRACESTATE_MAX)
         return 0;
     while (i < v.len) {
         size_t k = 0, val = 0;
@@ -168,36 +168,71 @@ reqtrace_traceparent(const struct reqtrace *t, const uint8_t span[8], char *out)
     out[55] = '\0';
 }
 
+/* Take every line named name (lowercase; tok its token, or NULL) out of hs in one pass,
+ * keeping the others in order, and return how many there were: over HTTP/2 a client can
+ * repeat a line thousands of times at a byte each (HPACK), so nothing here may cost more
+ * than once per line. *v is the first line's value; with join_pool, the values of all
+ * joined with ',' (in join_pool), or a NULL base when that is longer than join_max. */
+static unsigned
+take_lines(h2o_headers_t *hs, const h2o_token_t *tok, const char *name, size_t len,
+           h2o_iovec_t *v, h2o_mem_pool_t *join_pool, size_t join_max)
+{
+    size_t kept = 0;
+    unsigned n = 0;
+    char *buf = NULL;
+
+    *v = h2o_iovec_init(NULL, 0);
+    for (size_t i = 0; i < hs->size; i++) {
+        const h2o_header_t *h = &hs->entries[i];
+        if (tok != NULL ? h->name != &tok->buf
+                        : !h2o_memis(h->name->base, h->name->len, name, len)) {
+            hs->entries[kept++] = *h;
+            continue;
+        }
+        if (n++ == 0) {
+            *v = h->value;
+            if (join_pool != NULL && v->len > join_max)
+                v->base = NULL;
+            continue;
+        }
+        if (join_pool == NULL || v->base == NULL)
+            continue;
+        if (v->len + 1 + h->value.len > join_max) {
+            v->base = NULL;
+            continue;
+        }
+        if (buf == NULL) {
+            buf = h2o_mem_alloc_pool(join_pool, join_max);
+            memcpy(buf, v->base, v->len);
+            v->base = buf;
+        }
+        buf[v->len] = ',';
+        memcpy(buf + v->len + 1, h->value.base, h->value.len);
+        v->len += 1 + h->value.len;
+    }
+    hs->size = kept;
+    return n;
+}
+
 /* Delete every header named name (lowercase), returning the value of the only one, or a
  * NULL base if there were none or several. */
 static h2o_iovec_t
 take_header(h2o_headers_t *hs, const char *name, size_t len, const h2o_token_t *tok)
 {
-    h2o_iovec_t v = h2o_iovec_init(NULL, 0);
-    unsigned n = 0;
-    ssize_t i;
+    h2o_iovec_t v;
 
-    while ((i = tok != NULL ? h2o_find_header(hs, tok, -1)
-                            : h2o_find_header_by_str(hs, name, len, -1)) != -1) {
-        v = hs->entries[i].value;
-        n++;
-        h2o_delete_header(hs, i);
-    }
-    return n == 1 ? v : h2o_iovec_init(NULL, 0);
+    return take_lines(hs, tok, name, len, &v, NULL, 0) == 1 ? v : h2o_iovec_init(NULL, 0);
 }
 
-/* Every tracestate line joined with ',', or a NULL base if none; their headers deleted. */
+/* Every tracestate line joined with ',', or a NULL base if none or longer than a valid
+ * list; their headers deleted. */
 static h2o_iovec_t
 take_tracestate(h2o_req_t *req)
 {
-    h2o_iovec_t all = h2o_iovec_init(NULL, 0);
-    ssize_t i;
+    h2o_iovec_t all;
 
-    while ((i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("tracestate"), -1)) != -1) {
-        h2o_iovec_t v = req->headers.entries[i].value;
-        all = all.base == NULL ? v : h2o_concat(&req->pool, all, h2o_iovec_init(",", 1), v);
-        h2o_delete_header(&req->headers, i);
-    }
+    (void)take_lines(&req->headers, NULL, H2O_STRLIT("tracestate"), &all, &req->pool,
+                     REQTRACE_TRACESTATE_MAX);
     return all;
 }
 

@@ -15,6 +15,7 @@ struct reqdata;
 
 #define REQTRACE_ID_MAX 128 /* an accepted request ID's length at most */
 #define REQTRACE_TRACEPARENT_LEN 55 /* "00-" 32 "-" 16 "-" 2 */
+#define REQTRACE_TRACESTATE_MAX 512 /* a tracestate list passed on, in bytes at most */
 
 struct reqtrace {
     uint8_t trace_id[16];

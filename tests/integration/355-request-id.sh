@@ -167,6 +167,20 @@ R=$(curl -sk --http2 -H 'x-request-id: two words' -H 'traceparent: 00-0af7651916
 check "HTTP/2: a malformed ID and traceparent are replaced" \
     sh -c "echo '$(hdr "$R" x-request-id)' | grep -Eqx '[0-9a-f]{32}' && ! echo '$(hdr "$R" traceparent)' | grep -q 0af7651916cd43dd8448eb211c80319c"
 
+# HPACK lets a client repeat a line 400,000 times in 400 kB, each a byte: taking the trace
+# lines and the ID out must cost once per line, not per line times the lines left (which
+# held the worker's loop for minutes, past worker_watchdog).
+REP="$(dirname "$0")/h2repeat.py"
+for line in "traceparent $TP" "tracestate a=b" "x-request-id h2-proxy-id"; do
+    # shellcheck disable=SC2086 # NAME VALUE
+    J=$(python3 "$REP" "$P_H2" /up/a $line 400000)
+    R=$(echo "$J" | python3 -c 'import json, sys; j = json.load(sys.stdin); print(j["body"] if j["status"] == 200 and j["seconds"] < 5 else "")')
+    check "HTTP/2: 400,000 ${line%% *} lines are answered in under 5 s (took $(echo "$J" | python3 -c 'import json, sys; print(json.load(sys.stdin)["seconds"])'))" test -n "$R"
+    expect_eq "HTTP/2: ... and the upstream sees one traceparent (percore's), one ID, no tracestate" \
+        "$(hdr "$R" traceparent | grep -c 0af7651916cd43dd8448eb211c80319c) $(hdr "$R" traceparent | wc -l) $(hdr "$R" x-request-id | grep -Ec '^[0-9a-f]{32}$') $(hdr "$R" tracestate | wc -l)" \
+        "0 1 1 0"
+done
+
 # ---- error lines name the request ----
 FID=$(curl -s -D - -o /dev/null "$T/dead/x" | resp_hdr x-request-id)
 wait_for log_has "request $FID: GET /dead/x" || true

@@ -266,6 +266,18 @@ check "the metrics have HELP and TYPE lines" sh -c \
     "curl -s $URL/metrics | grep -q '^# TYPE percore_otel_spans_dropped_total counter$'"
 expect_eq "no export was refused" "$(collected bad)" "0"
 
+# ---- a collector that sends interim responses before its answer ----
+curl -s -o /dev/null "http://127.0.0.1:$CPORT/interim?on=1"
+T7=55555555555555555555555555555555
+curl -s -o /dev/null -H "traceparent: 00-$T7-5555555555555555-01" "$URL/interim"
+check "spans answered after a 100 and a 103 are exported" wait_for trace_spans "$T7" 1
+expect_eq "and none dropped" "$(metric percore_otel_spans_dropped_total)" "0"
+T9=77777777777777777777777777777777
+curl -s -o /dev/null -H "traceparent: 00-$T9-7777777777777777-01" "$URL/interim"
+check "the connection goes on for the next export" wait_for trace_spans "$T9" 1
+expect_eq "still none dropped" "$(metric percore_otel_spans_dropped_total)" "0"
+curl -s -o /dev/null "http://127.0.0.1:$CPORT/interim?on=0"
+
 # ---- the collector killed: clients see nothing, spans are dropped ----
 SAMPLED=(-H "traceparent: 00-$TRACE-$CSPAN-01")
 kill -KILL "$COL_PID"

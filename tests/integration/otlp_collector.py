@@ -7,6 +7,8 @@ POST /v1/traces (any path but those below): the body must be OTLP JSON
 (resourceSpans/scopeSpans/spans, Content-Type application/json); each span is kept with
 its resource's attributes, and the answer is 200 with "{}" (keep-alive). A body that is not
 JSON, or not such a document, gets 400 and is counted in "bad".
+GET /interim?on=1 (or 0): each POST's answer comes after a 100 Continue and a 103 Early
+Hints, which an HTTP/1.1 client must skip (RFC 9110 15.2), from now on (or no longer).
 GET /count: {"spans", "server", "client", "exports", "bad"}: spans received in all, by kind
 (2 server, 3 client), export requests, and rejected ones.
 GET /spans: every span received, in order, as a JSON list; each is the span as sent, with
@@ -25,6 +27,7 @@ port = int(sys.argv[1])
 spans = []
 counts = {"spans": 0, "server": 0, "client": 0, "exports": 0, "bad": 0}
 lock = threading.Lock()
+interim = {"on": False}
 
 
 def value_of(v):
@@ -81,6 +84,9 @@ class H(http.server.BaseHTTPRequestHandler):
                 counts["bad"] += 1
             self.reply(400, json.dumps({"error": str(e)}).encode())
             return
+        if interim["on"]:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n"
+                             b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
         with lock:
             spans.extend(got)
             counts["exports"] += 1
@@ -93,7 +99,10 @@ class H(http.server.BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         q = urllib.parse.parse_qs(u.query)
         with lock:
-            if u.path == "/count":
+            if u.path == "/interim":
+                interim["on"] = q.get("on") == ["1"]
+                body = json.dumps(interim)
+            elif u.path == "/count":
                 body = json.dumps(counts)
             elif u.path == "/spans":
                 body = json.dumps([s for s in spans

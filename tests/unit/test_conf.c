@@ -2005,6 +2005,15 @@ static const struct bad bad_tracing[] = {
      "t.conf:1:25: otlp_endpoint: cannot resolve 'no-such-host.invalid'"},
     {"tracing { otlp_endpoint http://127.0.0.1:4318; span_queue 10; span_batch 20; }\n",
      "t.conf:1:1: span_batch 20 is larger than span_queue 10"},
+    {"tracing { otlp_endpoint http://127.0.0.1:4318/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "; }\n",
+     "t.conf:1:25: otlp_endpoint is longer than 512 bytes"},
     {"tracing { span_queue 0; }\n",
      "t.conf:1:22: invalid value '0' for 'span_queue': expected a number from 1 to 1048576"},
     {"tracing { export_timeout 1ms; }\n",
@@ -2024,7 +2033,7 @@ ParameterizedTestParameters(tracing, bad_export_settings)
 
 ParameterizedTest(size_t *i, tracing, bad_export_settings)
 {
-    char text[512];
+    char text[1024];
 
     snprintf(text, sizeof(text), "%s%s", bad_tracing[*i].text, HELLO);
     expect_err(text, NULL, bad_tracing[*i].expect);

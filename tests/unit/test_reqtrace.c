@@ -216,6 +216,23 @@ Test(config, request_id_errors)
              "t.conf:1:15: request_id header 'a:b' is no header name");
     load_err("request_id on header=;\n" SVC(""),
              "t.conf:1:15: request_id header '' is no header name");
+    /* The ID replaces the request's lines of the name and is set on the response: a
+     * framing header would go out twice (two Content-Length lines), the Host or a header
+     * percore writes would be lost or doubled. */
+    static const char *const managed[] = {"Content-Length", "transfer-encoding", "Host",
+                                          "connection", "TE", "upgrade", "traceparent",
+                                          "Tracestate", "x-forwarded-for", "X-Forwarded-Proto",
+                                          "forwarded", "via", "date", "server", "set-cookie"};
+    for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++) {
+        char text[256], want[256];
+        snprintf(text, sizeof(text), "request_id on header=%s;\n" SVC(""), managed[i]);
+        snprintf(want, sizeof(want), "t.conf:1:15: request_id header '%s' is managed by "
+                 "percore and the protocol; it cannot carry the request ID", managed[i]);
+        load_err(text, want);
+    }
+    load_err(SVC("request_id on header=Content-Length;"),
+             "t.conf:1:47: request_id header 'Content-Length' is managed by percore and the "
+             "protocol; it cannot carry the request ID");
 }
 
 Test(config, tracing_block)
@@ -236,9 +253,9 @@ Test(config, tracing_block)
     cr_assert_float_eq(c->tracing.sample, 1.0, 1e-9);
     cr_assert_str_eq(c->tracing.service_name, "percore");
     conf_free(c);
-    c = load_ok("tracing { otlp_endpoint http://collector:4318/otlp/v1/traces; sample 0; }\n"
+    c = load_ok("tracing { otlp_endpoint http://localhost:4318/otlp/v1/traces; sample 0; }\n"
                 SVC(""));
-    cr_assert_str_eq(c->tracing.otlp_endpoint, "http://collector:4318/otlp/v1/traces");
+    cr_assert_str_eq(c->tracing.otlp_endpoint, "http://localhost:4318/otlp/v1/traces");
     cr_assert_float_eq(c->tracing.sample, 0.0, 1e-9);
     conf_free(c);
 }
