@@ -174,15 +174,15 @@ rewrite(h2o_req_t *req, const struct conf_rewrite *v, size_t n, const struct tmp
     return changed ? RW_CHANGED : RW_SAME;
 }
 
-/* The route for req's current path, or NULL with the router's answer recorded (405). */
+/* The route for req's current path (recorded in rd, req's data), or NULL with the router's
+ * answer recorded (405). */
 static struct route_rt *
-find_route(h2o_req_t *req, struct site_rt *site)
+find_route(h2o_req_t *req, struct reqdata *rd, struct site_rt *site)
 {
     struct rm_result res;
     struct rm_req rq = {req->path_normalized.base, req->path_normalized.len, req->method,
                         &req->headers, NULL, 0};
     struct route_rt *route;
-    struct reqdata *rd = reqdata_get(req);
 
     rd->route = NULL;
     if (req->query_at != SIZE_MAX) {
@@ -224,7 +224,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
             return run(req, site, fallback);
     }
     for (unsigned n = 0;; n++) {
-        if ((route = find_route(req, site)) == NULL)
+        if ((route = find_route(req, rd, site)) == NULL)
             return run(req, site, fallback);
         if (route->conf->nrewrites == 0)
             break;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "conf_load.h"
 #include "reqtrace.h"
 
 static int
@@ -155,32 +156,6 @@ Test(request_id, what_a_trusted_proxy_may_pass)
 }
 
 /* ---- the config ---- */
-
-static const struct conf_sockets no_sockets = {NULL, 0, 1};
-
-static struct conf *
-load_ok(const char *text)
-{
-    struct conf_diag d = {0};
-    struct conf *c = conf_load_string("t.conf", text, &no_sockets, &d);
-
-    if (c == NULL)
-        cr_assert_fail("unexpected error: %s", d.n ? d.msgs[0] : "(none)");
-    conf_diag_clear(&d);
-    return c;
-}
-
-static void
-load_err(const char *text, const char *want)
-{
-    struct conf_diag d = {0};
-    struct conf *c = conf_load_string("t.conf", text, &no_sockets, &d);
-
-    cr_assert_null(c, "loaded:\n%s", text);
-    cr_assert_gt(d.n, 0);
-    cr_assert_str_eq(d.msgs[0], want, "input:\n%s", text);
-    conf_diag_clear(&d);
-}
 
 #define SVC(extra) "service a { listen 127.0.0.1:1; " extra " route / { respond 200; } }\n"
 
