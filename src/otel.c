@@ -465,9 +465,8 @@ otel_attempt_answered(h2o_req_t *req, struct reqdata *rd, const struct otel_atte
 }
 
 void
-otel_request_end(h2o_req_t *req, struct reqdata *rd)
+otel_request_end(h2o_req_t *req, struct reqdata *rd, int64_t now)
 {
-    int64_t now = util_now_us();
     struct span *s;
     struct sockaddr_storage ss;
     h2o_iovec_t path = req->input.path;

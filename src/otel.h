@@ -48,9 +48,10 @@ void otel_attempt_end(const struct reqdata *rd, const struct otel_attempt *a);
  * request (otel_request_end), when the body's end is known. a is copied into req's pool. */
 void otel_attempt_answered(h2o_req_t *req, struct reqdata *rd, const struct otel_attempt *a);
 
-/* The request logger, for a sampled request: its server span (and the span of an attempt
- * left open by otel_attempt_answered) go to the queue. */
-void otel_request_end(h2o_req_t *req, struct reqdata *rd);
+/* The request logger, for a sampled request that ended at now_us (monotonic, the clock
+ * the logger read): its server span (and the span of an attempt left open by
+ * otel_attempt_answered) go to the queue. */
+void otel_request_end(h2o_req_t *req, struct reqdata *rd, int64_t now_us);
 
 /* Worker, stopping, once its connections are gone: a last export of what is queued, for
  * at most budget_ms; what is left is counted as dropped. */

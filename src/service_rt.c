@@ -76,7 +76,8 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     struct access_log *al = rl->access;
     struct conn *c = worker_conn_of_req(req);
     struct reqdata *rd = reqdata_find(req);
-    int64_t us = rd != NULL && rd->start_us != 0 ? util_now_us() - rd->start_us : 0;
+    int64_t now = rd != NULL && rd->start_us != 0 ? util_now_us() : 0;
+    int64_t us = now - (rd != NULL ? rd->start_us : 0);
 
     if (us < 0)
         us = 0;
@@ -84,7 +85,7 @@ on_request_done(h2o_logger_t *self, h2o_req_t *req)
     if (rd != NULL && rd->route != NULL && rd->route->midx >= 0)
         metrics_count_route(rl->metrics, rd->route->midx);
     if (rd != NULL && otel_sampled(rd))
-        otel_request_end(req, rd);
+        otel_request_end(req, rd, now != 0 ? now : util_now_us());
     h2guard_request_done(c, req);
     if (al != NULL)
         accesslog_write(al, req, (uint64_t)us);
